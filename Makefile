@@ -1,0 +1,62 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+# Each creates the virtual environments it needs and installs pinned packages.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VLLM_VENV := .venv-vllm
+TOOLS_VENV := .venv-tools
+PY := $(VENV)/bin/python
+
+.PHONY: run test test-fast lint format bench venv vllm-venv tools-venv browsers clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# vLLM (CPU build) lives in its own venv: it pins torch/transformers/fastapi
+# versions that must not constrain the web app's dependencies.
+vllm-venv: $(VLLM_VENV)/.installed
+$(VLLM_VENV)/.installed: requirements-vllm.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q -r requirements-vllm.txt
+	touch $@
+
+# Linters/validators for the delivery checks (checkov, hadolint, kubernetes-validate).
+tools-venv: $(TOOLS_VENV)/.installed
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install -q -r requirements-tools.txt
+	touch $@
+
+## make run: local vLLM (embedded default) + the app; LLM_URL=... skips the local vLLM
+run: venv
+	@if [ -z "$$LLM_URL" ]; then $(MAKE) --no-print-directory vllm-venv; fi
+	./scripts/run_local.sh
+
+## make test: everything CI runs (unit, fakes, real vLLM, Chromium e2e, delivery checks)
+test: venv vllm-venv tools-venv
+	$(VENV)/bin/ruff check webapp tests bench scripts
+	$(VENV)/bin/python -m pytest
+
+test-fast: venv
+	$(VENV)/bin/python -m pytest -m "not vllm and not e2e and not delivery"
+
+lint: venv
+	$(VENV)/bin/ruff check webapp tests bench scripts
+	$(VENV)/bin/ruff format --check webapp tests bench scripts
+
+format: venv
+	$(VENV)/bin/ruff format webapp tests bench scripts
+	$(VENV)/bin/ruff check --fix webapp tests bench scripts
+
+## make bench: benchmarks (not part of make test)
+bench: venv vllm-venv
+	$(VENV)/bin/python -m bench
+
+clean:
+	rm -rf $(VENV) $(VLLM_VENV) $(TOOLS_VENV) .run .models

@@ -1,0 +1,88 @@
+"""One settings object, read from environment variables.
+
+Every module receives a ``Settings`` instance (or the values it needs) from the
+caller; nothing reads ``os.environ`` directly. Secrets are ``SecretStr`` so that
+they never show up in a repr, a log line or a page.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All configuration of the app. Environment variable names are the upper-case field names."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    # --- the model server (names kept from the original tutorial) ---
+    llm_url: str = Field("http://localhost:8000", description="vLLM base URL")
+    llm_name: str | None = Field(None, description="served model name; default: /v1/models")
+    llm_api_key: SecretStr = Field(SecretStr("EMPTY"), description="vLLM --api-key, if set")
+    llm_mode: Literal["auto", "chat", "completion"] = "auto"
+    llm_timeout_s: float = Field(60.0, gt=0, description="connect/read timeout per request")
+    llm_notice: str = Field("", description="banner shown on the chat page (e.g. test model)")
+
+    # --- what this process serves ---
+    app_mode: Literal["chat", "admin", "all"] = "all"
+    app_title: str = "Private LLM chat"
+
+    # --- chat defaults and bounds ---
+    default_system_prompt: str = "You are a helpful assistant."
+    default_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    default_top_p: float = Field(1.0, gt=0.0, le=1.0)
+    default_max_tokens: int = Field(512, ge=1)
+    max_prompt_chars: int = Field(32_000, ge=1)
+
+    # --- conversation store and limits ---
+    database_url: str = "sqlite:///data/chat.db"
+    messages_per_minute: int = Field(20, ge=1)
+    max_conversations_per_user: int = Field(200, ge=1)
+
+    # --- admin access ---
+    admin_emails: str = Field("", description="comma-separated allowlist")
+    iap_audience: str = ""
+
+    # --- cluster ---
+    k8s_namespace: str = "vllm"
+    vllm_deployment: str = "vllm"
+    vllm_service: str = "vllm"
+    gke_project: str = ""
+    gke_location: str = ""
+    gke_cluster: str = ""
+    gke_node_pool: str = "gpu-pool"
+    gke_api_endpoint: str = Field("", description="override, for tests")
+
+    @field_validator("llm_url")
+    @classmethod
+    def _strip_url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v.endswith("/v1"):
+            v = v[: -len("/v1")]
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("LLM_URL must start with http:// or https://")
+        return v
+
+    @field_validator("llm_name")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return v.strip() or None if v is not None else None
+
+    @property
+    def admin_allowlist(self) -> frozenset[str]:
+        """Lower-cased admin e-mail addresses."""
+        return frozenset(e.strip().lower() for e in self.admin_emails.split(",") if e.strip())
+
+    @property
+    def gke_configured(self) -> bool:
+        return bool(self.gke_project and self.gke_location and self.gke_cluster)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("Chat")
+st.info("Work in progress")
