@@ -1,0 +1,44 @@
+"""The LangChain clients, built in exactly one place.
+
+``VLLMOpenAI`` comes from langchain-community, which is sunset upstream: it is
+pinned in requirements.txt and only ``completion_llm`` names it, so swapping it
+for ``langchain_openai.OpenAI`` (same /v1/completions protocol) is a one-line
+change here.
+"""
+
+from __future__ import annotations
+
+import httpx
+from langchain_community.llms import VLLMOpenAI
+from langchain_core.language_models import BaseLLM
+from langchain_openai import ChatOpenAI
+
+
+def _timeout(read_s: float) -> httpx.Timeout:
+    # connecting must fail fast (unreachable backend); reading may take long (slow first token)
+    return httpx.Timeout(read_s, connect=min(5.0, read_s))
+
+
+def chat_llm(base_url: str, api_key: str, model: str, timeout_s: float) -> ChatOpenAI:
+    """ChatOpenAI against vLLM's /v1/chat/completions, streaming with a usage chunk."""
+    return ChatOpenAI(
+        model=model,
+        base_url=f"{base_url}/v1",
+        api_key=api_key,
+        timeout=_timeout(timeout_s),
+        max_retries=0,  # the user decides to retry; silent retries hide outages and double load
+        stream_usage=True,
+        streaming=True,
+    )
+
+
+def completion_llm(base_url: str, api_key: str, model: str, timeout_s: float) -> BaseLLM:
+    """VLLMOpenAI against vLLM's /v1/completions, for base models without a chat template."""
+    return VLLMOpenAI(
+        model_name=model,
+        openai_api_base=f"{base_url}/v1",
+        openai_api_key=api_key,
+        request_timeout=_timeout(timeout_s),
+        max_retries=0,
+        streaming=True,
+    )

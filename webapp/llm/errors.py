@@ -1,0 +1,94 @@
+"""Typed errors raised by the vLLM client layer.
+
+Views map each class to a plain-language message (``webapp.views.messages``);
+nothing here is meant to be shown to a user verbatim.
+"""
+
+from __future__ import annotations
+
+
+class LLMError(Exception):
+    """Base class for every failure talking to the model server."""
+
+    #: whether retrying the same request may succeed
+    retryable: bool = True
+
+    def __init__(self, detail: str = "", *, partial_text: str = "") -> None:
+        super().__init__(detail or self.__class__.__name__)
+        self.detail = detail
+        #: text already received before the failure (kept, never thrown away)
+        self.partial_text = partial_text
+
+
+class BackendUnreachable(LLMError):
+    """No TCP/HTTP connection to the model server."""
+
+
+class BackendTimeout(LLMError):
+    """The model server accepted the request but did not answer in time."""
+
+
+class BackendHTTPError(LLMError):
+    """The model server answered with an HTTP error status."""
+
+    def __init__(self, status: int, detail: str = "", *, partial_text: str = "") -> None:
+        super().__init__(detail, partial_text=partial_text)
+        self.status = status
+        self.retryable = status >= 500 or status == 429
+
+
+class BackendAuthError(BackendHTTPError):
+    """401/403: the API key is missing or wrong."""
+
+    retryable = False
+
+
+class ModelNotFound(BackendHTTPError):
+    """404: the server does not serve the requested model (it was switched?)."""
+
+
+class ChatTemplateMissing(BackendHTTPError):
+    """400 from /v1/chat/completions: the model has no chat template (a base model)."""
+
+    retryable = False
+
+
+class ContextOverflow(LLMError):
+    """The prompt (plus max_tokens) does not fit the model's context window."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        prompt_tokens: int | None = None,
+        limit: int | None = None,
+        partial_text: str = "",
+    ) -> None:
+        super().__init__(detail, partial_text=partial_text)
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
+
+
+class StreamInterrupted(LLMError):
+    """The connection dropped after the answer had started; ``partial_text`` holds what came."""
+
+
+class InvalidPrompt(LLMError):
+    """The user's input cannot be sent (empty, too long)."""
+
+    retryable = False
+
+
+class EmptyPrompt(InvalidPrompt):
+    """Empty or whitespace-only prompt."""
+
+
+class PromptTooLong(InvalidPrompt):
+    """Longer than the configured maximum prompt length."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"{length} characters > {limit}")
+        self.length = length
+        self.limit = limit
