@@ -1,0 +1,52 @@
+import pytest
+from pydantic import ValidationError
+
+from webapp.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "expected"),
+    [
+        ({}, "llm_url", "http://localhost:8000"),
+        ({"LLM_URL": "http://vllm:8000/"}, "llm_url", "http://vllm:8000"),
+        ({"LLM_URL": "http://vllm:8000/v1"}, "llm_url", "http://vllm:8000"),
+        ({"LLM_NAME": "  "}, "llm_name", None),
+        ({"LLM_NAME": "meta-llama/Llama-2-7b-hf"}, "llm_name", "meta-llama/Llama-2-7b-hf"),
+        ({"LLM_MODE": "completion"}, "llm_mode", "completion"),
+        ({"APP_MODE": "chat"}, "app_mode", "chat"),
+        ({"MAX_PROMPT_CHARS": "100"}, "max_prompt_chars", 100),
+    ],
+)
+def test_settings_from_env(monkeypatch, env, field, expected):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert getattr(Settings(), field) == expected
+
+
+@pytest.mark.parametrize(
+    ("env",),
+    [
+        ({"LLM_URL": "vllm:8000"},),
+        ({"LLM_MODE": "magic"},),
+        ({"APP_MODE": "everything"},),
+        ({"DEFAULT_TEMPERATURE": "3"},),
+        ({"DEFAULT_TOP_P": "0"},),
+    ],
+)
+def test_settings_reject_bad_values(monkeypatch, env):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_api_key_never_in_repr(monkeypatch):
+    monkeypatch.setenv("LLM_API_KEY", "sk-very-secret")
+    s = Settings()
+    assert "sk-very-secret" not in repr(s) and "sk-very-secret" not in str(s.model_dump())
+    assert s.llm_api_key.get_secret_value() == "sk-very-secret"
+
+
+def test_admin_allowlist_normalised(monkeypatch):
+    monkeypatch.setenv("ADMIN_EMAILS", " Alice@Example.com, ,bob@example.com ")
+    assert Settings().admin_allowlist == {"alice@example.com", "bob@example.com"}

@@ -1,0 +1,66 @@
+"""Plain-language messages for every typed error (no traceback text, says what to do)."""
+
+import pytest
+
+from webapp.llm import errors as E
+from webapp.views.messages import answer_note, llm_error_message, stats_line
+
+
+@pytest.mark.parametrize(
+    ("err", "must_contain"),
+    [
+        (E.EmptyPrompt(), "empty"),
+        (E.PromptTooLong(40_000, 32_000), "40,000"),
+        (E.ContextOverflow("x", prompt_tokens=5000, limit=512), "5,000 tokens"),
+        (E.ContextOverflow("x"), "context window"),
+        (E.StreamInterrupted("x", partial_text="abc"), "part received is kept"),
+        (E.BackendUnreachable("[Errno 111] Connection refused"), "cannot be reached"),
+        (E.BackendTimeout("x"), "did not answer in time"),
+        (E.BackendAuthError(401, "x"), "LLM_API_KEY"),
+        (E.ModelNotFound(404, "x"), "no longer served"),
+        (E.ChatTemplateMissing(400, "x"), "chat template"),
+        (E.BackendHTTPError(429, "x"), "busy"),
+        (E.BackendHTTPError(502, "x"), "HTTP 502"),
+        (E.BackendHTTPError(400, "top_p must be in (0, 1]"), "top_p must be"),
+        (E.LLMError("weird"), "Retry"),
+    ],
+)
+def test_llm_error_message(err, must_contain):
+    msg = llm_error_message(err)
+    assert must_contain in msg
+    assert "Traceback" not in msg and "Errno" not in msg
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("complete", None),
+        ("failed", None),
+        ("stopped", "Stopped"),
+        ("cut", "Max answer tokens"),
+        ("interrupted", "connection dropped"),
+    ],
+)
+def test_answer_note(status, expected):
+    note = answer_note(status)
+    assert (note is None) if expected is None else (expected in note)
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        (
+            {
+                "completion_tokens": 12,
+                "usage_source": "server",
+                "ttft_s": 0.2,
+                "tokens_per_s": 30.0,
+            },
+            "12 tokens · first token 0.20 s · 30.0 tokens/s",
+        ),
+        ({"completion_tokens": 5, "usage_source": "counted"}, "≈5 tokens"),
+        ({"completion_tokens": 5, "usage_source": "server", "model": "m"}, "5 tokens · m"),
+    ],
+)
+def test_stats_line(meta, expected):
+    assert stats_line(meta) == expected
