@@ -1,0 +1,145 @@
+"""Database engine and schema migration for the conversation store.
+
+- ``DATABASE_URL`` may be SQLite (default, a file) or PostgreSQL (Cloud SQL in
+  production). ``postgresql://``/``postgres://`` URLs get the psycopg 3 driver.
+- SQLite runs in WAL mode with a busy timeout, and every transaction starts with
+  ``BEGIN IMMEDIATE``: writers queue up instead of failing half-way with
+  "database is locked" when a read turns into a write.
+- ``migrate`` runs the Alembic scripts of this package (no alembic.ini needed).
+  Two processes starting at once are serialised: on PostgreSQL by an advisory
+  lock, on SQLite by the immediate transaction the whole upgrade runs in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from webapp.store.errors import StoreUnavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 5
+_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_advisory_lock`` derived from a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+_MIGRATION_LOCK = advisory_key("webapp.store.migrate")
+
+
+def normalise_url(database_url: str) -> URL:
+    """Parse ``database_url``; plain PostgreSQL URLs are given the installed psycopg 3 driver."""
+    url = make_url(database_url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def create_store_engine(database_url: str) -> Engine:
+    """Build the engine (no connection is made yet); for SQLite, create the file's directory."""
+    url = normalise_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if in_memory:
+            # One shared connection, else each connection would see its own empty database.
+            engine = create_engine(
+                url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine, wal=not in_memory)
+        return engine
+    if url.get_backend_name() == "postgresql":
+        return create_engine(
+            url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        )
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
+    """Pragmas on every new connection; take over transaction begin from the sqlite3 module."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
+        # sqlite3 would otherwise BEGIN lazily (deferred) on its own; we BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        if wal:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_postgres(engine: Engine) -> bool:
+    """True when the engine talks to PostgreSQL."""
+    return engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction; database failures become ``StoreUnavailable`` (integrity errors pass)."""
+    try:
+        with engine.begin() as connection:
+            yield connection
+    except IntegrityError:
+        raise
+    except (DBAPIError, SQLAlchemyError) as exc:
+        # Deliberately not chained into the message: it may contain the URL or SQL.
+        raise StoreUnavailable() from exc
+
+
+def lock_owner(connection: Connection, owner: str) -> None:
+    """Serialise concurrent transactions of one user (PostgreSQL; SQLite already is)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key("owner:" + owner)}
+        )
+
+
+def alembic_config(connection: Connection) -> Config:
+    """An in-memory Alembic config pointing at this package's migration scripts."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Create or upgrade the schema to the newest revision. Idempotent; safe in parallel."""
+    try:
+        with engine.connect() as connection:
+            postgres = is_postgres(engine)
+            if postgres:
+                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
+                connection.commit()
+            try:
+                with connection.begin():
+                    command.upgrade(alembic_config(connection), "head")
+            finally:
+                if postgres:
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK}
+                    )
+                    connection.commit()
+    except (DBAPIError, SQLAlchemyError) as exc:
+        raise StoreUnavailable() from exc

@@ -1,0 +1,83 @@
+"""Typed errors of the conversation store and of the usage limits.
+
+Every message is plain language and safe to show to a user: it never contains
+a database URL, SQL, a stack trace or another user's data. Views may show
+``str(error)`` as is, or choose their own wording per class.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of everything the conversation store raises."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or used right now (down, locked, disk full...)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "Saved conversations are unavailable right now: the database cannot be reached. "
+            "Try again in a moment; if it persists, tell the administrator."
+        )
+
+
+class ConversationNotFound(StoreError):
+    """No such conversation *for this user*: missing and not-yours look the same on purpose."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "This conversation does not exist or is not available to you. "
+            "It may have been deleted, or the link is incomplete."
+        )
+
+
+class LimitExceeded(Exception):
+    """Base class of the usage limits a user can hit; the message says what to do."""
+
+
+class RateLimited(LimitExceeded):
+    """Too many messages in the last minute."""
+
+    def __init__(self, limit_per_minute: int, retry_after_s: int) -> None:
+        self.limit_per_minute = limit_per_minute
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            f"You have sent {limit_per_minute} messages in the last minute, the most allowed. "
+            f"Please wait {retry_after_s} s before sending another."
+        )
+
+
+class GenerationInProgress(LimitExceeded):
+    """The user already has an answer being generated (maybe in another tab)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "An answer is already being generated for you (perhaps in another tab). "
+            "Wait for it to finish or stop it, then send again."
+        )
+
+
+class PromptTooLong(LimitExceeded):
+    """The prompt has more characters than allowed."""
+
+    def __init__(self, limit: int, got: int) -> None:
+        self.limit = limit
+        self.got = got
+        super().__init__(
+            f"Your message is {got:,} characters long; the limit is {limit:,}. "
+            "Shorten it or split it into several messages. Nothing was sent."
+        )
+
+
+class TooManyConversations(LimitExceeded):
+    """The user keeps the maximum number of conversations (only with ``prune_oldest=False``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(
+            f"You already keep {limit} conversations, the most allowed. "
+            "Delete some to start a new one."
+        )

@@ -1,0 +1,387 @@
+"""``ConversationStore``: users' conversations and messages in SQLite or PostgreSQL.
+
+Ownership is enforced in the SQL of every statement (``WHERE owner = :owner``),
+never by filtering in Python afterwards. A conversation that does not exist and
+one that belongs to someone else raise the same ``ConversationNotFound``.
+
+Access policy (the one place it lives):
+
+- the owner may do everything: read, continue (add/update/truncate messages),
+  rename, change settings, delete;
+- an *anonymous* viewer who knows the id of an *anonymous* conversation (it was
+  in their URL) may read and continue it — the unguessable id is a capability,
+  so a guest who reloads the page, and so gets a new browser key, keeps chatting;
+  they may not rename or delete it, and it appears in their list only when the
+  page passes its id in ``include_ids``;
+- a logged-in user's conversation is reachable by that user only, URL or not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.elements import ColumnElement
+
+from webapp.identity import ANON_PREFIX, is_anonymous_key
+from webapp.store import engine as db
+from webapp.store.errors import ConversationNotFound, StoreUnavailable, TooManyConversations
+from webapp.store.models import conversations as C
+from webapp.store.models import messages as M
+from webapp.store.records import (
+    DEFAULT_TITLE,
+    ROLES,
+    STATUSES,
+    Conversation,
+    ConversationSummary,
+    Message,
+    is_valid_conversation_id,
+    new_conversation_id,
+    title_from_prompt,
+    utcnow,
+)
+
+TITLE_STORED_MAX = 200
+DEFAULT_STALE_AFTER_S = 30.0
+
+Clock = Callable[[], datetime]
+
+
+def _access(owner: str, *, manage: bool) -> ColumnElement[bool]:
+    """SQL condition: may ``owner`` act on the conversation row (see module docstring)."""
+    if manage or not is_anonymous_key(owner):
+        return C.c.owner == owner
+    return or_(C.c.owner == owner, C.c.owner.startswith(ANON_PREFIX, autoescape=True))
+
+
+def _summary(row: Any) -> ConversationSummary:
+    return ConversationSummary(
+        id=row.public_id,
+        title=row.title or DEFAULT_TITLE,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _message(row: Any) -> Message:
+    return Message(
+        id=row.id,
+        role=row.role,
+        content=row.content,
+        status=row.status,
+        meta=dict(row.meta or {}),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _check_message(role: str | None, status: str | None) -> None:
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {sorted(ROLES)}, not {role!r}")
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {sorted(STATUSES)}, not {status!r}")
+
+
+class ConversationStore:
+    """Conversations of many users in one database. Thread-safe; share one per process.
+
+    The engine is created on first use, never at import or construction, and the
+    schema is migrated (idempotently) before the first statement. ``clock`` returns
+    naive UTC and exists for tests.
+    """
+
+    def __init__(self, database_url: str, *, clock: Clock = utcnow) -> None:
+        self._database_url = database_url
+        self._clock = clock
+        self._engine: Engine | None = None
+        self._migrated = False
+        self._lock = threading.Lock()
+
+    # --- plumbing -------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (created lazily; no connection until first use)."""
+        with self._lock:
+            if self._engine is None:
+                try:
+                    self._engine = db.create_store_engine(self._database_url)
+                except (SQLAlchemyError, ValueError, OSError) as exc:
+                    raise StoreUnavailable(
+                        "Saved conversations are unavailable: the database setting "
+                        "(DATABASE_URL) is not usable. Tell the administrator."
+                    ) from exc
+            return self._engine
+
+    def now(self) -> datetime:
+        """The store's clock (naive UTC)."""
+        return self._clock()
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema. Idempotent; safe when several processes start at once."""
+        db.migrate(self.engine)
+        self._migrated = True
+
+    def _ready(self) -> Engine:
+        if not self._migrated:
+            self.migrate()
+        return self.engine
+
+    def dispose(self) -> None:
+        """Close pooled connections (tests, shutdown)."""
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _find(self, conn: Connection, owner: str, conversation_id: str, *, manage: bool) -> Any:
+        """The conversation row ``owner`` may act on, else ``ConversationNotFound``."""
+        if not is_valid_conversation_id(conversation_id):
+            raise ConversationNotFound()
+        row = conn.execute(
+            select(C).where(C.c.public_id == conversation_id, _access(owner, manage=manage))
+        ).first()
+        if row is None:
+            raise ConversationNotFound()
+        return row
+
+    # --- conversations ----------------------------------------------------------------
+
+    def create_conversation(
+        self,
+        owner: str,
+        title: str | None = None,
+        chat_settings: Mapping[str, Any] | None = None,
+        *,
+        max_conversations: int | None = None,
+        prune_oldest: bool = True,
+    ) -> Conversation:
+        """Start a conversation for ``owner``; ``title`` None means "from the first prompt".
+
+        With ``max_conversations``: if the owner already keeps that many, the oldest
+        (least recently active) are deleted to make room and returned in
+        ``Conversation.pruned`` so the page can say so; with ``prune_oldest=False``
+        ``TooManyConversations`` is raised instead and nothing changes.
+        """
+        now = self.now()
+        new_id = new_conversation_id()
+        stored_title = title.strip()[:TITLE_STORED_MAX] if title and title.strip() else None
+        pruned: list[ConversationSummary] = []
+        with db.transaction(self._ready()) as conn:
+            db.lock_owner(conn, owner)
+            if max_conversations is not None:
+                count = conn.execute(
+                    select(func.count()).select_from(C).where(C.c.owner == owner)
+                ).scalar_one()
+                excess = count - max_conversations + 1
+                if excess > 0 and not prune_oldest:
+                    raise TooManyConversations(max_conversations)
+                if excess > 0:
+                    oldest = conn.execute(
+                        select(C)
+                        .where(C.c.owner == owner)
+                        .order_by(C.c.updated_at.asc(), C.c.pk.asc())
+                        .limit(excess)
+                    ).all()
+                    pks = [row.pk for row in oldest]
+                    conn.execute(delete(M).where(M.c.conversation_pk.in_(pks)))
+                    conn.execute(delete(C).where(C.c.pk.in_(pks), C.c.owner == owner))
+                    pruned = [_summary(row) for row in oldest]
+            conn.execute(
+                insert(C).values(
+                    public_id=new_id,
+                    owner=owner,
+                    title=stored_title,
+                    chat_settings=dict(chat_settings) if chat_settings is not None else None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        return Conversation(
+            id=new_id,
+            title=stored_title or DEFAULT_TITLE,
+            created_at=now,
+            updated_at=now,
+            chat_settings=dict(chat_settings) if chat_settings is not None else None,
+            is_owner=True,
+            pruned=tuple(pruned),
+        )
+
+    def list_conversations(
+        self, owner: str, limit: int = 100, include_ids: Iterable[str] = ()
+    ) -> list[ConversationSummary]:
+        """``owner``'s conversations, most recently active first.
+
+        ``include_ids`` adds conversations opened by URL in this browser session
+        (anonymous viewers only; ids they may not read are silently ignored).
+        """
+        extra = [i for i in include_ids if is_valid_conversation_id(i)]
+        mine = C.c.owner == owner
+        if extra and is_anonymous_key(owner):
+            mine = or_(mine, and_(C.c.public_id.in_(extra), _access(owner, manage=False)))
+        with db.transaction(self._ready()) as conn:
+            rows = conn.execute(
+                select(C).where(mine).order_by(C.c.updated_at.desc(), C.c.pk.desc()).limit(limit)
+            ).all()
+        return [_summary(row) for row in rows]
+
+    def get_conversation(self, owner: str, conversation_id: str) -> Conversation:
+        """The conversation with its messages in order, if ``owner`` may read it."""
+        with db.transaction(self._ready()) as conn:
+            row = self._find(conn, owner, conversation_id, manage=False)
+            rows = conn.execute(
+                select(M).where(M.c.conversation_pk == row.pk).order_by(M.c.id)
+            ).all()
+        return Conversation(
+            id=row.public_id,
+            title=row.title or DEFAULT_TITLE,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            chat_settings=dict(row.chat_settings) if row.chat_settings is not None else None,
+            is_owner=row.owner == owner,
+            messages=tuple(_message(r) for r in rows),
+        )
+
+    def rename(self, owner: str, conversation_id: str, title: str) -> str:
+        """Rename (owner only) and return the new title; a blank title means "from the first
+        prompt" again."""
+        with db.transaction(self._ready()) as conn:
+            row = self._find(conn, owner, conversation_id, manage=True)
+            new_title = " ".join(title.split())[:TITLE_STORED_MAX] or None
+            if new_title is None:
+                first = conn.execute(
+                    select(M.c.content)
+                    .where(M.c.conversation_pk == row.pk, M.c.role == "user")
+                    .order_by(M.c.id)
+                    .limit(1)
+                ).scalar()
+                new_title = title_from_prompt(first) if first is not None else None
+            conn.execute(update(C).where(C.c.pk == row.pk).values(title=new_title))
+        return new_title or DEFAULT_TITLE
+
+    def update_chat_settings(
+        self, owner: str, conversation_id: str, chat_settings: Mapping[str, Any]
+    ) -> None:
+        """Replace the conversation's chat settings (model, temperature, system prompt...)."""
+        with db.transaction(self._ready()) as conn:
+            row = self._find(conn, owner, conversation_id, manage=False)
+            conn.execute(
+                update(C).where(C.c.pk == row.pk).values(chat_settings=dict(chat_settings))
+            )
+
+    def delete(self, owner: str, conversation_id: str) -> None:
+        """Delete a conversation and its messages (owner only)."""
+        with db.transaction(self._ready()) as conn:
+            row = self._find(conn, owner, conversation_id, manage=True)
+            conn.execute(delete(M).where(M.c.conversation_pk == row.pk))
+            conn.execute(delete(C).where(C.c.pk == row.pk, C.c.owner == owner))
+
+    def claim_anonymous(self, owner_from: str, owner_to: str) -> int:
+        """Move an anonymous session's conversations to ``owner_to`` (e.g. right after login).
+
+        Only anonymous keys can be claimed from; returns how many moved.
+        """
+        if not is_anonymous_key(owner_from) or owner_from == owner_to:
+            return 0
+        with db.transaction(self._ready()) as conn:
+            result = conn.execute(update(C).where(C.c.owner == owner_from).values(owner=owner_to))
+        return result.rowcount
+
+    # --- messages ---------------------------------------------------------------------
+
+    def add_message(
+        self,
+        owner: str,
+        conversation_id: str,
+        role: str,
+        content: str,
+        status: str = "complete",
+        meta: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append a message and return its id. The first user message names an untitled
+        conversation. Save the user's message when sent; start an answer as ``streaming``."""
+        _check_message(role, status)
+        now = self.now()
+        try:
+            with db.transaction(self._ready()) as conn:
+                row = self._find(conn, owner, conversation_id, manage=False)
+                result = conn.execute(
+                    insert(M).values(
+                        conversation_pk=row.pk,
+                        role=role,
+                        content=content,
+                        status=status,
+                        meta=dict(meta or {}),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                values: dict[str, Any] = {"updated_at": now}
+                if row.title is None and role == "user":
+                    values["title"] = title_from_prompt(content)
+                conn.execute(update(C).where(C.c.pk == row.pk).values(**values))
+        except IntegrityError as exc:  # deleted by another request in the meantime
+            raise ConversationNotFound() from exc
+        return int(result.inserted_primary_key[0])
+
+    def update_message(
+        self,
+        owner: str,
+        message_id: int,
+        *,
+        content: str | None = None,
+        status: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Checkpoint or finish a message: new content and/or status; ``meta`` keys are merged.
+
+        Call it every second or so while streaming (status ``streaming``) so that a
+        killed process loses only the tokens since the last checkpoint, and once at
+        the end with ``complete``/``stopped``/``failed``/``cut``.
+        """
+        _check_message(None, status)
+        with db.transaction(self._ready()) as conn:
+            row = conn.execute(
+                select(M.c.id, M.c.meta)
+                .join(C, C.c.pk == M.c.conversation_pk)
+                .where(M.c.id == message_id, _access(owner, manage=False))
+            ).first()
+            if row is None:
+                raise ConversationNotFound()
+            values: dict[str, Any] = {"updated_at": self.now()}
+            if content is not None:
+                values["content"] = content
+            if status is not None:
+                values["status"] = status
+            if meta is not None:
+                values["meta"] = {**(row.meta or {}), **meta}
+            conn.execute(update(M).where(M.c.id == message_id).values(**values))
+
+    def truncate_after(self, owner: str, conversation_id: str, message_id: int) -> int:
+        """Delete every message after ``message_id`` (e.g. the answer to regenerate).
+
+        Returns how many were deleted.
+        """
+        with db.transaction(self._ready()) as conn:
+            row = self._find(conn, owner, conversation_id, manage=False)
+            result = conn.execute(
+                delete(M).where(M.c.conversation_pk == row.pk, M.c.id > message_id)
+            )
+        return result.rowcount
+
+    def mark_interrupted(self, older_than_s: float = DEFAULT_STALE_AFTER_S) -> int:
+        """Mark ``streaming`` messages not checkpointed for ``older_than_s`` as ``interrupted``.
+
+        Their process died mid-answer (any replica). Call on page load; keep the
+        threshold well above the checkpoint interval. Returns how many were marked.
+        """
+        cutoff = self.now() - timedelta(seconds=older_than_s)
+        with db.transaction(self._ready()) as conn:
+            result = conn.execute(
+                update(M)
+                .where(M.c.status == "streaming", M.c.updated_at < cutoff)
+                .values(status="interrupted")
+            )
+        return result.rowcount
