@@ -62,8 +62,8 @@ def health(base_url: str, api_key: str | None = None, timeout: float = 3.0) -> B
         r = _get(f"{base_url}/health", api_key, timeout)
     except BackendTimeout:
         return BackendStatus(BackendState.LOADING, "health check timed out")
-    except BackendUnreachable as e:
-        return BackendStatus(BackendState.UNREACHABLE, _short(e.detail))
+    except BackendUnreachable:
+        return BackendStatus(BackendState.UNREACHABLE, f"cannot connect to {base_url}")
     if r.status_code == 200:
         return BackendStatus(BackendState.HEALTHY)
     if r.status_code in (502, 503, 504):

@@ -126,7 +126,8 @@ class ConversationStore:
         db.migrate(self.engine)
         self._migrated = True
 
-    def _ready(self) -> Engine:
+    def migrated_engine(self) -> Engine:
+        """The engine, after making sure the schema is migrated (once per store)."""
         if not self._migrated:
             self.migrate()
         return self.engine
@@ -169,7 +170,7 @@ class ConversationStore:
         new_id = new_conversation_id()
         stored_title = title.strip()[:TITLE_STORED_MAX] if title and title.strip() else None
         pruned: list[ConversationSummary] = []
-        with db.transaction(self._ready()) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             db.lock_owner(conn, owner)
             if max_conversations is not None:
                 count = conn.execute(
@@ -221,7 +222,7 @@ class ConversationStore:
         mine = C.c.owner == owner
         if extra and is_anonymous_key(owner):
             mine = or_(mine, and_(C.c.public_id.in_(extra), _access(owner, manage=False)))
-        with db.transaction(self._ready()) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             rows = conn.execute(
                 select(C).where(mine).order_by(C.c.updated_at.desc(), C.c.pk.desc()).limit(limit)
             ).all()
@@ -229,7 +230,7 @@ class ConversationStore:
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation:
         """The conversation with its messages in order, if ``owner`` may read it."""
-        with db.transaction(self._ready()) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             row = self._find(conn, owner, conversation_id, manage=False)
             rows = conn.execute(
                 select(M).where(M.c.conversation_pk == row.pk).order_by(M.c.id)
@@ -247,7 +248,7 @@ class ConversationStore:
     def rename(self, owner: str, conversation_id: str, title: str) -> str:
         """Rename (owner only) and return the new title; a blank title means "from the first
         prompt" again."""
-        with db.transaction(self._ready()) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             row = self._find(conn, owner, conversation_id, manage=True)
             new_title = " ".join(title.split())[:TITLE_STORED_MAX] or None
             if new_title is None:
@@ -265,7 +266,7 @@ class ConversationStore:
         self, owner: str, conversation_id: str, chat_settings: Mapping[str, Any]
     ) -> None:
         """Replace the conversation's chat settings (model, temperature, system prompt...)."""
-        with db.transaction(self._ready()) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             row = self._find(conn, owner, conversation_id, manage=False)
             conn.execute(
                 update(C).where(C.c.pk == row.pk).values(chat_settings=dict(chat_settings))
@@ -273,7 +274,7 @@ class ConversationStore:
 
     def delete(self, owner: str, conversation_id: str) -> None:
         """Delete a conversation and its messages (owner only)."""
-        with db.transaction(self._ready()) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             row = self._find(conn, owner, conversation_id, manage=True)
             conn.execute(delete(M).where(M.c.conversation_pk == row.pk))
             conn.execute(delete(C).where(C.c.pk == row.pk, C.c.owner == owner))
@@ -285,7 +286,7 @@ class ConversationStore:
         """
         if not is_anonymous_key(owner_from) or owner_from == owner_to:
             return 0
-        with db.transaction(self._ready()) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             result = conn.execute(update(C).where(C.c.owner == owner_from).values(owner=owner_to))
         return result.rowcount
 
@@ -305,7 +306,7 @@ class ConversationStore:
         _check_message(role, status)
         now = self.now()
         try:
-            with db.transaction(self._ready()) as conn:
+            with db.transaction(self.migrated_engine()) as conn:
                 row = self._find(conn, owner, conversation_id, manage=False)
                 result = conn.execute(
                     insert(M).values(
@@ -342,7 +343,7 @@ class ConversationStore:
         the end with ``complete``/``stopped``/``failed``/``cut``.
         """
         _check_message(None, status)
-        with db.transaction(self._ready()) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             row = conn.execute(
                 select(M.c.id, M.c.meta)
                 .join(C, C.c.pk == M.c.conversation_pk)
@@ -364,7 +365,7 @@ class ConversationStore:
 
         Returns how many were deleted.
         """
-        with db.transaction(self._ready()) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             row = self._find(conn, owner, conversation_id, manage=False)
             result = conn.execute(
                 delete(M).where(M.c.conversation_pk == row.pk, M.c.id > message_id)
@@ -378,7 +379,7 @@ class ConversationStore:
         threshold well above the checkpoint interval. Returns how many were marked.
         """
         cutoff = self.now() - timedelta(seconds=older_than_s)
-        with db.transaction(self._ready()) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             result = conn.execute(
                 update(M)
                 .where(M.c.status == "streaming", M.c.updated_at < cutoff)

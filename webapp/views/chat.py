@@ -68,16 +68,22 @@ def _redo_last() -> None:
 
 # ---------------------------------------------------------------- sidebar
 _STATE_LABEL = {
-    BackendState.HEALTHY: ("🟢", "Model server healthy"),
-    BackendState.LOADING: ("🟡", "Model server loading"),
-    BackendState.UNREACHABLE: ("🔴", "Model server unreachable"),
+    BackendState.HEALTHY: (":green[:material/check_circle:]", "Model server healthy"),
+    BackendState.LOADING: (":orange[:material/hourglass_top:]", "Model server loading"),
+    BackendState.UNREACHABLE: (":red[:material/error:]", "Model server unreachable"),
 }
 
 
 def _sidebar() -> tuple[str | None, int | None]:
     """Render the sidebar; return the chosen model and its context length."""
     with st.sidebar:
-        st.button("➕ New chat", on_click=_new_chat, use_container_width=True, key="new_chat")
+        st.button(
+            "New chat",
+            icon=":material/add:",
+            on_click=_new_chat,
+            use_container_width=True,
+            key="new_chat",
+        )
         status = _status(settings.llm_url)
         icon, label = _STATE_LABEL[status.state]
         st.markdown(f"{icon} **{label}**")
@@ -128,13 +134,13 @@ def _render_message(m: dict) -> None:
         if note:
             st.caption(note)
         if m.get("error"):
-            st.error(m["error"], icon="⚠️")
+            st.error(m["error"], icon=":material/warning:")
         meta = m.get("meta") or {}
         if m["role"] == "assistant" and meta.get("completion_tokens"):
             st.caption(stats_line(meta))
         if meta.get("dropped_turns"):
             st.caption(
-                f"ℹ️ {meta['dropped_turns']} older message(s) were not sent to the model: "
+                f":material/info: {meta['dropped_turns']} older message(s) were not sent to the model: "
                 "they no longer fit its context window."
             )
 
@@ -144,8 +150,8 @@ def _actions() -> None:
         return
     last = ss.messages[-1]
     failed = last["role"] == "user" or last.get("status") in ("failed", "interrupted")
-    label = "🔁 Retry" if failed else "🔄 Regenerate"
-    st.button(label, on_click=_redo_last, key="redo")
+    label, icon = ("Retry", ":material/replay:") if failed else ("Regenerate", ":material/refresh:")
+    st.button(label, icon=icon, on_click=_redo_last, key="redo")
 
 
 # ---------------------------------------------------------------- generation
@@ -156,7 +162,7 @@ def _submit(prompt: str) -> None:
         if len(prompt) > settings.max_prompt_chars:
             raise PromptTooLong(len(prompt), settings.max_prompt_chars)
     except LLMError as e:
-        st.warning(llm_error_message(e), icon="✋")
+        st.warning(llm_error_message(e), icon=":material/block:")
         if prompt.strip():
             with st.expander("Your message (copy it from here)"):
                 st.code(prompt, language=None)
@@ -182,7 +188,7 @@ def _generate(model: str | None, max_len: int | None) -> None:
         box.markdown("…")
         if model is None:
             _fail(msg, BackendUnreachable("no model is served"))
-            return
+            st.rerun()
         request = ChatRequest(
             model=model,
             system=ss.system_prompt,
@@ -224,9 +230,11 @@ _init_state()
 model, max_len = _sidebar()
 st.title(settings.app_title)
 if settings.llm_notice:
-    st.warning(settings.llm_notice, icon="🧪")
+    st.warning(settings.llm_notice, icon=":material/science:")
 if not ss.messages:
-    st.caption("Ask anything. Answers stream in; press ⏹ to stop one.")
+    st.caption(
+        "Ask anything. Answers stream in; the send button turns into a stop button while one is written."
+    )
 for m in ss.messages:
     _render_message(m)
 prompt = st.chat_input("Message the model", submit_mode="stop", key="prompt")

@@ -79,9 +79,9 @@ def _short(text: str, limit: int = 200) -> str:
 def answer_note(status: str, finish_reason: str | None = None) -> str | None:
     """The small note shown under an answer that did not finish normally."""
     return {
-        "stopped": "⏹ Stopped — the answer is incomplete.",
-        "cut": "✂ Cut off at the *Max answer tokens* limit. Raise it and regenerate for more.",
-        "interrupted": "⚠ Interrupted — the connection dropped; this is the part received.",
+        "stopped": ":material/stop_circle: Stopped — the answer is incomplete.",
+        "cut": ":material/content_cut: Cut off at the *Max answer tokens* limit. Raise it and regenerate for more.",
+        "interrupted": ":material/warning: Interrupted — the connection dropped; this is the part received.",
         "failed": None,
     }.get(status)
 
