@@ -60,6 +60,8 @@ def _new_chat() -> None:
 
 def _redo_last() -> None:
     """Regenerate / Retry: drop the last answer (if any) and ask again."""
+    _status.clear()  # the server may have come back: don't trust the cached status
+    _models.clear()
     if ss.messages and ss.messages[-1]["role"] == "assistant":
         ss.messages.pop()
     if ss.messages and ss.messages[-1]["role"] == "user":

@@ -1,0 +1,170 @@
+"""AppTest for the chat page, against the scripted fake server over HTTP."""
+
+import socket
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.fakes.openai_server import FakeOpenAI, Script
+from webapp.settings import get_settings
+
+PAGE = str(Path(__file__).resolve().parents[2] / "webapp" / "views" / "chat.py")
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenAI(model="fake-chat", max_model_len=2048) as srv:
+        yield srv
+
+
+@pytest.fixture
+def page(monkeypatch):
+    def make(url, **env):
+        monkeypatch.setenv("LLM_URL", url)
+        for k, v in env.items():
+            monkeypatch.setenv(k, str(v))
+        get_settings.cache_clear()
+        at = AppTest.from_file(PAGE, default_timeout=30)
+        at.run()
+        return at
+
+    yield make
+    get_settings.cache_clear()
+
+
+def send(at, text):
+    at.chat_input[0].set_value(text).run()
+    return at
+
+
+def chat(at):
+    """(role, markdown texts) per chat message."""
+    return [(m.name, [md.value for md in m.markdown]) for m in at.chat_message]
+
+
+def test_streamed_answer_with_stats(fake, page):
+    fake.set_script(Script(tokens=["**Hi**", " there\n\n```python\nprint(1)\n```"]))
+    at = send(page(fake.url), "hello")
+    assert not at.exception
+    msgs = chat(at)
+    assert msgs[0] == ("user", ["hello"])
+    assert msgs[1][0] == "assistant"
+    assert msgs[1][1][0] == "**Hi** there\n\n```python\nprint(1)\n```"
+    captions = [c.value for c in at.chat_message[1].caption]
+    assert any("2 tokens" in c and "first token" in c for c in captions)
+    assert at.button(key="redo").label == "Regenerate"
+    assert "fake-chat" in " ".join(c.value for c in at.sidebar.caption) or any(
+        "fake-chat" in md.value for md in at.sidebar.markdown
+    )
+
+
+def test_regenerate_replaces_last_answer(fake, page):
+    fake.enqueue(Script(tokens=["first"]), Script(tokens=["second"]))
+    at = send(page(fake.url), "hello")
+    at.button(key="redo").click().run()
+    assert [m for m in chat(at)] == [("user", ["hello"]), ("assistant", ["second"])]
+    sent = [r for r in fake.requests if r["path"].endswith("completions")]
+    assert len(sent) == 2 and sent[1]["body"]["messages"][-1]["content"] == "hello"
+
+
+def test_new_chat_clears(fake, page):
+    at = send(page(fake.url), "hello")
+    at.button(key="new_chat").click().run()
+    assert at.chat_message.len == 0
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_empty_prompt_refused(fake, page, text):
+    at = send(page(fake.url), text)
+    assert at.chat_message.len == 0
+    assert "empty" in at.warning[0].value
+    assert not [r for r in fake.requests if r["path"].endswith("completions")]
+
+
+def test_too_long_prompt_kept_for_copy(fake, page):
+    at = send(page(fake.url, MAX_PROMPT_CHARS=100), "x" * 150)
+    assert "too long" in at.warning[0].value and at.chat_message.len == 0
+    assert at.code[0].value == "x" * 150  # nothing lost: the text is offered back
+
+
+def test_20k_prompt_overflowing_context(page):
+    with FakeOpenAI(max_model_len=1024) as srv:
+        at = send(page(srv.url), "word " * 4000)  # 20k characters
+        assert not at.exception
+        err = at.chat_message[1].error[0].value
+        assert "too long for the model's context window" in err
+        assert at.button(key="redo").label == "Retry"
+        assert chat(at)[0][1][0].startswith("word word")  # the prompt is kept
+
+
+def test_unreachable_backend_then_retry_works(page):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    at = send(page(f"http://127.0.0.1:{port}"), "hello")
+    assert "unreachable" in " ".join(md.value for md in at.sidebar.markdown)
+    assert "cannot be reached" in at.chat_message[1].error[0].value
+    assert at.button(key="redo").label == "Retry"
+    # the server comes up on the same port: Retry answers and the history is intact
+    with FakeOpenAI(port=port) as srv:
+        srv.set_script(Script(tokens=["back"]))
+        at.button(key="redo").click().run()
+        assert chat(at) == [("user", ["hello"]), ("assistant", ["back"])]
+
+
+def test_mid_stream_drop_keeps_partial(fake, page):
+    fake.set_script(Script(tokens=["partial ", "answer ", "lost"], drop_after=2))
+    at = send(page(fake.url), "hello")
+    m = at.chat_message[1]
+    assert m.markdown[0].value.strip() == "partial answer"
+    assert "Interrupted" in " ".join(c.value for c in m.caption)
+    assert "dropped" in m.error[0].value
+    assert at.button(key="redo").label == "Retry"
+
+
+def test_http_500_message(fake, page):
+    fake.set_script(Script(status=500, error_message="engine dead"))
+    at = send(page(fake.url), "hello")
+    assert "internal error (HTTP 500)" in at.chat_message[1].error[0].value
+
+
+def test_cut_by_max_tokens_is_said(fake, page):
+    fake.set_script(Script(n_tokens=100))
+    at = page(fake.url)
+    at.number_input(key="max_tokens").set_value(5).run()
+    send(at, "hello")
+    assert "Cut off" in " ".join(c.value for c in at.chat_message[1].caption)
+
+
+def test_history_trim_is_told(page):
+    with FakeOpenAI(max_model_len=600) as srv:
+        srv.set_script(Script(tokens=["ok"]))
+        at = page(srv.url, DEFAULT_MAX_TOKENS=256)
+        for i in range(4):
+            send(at, f"q{i} " + "w " * 100)
+        notes = " ".join(c.value for c in at.chat_message[-1].caption)
+        assert "older message(s) were not sent" in notes
+
+
+def test_notice_banner(fake, page):
+    at = page(fake.url, LLM_NOTICE="Tiny test model: answers are gibberish")
+    assert "gibberish" in at.warning[0].value
+
+
+def test_several_models_selectable(page):
+    with FakeOpenAI(model=["m-one", "m-two"]) as srv:
+        srv.set_script(Script(tokens=["hi"]))
+        at = page(srv.url)
+        at.selectbox(key="model").set_value("m-two").run()
+        send(at, "hello")
+        body = [r for r in srv.requests if r["path"].endswith("completions")][-1]["body"]
+        assert body["model"] == "m-two"
+
+
+def test_base_model_page_uses_completions(page):
+    with FakeOpenAI(model="base", chat_template=False) as srv:
+        srv.set_script(Script(tokens=["cont"]))
+        at = send(page(srv.url), "hello")
+        assert chat(at)[1] == ("assistant", ["cont"])
