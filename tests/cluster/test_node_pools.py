@@ -1,0 +1,232 @@
+"""Node pools through the real google-cloud-container client against the fake GKE API."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
+from webapp.cluster.node_pools import (
+    ClusterRef,
+    GkeForbidden,
+    GkeNotConfigured,
+    GkeUnavailable,
+    InvalidNodePoolRequest,
+    NodePoolInfo,
+    NodePoolNotFound,
+    NodePools,
+    OperationFailed,
+    OperationInProgress,
+    make_client,
+    with_node_counts,
+)
+from webapp.settings import Settings
+
+PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
+REF = ClusterRef(PROJECT, LOCATION, CLUSTER)
+
+
+@pytest.fixture
+def gke():
+    fake = FakeGke()
+    fake.add_cluster(PROJECT, LOCATION, CLUSTER, default_pool(), gpu_pool())
+    with FakeGkeServer(fake) as server:
+        yield server
+
+
+@pytest.fixture
+def pools(gke):
+    """NodePools wired like production (from settings), pointing at the fake; no real sleeping."""
+    settings = Settings(
+        gke_project=PROJECT,
+        gke_location=LOCATION,
+        gke_cluster=CLUSTER,
+        gke_api_endpoint=gke.endpoint,
+    )
+    return NodePools.from_settings(settings, poll_interval_s=0.0, sleep=lambda _s: None)
+
+
+def test_resource_names():
+    assert REF.name == "projects/demo-project/locations/us-central1/clusters/llm-cluster"
+    assert REF.pool_name("gpu-pool") == REF.name + "/nodePools/gpu-pool"
+    assert REF.operation_name("operation-1") == (
+        "projects/demo-project/locations/us-central1/operations/operation-1"
+    )
+    assert REF.operation_name(REF.operation_name("operation-1")) == REF.operation_name(
+        "operation-1"
+    )
+
+
+def test_list_node_pools(pools, gke):
+    listed = {p.name: p for p in pools.list_node_pools()}
+    assert set(listed) == {"default-pool", "gpu-pool"}
+    gpu = listed["gpu-pool"]
+    assert gpu == NodePoolInfo(
+        name="gpu-pool",
+        machine_type="g2-standard-8",
+        accelerator_type="nvidia-l4",
+        accelerator_count=1,
+        initial_node_count=1,
+        autoscaling_enabled=True,
+        min_nodes=0,
+        max_nodes=2,
+        spot=True,
+        status="RUNNING",
+    )
+    assert gpu.has_gpus and not listed["default-pool"].has_gpus
+    assert listed["default-pool"].autoscaling_enabled is False
+    # the request went to the v1 path, in the location form
+    assert gke.fake.requests[0]["path"] == (
+        f"/v1/projects/{PROJECT}/locations/{LOCATION}/clusters/{CLUSTER}/nodePools"
+    )
+
+
+def test_get_node_pool(pools):
+    assert pools.get_node_pool("gpu-pool").accelerator_type == "nvidia-l4"
+
+
+def test_resize_follows_operation_to_done(pools, gke):
+    gke.fake.op_polls = 3
+    seen = []
+    final = pools.resize("gpu-pool", 2, on_progress=seen.append)
+    assert final.done and final.error is None
+    assert final.operation_type == "SET_NODE_POOL_SIZE"
+    assert [op.status for op in seen] == ["RUNNING", "RUNNING", "RUNNING", "DONE"]
+    assert gke.fake.node_counts["gpu-pool"] == 2
+    post = next(r for r in gke.fake.requests if r["method"] == "POST")
+    assert post["path"].endswith("/nodePools/gpu-pool:setSize")
+    assert post["body"] == {"nodeCount": 2}  # camelCase proto3 JSON
+
+
+def test_resize_to_zero(pools, gke):
+    pools.resize("gpu-pool", 0)
+    assert gke.fake.node_counts["gpu-pool"] == 0
+
+
+def test_set_autoscaling_allows_scale_to_zero(pools, gke):
+    final = pools.set_autoscaling("gpu-pool", 0, 4)
+    assert final.done
+    info = pools.get_node_pool("gpu-pool")
+    assert (info.autoscaling_enabled, info.min_nodes, info.max_nodes) == (True, 0, 4)
+    post = next(r for r in gke.fake.requests if r["method"] == "POST")
+    assert post["path"].endswith(":setAutoscaling")
+    # minNodeCount 0 is the proto3 default and is omitted on the wire
+    assert post["body"] == {"autoscaling": {"enabled": True, "maxNodeCount": 4}}
+
+
+def test_disable_autoscaling(pools):
+    op = pools.wait(pools.set_node_pool_autoscaling("gpu-pool", 0, 0, enabled=False))
+    assert op.done
+    assert pools.get_node_pool("gpu-pool").autoscaling_enabled is False
+
+
+def test_one_operation_at_a_time(pools, gke):
+    gke.fake.hold_operations = True
+    first = pools.set_node_pool_size("gpu-pool", 1)
+    assert first.status == "RUNNING"
+    with pytest.raises(OperationInProgress) as info:
+        pools.set_autoscaling("gpu-pool", 0, 3)
+    assert info.value.operation == first.name
+    assert "one at a time" in str(info.value)
+    gke.fake.finish_all()
+    assert pools.get_operation(first.name).done
+    # once the first is done, the second is accepted
+    assert pools.set_autoscaling("gpu-pool", 0, 3).done
+
+
+def test_operation_error_is_raised(pools, gke):
+    gke.fake.fail_operation_with = "Insufficient regional quota to satisfy request: NVIDIA_L4_GPUS."
+    with pytest.raises(OperationFailed, match="NVIDIA_L4_GPUS"):
+        pools.resize("gpu-pool", 2)
+    assert gke.fake.node_counts["gpu-pool"] == 1  # nothing applied
+
+
+def test_operation_timeout(gke):
+    gke.fake.hold_operations = True
+    now = [0.0]
+
+    def sleep(s):
+        now[0] += 10.0
+
+    pools = NodePools(
+        make_client(api_endpoint=gke.endpoint),
+        REF,
+        poll_interval_s=10.0,
+        timeout_s=30.0,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+    with pytest.raises(OperationFailed, match="still RUNNING"):
+        pools.resize("gpu-pool", 2)
+
+
+def test_forbidden(pools, gke):
+    gke.fake.deny = True
+    with pytest.raises(GkeForbidden, match="not allowed"):
+        pools.list_node_pools()
+    with pytest.raises(GkeForbidden):
+        pools.resize("gpu-pool", 1)
+
+
+def test_unknown_pool(pools):
+    with pytest.raises(NodePoolNotFound, match="no-such-pool"):
+        pools.get_node_pool("no-such-pool")
+
+
+def test_server_error_is_unavailable(pools, gke):
+    gke.fake.fail_next(500, "INTERNAL", "backend error")
+    with pytest.raises(GkeUnavailable):
+        pools.list_node_pools()
+
+
+def test_unreachable_api():
+    # a port nothing listens on (bound then closed)
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    pools = NodePools(make_client(api_endpoint=f"http://127.0.0.1:{port}"), REF)
+    with pytest.raises(GkeUnavailable, match="could not be reached"):
+        pools.set_node_pool_size("gpu-pool", 1)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda p: p.set_node_pool_size("gpu-pool", -1), "0 or more"),
+        (lambda p: p.set_node_pool_size("gpu-pool", 1.5), "whole number"),
+        (lambda p: p.set_node_pool_autoscaling("gpu-pool", 3, 2), "minimum cannot be larger"),
+        (lambda p: p.set_node_pool_autoscaling("gpu-pool", 0, 0), "at least 1"),
+        (lambda p: p.set_node_pool_autoscaling("gpu-pool", -1, 2), "0 or more"),
+    ],
+)
+def test_invalid_requests_refused_before_calling(pools, gke, call, message):
+    with pytest.raises(InvalidNodePoolRequest, match=message):
+        call(pools)
+    assert gke.fake.requests == []
+
+
+def test_api_rejection_is_invalid_request(pools, gke):
+    gke.fake.fail_next(400, "INVALID_ARGUMENT", "Node pool size is out of range.")
+    with pytest.raises(InvalidNodePoolRequest, match="out of range"):
+        pools.set_node_pool_size("gpu-pool", 5)
+
+
+@pytest.mark.parametrize(
+    ("project", "location", "cluster", "missing"),
+    [
+        ("", "", "", "GKE_PROJECT, GKE_LOCATION, GKE_CLUSTER"),
+        ("p", "", "c", "GKE_LOCATION"),
+        ("p", "l", "", "GKE_CLUSTER"),
+    ],
+)
+def test_not_configured(project, location, cluster, missing):
+    settings = Settings(gke_project=project, gke_location=location, gke_cluster=cluster)
+    with pytest.raises(GkeNotConfigured, match=missing):
+        NodePools.from_settings(settings)
+
+
+def test_with_node_counts(pools):
+    counted = with_node_counts(pools.list_node_pools(), {"gpu-pool": 2})
+    assert {p.name: p.node_count for p in counted} == {"default-pool": 0, "gpu-pool": 2}

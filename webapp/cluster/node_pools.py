@@ -1,0 +1,404 @@
+"""GKE node pools: list them, resize the GPU pool, change its autoscaling.
+
+Talks to the GKE API through ``google-cloud-container``'s ``ClusterManagerClient``
+with the REST transport (one code path for production and for the fake API in
+tests). Every mutation is a long-running Operation; ``resize`` and
+``set_autoscaling`` follow it to DONE and report progress through a callback.
+
+GKE runs one operation per cluster at a time and refuses a second one with
+HTTP 400 FAILED_PRECONDITION "Cluster is running incompatible operation ...":
+that becomes ``OperationInProgress`` (we refuse clearly rather than queue).
+
+Note: the GKE NodePool resource has no "current size" field (only
+``initialNodeCount``); the live node count comes from Kubernetes nodes labelled
+``cloud.google.com/gke-nodepool`` — fill it in with ``with_node_counts``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from google.api_core import exceptions as gexc
+
+OPERATION_POLL_INTERVAL_S = 2.0
+OPERATION_TIMEOUT_S = 30 * 60  # GPU node creation can take many minutes
+
+_OP_NAME = re.compile(r"operation-[A-Za-z0-9-]+")
+
+
+class NodePoolError(Exception):
+    """Base of all node-pool errors; the message is plain language for the admin page."""
+
+
+class GkeNotConfigured(NodePoolError):
+    """GKE project, location or cluster is not set."""
+
+
+class GkeForbidden(NodePoolError):
+    """The app's identity may not read or change the cluster (IAM)."""
+
+
+class GkeUnavailable(NodePoolError):
+    """The GKE API could not be reached or answered with a server error."""
+
+
+class NodePoolNotFound(NodePoolError):
+    """The cluster or node pool does not exist."""
+
+
+class InvalidNodePoolRequest(NodePoolError):
+    """The requested size or autoscaling bounds are not valid."""
+
+
+class OperationInProgress(NodePoolError):
+    """Another operation is running on the cluster; GKE allows one at a time."""
+
+    def __init__(self, operation: str | None) -> None:
+        self.operation = operation
+        which = f" ({operation})" if operation else ""
+        super().__init__(
+            f"Another change is already running on the cluster{which}. "
+            "GKE allows one at a time: wait for it to finish, then try again."
+        )
+
+
+class OperationFailed(NodePoolError):
+    """The long-running operation finished with an error, or took too long."""
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    """Which GKE cluster we operate; builds the resource names the API uses."""
+
+    project: str
+    location: str
+    cluster: str
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ClusterRef:
+        """From ``Settings`` (gke_project, gke_location, gke_cluster); GkeNotConfigured if unset."""
+        missing = [
+            env
+            for env, value in (
+                ("GKE_PROJECT", settings.gke_project),
+                ("GKE_LOCATION", settings.gke_location),
+                ("GKE_CLUSTER", settings.gke_cluster),
+            )
+            if not value
+        ]
+        if missing:
+            raise GkeNotConfigured(
+                "Node pools are not available: set " + ", ".join(missing) + " to manage them."
+            )
+        return cls(settings.gke_project, settings.gke_location, settings.gke_cluster)
+
+    @property
+    def name(self) -> str:
+        """``projects/P/locations/L/clusters/C``."""
+        return f"projects/{self.project}/locations/{self.location}/clusters/{self.cluster}"
+
+    def pool_name(self, pool: str) -> str:
+        """``projects/P/locations/L/clusters/C/nodePools/NP``."""
+        return f"{self.name}/nodePools/{pool}"
+
+    def operation_name(self, operation: str) -> str:
+        """``projects/P/locations/L/operations/OP`` (accepts a short or full name)."""
+        short = operation.rsplit("/", 1)[-1]
+        return f"projects/{self.project}/locations/{self.location}/operations/{short}"
+
+
+@dataclass(frozen=True)
+class NodePoolInfo:
+    """What the admin page shows about a node pool."""
+
+    name: str
+    machine_type: str
+    accelerator_type: str | None
+    accelerator_count: int  # GPUs per node
+    initial_node_count: int
+    autoscaling_enabled: bool
+    min_nodes: int
+    max_nodes: int
+    spot: bool
+    status: str  # RUNNING, PROVISIONING, RECONCILING, ERROR, ...
+    node_count: int | None = None  # live count, from Kubernetes (see with_node_counts)
+
+    @property
+    def has_gpus(self) -> bool:
+        return bool(self.accelerator_type) and self.accelerator_count > 0
+
+
+@dataclass(frozen=True)
+class OperationInfo:
+    """A GKE long-running operation, as far as we care."""
+
+    name: str
+    operation_type: str
+    status: str  # PENDING, RUNNING, DONE, ABORTING
+    target: str
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status == "DONE"
+
+
+def make_client(
+    settings: Any | None = None,
+    *,
+    api_endpoint: str | None = None,
+    credentials: Any | None = None,
+):
+    """Build a ``ClusterManagerClient`` (REST transport).
+
+    ``api_endpoint`` (or ``settings.gke_api_endpoint``) overrides the endpoint; a
+    plain ``http://`` endpoint is a local fake and gets anonymous credentials.
+    Otherwise Application Default Credentials are used (Workload Identity on GKE).
+    """
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import container_v1  # heavy import, kept out of module import
+
+    endpoint = api_endpoint or (getattr(settings, "gke_api_endpoint", "") if settings else "")
+    options = {"api_endpoint": endpoint} if endpoint else None
+    if credentials is None and endpoint.startswith("http://"):
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()
+    try:
+        return container_v1.ClusterManagerClient(
+            credentials=credentials, transport="rest", client_options=options
+        )
+    except DefaultCredentialsError as exc:
+        raise GkeForbidden(
+            "No Google Cloud credentials found for the GKE API. On GKE, bind the app's "
+            "Kubernetes service account to a Google service account (Workload Identity)."
+        ) from exc
+
+
+def node_pool_info(pool: Any) -> NodePoolInfo:
+    """Pure conversion of a ``container_v1.NodePool`` message to ``NodePoolInfo``."""
+    cfg = pool.config
+    accel = list(cfg.accelerators)
+    auto = pool.autoscaling
+    return NodePoolInfo(
+        name=pool.name,
+        machine_type=cfg.machine_type,
+        accelerator_type=accel[0].accelerator_type if accel else None,
+        accelerator_count=sum(int(a.accelerator_count) for a in accel),
+        initial_node_count=int(pool.initial_node_count),
+        autoscaling_enabled=bool(auto.enabled),
+        min_nodes=int(auto.min_node_count),
+        max_nodes=int(auto.max_node_count),
+        spot=bool(cfg.spot or cfg.preemptible),
+        status=_enum_name(pool.status),
+    )
+
+
+def operation_info(op: Any) -> OperationInfo:
+    """Pure conversion of a ``container_v1.Operation`` message to ``OperationInfo``."""
+    err = None
+    if op.error and (op.error.code or op.error.message):
+        err = op.error.message or f"error code {op.error.code}"
+    return OperationInfo(
+        name=op.name,
+        operation_type=_enum_name(op.operation_type),
+        status=_enum_name(op.status),
+        target=op.target_link,
+        error=err,
+    )
+
+
+def with_node_counts(
+    pools: Iterable[NodePoolInfo], counts: Mapping[str, int]
+) -> list[NodePoolInfo]:
+    """Fill ``node_count`` from a pool-name -> count mapping (e.g. counted Kubernetes nodes)."""
+    return [replace(p, node_count=counts.get(p.name, 0)) for p in pools]
+
+
+def validate_size(node_count: int) -> None:
+    """Raise InvalidNodePoolRequest unless ``node_count`` is a valid pool size (0 allowed)."""
+    if not isinstance(node_count, int) or isinstance(node_count, bool) or node_count < 0:
+        raise InvalidNodePoolRequest("The node count must be a whole number, 0 or more.")
+    if node_count > 1000:
+        raise InvalidNodePoolRequest("At most 1000 nodes per pool.")
+
+
+def validate_autoscaling(min_nodes: int, max_nodes: int) -> None:
+    """Raise InvalidNodePoolRequest unless 0 <= min <= max and max >= 1 (scale to zero is fine)."""
+    for v in (min_nodes, max_nodes):
+        validate_size(v)
+    if max_nodes < 1:
+        raise InvalidNodePoolRequest("The maximum must be at least 1 node.")
+    if min_nodes > max_nodes:
+        raise InvalidNodePoolRequest("The minimum cannot be larger than the maximum.")
+
+
+class NodePools:
+    """Node-pool operations on one cluster."""
+
+    def __init__(
+        self,
+        client: Any,
+        cluster: ClusterRef,
+        *,
+        poll_interval_s: float = OPERATION_POLL_INTERVAL_S,
+        timeout_s: float = OPERATION_TIMEOUT_S,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self.cluster = cluster
+        self._poll = poll_interval_s
+        self._timeout = timeout_s
+        self._sleep = sleep
+        self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Any, **kwargs: Any) -> NodePools:
+        """Client and cluster from ``Settings``; GkeNotConfigured if the cluster is not set."""
+        ref = ClusterRef.from_settings(settings)
+        return cls(make_client(settings), ref, **kwargs)
+
+    # --- reads ---
+
+    def list_node_pools(self) -> list[NodePoolInfo]:
+        """All node pools of the cluster."""
+        resp = self._call(lambda: self._client.list_node_pools(parent=self.cluster.name))
+        return [node_pool_info(p) for p in resp.node_pools]
+
+    def get_node_pool(self, pool: str) -> NodePoolInfo:
+        """One node pool by short name."""
+        resp = self._call(lambda: self._client.get_node_pool(name=self.cluster.pool_name(pool)))
+        return node_pool_info(resp)
+
+    def get_operation(self, operation: str) -> OperationInfo:
+        """Current state of an operation (short or full name)."""
+        name = self.cluster.operation_name(operation)
+        return operation_info(self._call(lambda: self._client.get_operation(name=name)))
+
+    # --- mutations that return at once with a RUNNING operation ---
+
+    def set_node_pool_size(self, pool: str, node_count: int) -> OperationInfo:
+        """Start resizing ``pool`` to ``node_count`` nodes (0 = scale to zero)."""
+        validate_size(node_count)
+        request = {"name": self.cluster.pool_name(pool), "node_count": node_count}
+        return operation_info(self._call(lambda: self._client.set_node_pool_size(request=request)))
+
+    def set_node_pool_autoscaling(
+        self, pool: str, min_nodes: int, max_nodes: int, *, enabled: bool = True
+    ) -> OperationInfo:
+        """Start changing the autoscaling bounds of ``pool`` (or disable it)."""
+        if enabled:
+            validate_autoscaling(min_nodes, max_nodes)
+        autoscaling = {"enabled": enabled}
+        if enabled:
+            autoscaling |= {"min_node_count": min_nodes, "max_node_count": max_nodes}
+        request = {"name": self.cluster.pool_name(pool), "autoscaling": autoscaling}
+        return operation_info(
+            self._call(lambda: self._client.set_node_pool_autoscaling(request=request))
+        )
+
+    # --- mutations followed to DONE ---
+
+    def resize(
+        self, pool: str, node_count: int, on_progress: Callable[[OperationInfo], None] | None = None
+    ) -> OperationInfo:
+        """Resize ``pool`` and wait for the operation; returns it DONE or raises."""
+        return self.wait(self.set_node_pool_size(pool, node_count), on_progress)
+
+    def set_autoscaling(
+        self,
+        pool: str,
+        min_nodes: int,
+        max_nodes: int,
+        on_progress: Callable[[OperationInfo], None] | None = None,
+    ) -> OperationInfo:
+        """Set autoscaling bounds (min 0 allowed) and wait for the operation."""
+        return self.wait(self.set_node_pool_autoscaling(pool, min_nodes, max_nodes), on_progress)
+
+    def wait(
+        self, op: OperationInfo, on_progress: Callable[[OperationInfo], None] | None = None
+    ) -> OperationInfo:
+        """Poll ``op`` until DONE, calling ``on_progress`` with each state seen.
+
+        Raises OperationFailed when the operation ends with an error or exceeds the timeout.
+        """
+        deadline = self._clock() + self._timeout
+        while True:
+            if on_progress is not None:
+                on_progress(op)
+            if op.done:
+                if op.error:
+                    raise OperationFailed(f"GKE operation {op.name} failed: {op.error}")
+                return op
+            if self._clock() >= deadline:
+                raise OperationFailed(
+                    f"GKE operation {op.name} is still {op.status} after {self._timeout:.0f} s; "
+                    "it may still finish: check the cluster's operations."
+                )
+            self._sleep(self._poll)
+            op = self.get_operation(op.name)
+
+    # --- error mapping ---
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except gexc.GoogleAPICallError as exc:
+            raise _map_error(exc, self.cluster) from exc
+        except gexc.RetryError as exc:
+            raise GkeUnavailable(f"The GKE API did not answer: {exc.message}") from exc
+        except Exception as exc:
+            # requests' ConnectionError/Timeout and auth refresh errors land here
+            if _is_transport_error(exc):
+                raise GkeUnavailable(
+                    "The GKE API could not be reached; check the network and try again."
+                ) from exc
+            raise
+
+
+def _is_transport_error(exc: Exception) -> bool:
+    import requests
+    from google.auth import exceptions as auth_exc
+
+    return isinstance(exc, requests.exceptions.RequestException | auth_exc.TransportError)
+
+
+def _api_status(exc: gexc.GoogleAPICallError) -> str:
+    """The google.rpc status name from the error body (FAILED_PRECONDITION, ...), if any."""
+    resp = getattr(exc, "response", None)
+    try:
+        return str(resp.json()["error"].get("status", "")) if resp is not None else ""
+    except Exception:
+        return ""
+
+
+def _map_error(exc: gexc.GoogleAPICallError, cluster: ClusterRef) -> NodePoolError:
+    message = str(getattr(exc, "message", "") or exc)
+    status = _api_status(exc)
+    if isinstance(exc, gexc.FailedPrecondition | gexc.BadRequest) and (
+        "incompatible operation" in message.lower()
+        or (status == "FAILED_PRECONDITION" and _OP_NAME.search(message))
+    ):
+        found = _OP_NAME.search(message)
+        return OperationInProgress(found.group(0) if found else None)
+    if isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
+        return GkeForbidden(
+            f"The app is not allowed to manage cluster {cluster.cluster} "
+            "(it needs the Kubernetes Engine Cluster Admin or Developer role on the project)."
+        )
+    if isinstance(exc, gexc.NotFound):
+        return NodePoolNotFound(f"Not found in cluster {cluster.cluster}: {message}")
+    if isinstance(exc, gexc.InvalidArgument | gexc.BadRequest | gexc.FailedPrecondition):
+        return InvalidNodePoolRequest(f"GKE refused the request: {message}")
+    if isinstance(exc, gexc.ServerError | gexc.TooManyRequests):
+        return GkeUnavailable(f"The GKE API is unavailable right now ({exc.code}); try again.")
+    return NodePoolError(f"GKE API error: {message}")
+
+
+def _enum_name(value: Any) -> str:
+    return getattr(value, "name", None) or str(value)
