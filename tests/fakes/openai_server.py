@@ -215,6 +215,7 @@ class _Plan:
     finish_reason: str
     stop_reason: str | None
     prompt_tokens: list[int]  # one entry per choice (completions may batch prompts)
+    generated: int  # completion tokens per choice (includes tokens of a cut stop string)
 
 
 def _plan(script: Script, max_tokens: int | None, stop: list[str], prompts: list[int]) -> _Plan:
@@ -222,26 +223,32 @@ def _plan(script: Script, max_tokens: int | None, stop: list[str], prompts: list
     pieces = script.tokens if script.tokens is not None else default_tokens(script.n_tokens)
     content = [("content", t) for t in pieces]
     finish, stop_reason = script.finish_reason, None
-    # Stop strings cut the content where they first appear (text before it is kept).
+    consumed = len(content)
+    # Stop strings end the answer where they first appear. Like vLLM (which holds back a
+    # possible stop prefix), no character of the stop string is ever emitted: pieces are
+    # clipped to the text before it, even when the stop string spans several pieces.
     if stop:
-        text, cut = "", []
-        for kind, piece in content:
-            cand = text + piece
-            hits = [(cand.find(s), s) for s in stop if s and s in cand]
+        full, cut_at = "", None
+        for idx, (_, piece) in enumerate(content):
+            full += piece
+            hits = [(full.find(s), s) for s in stop if s and s in full]
             if hits:
-                pos, stop_reason = min(hits)
-                keep = cand[:pos][len(text) :]
-                if keep:
-                    cut.append((kind, keep))
-                finish = "stop"
+                (cut_at, stop_reason), consumed, finish = min(hits), idx + 1, "stop"
                 break
-            cut.append((kind, piece))
-            text = cand
-        content = cut
+        if cut_at is not None:
+            clipped, pos = [], 0
+            for kind, piece in content[:consumed]:
+                keep = piece[: max(0, cut_at - pos)]
+                pos += len(piece)
+                if keep:
+                    clipped.append((kind, keep))
+            content = clipped
     events = reasoning + content
-    if max_tokens is not None and len(events) > max_tokens:
+    generated = len(reasoning) + consumed
+    if max_tokens is not None and generated > max_tokens:
         events, finish, stop_reason = events[:max_tokens], "length", None
-    return _Plan(events, finish, stop_reason, prompts)
+        generated = max_tokens
+    return _Plan(events, finish, stop_reason, prompts, generated)
 
 
 class _State:
@@ -401,7 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, body: Any) -> dict[str, Any]:
         headers = {
-            k: ("<redacted>" if k.lower() == "authorization" else v)
+            k.lower(): ("<redacted>" if k.lower() == "authorization" else v)
             for k, v in self.headers.items()
         }
         rec = {
@@ -699,7 +706,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _usage(self, plan: _Plan) -> dict[str, int]:
         p = sum(plan.prompt_tokens)
-        c = len(plan.events) * len(plan.prompt_tokens)
+        c = plan.generated * len(plan.prompt_tokens)
         return {"prompt_tokens": p, "total_tokens": p + c, "completion_tokens": c}
 
     def _stream(self, body, chat, script: Script, plan: _Plan, rec, key) -> None:
@@ -952,7 +959,9 @@ class FakeOpenAI:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Recorded requests (not /_control): method, path, body, headers (auth redacted)."""
+        """Recorded requests (not /_control): method, path, body, headers (names lower-cased,
+        authorization value redacted), t (epoch), script (generation requests), chunk_times
+        (epoch send time of each token chunk, streams only)."""
         with self._state.lock:
             return list(self._state.requests)
 
