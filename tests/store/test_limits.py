@@ -1,0 +1,112 @@
+"""Usage limits (webapp.limits), on SQLite and PostgreSQL, with a hand-driven clock (no sleeping)."""
+
+from __future__ import annotations
+
+import pytest
+
+from webapp.limits import (
+    GenerationInProgress,
+    PromptTooLong,
+    RateLimited,
+    UsageLimits,
+    check_prompt_length,
+)
+from webapp.settings import Settings
+
+ALICE = "oidc:" + "a" * 64
+BOB = "oidc:" + "b" * 64
+
+
+@pytest.fixture
+def limits(store):
+    return UsageLimits(store, messages_per_minute=3, max_prompt_chars=10, max_conversations=5)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "limit", "too_long"),
+    [("", 1, False), ("abcde", 5, False), ("abcdef", 5, True), ("é" * 5, 5, False)],
+)
+def test_prompt_length(prompt, limit, too_long):
+    if too_long:
+        with pytest.raises(PromptTooLong) as err:
+            check_prompt_length(prompt, limit)
+        assert (err.value.limit, err.value.got) == (limit, len(prompt))
+        assert f"{len(prompt):,} characters" in str(err.value)
+    else:
+        check_prompt_length(prompt, limit)
+
+
+def test_limits_come_from_settings(store):
+    settings = Settings(messages_per_minute=7, max_prompt_chars=99, max_conversations_per_user=3)
+    lim = UsageLimits.from_settings(store, settings)
+    assert (lim.messages_per_minute, lim.max_prompt_chars, lim.max_conversations) == (7, 99, 3)
+    with pytest.raises(PromptTooLong):
+        lim.check_prompt("x" * 100)
+
+
+def test_rate_limit_is_a_sliding_minute_per_user(limits, clock):
+    limits.record_message(ALICE)  # t=0
+    clock.advance(20)
+    limits.record_message(ALICE)  # t=20
+    limits.record_message(ALICE)  # t=20
+    clock.advance(10)  # t=30
+    with pytest.raises(RateLimited) as err:
+        limits.record_message(ALICE)
+    assert err.value.retry_after_s == 30  # the t=0 message leaves the window at t=60
+    assert "wait 30 s" in str(err.value)
+    limits.record_message(BOB)  # others are not affected
+    clock.advance(30.5)  # t=60.5: one slot free again; the refused try was not counted
+    limits.record_message(ALICE)
+    with pytest.raises(RateLimited) as err:
+        limits.record_message(ALICE)
+    assert err.value.retry_after_s == 20
+
+
+def test_retry_after_is_at_least_one_second(limits, clock):
+    for _ in range(3):
+        limits.record_message(ALICE)
+    clock.advance(59.9)
+    with pytest.raises(RateLimited) as err:
+        limits.record_message(ALICE)
+    assert err.value.retry_after_s == 1
+
+
+def test_one_generation_at_a_time_per_user(limits):
+    lease = limits.acquire_generation(ALICE)
+    with pytest.raises(GenerationInProgress):
+        limits.acquire_generation(ALICE)
+    other = limits.acquire_generation(BOB)
+    limits.release_generation(lease)
+    limits.release_generation(limits.acquire_generation(ALICE))
+    limits.release_generation(other)
+
+
+def test_a_dead_processs_lease_expires(limits, clock):
+    stale = limits.acquire_generation(ALICE, lease_s=60)  # its process is then killed
+    clock.advance(59)
+    with pytest.raises(GenerationInProgress):
+        limits.acquire_generation(ALICE)
+    clock.advance(1)
+    fresh = limits.acquire_generation(ALICE)
+    # The dead holder can neither extend nor release the new holder's lease.
+    assert limits.renew_generation(stale) is False
+    limits.release_generation(stale)
+    with pytest.raises(GenerationInProgress):
+        limits.acquire_generation(ALICE)
+    limits.release_generation(fresh)
+
+
+def test_renewing_keeps_a_long_answer_going(limits, clock):
+    lease = limits.acquire_generation(ALICE, lease_s=60)
+    for _ in range(5):
+        clock.advance(50)
+        assert limits.renew_generation(lease, lease_s=60) is True
+    with pytest.raises(GenerationInProgress):
+        limits.acquire_generation(ALICE)
+
+
+def test_context_manager_releases_even_on_error(limits):
+    with pytest.raises(RuntimeError), limits.generation(ALICE):
+        raise RuntimeError("stream broke")
+    with limits.generation(ALICE) as lease:
+        assert lease.owner == ALICE
