@@ -186,3 +186,21 @@ def test_bad_role_or_status_is_refused_before_any_write(store, role, status):
     with pytest.raises(ValueError):
         store.add_message(ALICE, conv.id, role, "x", status)
     assert store.get_conversation(ALICE, conv.id).messages == ()
+
+
+def test_concurrent_writers_from_many_threads_all_land(store):
+    """Streamlit serves sessions from threads sharing one store: no "database is locked"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    convs = [store.create_conversation(ALICE) for _ in range(4)]
+
+    def write(conv_id):
+        for n in range(20):
+            mid = store.add_message(ALICE, conv_id, "assistant", "", "streaming")
+            store.update_message(ALICE, mid, content=str(n), status="complete")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(write, [c.id for c in convs]))
+    for conv in convs:
+        msgs = store.get_conversation(ALICE, conv.id).messages
+        assert [m.content for m in msgs] == [str(n) for n in range(20)]

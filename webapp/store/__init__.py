@@ -1,6 +1,20 @@
 """The conversation store: users' conversations and messages in SQLite or PostgreSQL.
 
 Public API: ``ConversationStore`` and the records and errors re-exported here.
+How the chat page uses it (one store per process, e.g. ``st.cache_resource``)::
+
+    store = ConversationStore(settings.database_url)   # no I/O yet
+    store.migrate()                                    # or let first use do it
+    limits = UsageLimits.from_settings(store, settings)  # webapp.limits
+    owner = resolve_owner(user_info, session_browser_key)  # webapp.identity
+    store.mark_interrupted()                           # answers whose process died
+    conv = store.create_conversation(owner.key, max_conversations=limits.max_conversations)
+    limits.check_prompt(prompt); limits.record_message(owner.key)
+    store.add_message(owner.key, conv.id, "user", prompt)
+    with limits.generation(owner.key) as lease:
+        mid = store.add_message(owner.key, conv.id, "assistant", "", "streaming")
+        ... every ~1 s: store.update_message(owner.key, mid, content=text)
+        ... at the end: store.update_message(owner.key, mid, content=text, status=..., meta=...)
 """
 
 from webapp.store.errors import (
