@@ -1,0 +1,244 @@
+"""Admin access: mode selection, Streamlit login, and IAP JWTs signed with a local EC key."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from google.auth import jwt
+from google.auth.crypt import es256
+
+from webapp.auth import (
+    IAP_ISSUER,
+    AdminAccessOff,
+    AdminIdentity,
+    HttpCertsFetcher,
+    InvalidIapToken,
+    NotAdmin,
+    NotLoggedIn,
+    admin_access_mode,
+    identify_admin,
+)
+from webapp.settings import Settings
+
+AUDIENCE = "/projects/123456789/global/backendServices/987654321"
+
+
+def _keypair(kid: str):
+    key = ec.generate_private_key(ec.SECP256R1())
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return es256.ES256Signer.from_string(private_pem, key_id=kid), public_pem.decode()
+
+
+SIGNER, PUBLIC_PEM = _keypair("iap-key-1")
+OTHER_SIGNER, _ = _keypair("iap-key-1")  # same key id, different key: a forgery
+CERTS = {"iap-key-1": PUBLIC_PEM}
+
+
+def _token(signer=SIGNER, **overrides) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": IAP_ISSUER,
+        "aud": AUDIENCE,
+        "iat": now - 10,
+        "exp": now + 600,
+        "sub": "accounts.google.com:1234567890",
+        "email": "Admin@Example.com",
+        "hd": "example.com",
+    }
+    claims.update(overrides)
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return jwt.encode(signer, claims).decode()
+
+
+def _settings(**kw) -> Settings:
+    base = {"admin_emails": "admin@example.com, Ops@Example.com", "iap_audience": AUDIENCE}
+    base.update(kw)
+    return Settings(**base)
+
+
+@pytest.mark.parametrize(
+    ("admin_emails", "iap_audience", "oidc", "mode"),
+    [
+        ("a@x.com", "", False, "off"),
+        ("a@x.com", "", True, "oidc"),
+        ("a@x.com", AUDIENCE, False, "iap"),
+        ("a@x.com", AUDIENCE, True, "iap"),  # behind IAP, the proxy's signature wins
+        ("", AUDIENCE, True, "off"),  # nobody could be admin
+        (" , ", "", True, "off"),
+    ],
+)
+def test_admin_access_mode(admin_emails, iap_audience, oidc, mode):
+    s = Settings(admin_emails=admin_emails, iap_audience=iap_audience)
+    assert admin_access_mode(s, oidc_configured=oidc) == mode
+
+
+def test_off_refuses():
+    with pytest.raises(AdminAccessOff, match="ADMIN_EMAILS"):
+        identify_admin(_settings(), "off")
+
+
+# --- Streamlit login (st.user) ---
+
+
+@pytest.mark.parametrize(
+    ("user", "outcome"),
+    [
+        ({"is_logged_in": True, "email": "admin@example.com", "email_verified": True}, "admin"),
+        ({"is_logged_in": True, "email": "ADMIN@example.COM"}, "admin"),  # case-insensitive
+        ({"is_logged_in": True, "email": "ops@example.com", "sub": "42"}, "admin"),
+        ({"is_logged_in": True, "email": "eve@example.com"}, NotAdmin),
+        ({"is_logged_in": True, "email": "admin@example.com", "email_verified": False}, NotAdmin),
+        ({"is_logged_in": False}, NotLoggedIn),
+        ({"is_logged_in": True}, NotLoggedIn),  # no e-mail claim
+        (None, NotLoggedIn),
+        ({}, NotLoggedIn),
+    ],
+)
+def test_oidc(user, outcome):
+    if outcome == "admin":
+        ident = identify_admin(_settings(), "oidc", user=user)
+        assert ident.via == "oidc"
+        assert ident.email == user["email"].lower()
+    else:
+        with pytest.raises(outcome):
+            identify_admin(_settings(), "oidc", user=user)
+
+
+def test_not_admin_message_names_the_user():
+    with pytest.raises(NotAdmin, match="eve@example.com is not on the admin list") as info:
+        identify_admin(_settings(), "oidc", user={"is_logged_in": True, "email": "eve@example.com"})
+    assert info.value.email == "eve@example.com"
+
+
+# --- IAP ---
+
+
+IAP_HEADER_NAME = "X-Goog-IAP-JWT-Assertion"  # as IAP spells it; lookup is case-insensitive
+
+
+def _iap(token: str | None, settings=None, certs=CERTS, header=IAP_HEADER_NAME):
+    headers = {header: token} if token is not None else {"Host": "app"}
+    return identify_admin(
+        settings or _settings(), "iap", headers=headers, certs_fetcher=lambda: certs
+    )
+
+
+def test_iap_valid_token():
+    ident = _iap(_token())
+    assert ident == AdminIdentity("admin@example.com", "iap", "accounts.google.com:1234567890")
+
+
+def test_iap_header_is_case_insensitive():
+    assert _iap(_token(), header="x-goog-iap-jwt-assertion").email == "admin@example.com"
+
+
+@pytest.mark.parametrize(
+    ("token_kwargs", "settings_kwargs", "certs", "error", "reason"),
+    [
+        (
+            {"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200},
+            {},
+            CERTS,
+            InvalidIapToken,
+            "expired",
+        ),
+        (
+            {"iat": int(time.time()) + 3600, "exp": int(time.time()) + 7200},
+            {},
+            CERTS,
+            InvalidIapToken,
+            "not valid yet",
+        ),
+        (
+            {"aud": "/projects/1/global/backendServices/other"},
+            {},
+            CERTS,
+            InvalidIapToken,
+            "wrong audience",
+        ),
+        ({"signer": OTHER_SIGNER}, {}, CERTS, InvalidIapToken, "bad signature"),
+        ({}, {}, {"other-kid": PUBLIC_PEM}, InvalidIapToken, "unknown signing key"),
+        ({"iss": "https://accounts.google.com"}, {}, CERTS, InvalidIapToken, "wrong issuer"),
+        ({"email": None}, {}, CERTS, InvalidIapToken, "no e-mail"),
+        ({"email": "eve@example.com"}, {}, CERTS, NotAdmin, "not on the admin list"),
+        ({}, {"admin_emails": "someone@else.com"}, CERTS, NotAdmin, "not on the admin list"),
+    ],
+)
+def test_iap_rejections(token_kwargs, settings_kwargs, certs, error, reason):
+    signer = token_kwargs.pop("signer", SIGNER)
+    token = _token(signer, **token_kwargs)
+    with pytest.raises(error, match=reason) as info:
+        _iap(token, settings=_settings(**settings_kwargs), certs=certs)
+    assert token not in str(info.value)  # never echo the credential
+
+
+def test_iap_garbage_token():
+    with pytest.raises(InvalidIapToken, match="malformed"):
+        _iap("not-a-jwt")
+
+
+def test_iap_missing_header():
+    with pytest.raises(NotLoggedIn, match="Identity-Aware Proxy"):
+        _iap(None)
+
+
+def test_iap_email_with_accounts_prefix():
+    assert _iap(_token(email="accounts.google.com:ops@example.com")).email == "ops@example.com"
+
+
+def test_iap_keys_unavailable():
+    def broken():
+        raise OSError("network down")
+
+    with pytest.raises(InvalidIapToken, match="Could not fetch IAP public keys"):
+        identify_admin(
+            _settings(), "iap", headers={IAP_HEADER_NAME: _token()}, certs_fetcher=broken
+        )
+
+
+class _KeysHandler(BaseHTTPRequestHandler):
+    hits = 0
+
+    def do_GET(self):  # noqa: N802
+        type(self).hits += 1
+        body = json.dumps(CERTS).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_http_certs_fetcher_verifies_and_caches():
+    handler = type("H", (_KeysHandler,), {"hits": 0})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        fetcher = HttpCertsFetcher(url=f"http://127.0.0.1:{httpd.server_address[1]}/keys")
+        for _ in range(3):
+            ident = identify_admin(
+                _settings(), "iap", headers={IAP_HEADER_NAME: _token()}, certs_fetcher=fetcher
+            )
+            assert ident.email == "admin@example.com"
+        assert handler.hits == 1  # cached
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        t.join(timeout=5)

@@ -1,0 +1,217 @@
+"""Who may use the admin page (pure logic; the view passes in what Streamlit knows).
+
+Two ways to know who the user is:
+
+* ``iap`` - the app runs behind Identity-Aware Proxy, which adds a signed JWT in the
+  ``x-goog-iap-jwt-assertion`` header; we verify it (ES256, Google's IAP keys,
+  audience = ``IAP_AUDIENCE``). Used when ``IAP_AUDIENCE`` is set: the proxy is then
+  the one door to the app and its signature is checked on every request.
+* ``oidc`` - Streamlit's own login (``st.login``, configured in secrets.toml
+  ``[auth]``); the view passes ``st.user`` as a mapping.
+
+Either way the e-mail must be on ``ADMIN_EMAILS`` (case-insensitive). With neither
+configured, or an empty allowlist, the admin page is off.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key"
+IAP_ISSUER = "https://cloud.google.com/iap"
+IAP_HEADER = "x-goog-iap-jwt-assertion"
+CERTS_TTL_S = 3600.0
+CLOCK_SKEW_S = 30
+
+AccessMode = Literal["oidc", "iap", "off"]
+CertsFetcher = Callable[[], Mapping[str, str]]
+
+
+class AuthError(Exception):
+    """Base of the admin-access errors; messages are safe to show."""
+
+
+class AdminAccessOff(AuthError):
+    """No login method or no allowlist is configured: the admin page is disabled."""
+
+
+class NotLoggedIn(AuthError):
+    """We do not know who the user is."""
+
+
+class InvalidIapToken(NotLoggedIn):
+    """The IAP header is present but its JWT does not verify."""
+
+
+class NotAdmin(AuthError):
+    """The user is known but not on the admin allowlist."""
+
+    def __init__(self, email: str, reason: str = "") -> None:
+        self.email = email
+        super().__init__(reason or f"{email} is not on the admin list (ADMIN_EMAILS).")
+
+
+@dataclass(frozen=True)
+class AdminIdentity:
+    """A verified admin."""
+
+    email: str  # lower-case
+    via: Literal["oidc", "iap"]
+    subject: str | None = None
+
+
+def admin_access_mode(settings: Any, oidc_configured: bool) -> AccessMode:
+    """How admins are identified: ``iap`` if IAP_AUDIENCE is set, else ``oidc`` if
+    Streamlit login is configured, else ``off``; also ``off`` when ADMIN_EMAILS is empty."""
+    if not settings.admin_allowlist:
+        return "off"
+    if settings.iap_audience:
+        return "iap"
+    if oidc_configured:
+        return "oidc"
+    return "off"
+
+
+def identify_admin(
+    settings: Any,
+    mode: AccessMode,
+    *,
+    user: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    certs_fetcher: CertsFetcher | None = None,
+) -> AdminIdentity:
+    """Return the admin identity for this request or raise an ``AuthError`` subclass.
+
+    ``user`` is what ``st.user`` holds (is_logged_in, email, email_verified);
+    ``headers`` the request headers (``st.context.headers``); ``certs_fetcher``
+    returns IAP's {key id: PEM} map (default: Google's, cached for an hour).
+    """
+    if mode == "off":
+        raise AdminAccessOff(
+            "The admin page is off: set ADMIN_EMAILS and either IAP_AUDIENCE "
+            "(behind Identity-Aware Proxy) or Streamlit login ([auth] in secrets.toml)."
+        )
+    if mode == "oidc":
+        email, subject = _oidc_email(user)
+    elif mode == "iap":
+        token = _header(headers or {}, IAP_HEADER)
+        if not token:
+            raise NotLoggedIn(
+                "No IAP identity on this request: open the app through its "
+                "Identity-Aware Proxy address."
+            )
+        claims = verify_iap_jwt(
+            token, settings.iap_audience, certs_fetcher=certs_fetcher or default_certs_fetcher()
+        )
+        email = str(claims.get("email") or "").strip()
+        if not email:
+            raise InvalidIapToken("The IAP token carries no e-mail address.")
+        # the plain header form is "accounts.google.com:user@x"; tolerate it in the claim too
+        email = email.split(":", 1)[-1] if email.startswith("accounts.google.com:") else email
+        subject = claims.get("sub")
+    else:
+        raise ValueError(f"unknown access mode {mode!r}")
+    email = email.lower()
+    if email not in settings.admin_allowlist:
+        raise NotAdmin(email)
+    return AdminIdentity(email=email, via=mode, subject=subject)
+
+
+def _oidc_email(user: Mapping[str, Any] | None) -> tuple[str, str | None]:
+    if not user or not user.get("is_logged_in"):
+        raise NotLoggedIn("Please log in to use the admin page.")
+    email = str(user.get("email") or "").strip()
+    if not email:
+        raise NotLoggedIn("Your login did not provide an e-mail address.")
+    if user.get("email_verified") is False:
+        raise NotAdmin(email.lower(), f"{email} is not a verified e-mail address.")
+    sub = user.get("sub")
+    return email, str(sub) if sub else None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for k, v in headers.items():
+        if k.lower() == name:
+            return v
+    return None
+
+
+def verify_iap_jwt(token: str, audience: str, *, certs_fetcher: CertsFetcher) -> dict[str, Any]:
+    """Verify an IAP JWT (ES256 signature, expiry, audience, issuer); return its claims.
+
+    Raises InvalidIapToken with the reason; never includes the token in the message.
+    """
+    from google.auth import exceptions as auth_exc
+    from google.auth import jwt
+
+    if not audience:
+        raise InvalidIapToken("IAP_AUDIENCE is not set; cannot verify the IAP token.")
+    try:
+        certs = dict(certs_fetcher())
+    except Exception as exc:
+        raise InvalidIapToken(f"Could not fetch IAP public keys: {type(exc).__name__}") from None
+    try:
+        claims = jwt.decode(
+            token, certs=certs, audience=audience, clock_skew_in_seconds=CLOCK_SKEW_S
+        )
+    except (ValueError, auth_exc.GoogleAuthError) as exc:
+        raise InvalidIapToken(f"The IAP token is not valid: {_reason(exc)}") from None
+    if claims.get("iss") != IAP_ISSUER:
+        raise InvalidIapToken("The IAP token is not valid: wrong issuer.")
+    return claims
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).lower()
+    for needle, reason in (
+        ("expired", "it has expired"),
+        ("too early", "it is not valid yet"),
+        ("audience", "wrong audience"),
+        ("signature", "bad signature"),
+        ("certificate for key id", "unknown signing key"),
+    ):
+        if needle in text:
+            return reason
+    return "malformed token"
+
+
+class HttpCertsFetcher:
+    """Fetches IAP's public keys (JSON {key id: PEM}) over HTTPS and caches them."""
+
+    def __init__(self, url: str = IAP_CERTS_URL, ttl_s: float = CERTS_TTL_S, timeout: float = 5.0):
+        self.url = url
+        self._ttl = ttl_s
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._certs: dict[str, str] | None = None
+        self._fetched_at = 0.0
+
+    def __call__(self) -> Mapping[str, str]:
+        with self._lock:
+            if self._certs is None or time.monotonic() - self._fetched_at > self._ttl:
+                import httpx
+
+                r = httpx.get(self.url, timeout=self._timeout)
+                r.raise_for_status()
+                data = json.loads(r.text)
+                if not isinstance(data, dict):
+                    raise ValueError("IAP key document is not a JSON object")
+                self._certs = {str(k): str(v) for k, v in data.items()}
+                self._fetched_at = time.monotonic()
+            return self._certs
+
+
+_default_fetcher: HttpCertsFetcher | None = None
+
+
+def default_certs_fetcher() -> HttpCertsFetcher:
+    """The process-wide cached fetcher for Google's IAP keys (created on first use)."""
+    global _default_fetcher
+    if _default_fetcher is None:
+        _default_fetcher = HttpCertsFetcher()
+    return _default_fetcher
