@@ -1,0 +1,6 @@
+"""Operating the GPU pool: the only package that talks to Kubernetes / GKE.
+
+Modules: ``k8s`` (client construction, typed errors for calls), ``manifests`` (pure
+builders), ``switch`` (switch model, rollout status, rollback, lock), ``inventory``
+(pods, GPU nodes, events, logs), ``errors`` (the exception hierarchy).
+"""

@@ -1,0 +1,330 @@
+"""What runs on the cluster: vLLM pods, GPU nodes, events and pod logs.
+
+Each refresh costs a constant number of API calls — one LIST of pods, one of
+nodes, one of events — never one call per pod or node, so the admin page stays
+cheap on a pool of 50 nodes and hundreds of pods. The parsing functions are pure
+(dicts as the API server returns them in, frozen dataclasses out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from webapp.cluster.k8s import Cluster, call
+from webapp.cluster.manifests import (
+    ACCELERATOR_LABEL,
+    GPU_RESOURCE,
+    MODEL_ANNOTATION,
+    NODE_POOL_LABEL,
+    SPOT_LABEL,
+)
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """One Kubernetes event about an object (pod, ReplicaSet, Deployment)."""
+
+    kind: str
+    name: str
+    reason: str
+    message: str
+    type: str  # Normal | Warning
+    count: int
+    last_seen: str  # RFC 3339 time as sent by the API server
+
+    @property
+    def warning(self) -> bool:
+        return self.type == "Warning"
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    """A pod as the admin page shows it."""
+
+    name: str
+    namespace: str
+    phase: str
+    ready: bool
+    restarts: int
+    node: str
+    age_s: float
+    reason: str  # waiting/terminated reason (CrashLoopBackOff, OOMKilled, Unschedulable...) or ""
+    message: str
+    model: str
+    ip: str
+    events: tuple[EventInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class GpuNode:
+    """A node with GPUs and how many of them pods have requested."""
+
+    name: str
+    pool: str
+    accelerator: str
+    spot: bool
+    ready: bool
+    gpu_capacity: int
+    gpu_allocatable: int
+    gpu_requested: int
+
+    @property
+    def gpu_free(self) -> int:
+        return max(0, self.gpu_allocatable - self.gpu_requested)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """One refresh of the admin page: pods of the namespace, GPU nodes, recent events."""
+
+    pods: tuple[PodInfo, ...]
+    nodes: tuple[GpuNode, ...]
+    events: tuple[EventInfo, ...]
+
+
+# ---------------------------------------------------------------- pure parsing
+
+
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def parse_event(ev: Mapping) -> EventInfo:
+    """An ``EventInfo`` from a core/v1 Event dict."""
+    obj = ev.get("involvedObject") or {}
+    seen = (
+        ev.get("lastTimestamp")
+        or ev.get("eventTime")
+        or (ev.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+    return EventInfo(
+        kind=obj.get("kind") or "",
+        name=obj.get("name") or "",
+        reason=ev.get("reason") or "",
+        message=ev.get("message") or "",
+        type=ev.get("type") or "Normal",
+        count=_int(ev.get("count") or 1),
+        last_seen=seen,
+    )
+
+
+def sort_events(events: Iterable[EventInfo]) -> list[EventInfo]:
+    """Newest first."""
+    return sorted(events, key=lambda e: e.last_seen, reverse=True)
+
+
+def gpu_request(pod: Mapping) -> int:
+    """GPUs a pod asks for (limits, else requests) over all its containers."""
+    total = 0
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        res = c.get("resources") or {}
+        total += _int((res.get("limits") or {}).get(GPU_RESOURCE)) or _int(
+            (res.get("requests") or {}).get(GPU_RESOURCE)
+        )
+    return total
+
+
+def pod_reason(pod: Mapping) -> tuple[str, str]:
+    """The most telling (reason, message) of a pod that is not simply running fine."""
+    status = pod.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        for key in ("waiting", "terminated"):
+            if state.get(key) and state[key].get("reason"):
+                return state[key]["reason"], state[key].get("message") or ""
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        if last.get("reason") == "OOMKilled":
+            return "OOMKilled", last.get("message") or ""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return cond.get("reason") or "Unschedulable", cond.get("message") or ""
+    return status.get("reason") or "", status.get("message") or ""
+
+
+def parse_pod(
+    pod: Mapping, events: Iterable[EventInfo] = (), now: datetime | None = None
+) -> PodInfo:
+    """A ``PodInfo`` from a core/v1 Pod dict and the events about it."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    created = _parse_time(meta.get("creationTimestamp"))
+    now = now or datetime.now(UTC)
+    reason, message = pod_reason(pod)
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    return PodInfo(
+        name=meta.get("name") or "",
+        namespace=meta.get("namespace") or "",
+        phase=status.get("phase") or "Unknown",
+        ready=ready,
+        restarts=sum(_int(cs.get("restartCount")) for cs in statuses),
+        node=(pod.get("spec") or {}).get("nodeName") or "",
+        age_s=max(0.0, (now - created).total_seconds()) if created else 0.0,
+        reason=reason,
+        message=message,
+        model=(meta.get("annotations") or {}).get(MODEL_ANNOTATION) or "",
+        ip=status.get("podIP") or "",
+        events=tuple(e for e in events if e.kind == "Pod" and e.name == meta.get("name")),
+    )
+
+
+def parse_nodes(nodes: Iterable[Mapping], pods: Iterable[Mapping]) -> list[GpuNode]:
+    """GPU nodes (capacity or accelerator label) with the GPUs requested by non-finished pods."""
+    requested: dict[str, int] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES:
+            requested[node] = requested.get(node, 0) + gpu_request(pod)
+    out = []
+    for node in nodes:
+        meta = node.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        status = node.get("status") or {}
+        capacity = _int((status.get("capacity") or {}).get(GPU_RESOURCE))
+        if not capacity and ACCELERATOR_LABEL not in labels:
+            continue
+        out.append(
+            GpuNode(
+                name=meta.get("name") or "",
+                pool=labels.get(NODE_POOL_LABEL, ""),
+                accelerator=labels.get(ACCELERATOR_LABEL, ""),
+                spot=labels.get(SPOT_LABEL) == "true",
+                ready=any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in status.get("conditions") or []
+                ),
+                gpu_capacity=capacity,
+                gpu_allocatable=_int((status.get("allocatable") or {}).get(GPU_RESOURCE)),
+                gpu_requested=requested.get(meta.get("name") or "", 0),
+            )
+        )
+    return sorted(out, key=lambda n: (n.pool, n.name))
+
+
+def free_gpus(nodes: Iterable[GpuNode], gpu_type: str | None = None) -> dict[str, int]:
+    """Free GPUs per ready node (optionally only nodes with accelerator ``gpu_type``)."""
+    return {
+        n.name: n.gpu_free
+        for n in nodes
+        if n.ready and (gpu_type is None or n.accelerator == gpu_type)
+    }
+
+
+# ---------------------------------------------------------------- API reads
+
+
+def events(
+    cluster: Cluster, namespace: str, *, involved_name: str | None = None, limit: int = 100
+) -> list[EventInfo]:
+    """Recent events of a namespace (optionally about one object), newest first. One call."""
+    kwargs = {"field_selector": f"involvedObject.name={involved_name}"} if involved_name else {}
+    raw = call(
+        f"list events in namespace {namespace}",
+        cluster.core.list_namespaced_event,
+        namespace,
+        **kwargs,
+    )
+    return sort_events(parse_event(e) for e in raw.get("items") or [])[:limit]
+
+
+def pods(
+    cluster: Cluster,
+    namespace: str,
+    *,
+    label_selector: str | None = None,
+    now: datetime | None = None,
+) -> list[PodInfo]:
+    """Pods of a namespace with their recent events. Two calls (pods, events)."""
+    kwargs = {"label_selector": label_selector} if label_selector else {}
+    raw = call(
+        f"list pods in namespace {namespace}",
+        cluster.core.list_namespaced_pod,
+        namespace,
+        **kwargs,
+    )
+    grouped = _by_pod(events(cluster, namespace, limit=10_000))
+    return [
+        parse_pod(p, grouped.get(p["metadata"]["name"], ()), now) for p in raw.get("items") or []
+    ]
+
+
+def _all_pods(cluster: Cluster, *, active_only: bool) -> list[dict]:
+    kwargs = (
+        {"field_selector": "status.phase!=Succeeded,status.phase!=Failed"} if active_only else {}
+    )
+    raw = call("list pods in all namespaces", cluster.core.list_pod_for_all_namespaces, **kwargs)
+    return raw.get("items") or []
+
+
+def _by_pod(evs: Iterable[EventInfo]) -> dict[str, list[EventInfo]]:
+    grouped: dict[str, list[EventInfo]] = {}
+    for e in evs:
+        if e.kind == "Pod":
+            grouped.setdefault(e.name, []).append(e)
+    return grouped
+
+
+def gpu_nodes(cluster: Cluster) -> list[GpuNode]:
+    """GPU nodes with capacity, allocatable and requested GPUs. Two calls (nodes, pods)."""
+    nodes = call("list nodes", cluster.core.list_node).get("items") or []
+    return parse_nodes(nodes, _all_pods(cluster, active_only=True))
+
+
+def pod_logs(
+    cluster: Cluster,
+    namespace: str,
+    pod: str,
+    *,
+    tail_lines: int = 200,
+    container: str | None = None,
+    previous: bool = False,
+) -> list[str]:
+    """The last ``tail_lines`` log lines of a pod's container. One call."""
+    kwargs: dict = {"tail_lines": int(tail_lines)}
+    if container:
+        kwargs["container"] = container
+    if previous:
+        kwargs["previous"] = True
+    text = call(
+        f"read the log of pod {namespace}/{pod}",
+        cluster.core.read_namespaced_pod_log,
+        pod,
+        namespace,
+        text=True,
+        **kwargs,
+    )
+    return text.splitlines()
+
+
+def inventory(cluster: Cluster, namespace: str, *, now: datetime | None = None) -> Inventory:
+    """Pods of ``namespace``, all GPU nodes and the namespace's events: exactly three calls."""
+    all_pods = _all_pods(cluster, active_only=False)
+    nodes = call("list nodes", cluster.core.list_node).get("items") or []
+    evs = events(cluster, namespace, limit=10_000)
+    grouped = _by_pod(evs)
+    ns_pods = [p for p in all_pods if (p.get("metadata") or {}).get("namespace") == namespace]
+    return Inventory(
+        pods=tuple(parse_pod(p, grouped.get(p["metadata"]["name"], ()), now) for p in ns_pods),
+        nodes=tuple(parse_nodes(nodes, all_pods)),
+        events=tuple(evs[:100]),
+    )
