@@ -1,0 +1,82 @@
+# shellcheck shell=bash
+# Shared helpers for the set-up scripts: dry-run aware command runner and checks.
+# Sourced, never executed. Every gcloud/kubectl call goes through `run` or `exists`, so
+# `--dry-run` prints every command (copy-pasteable, shell-quoted) and runs none of them.
+
+DRY_RUN="${DRY_RUN:-0}"
+
+# Print a message on stderr.
+log() {
+  printf '==> %s\n' "$*" >&2
+}
+
+# Print an error and exit.
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# Quote one word for a POSIX shell: as is when safe, else in single quotes.
+shell_quote() {
+  local word="$1"
+  if [[ -n "$word" && "$word" =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then
+    printf '%s' "$word"
+  else
+    printf "'%s'" "${word//\'/\'\\\'\'}"
+  fi
+}
+
+# Print a command as it would be typed, shell-quoted, so that it can be copied and run.
+print_cmd() {
+  local prefix="$1" word
+  shift
+  printf '%s' "$prefix"
+  for word in "$@"; do
+    printf ' '
+    shell_quote "$word"
+  done
+  printf '\n'
+}
+
+# Run a command (or, with --dry-run, only print it).
+run() {
+  print_cmd '+' "$@"
+  if [[ "$DRY_RUN" == "1" ]]; then
+    return 0
+  fi
+  "$@"
+}
+
+# True when a resource exists (the command succeeds). With --dry-run the check is printed
+# and treated as "absent", so every create command that could run is printed as well.
+exists() {
+  print_cmd '?' "$@"
+  if [[ "$DRY_RUN" == "1" ]]; then
+    return 1
+  fi
+  "$@" >/dev/null 2>&1
+}
+
+# Fail early when a tool is missing (skipped with --dry-run: nothing will run).
+require_tools() {
+  local tool
+  [[ "$DRY_RUN" == "1" ]] && return 0
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed or not on PATH"
+  done
+}
+
+# Parse the flags common to all scripts; sets DRY_RUN. Unknown flags are an error.
+parse_common_flags() {
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      --dry-run) DRY_RUN=1 ;;
+      -h | --help)
+        usage
+        exit 0
+        ;;
+      *) die "unknown argument: $arg (see --help)" ;;
+    esac
+  done
+}

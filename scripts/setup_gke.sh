@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# From an empty GCP project to a GKE cluster ready for `scripts/deploy.sh`:
+# APIs, the cluster (Workload Identity, Dataplane V2 for NetworkPolicy), a spot GPU node pool
+# autoscaling from 0, the static IP of the Ingress, an Artifact Registry repository, and the
+# least-privilege Google service account the admin page uses to resize the GPU pool.
+# Idempotent: what exists is left as it is. `--dry-run` prints every command, runs none.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib/common.sh
+source "$SCRIPT_DIR/lib/common.sh"
+
+usage() {
+  cat <<'USAGE'
+Usage: PROJECT_ID=my-project scripts/setup_gke.sh [--dry-run]
+
+Environment (defaults in brackets):
+  PROJECT_ID          GCP project (required)
+  REGION              region of the cluster, registry and IP [us-central1]
+  ZONES               comma-separated zones for the nodes; the GPU type must exist there
+                      [REGION-a]
+  CLUSTER_NAME        [vllm-cluster]
+  NAMESPACE           Kubernetes namespace of the app [vllm]
+  GPU_TYPE            nvidia-l4 | nvidia-tesla-t4 | nvidia-tesla-a100 | nvidia-a100-80gb |
+                      nvidia-h100-80gb [nvidia-l4]
+  GPU_COUNT           GPUs per node [1]
+  MACHINE_TYPE        [chosen from GPU_TYPE and GPU_COUNT]
+  GPU_POOL            GPU node pool name [gpu-pool]
+  GPU_POOL_MAX_NODES  autoscaling maximum (minimum is 0) [2]
+  STATIC_IP_NAME      global address for the Ingress [llm-chat-ip]
+  AR_REPO             Artifact Registry repository [llm-console]
+  ADMIN_GSA           Google service account of the admin page [llm-console-admin]
+  ADMIN_ROLE_ID       custom IAM role id [llmConsoleGpuPoolOperator]
+USAGE
+}
+
+parse_common_flags "$@"
+
+PROJECT_ID="${PROJECT_ID:-}"
+[[ -n "$PROJECT_ID" ]] || die "PROJECT_ID is required (see --help)"
+REGION="${REGION:-us-central1}"
+ZONES="${ZONES:-${REGION}-a}"
+CLUSTER_NAME="${CLUSTER_NAME:-vllm-cluster}"
+NAMESPACE="${NAMESPACE:-vllm}"
+GPU_TYPE="${GPU_TYPE:-nvidia-l4}"
+GPU_COUNT="${GPU_COUNT:-1}"
+GPU_POOL="${GPU_POOL:-gpu-pool}"
+GPU_POOL_MAX_NODES="${GPU_POOL_MAX_NODES:-2}"
+STATIC_IP_NAME="${STATIC_IP_NAME:-llm-chat-ip}"
+AR_REPO="${AR_REPO:-llm-console}"
+ADMIN_GSA="${ADMIN_GSA:-llm-console-admin}"
+ADMIN_ROLE_ID="${ADMIN_ROLE_ID:-llmConsoleGpuPoolOperator}"
+ADMIN_KSA="webapp-admin"
+
+# The machine family that carries GPU_COUNT GPUs of GPU_TYPE.
+default_machine_type() {
+  case "$GPU_TYPE:$GPU_COUNT" in
+    nvidia-l4:1) echo g2-standard-8 ;;
+    nvidia-l4:2) echo g2-standard-24 ;;
+    nvidia-l4:4) echo g2-standard-48 ;;
+    nvidia-l4:8) echo g2-standard-96 ;;
+    nvidia-tesla-t4:1) echo n1-standard-8 ;;
+    nvidia-tesla-t4:2) echo n1-standard-16 ;;
+    nvidia-tesla-t4:4) echo n1-standard-32 ;;
+    nvidia-tesla-a100:1 | nvidia-tesla-a100:2 | nvidia-tesla-a100:4 | nvidia-tesla-a100:8)
+      echo "a2-highgpu-${GPU_COUNT}g"
+      ;;
+    nvidia-a100-80gb:1 | nvidia-a100-80gb:2 | nvidia-a100-80gb:4 | nvidia-a100-80gb:8)
+      echo "a2-ultragpu-${GPU_COUNT}g"
+      ;;
+    nvidia-h100-80gb:1 | nvidia-h100-80gb:2 | nvidia-h100-80gb:4 | nvidia-h100-80gb:8)
+      echo "a3-highgpu-${GPU_COUNT}g"
+      ;;
+    *) die "no default machine type for $GPU_COUNT x $GPU_TYPE; set MACHINE_TYPE" ;;
+  esac
+}
+MACHINE_TYPE="${MACHINE_TYPE:-$(default_machine_type)}"
+
+ADMIN_GSA_EMAIL="${ADMIN_GSA}@${PROJECT_ID}.iam.gserviceaccount.com"
+# What the admin page does through the GKE API: read the cluster and its node pools,
+# resize / set autoscaling of the GPU pool (nodePools.setSize and setAutoscaling require
+# container.clusters.update) and follow the resulting operations. roles/container.clusterViewer
+# cannot resize; roles/container.clusterAdmin can do far more (delete clusters, ...):
+# a custom role holds exactly these four permissions.
+ADMIN_PERMISSIONS="container.clusters.get,container.clusters.update,container.operations.get,container.operations.list"
+
+require_tools gcloud kubectl
+
+log "APIs"
+run gcloud services enable \
+  container.googleapis.com compute.googleapis.com artifactregistry.googleapis.com \
+  cloudbuild.googleapis.com iam.googleapis.com iap.googleapis.com run.googleapis.com \
+  --project="$PROJECT_ID"
+
+log "GKE cluster $CLUSTER_NAME in $REGION (nodes in $ZONES)"
+if exists gcloud container clusters describe "$CLUSTER_NAME" \
+  --location="$REGION" --project="$PROJECT_ID"; then
+  log "cluster exists: left as it is"
+else
+  # A small CPU pool runs the web apps and system pods; GPUs live in their own pool.
+  run gcloud container clusters create "$CLUSTER_NAME" \
+    --project="$PROJECT_ID" --location="$REGION" --node-locations="$ZONES" \
+    --release-channel=regular \
+    --workload-pool="${PROJECT_ID}.svc.id.goog" \
+    --enable-dataplane-v2 --enable-ip-alias --addons=HttpLoadBalancing \
+    --machine-type=e2-standard-4 --num-nodes=1 \
+    --enable-shielded-nodes --shielded-secure-boot --workload-metadata=GKE_METADATA
+fi
+
+log "spot GPU node pool $GPU_POOL: $GPU_COUNT x $GPU_TYPE on $MACHINE_TYPE, 0..$GPU_POOL_MAX_NODES nodes"
+if exists gcloud container node-pools describe "$GPU_POOL" --cluster="$CLUSTER_NAME" \
+  --location="$REGION" --project="$PROJECT_ID"; then
+  log "node pool exists: left as it is"
+else
+  # Autoscaling from 0: no GPU is paid for while no vLLM pod asks for one. GKE installs the
+  # NVIDIA driver (gpu-driver-version) and taints the nodes nvidia.com/gpu=present:NoSchedule.
+  run gcloud container node-pools create "$GPU_POOL" \
+    --project="$PROJECT_ID" --cluster="$CLUSTER_NAME" --location="$REGION" \
+    --node-locations="$ZONES" --machine-type="$MACHINE_TYPE" \
+    --accelerator="type=${GPU_TYPE},count=${GPU_COUNT},gpu-driver-version=latest" \
+    --spot --num-nodes=0 \
+    --enable-autoscaling --total-min-nodes=0 --total-max-nodes="$GPU_POOL_MAX_NODES" \
+    --disk-size=200 --workload-metadata=GKE_METADATA --shielded-secure-boot
+fi
+
+log "static IP $STATIC_IP_NAME"
+if exists gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID"; then
+  log "address exists"
+else
+  run gcloud compute addresses create "$STATIC_IP_NAME" --global --project="$PROJECT_ID"
+fi
+
+log "Artifact Registry repository $AR_REPO"
+if exists gcloud artifacts repositories describe "$AR_REPO" \
+  --location="$REGION" --project="$PROJECT_ID"; then
+  log "repository exists"
+else
+  run gcloud artifacts repositories create "$AR_REPO" --repository-format=docker \
+    --location="$REGION" --project="$PROJECT_ID" \
+    --description="llm-console web app images"
+fi
+
+log "IAM: custom role $ADMIN_ROLE_ID and service account $ADMIN_GSA_EMAIL"
+if exists gcloud iam roles describe "$ADMIN_ROLE_ID" --project="$PROJECT_ID"; then
+  # Keep the permissions in sync with this script.
+  run gcloud iam roles update "$ADMIN_ROLE_ID" --project="$PROJECT_ID" \
+    --permissions="$ADMIN_PERMISSIONS" --quiet
+else
+  run gcloud iam roles create "$ADMIN_ROLE_ID" --project="$PROJECT_ID" \
+    --title="LLM console GPU pool operator" \
+    --description="Read the GKE cluster, resize its GPU node pool, follow operations" \
+    --permissions="$ADMIN_PERMISSIONS" --stage=GA
+fi
+if exists gcloud iam service-accounts describe "$ADMIN_GSA_EMAIL" --project="$PROJECT_ID"; then
+  log "service account exists"
+else
+  run gcloud iam service-accounts create "$ADMIN_GSA" --project="$PROJECT_ID" \
+    --display-name="LLM console admin page"
+fi
+run gcloud projects add-iam-policy-binding "$PROJECT_ID" \
+  --member="serviceAccount:${ADMIN_GSA_EMAIL}" \
+  --role="projects/${PROJECT_ID}/roles/${ADMIN_ROLE_ID}" --condition=None --quiet
+# Workload Identity: the Kubernetes ServiceAccount of the admin pods may act as the GSA.
+run gcloud iam service-accounts add-iam-policy-binding "$ADMIN_GSA_EMAIL" \
+  --project="$PROJECT_ID" --role=roles/iam.workloadIdentityUser \
+  --member="serviceAccount:${PROJECT_ID}.svc.id.goog[${NAMESPACE}/${ADMIN_KSA}]" --quiet
+
+log "kubectl credentials"
+run gcloud container clusters get-credentials "$CLUSTER_NAME" \
+  --location="$REGION" --project="$PROJECT_ID"
+
+log "done. Next: HF_TOKEN=... scripts/create_hf_secret.sh, then scripts/deploy.sh"
