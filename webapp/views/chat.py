@@ -188,6 +188,9 @@ def _generate(model: str | None, max_len: int | None) -> None:
     with st.chat_message("assistant"):
         box = st.empty()
         box.markdown("…")
+        # clicking Stop reruns the script, which interrupts the loop below at its next
+        # redraw; the finally-block keeps the partial answer (and closes the stream)
+        st.button("Stop", icon=":material/stop_circle:", key="stop")
         if model is None:
             _fail(msg, BackendUnreachable("no model is served"))
             st.rerun()
@@ -234,12 +237,10 @@ st.title(settings.app_title)
 if settings.llm_notice:
     st.warning(settings.llm_notice, icon=":material/science:")
 if not ss.messages:
-    st.caption(
-        "Ask anything. Answers stream in; the send button turns into a stop button while one is written."
-    )
+    st.caption("Ask anything. Answers stream in; press Stop to cut one short.")
 for m in ss.messages:
     _render_message(m)
-prompt = st.chat_input("Message the model", submit_mode="stop", key="prompt")
+prompt = st.chat_input("Message the model", submit_mode="disable", key="prompt")
 if prompt is not None:
     _submit(prompt)
     if ss.generate:
