@@ -252,3 +252,24 @@ def test_fetch_unreachable():
     s.close()
     with pytest.raises(MetricsUnavailable, match="cannot reach"):
         fetch_metrics(f"http://127.0.0.1:{port}")
+
+
+@pytest.mark.vllm
+def test_real_vllm_metrics(vllm_chat):
+    """The real vLLM (CPU build) exposes the names we parse, and they move with traffic."""
+    import httpx
+
+    before = fetch_metrics(vllm_chat.url)
+    r = httpx.post(
+        f"{vllm_chat.api_url}/completions",
+        json={"model": vllm_chat.model, "prompt": "hello", "max_tokens": 4, "ignore_eos": True},
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+    after = fetch_metrics(vllm_chat.url)
+    assert after.kv_cache_usage is not None
+    assert 0.0 <= after.kv_cache_usage <= 1.0
+    assert after.generation_tokens_total - before.generation_tokens_total >= 4
+    assert after.prompt_tokens_total > before.prompt_tokens_total
+    assert after.ttft is not None and after.ttft.count >= before.ttft.count + 1
+    assert after.ttft_mean_s is not None and after.ttft_mean_s > 0
