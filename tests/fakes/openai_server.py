@@ -266,18 +266,20 @@ class _State:
         self.health_status = 200
         self.metrics_override: dict[str, float] = {}
         self.kv_cache_tokens = 8 * max_model_len
+        # Live state: describes requests being served right now, so reset() keeps it.
+        self.in_flight = 0
+        self.waiting = 0
+        self.running: dict[int, list[int]] = {}  # id -> [prompt_tokens, generated]
         self.reset()
 
     def reset(self) -> None:
+        """Forget history, counters and scripts (not the requests in flight)."""
         with self.lock:
             self.default_script = Script()
             self.queue: deque[Script] = deque()
             self.requests: list[dict[str, Any]] = []
             self.disconnects = 0
             self.drops = 0
-            self.in_flight = 0
-            self.waiting = 0
-            self.running: dict[int, list[int]] = {}  # id -> [prompt_tokens, generated]
             self.prompt_tokens_total = 0
             self.generation_tokens_total = 0
             self.ttfts: list[float] = []
@@ -298,6 +300,12 @@ class _Server(ThreadingHTTPServer):
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
         super().__init__(addr, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that reset idle keep-alive connections are normal here: stay quiet."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
 
     def close_all(self) -> None:
         with self.conns_lock:
@@ -906,7 +914,7 @@ class FakeOpenAI:
         self._state.stopping.clear()
         self._server = _Server(self._addr, self._state)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
         self._thread.start()
         return self

@@ -249,6 +249,17 @@ def test_reset_forgets_requests_queue_and_counters(srv):
     assert srv.disconnects == 0
 
 
+def test_reset_during_a_stream_keeps_live_counters_consistent(srv):
+    srv.set_script(Script(n_tokens=1000, tokens_per_s=100))
+    stream = client(srv.url).chat.completions.create(model="fake-chat", messages=HI, stream=True)
+    next(iter(stream))
+    srv.reset()
+    assert srv.stats()["in_flight"] == 1
+    stream.close()
+    eventually(lambda: srv.stats()["in_flight"] == 0, "stream ended")
+    assert srv.stats()["running"] == 0
+
+
 # ---- faults --------------------------------------------------------------------------------
 
 
