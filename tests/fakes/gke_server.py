@@ -297,6 +297,30 @@ def _error(status: int, grpc_status: str, message: str) -> tuple[int, dict]:
     return status, {"error": {"code": status, "message": message, "status": grpc_status}}
 
 
+def _enum_tables() -> dict[str, dict[str, int]]:
+    from google.cloud.container_v1.types import cluster_service as cs
+
+    return {
+        "status": {**{e.name: e.value for e in cs.NodePool.Status},
+                   **{e.name: e.value for e in cs.Operation.Status}},
+        "operationType": {e.name: e.value for e in cs.Operation.Type},
+        "locationPolicy": {e.name: e.value for e in cs.NodePoolAutoscaling.LocationPolicy},
+    }  # fmt: skip
+
+
+def _int_enums(value: Any, tables: dict[str, dict[str, int]] | None = None) -> Any:
+    """Proto3 JSON with enums as numbers (the client asks for ``enum-encoding=int``)."""
+    tables = tables or _enum_tables()
+    if isinstance(value, dict):
+        return {
+            k: tables[k].get(v, v) if k in tables and isinstance(v, str) else _int_enums(v, tables)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_int_enums(v, tables) for v in value]
+    return value
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeGke  # set on a subclass per server
 
@@ -308,7 +332,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        status, payload = self.fake.handle(method, parts.path, parse_qs(parts.query), body)
+        query = parse_qs(parts.query)
+        status, payload = self.fake.handle(method, parts.path, query, body)
+        if status == 200 and "enum-encoding=int" in " ".join(query.get("$alt", [])):
+            payload = _int_enums(payload)  # what GKE does for the client's $alt parameter
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
