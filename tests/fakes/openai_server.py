@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import pathlib
 import select
 import signal
 import socket
@@ -52,6 +53,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+_REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 CHAT_TEMPLATE_MISSING = (
     "As of transformers v4.44, default chat template is no longer allowed, so you "
     "must provide a chat template if the tokenizer does not define one."
@@ -1040,7 +1042,7 @@ def spawn_fake_openai(*cli_args: str, cwd: str | None = None) -> Iterator[Remote
         [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", *cli_args],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=cwd,
+        cwd=cwd or _REPO_ROOT,
     )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
