@@ -1,0 +1,45 @@
+"""Fixtures: a fake Kubernetes API server seeded with a vLLM Deployment, and real clients."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.k8s_server import FakeCluster
+from webapp.cluster import manifests as mf
+from webapp.cluster.k8s import connect
+from webapp.cluster.switch import SwitchOptions
+
+NS = "vllm"
+LLAMA = mf.ModelSpec(name="llama-2-7b", hf_repo="meta-llama/Llama-2-7b-hf", max_model_len=4096)
+MISTRAL = mf.ModelSpec(
+    name="mistral-7b-instruct", hf_repo="mistralai/Mistral-7B-Instruct-v0.2", max_model_len=8192
+)
+QWEN = mf.ModelSpec(name="qwen2-7b", hf_repo="Qwen/Qwen2-7B-Instruct", max_model_len=8192)
+FAST = SwitchOptions(poll_s=0.03, probe_attempts=3, lock_duration_s=60)
+
+
+def seed_vllm(fc: FakeCluster, spec: mf.ModelSpec = LLAMA, *, deadline_s: int = 1800) -> None:
+    """Create Deployment + Service ``vllm`` serving ``spec`` and wait until it is ready."""
+    fc.create("deployments", mf.build_deployment("vllm", NS, spec, progress_deadline_s=deadline_s))
+    fc.create("services", mf.build_service("vllm", NS, {"app": "vllm"}))
+    assert fc.wait_for(lambda f: f.served_models(NS) == [spec.name], 10)
+
+
+@pytest.fixture
+def fake():
+    """A fake cluster with two 1-GPU L4 nodes, nothing deployed."""
+    with FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fc:
+        yield fc
+
+
+@pytest.fixture
+def one_node():
+    """A fake cluster whose pool holds exactly one vLLM pod."""
+    with FakeCluster(gpu_nodes=[{"name": "gpu-a"}]) as fc:
+        yield fc
+
+
+@pytest.fixture
+def cluster(fake):
+    """Real kubernetes clients talking to ``fake`` through its kubeconfig."""
+    return connect(fake.kubeconfig_path)
