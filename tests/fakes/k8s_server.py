@@ -489,6 +489,7 @@ class FakeCluster:
                         "ready": ready,
                         "restartCount": 0,
                         "image": "busybox",
+                        "imageID": "sha256:0",
                         "state": {"running": {"startedAt": _now_iso()}},
                     }
                 ],
@@ -727,7 +728,7 @@ class FakeCluster:
             tmpl.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = h
             sel = copy.deepcopy(spec["selector"])
             sel.setdefault("matchLabels", {})["pod-template-hash"] = h
-            owner = [{"kind": "Deployment", "name": name, "uid": dep["metadata"]["uid"]}]
+            owner = [_owner_ref("Deployment", dep)]
             rs = {
                 "metadata": {
                     "name": rs_name,
@@ -784,7 +785,7 @@ class FakeCluster:
                 self._delete("pods", pkey)
         for _ in range(want - len(pods)):
             tmpl = copy.deepcopy(rs["spec"]["template"])
-            owner = [{"kind": "ReplicaSet", "name": name, "uid": rs["metadata"]["uid"]}]
+            owner = [_owner_ref("ReplicaSet", rs)]
             pod = {
                 "metadata": {
                     "name": f"{name}-{_rand()}",
@@ -890,7 +891,13 @@ class FakeCluster:
     def _set_cstatus(pod: dict, **fields) -> None:
         c = pod["spec"]["containers"][0]
         cs = (pod["status"].get("containerStatuses") or [{}])[0]
-        base = {"name": c["name"], "image": c.get("image"), "ready": False, "restartCount": 0}
+        base = {
+            "name": c["name"],
+            "image": c.get("image"),
+            "imageID": f"sha256:{hashlib.sha256(str(c.get('image')).encode()).hexdigest()}",
+            "ready": False,
+            "restartCount": 0,
+        }
         pod["status"]["containerStatuses"] = [{**base, **cs, **fields}]
 
     def _kubelet_pod(self, key, pod, st, now) -> None:
@@ -1271,3 +1278,14 @@ def _make_handler(cluster: FakeCluster):
             self._dispatch("DELETE")
 
     return Handler
+
+
+def _owner_ref(kind: str, owner: dict) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

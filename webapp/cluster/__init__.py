@@ -2,5 +2,6 @@
 
 Modules: ``k8s`` (client construction, typed errors for calls), ``manifests`` (pure
 builders), ``switch`` (switch model, rollout status, rollback, lock), ``inventory``
-(pods, GPU nodes, events, logs), ``errors`` (the exception hierarchy).
+(pods, GPU nodes, events, logs), ``node_pools`` (GKE node pools), ``errors`` (the
+exception hierarchy).
 """
