@@ -19,9 +19,10 @@ def fake():
 
 
 @pytest.fixture
-def page(monkeypatch):
+def page(monkeypatch, tmp_path):
     def make(url, **env):
         monkeypatch.setenv("LLM_URL", url)
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'chat.db'}")
         for k, v in env.items():
             monkeypatch.setenv(k, str(v))
         get_settings.cache_clear()
@@ -84,7 +85,7 @@ def test_empty_prompt_refused(fake, page, text):
 
 def test_too_long_prompt_kept_for_copy(fake, page):
     at = send(page(fake.url, MAX_PROMPT_CHARS=100), "x" * 150)
-    assert "too long" in at.warning[0].value and at.chat_message.len == 0
+    assert "150 characters long" in at.warning[0].value and at.chat_message.len == 0
     assert at.code[0].value == "x" * 150  # nothing lost: the text is offered back
 
 
@@ -168,3 +169,84 @@ def test_base_model_page_uses_completions(page):
         srv.set_script(Script(tokens=["cont"]))
         at = send(page(srv.url), "hello")
         assert chat(at)[1] == ("assistant", ["cont"])
+
+
+# ---------------------------------------------------------------- persistence (issue 4)
+def conv_id(at):
+    return (
+        at.query_params["chat"][0]
+        if isinstance(at.query_params["chat"], list)
+        else at.query_params["chat"]
+    )
+
+
+def test_conversation_has_url_and_survives_new_session(fake, page):
+    fake.set_script(Script(tokens=["stored ", "answer"]))
+    at = send(page(fake.url), "remember me")
+    cid = conv_id(at)
+    assert len(cid) >= 20
+    # a brand-new session (reload, other device with the link, restarted server)
+    at2 = AppTest.from_file(PAGE, default_timeout=30)
+    at2.query_params["chat"] = cid
+    at2.run()
+    assert chat(at2) == [("user", ["remember me"]), ("assistant", ["stored answer"])]
+    assert at2.title[0].value == "remember me"
+    # the guest who only has the link cannot rename or delete it
+    assert "only its owner" in " ".join(c.value for c in at2.sidebar.caption)
+
+
+def test_unknown_conversation_link(fake, page):
+    page(fake.url)
+    at2 = AppTest.from_file(PAGE, default_timeout=30)
+    at2.query_params["chat"] = "does-not-exist-0123456789"
+    at2.run()
+    assert "does not exist or is not available" in at2.error[0].value
+    assert at2.chat_message.len == 0
+
+
+def test_sidebar_lists_switches_renames_and_deletes(fake, page):
+    fake.set_script(Script(tokens=["ok"]))
+    at = send(page(fake.url), "first topic")
+    first = conv_id(at)
+    at.button(key="new_chat").click().run()
+    send(at, "second topic")
+    labels = [b.label for b in at.sidebar.button if b.key.startswith("conv_")]
+    assert labels == ["second topic", "first topic"]  # newest first
+    at.button(key=f"conv_{first}").click().run()
+    assert chat(at)[0] == ("user", ["first topic"])
+    at.text_input(key=f"title_{first}").set_value("Renamed").run()
+    assert at.title[0].value == "Renamed"
+    assert [b.label for b in at.sidebar.button if b.key.startswith("conv_")][1] == "Renamed"
+    at.button(key="delete").click().run()
+    assert "for good" in at.sidebar.warning[0].value
+    at.button(key="delete_yes").click().run()
+    labels = [b.label for b in at.sidebar.button if b.key.startswith("conv_")]
+    assert labels == ["second topic"] and at.chat_message.len == 0
+
+
+def test_export_buttons(fake, page):
+    at = send(page(fake.url), "export me")
+    keys = {b.key for b in at.get("download_button")}
+    assert {"export_md", "export_json"} <= keys
+
+
+def test_rate_limit_message_keeps_prompt(fake, page):
+    at = page(fake.url, MESSAGES_PER_MINUTE=2)
+    send(at, "one")
+    send(at, "two")
+    send(at, "three")
+    assert "in the last minute" in at.warning[0].value
+    assert at.code[0].value == "three"
+    assert [m[1][0] for m in chat(at) if m[0] == "user"] == ["one", "two"]
+
+
+def test_answer_saved_when_backend_fails(page):
+    with FakeOpenAI() as srv:
+        srv.set_script(Script(tokens=["half ", "answer ", "x"], drop_after=2))
+        at = send(page(srv.url), "hello")
+        at2 = AppTest.from_file(PAGE, default_timeout=30)
+        at2.query_params["chat"] = conv_id(at)
+        at2.run()
+        m = at2.chat_message[1]
+        assert m.markdown[0].value.strip() == "half answer"
+        assert "dropped" in m.error[0].value

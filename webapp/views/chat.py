@@ -6,11 +6,16 @@ import time
 
 import streamlit as st
 
+from webapp import export
+from webapp.history import History, message_dicts
+from webapp.identity import resolve_owner
+from webapp.limits import UsageLimits
 from webapp.llm.chat import ChatClient, ChatRequest, GenerationParams
-from webapp.llm.errors import BackendUnreachable, EmptyPrompt, LLMError, PromptTooLong
+from webapp.llm.errors import BackendUnreachable, EmptyPrompt, LLMError
 from webapp.llm.prompts import Turn
 from webapp.llm.server import BackendState, BackendStatus, ModelInfo
 from webapp.settings import get_settings
+from webapp.store import ConversationNotFound, ConversationStore, LimitExceeded, StoreError
 from webapp.views.messages import answer_note, llm_error_message, stats_line
 
 settings = get_settings()
@@ -34,6 +39,24 @@ client = _client(
 )
 
 
+@st.cache_resource(show_spinner=False)
+def _store(database_url: str) -> ConversationStore:
+    return ConversationStore(database_url)  # no I/O until first use
+
+
+def _user_info() -> dict | None:
+    try:
+        return st.user.to_dict() if st.user.is_logged_in else None
+    except Exception:  # noqa: BLE001 - auth not configured: everyone is a guest
+        return None
+
+
+store = _store(settings.database_url)
+owner = resolve_owner(_user_info(), ss.get("browser_key"))
+ss.browser_key = owner.browser_key
+history = History(store, UsageLimits.from_settings(store, settings), owner)
+
+
 @st.cache_data(ttl=5, show_spinner=False)
 def _status(url: str) -> BackendStatus:
     return client.status()
@@ -46,6 +69,10 @@ def _models(url: str) -> list[ModelInfo]:
 
 def _init_state() -> None:
     ss.setdefault("messages", [])
+    ss.setdefault("conv_id", None)
+    ss.setdefault("conv_title", None)
+    ss.setdefault("conv_is_owner", True)
+    ss.setdefault("opened_ids", [])
     ss.setdefault("generate", False)
     ss.setdefault("system_prompt", settings.default_system_prompt)
     ss.setdefault("temperature", settings.default_temperature)
@@ -55,16 +82,55 @@ def _init_state() -> None:
 
 def _new_chat() -> None:
     ss.messages = []
+    ss.conv_id = None
+    ss.conv_title = None
+    ss.conv_is_owner = True
     ss.generate = False
+    ss.pop("confirm_delete", None)
+    st.query_params.pop("chat", None)
+
+
+def _open_chat(conv_id: str) -> None:
+    """Switch to a conversation (from the sidebar): the URL drives what is loaded."""
+    st.query_params["chat"] = conv_id
+
+
+def _sync_with_url() -> None:
+    """Load the conversation named by ``?chat=`` when it is not the one on screen."""
+    wanted = st.query_params.get("chat")
+    if not wanted or wanted == ss.conv_id:
+        return
+    try:
+        conv = history.open(wanted)
+    except ConversationNotFound as e:
+        st.error(str(e), icon=":material/search_off:")
+        st.query_params.pop("chat", None)
+        return
+    except StoreError as e:
+        st.error(str(e), icon=":material/cloud_off:")
+        return
+    ss.messages = message_dicts(conv)
+    ss.conv_id, ss.conv_title, ss.conv_is_owner = conv.id, conv.title, conv.is_owner
+    ss.generate = False
+    if conv.id not in ss.opened_ids:
+        ss.opened_ids.append(conv.id)
 
 
 def _redo_last() -> None:
-    """Regenerate / Retry: drop the last answer (if any) and ask again."""
+    """Regenerate / Retry (callback): the work happens in the script body."""
     _status.clear()  # the server may have come back: don't trust the cached status
     _models.clear()
+    ss.redo = True
+
+
+def _apply_redo() -> None:
+    """Drop the last answer (if any) and ask again."""
+    if not ss.pop("redo", False):
+        return
     if ss.messages and ss.messages[-1]["role"] == "assistant":
         ss.messages.pop()
     if ss.messages and ss.messages[-1]["role"] == "user":
+        history.truncate_after(ss.conv_id, ss.messages[-1].get("id"))
         ss.generate = True
 
 
@@ -105,7 +171,66 @@ def _sidebar() -> tuple[str | None, int | None]:
             upper = max(16, min(8192, (max_len or 8192) - 16))
             ss.max_tokens = min(ss.max_tokens, upper)
             st.number_input("Max answer tokens", 1, upper, step=64, key="max_tokens")
+        _conversation_list()
         return model, max_len
+
+
+def _conversation_list() -> None:
+    convs = history.conversations(include_ids=ss.opened_ids)
+    if not convs:
+        return
+    st.caption("Conversations")
+    for c in convs:
+        st.button(
+            c.title,
+            key=f"conv_{c.id}",
+            on_click=_open_chat,
+            args=(c.id,),
+            use_container_width=True,
+            type="primary" if c.id == ss.conv_id else "tertiary",
+        )
+
+
+def _conversation_tools() -> None:
+    """Rename, delete (asks first) and export the conversation on screen."""
+    if ss.conv_id is None or not ss.messages:
+        return
+    with st.sidebar.expander("This conversation", icon=":material/chat:"):
+        try:
+            conv = history.open(ss.conv_id)
+        except StoreError as e:
+            st.caption(str(e))
+            return
+        c1, c2 = st.columns(2)
+        c1.download_button(
+            "Markdown", export.to_markdown(conv), export.export_filename(conv, "md"),
+            mime="text/markdown", icon=":material/download:", key="export_md",
+        )  # fmt: skip
+        c2.download_button(
+            "JSON", export.to_json(conv), export.export_filename(conv, "json"),
+            mime="application/json", icon=":material/download:", key="export_json",
+        )  # fmt: skip
+        if not conv.is_owner:
+            st.caption("Shared with you by link: only its owner can rename or delete it.")
+            return
+        title = st.text_input("Title", value=conv.title, key=f"title_{conv.id}", max_chars=120)
+        if title != conv.title:
+            ss.conv_title = history.rename(conv.id, title)
+            st.rerun()
+        if not ss.get("confirm_delete"):
+            if st.button("Delete…", icon=":material/delete:", key="delete"):
+                ss.confirm_delete = True
+                st.rerun()
+            return
+        st.warning("Delete this conversation for good?")
+        d1, d2 = st.columns(2)
+        if d1.button("Delete", type="primary", key="delete_yes"):
+            history.delete(conv.id)
+            _new_chat()
+            st.rerun()
+        if d2.button("Cancel", key="delete_no"):
+            ss.pop("confirm_delete", None)
+            st.rerun()
 
 
 def _pick_model(models: list[ModelInfo]) -> tuple[str | None, int | None]:
@@ -161,15 +286,22 @@ def _submit(prompt: str) -> None:
     try:
         if not prompt.strip():
             raise EmptyPrompt()
-        if len(prompt) > settings.max_prompt_chars:
-            raise PromptTooLong(len(prompt), settings.max_prompt_chars)
-    except LLMError as e:
-        st.warning(llm_error_message(e), icon=":material/block:")
+        history.admit_message(prompt)
+    except (LLMError, LimitExceeded) as e:
+        text = llm_error_message(e) if isinstance(e, LLMError) else str(e)
+        st.warning(text, icon=":material/block:")
         if prompt.strip():
             with st.expander("Your message (copy it from here)"):
                 st.code(prompt, language=None)
         return
-    ss.messages.append({"role": "user", "content": prompt, "status": "complete"})
+    if ss.conv_id is None:
+        ss.conv_id = history.start({"system_prompt": ss.system_prompt})
+        if ss.conv_id:
+            ss.opened_ids.append(ss.conv_id)
+            st.query_params["chat"] = ss.conv_id
+    msg = {"role": "user", "content": prompt, "status": "complete"}
+    msg["id"] = history.add(ss.conv_id, "user", prompt)
+    ss.messages.append(msg)
     ss.generate = True
 
 
@@ -183,44 +315,55 @@ def _turns() -> tuple[Turn, ...]:
 
 def _generate(model: str | None, max_len: int | None) -> None:
     ss.generate = False
+    try:
+        lease = history.acquire()
+    except LimitExceeded as e:
+        st.warning(str(e), icon=":material/hourglass_top:")
+        return
     msg = {"role": "assistant", "content": "", "status": "streaming", "meta": {}}
+    msg["id"] = history.add(ss.conv_id, "assistant", "", "streaming")
     ss.messages.append(msg)
-    with st.chat_message("assistant"):
-        box = st.empty()
-        box.markdown("…")
-        # clicking Stop reruns the script, which interrupts the loop below at its next
-        # redraw; the finally-block keeps the partial answer (and closes the stream)
-        st.button("Stop", icon=":material/stop_circle:", key="stop")
-        if model is None:
-            _fail(msg, BackendUnreachable("no model is served"))
-            st.rerun()
-        request = ChatRequest(
-            model=model,
-            system=ss.system_prompt,
-            turns=_turns(),
-            params=GenerationParams(ss.temperature, ss.top_p, int(ss.max_tokens)),
-            max_model_len=max_len,
-        )
-        gen = client.stream(request)
-        last_draw = 0.0
-        try:
+    gen = None
+    try:
+        with st.chat_message("assistant"):
+            box = st.empty()
+            box.markdown("…")
+            # clicking Stop reruns the script, which interrupts the loop below at its next
+            # redraw; the finally-block keeps the partial answer (and closes the stream)
+            st.button("Stop", icon=":material/stop_circle:", key="stop")
+            if model is None:
+                raise BackendUnreachable("no model is served")
+            request = ChatRequest(
+                model=model,
+                system=ss.system_prompt,
+                turns=_turns(),
+                params=GenerationParams(ss.temperature, ss.top_p, int(ss.max_tokens)),
+                max_model_len=max_len,
+            )
+            gen = client.stream(request)
+            last_draw = 0.0
             for _delta in gen:
                 msg["content"] = gen.text
+                history.checkpoint(msg["id"], gen.text)
                 now = time.monotonic()
                 if now - last_draw >= REDRAW_EVERY_S:
                     box.markdown(gen.text + " ▌")
                     last_draw = now
             msg["status"] = "cut" if gen.stats.finish_reason == "length" else "complete"
-        except LLMError as e:
-            _fail(msg, e)
-        finally:
-            # reached with status "streaming" only when the user pressed stop (or sent
-            # another message): keep the partial answer and mark it
-            if msg["status"] == "streaming":
-                msg["status"] = "stopped"
+    except LLMError as e:
+        _fail(msg, e)
+    finally:
+        # reached with status "streaming" only when the user pressed Stop (or the
+        # session ended): keep the partial answer and mark it
+        if msg["status"] == "streaming":
+            msg["status"] = "stopped"
+        if gen is not None:
             msg["content"] = msg["content"] or gen.text
             gen.close()
             msg["meta"] = gen.stats.as_dict()
+        meta = {**msg["meta"], "error": msg.get("error")}
+        history.update(msg["id"], content=msg["content"], status=msg["status"], meta=meta)
+        history.release(lease)
     st.rerun()
 
 
@@ -232,10 +375,19 @@ def _fail(msg: dict, err: LLMError) -> None:
 
 # ---------------------------------------------------------------- page
 _init_state()
+_sync_with_url()
+_apply_redo()
 model, max_len = _sidebar()
-st.title(settings.app_title)
+_conversation_tools()
+st.title(ss.conv_title if ss.conv_id and ss.conv_title else settings.app_title)
 if settings.llm_notice:
     st.warning(settings.llm_notice, icon=":material/science:")
+if history.pruned:
+    st.info(
+        f"You keep at most {settings.max_conversations_per_user} conversations: "
+        f"the {history.pruned} oldest were deleted to make room.",
+        icon=":material/info:",
+    )
 if not ss.messages:
     st.caption("Ask anything. Answers stream in; press Stop to cut one short.")
 for m in ss.messages:
@@ -248,3 +400,5 @@ if prompt is not None:
 if ss.generate:
     _generate(model, max_len)
 _actions()
+if history.problem:
+    st.warning(f"Not saved: {history.problem}", icon=":material/cloud_off:")

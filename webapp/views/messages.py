@@ -82,6 +82,7 @@ def answer_note(status: str, finish_reason: str | None = None) -> str | None:
         "stopped": ":material/stop_circle: Stopped — the answer is incomplete.",
         "cut": ":material/content_cut: Cut off at the *Max answer tokens* limit. Raise it and regenerate for more.",
         "interrupted": ":material/warning: Interrupted — the connection dropped; this is the part received.",
+        "streaming": ":material/pending: Still being written elsewhere, or its writer stopped; reload to see more.",
         "failed": None,
     }.get(status)
 
