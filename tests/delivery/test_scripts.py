@@ -1,0 +1,344 @@
+"""scripts/: shellcheck-clean, strict mode, and `--dry-run` prints every gcloud/kubectl
+command without running one (gcloud and kubectl on PATH are recorders that fail loudly).
+Idempotence: with every resource already present, nothing is created."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.delivery.helpers import ROOT, find, render, system_tool
+
+pytestmark = pytest.mark.delivery
+
+SCRIPTS = ROOT / "scripts"
+# Every shell script in scripts/ is shellchecked; the set-up scripts (this issue's) also
+# share the strict mode and the --dry-run/--help flags.
+SHELL_SCRIPTS = sorted([*SCRIPTS.glob("*.sh"), *SCRIPTS.glob("lib/*.sh")])
+SETUP_SCRIPTS = [SCRIPTS / n for n in ("setup_gke.sh", "create_hf_secret.sh", "deploy.sh")]
+TOKEN = "hf_TestTokenThatMustNeverBePrinted1234"
+
+
+def _recorder(bin_dir: Path, name: str, exit_code: int) -> None:
+    """A stand-in for gcloud/kubectl that records its arguments and exits with exit_code."""
+    script = bin_dir / name
+    script.write_text(
+        f'#!/bin/bash\nprintf "%s\\n" "{name} $*" >> "{bin_dir}/calls.log"\nexit {exit_code}\n'
+    )
+    script.chmod(0o755)
+
+
+def _run(script: str, args: list[str], env: dict, bin_dir: Path, stdin: str = ""):
+    full_env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(bin_dir), **env}
+    return subprocess.run(
+        ["bash", str(SCRIPTS / script), *args],
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _calls(bin_dir: Path) -> list[str]:
+    log = bin_dir / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.fixture
+def tripwire(tmp_path) -> Path:
+    """PATH dir whose gcloud/kubectl fail (exit 97) and record any call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("gcloud", "kubectl"):
+        _recorder(bin_dir, name, 97)
+    return bin_dir
+
+
+@pytest.mark.parametrize("path", SHELL_SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck_clean(path):
+    out = subprocess.run(
+        [system_tool("shellcheck"), "-x", "--severity=style", str(path)],
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout
+
+
+@pytest.mark.parametrize("path", SETUP_SCRIPTS, ids=lambda p: p.name)
+def test_strict_mode_and_dry_run_flag(path):
+    text = path.read_text()
+    assert "set -euo pipefail" in text
+    assert "parse_common_flags" in text  # --dry-run and --help
+
+
+def test_shellcheck_really_checks(tmp_path):
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/bin/bash\nrm -rf $1/*\n")
+    out = subprocess.run([system_tool("shellcheck"), str(bad)], capture_output=True, check=False)
+    assert out.returncode != 0
+
+
+# --- setup_gke.sh -------------------------------------------------------------------------
+
+
+def test_setup_dry_run_prints_everything_and_runs_nothing(tripwire):
+    out = _run("setup_gke.sh", ["--dry-run"], {"PROJECT_ID": "demo-proj"}, tripwire)
+    assert out.returncode == 0, out.stderr
+    assert _calls(tripwire) == []
+    cmds = [line[2:] for line in out.stdout.splitlines() if line.startswith(("+ ", "? "))]
+    text = "\n".join(cmds)
+    assert all(c.startswith(("gcloud ", "kubectl ")) for c in cmds)
+    assert "gcloud services enable container.googleapis.com" in text
+    cluster = next(c for c in cmds if c.startswith("gcloud container clusters create"))
+    for flag in ("--workload-pool=demo-proj.svc.id.goog", "--enable-dataplane-v2"):
+        assert flag in cluster
+    pool = next(c for c in cmds if c.startswith("gcloud container node-pools create gpu-pool"))
+    for flag in (
+        "--spot",
+        "--enable-autoscaling",
+        "--total-min-nodes=0",
+        "--total-max-nodes=2",
+        "--num-nodes=0",
+        "--machine-type=g2-standard-8",
+        "--accelerator=type=nvidia-l4,count=1,gpu-driver-version=latest",
+    ):
+        assert flag in pool, flag
+    assert "gcloud compute addresses create llm-chat-ip --global" in text
+    role = next(c for c in cmds if c.startswith("gcloud iam roles create"))
+    perms = role.split("--permissions=")[1].split()[0].split(",")
+    assert sorted(perms) == [
+        "container.clusters.get",
+        "container.clusters.update",
+        "container.operations.get",
+        "container.operations.list",
+    ]
+    assert "'--member=serviceAccount:demo-proj.svc.id.goog[vllm/webapp-admin]'" in text
+    assert "roles/iam.workloadIdentityUser" in text
+    assert "gcloud container clusters get-credentials vllm-cluster" in text
+    # Every printed command is shell-quoted: it parses back into words.
+    for c in cmds:
+        subprocess.run(["bash", "-n", "-c", c], check=True)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "count", "machine"),
+    [
+        ("nvidia-l4", "1", "g2-standard-8"),
+        ("nvidia-l4", "2", "g2-standard-24"),
+        ("nvidia-tesla-t4", "2", "n1-standard-16"),
+        ("nvidia-tesla-a100", "1", "a2-highgpu-1g"),
+        ("nvidia-a100-80gb", "2", "a2-ultragpu-2g"),
+        ("nvidia-h100-80gb", "4", "a3-highgpu-4g"),
+    ],
+)
+def test_setup_machine_type_follows_gpu(tripwire, gpu, count, machine):
+    env = {"PROJECT_ID": "p", "GPU_TYPE": gpu, "GPU_COUNT": count, "ZONES": "europe-west4-a"}
+    out = _run("setup_gke.sh", ["--dry-run"], env, tripwire)
+    assert out.returncode == 0, out.stderr
+    assert f"--machine-type={machine}" in out.stdout
+    assert f"--accelerator=type={gpu},count={count}," in out.stdout
+    assert "--node-locations=europe-west4-a" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        ({}, ["--dry-run"], "PROJECT_ID is required"),
+        ({"PROJECT_ID": "p"}, ["--bogus"], "unknown argument"),
+        ({"PROJECT_ID": "p", "GPU_TYPE": "nvidia-l4", "GPU_COUNT": "3"}, ["--dry-run"], "MACHINE"),
+    ],
+)
+def test_setup_refuses_bad_input(tripwire, env, args, message):
+    out = _run("setup_gke.sh", args, env, tripwire)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert _calls(tripwire) == []
+
+
+def test_setup_is_idempotent_when_everything_exists(tmp_path):
+    """Every describe succeeds: nothing is created, the role is only brought up to date."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("gcloud", "kubectl"):
+        _recorder(bin_dir, name, 0)
+    out = _run("setup_gke.sh", [], {"PROJECT_ID": "p"}, bin_dir)
+    assert out.returncode == 0, out.stderr
+    calls = _calls(bin_dir)
+    assert calls
+    assert not [c for c in calls if " create " in f"{c} "], calls
+    assert any(c.startswith("gcloud iam roles update") for c in calls)
+
+
+def test_setup_creates_what_is_missing(tmp_path):
+    """describe fails for everything: each resource is created once."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text(
+        "#!/bin/bash\n"
+        f'printf "%s\\n" "gcloud $*" >> "{bin_dir}/calls.log"\n'
+        'for a in "$@"; do [ "$a" = describe ] && exit 1; done\nexit 0\n'
+    )
+    (bin_dir / "gcloud").chmod(0o755)
+    _recorder(bin_dir, "kubectl", 0)
+    out = _run("setup_gke.sh", [], {"PROJECT_ID": "p"}, bin_dir)
+    assert out.returncode == 0, out.stderr
+    creates = [c.split(" --")[0] for c in _calls(bin_dir) if " create " in c]
+    assert creates == [
+        "gcloud container clusters create vllm-cluster",
+        "gcloud container node-pools create gpu-pool",
+        "gcloud compute addresses create llm-chat-ip",
+        "gcloud artifacts repositories create llm-console",
+        "gcloud iam roles create llmConsoleGpuPoolOperator",
+        "gcloud iam service-accounts create llm-console-admin",
+    ]
+
+
+# --- create_hf_secret.sh ------------------------------------------------------------------
+
+
+def test_hf_secret_dry_run_never_shows_the_token(tripwire):
+    out = _run("create_hf_secret.sh", ["--dry-run"], {"HF_TOKEN": TOKEN}, tripwire)
+    assert out.returncode == 0, out.stderr
+    assert _calls(tripwire) == []
+    assert TOKEN not in out.stdout + out.stderr
+    assert "kubectl create secret generic huggingface --namespace=vllm" in out.stdout
+    assert "--from-file=HF_TOKEN=/dev/stdin --dry-run=client -o yaml" in out.stdout
+    assert "kubectl apply -f -" in out.stdout
+
+
+def test_hf_secret_without_token_fails(tripwire):
+    out = _run("create_hf_secret.sh", ["--dry-run"], {}, tripwire, stdin="")
+    assert out.returncode != 0
+    assert "no token" in out.stderr
+
+
+@pytest.fixture
+def kubectl_client_side(tmp_path) -> Path:
+    """kubectl that runs the real client-side `create --dry-run=client` (no cluster needed),
+    records every argument list and captures what `apply -f -` receives."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real = system_tool("kubectl")
+    (bin_dir / "kubectl").write_text(
+        "#!/bin/bash\n"
+        f'printf "%s\\n" "kubectl $*" >> "{bin_dir}/calls.log"\n'
+        'if [ "$1" = apply ]; then n=$(ls "' + str(bin_dir) + '" | grep -c applied);'
+        f' cat > "{bin_dir}/applied-$n.yaml"; exit 0; fi\n'
+        f'KUBECONFIG=/dev/null exec "{real}" "$@"\n'
+    )
+    (bin_dir / "kubectl").chmod(0o755)
+    _recorder(bin_dir, "gcloud", 97)
+    return bin_dir
+
+
+@pytest.mark.parametrize("via", ["env", "stdin"])
+def test_hf_secret_is_applied_without_the_token_on_any_command_line(kubectl_client_side, via):
+    bin_dir = kubectl_client_side
+    env = {"HF_TOKEN": TOKEN, "NAMESPACE": "models"} if via == "env" else {"NAMESPACE": "models"}
+    stdin = "" if via == "env" else TOKEN + "\n"
+    out = _run("create_hf_secret.sh", [], env, bin_dir, stdin=stdin)
+    assert out.returncode == 0, out.stderr
+    assert TOKEN not in out.stdout + out.stderr
+    calls = _calls(bin_dir)
+    assert not [c for c in calls if c.startswith("gcloud")]
+    assert all(TOKEN not in c for c in calls)
+    applied = [yaml.safe_load(p.read_text()) for p in sorted(bin_dir.glob("applied-*.yaml"))]
+    namespace, secret = applied
+    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "models"
+    assert secret["kind"] == "Secret"
+    assert secret["metadata"] == {"name": "huggingface", "namespace": "models"} | {
+        k: v for k, v in secret["metadata"].items() if k == "creationTimestamp"
+    }
+    assert base64.b64decode(secret["data"]["HF_TOKEN"]).decode() == TOKEN
+
+
+# --- deploy.sh ----------------------------------------------------------------------------
+
+
+def test_deploy_dry_run_prints_commands_and_a_renderable_overlay(tripwire, tmp_path):
+    overlay_dir = tmp_path / "generated"
+    env = {
+        "PROJECT_ID": "demo-proj",
+        "NAMESPACE": "chat-prod",
+        "OVERLAY": "t4",
+        "IMAGE": "europe-docker.pkg.dev/demo-proj/llm/webapp:abc1234",
+        "ADMIN_EMAILS": "ops@example.com,lead@example.com",
+        "OVERLAY_DIR": str(overlay_dir),
+    }
+    out = _run("deploy.sh", ["--dry-run"], env, tripwire)
+    assert out.returncode == 0, out.stderr
+    assert _calls(tripwire) == []
+    cmds = [line[2:] for line in out.stdout.splitlines() if line.startswith("+ ")]
+    assert cmds == [
+        "gcloud container clusters get-credentials vllm-cluster --location=us-central1"
+        " --project=demo-proj",
+        f"kubectl apply -k {overlay_dir}",
+        "kubectl rollout status deployment/webapp-chat --namespace=chat-prod --timeout=10m",
+        "kubectl rollout status deployment/webapp-admin --namespace=chat-prod --timeout=10m",
+        "gcloud compute addresses describe llm-chat-ip --global --project=demo-proj"
+        " '--format=value(address)'",
+    ]
+
+    objs = render(overlay_dir)
+    for name in ("webapp-chat", "webapp-admin"):
+        d = find(objs, "Deployment", name)
+        assert d["metadata"]["namespace"] == "chat-prod"
+        image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == env["IMAGE"]
+    vllm = find(objs, "Deployment", "vllm")
+    assert vllm["spec"]["template"]["spec"]["nodeSelector"] == {
+        "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"
+    }
+    sa = find(objs, "ServiceAccount", "webapp-admin")
+    assert (
+        sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+        == "llm-console-admin@demo-proj.iam.gserviceaccount.com"
+    )
+    for kind, name in (
+        ("RoleBinding", "llm-console-admin"),
+        ("ClusterRoleBinding", "llm-console-node-reader"),
+    ):
+        assert find(objs, kind, name)["subjects"][0]["namespace"] == "chat-prod"
+    assert find(objs, "Namespace", "chat-prod")
+    (cm,) = [o for o in objs if o["kind"] == "ConfigMap"]
+    assert cm["data"]["K8S_NAMESPACE"] == "chat-prod"
+    assert cm["data"]["GKE_PROJECT"] == "demo-proj"
+    assert cm["data"]["GKE_CLUSTER"] == "vllm-cluster"
+    assert cm["data"]["ADMIN_EMAILS"] == env["ADMIN_EMAILS"]
+    assert cm["data"]["LLM_URL"] == "http://vllm:8000"
+
+
+def test_deploy_accepts_a_digest(tripwire, tmp_path):
+    image = "europe-docker.pkg.dev/p/llm/webapp@sha256:" + "a" * 64
+    env = {"PROJECT_ID": "p", "IMAGE": image, "OVERLAY_DIR": str(tmp_path / "g")}
+    out = _run("deploy.sh", ["--dry-run"], env, tripwire)
+    assert out.returncode == 0, out.stderr
+    d = find(render(tmp_path / "g"), "Deployment", "webapp-chat")
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PROJECT_ID": "p", "OVERLAY": "v100"}, "no overlay"),
+        ({"PROJECT_ID": "p", "IMAGE": "registry.local/webapp"}, "needs a tag"),
+        ({}, "PROJECT_ID is required"),
+    ],
+)
+def test_deploy_refuses_bad_input(tripwire, env, message):
+    out = _run("deploy.sh", ["--dry-run"], env, tripwire)
+    assert out.returncode != 0
+    assert message in out.stderr
+
+
+@pytest.mark.parametrize("path", SETUP_SCRIPTS, ids=lambda p: p.name)
+def test_scripts_are_executable(path):
+    assert os.access(path, os.X_OK), path
