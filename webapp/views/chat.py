@@ -187,7 +187,7 @@ def _conversation_list() -> None:
             on_click=_open_chat,
             args=(c.id,),
             use_container_width=True,
-            type="primary" if c.id == ss.conv_id else "tertiary",
+            type="secondary" if c.id == ss.conv_id else "tertiary",
         )
 
 
@@ -276,7 +276,7 @@ def _actions() -> None:
     if not ss.messages or ss.generate:
         return
     last = ss.messages[-1]
-    failed = last["role"] == "user" or last.get("status") in ("failed", "interrupted")
+    failed = last["role"] == "user" or last.get("status") in ("failed", "interrupted", "streaming")
     label, icon = ("Retry", ":material/replay:") if failed else ("Regenerate", ":material/refresh:")
     st.button(label, icon=icon, on_click=_redo_last, key="redo")
 

@@ -1,0 +1,55 @@
+"""Conversations survive a killed and restarted app server (issue 4), seen in Chromium."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.fakes.openai_server import FakeOpenAI, Script
+
+pytestmark = pytest.mark.e2e
+
+
+def send(page, text):
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def messages(page):
+    return page.locator('[data-testid="stChatMessage"]')
+
+
+def test_conversation_survives_kill_and_restart(streamlit_app, page):
+    with FakeOpenAI() as fake:
+        fake.set_script(Script(tokens=["Paris ", "is ", "the ", "capital."]))
+        app = streamlit_app(LLM_URL=fake.url)
+        page.goto(app.url)
+        send(page, "What is the capital of France?")
+        expect(messages(page).nth(1)).to_contain_text("Paris is the capital.")
+        expect(page).to_have_url(re.compile(r"\?chat=[A-Za-z0-9_-]{20,}"))
+        url = page.url
+
+        # a slow second answer, killed mid-stream (SIGKILL, like an evicted pod)
+        fake.set_script(Script(n_tokens=300, tokens_per_s=8))
+        send(page, "Tell me more")
+        expect(messages(page).nth(3)).to_contain_text("quick brown fox jumps", timeout=15_000)
+        page.wait_for_timeout(1500)  # past one checkpoint interval
+        app.kill()
+
+        restarted = streamlit_app(port=app.port, LLM_URL=fake.url)
+        page.goto(url)
+        expect(messages(page)).to_have_count(4, timeout=30_000)
+        expect(messages(page).nth(0)).to_contain_text("What is the capital of France?")
+        expect(messages(page).nth(1)).to_contain_text("Paris is the capital.")
+        expect(messages(page).nth(2)).to_contain_text("Tell me more")
+        # the part of the answer received before the kill is there, marked as incomplete
+        expect(messages(page).nth(3)).to_contain_text("quick brown fox jumps")
+        expect(messages(page).nth(3)).to_contain_text(re.compile("Still being written|Interrupted"))
+        # and the conversation is listed in the sidebar, titled from the first prompt
+        expect(page.get_by_test_id("stSidebar")).to_contain_text("What is the capital of France?")
+        # the chat goes on after the restart
+        fake.set_script(Script(tokens=["Retried."]))
+        page.get_by_role("button", name="Retry").click()
+        expect(messages(page).nth(3)).to_contain_text("Retried.")
+        restarted.stop()
