@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # --- admin access ---
     admin_emails: str = Field("", description="comma-separated allowlist")
     iap_audience: str = ""
+    iap_certs_file: str = Field(
+        "", description="JSON {key id: PEM} of IAP public keys; default: Google's (for tests)"
+    )
 
     # --- cluster ---
     k8s_namespace: str = "vllm"
