@@ -1,0 +1,95 @@
+"""``python -m bench [--quick] [--parts ...]``: run the benchmarks, print Markdown, draw a PNG.
+
+Parts: stream (1. streaming overhead, scripted fake), vllm (1. on the real vLLM CPU
+build), concurrency (2.), status (3.), switch (4.). Writes ``bench/results/latest.md``
+and ``bench/results/summary.png``; ``bench/RESULTS.md`` is the recorded full run.
+Not part of ``make test``: the numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench import report
+from bench.common import ROOT, chromium, machine
+
+PARTS = ("stream", "vllm", "concurrency", "status", "switch")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _config(quick: bool) -> dict:
+    if quick:
+        return {
+            "lengths": [256, 2048], "runs": 1, "levels": [1, 8], "conc_tokens": 256,
+            "sizes": [(10, 60), (50, 300)], "refreshes": 3, "polls": [2.0], "switch_runs": 1,
+            "vllm_runs": 1,
+        }  # fmt: skip
+    return {
+        "lengths": [256, 2048, 8192], "runs": 3, "levels": [1, 8, 32], "conc_tokens": 512,
+        "sizes": [(10, 60), (50, 300)], "refreshes": 10, "polls": [2.0, 0.25],
+        "switch_runs": 3, "vllm_runs": 3,
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen parts; print the report; return 0 (targets missed are reported, not fatal)."""
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short run: fewer lengths/runs/levels")
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = ap.parse_args(argv)
+    cfg = _config(args.quick)
+    started = time.monotonic()
+    res: dict = {"machine": machine(), "config": cfg, "quick": args.quick}
+    _log(f"bench: parts {args.parts}, {'quick' if args.quick else 'full'} run")
+    needs_browser = {"stream", "vllm", "concurrency"} & set(args.parts)
+    if needs_browser:
+        with chromium() as browser:
+            if "stream" in args.parts:
+                from bench import streaming
+
+                _log("1. streaming overhead (scripted fake)")
+                res["stream"] = streaming.run_fake(browser, cfg["lengths"], cfg["runs"], _log)
+            if "vllm" in args.parts:
+                from bench import streaming
+
+                _log("1b. streaming overhead (real vLLM CPU build)")
+                try:
+                    res["stream_vllm"] = streaming.run_vllm(browser, cfg["vllm_runs"], _log)
+                except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
+                    res["stream_vllm_error"] = f"{type(e).__name__}: {e}"
+                    _log(f"  real vLLM row failed: {res['stream_vllm_error']}")
+            if "concurrency" in args.parts:
+                from bench import concurrency
+
+                _log("2. concurrency")
+                rows, idle = concurrency.run(browser, cfg["levels"], cfg["conc_tokens"], _log)
+                res["concurrency"], res["idle_rss"] = rows, idle
+    if "status" in args.parts:
+        from bench import admin
+
+        _log("3. admin status at scale")
+        res["status"] = admin.run_status(cfg["sizes"], cfg["refreshes"], _log)
+    if "switch" in args.parts:
+        from bench import admin
+
+        _log("4. model switch overhead")
+        res["switch"] = admin.run_switch(cfg["polls"], cfg["switch_runs"], _log)
+    res["elapsed_s"] = time.monotonic() - started
+    text = report.markdown(res)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.md").write_text(text)
+    png = report.png(res, args.out / "summary.png")
+    _log(f"wrote {args.out / 'latest.md'} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""Part 1: streaming overhead for one user, app (Chromium) vs the ``openai`` client.
+
+Backend: the scripted fake (``tests/fakes/openai_server.py``) in its own process,
+TTFT 200 ms then 100 tokens/s, answers of 256 / 2048 / 8192 tokens whose first and
+last tokens are distinctive words, so the page can tell when each becomes visible.
+App times run from the Enter keydown to the DOM mutation that shows the token (page
+clock); direct times from the request to the content chunk (client clock). One
+extra row repeats the 256-token case against the real vLLM CPU build.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from bench.common import median, observer_script, open_chat, read_timings, send, streamlit_app
+
+FIRST, LAST = "Alphastart", "Omegafinish"
+TTFT_S, RATE = 0.2, 100.0
+MAX_MODEL_LEN = 16384
+PROMPT = "bench prompt"
+SYSTEM = "You are a helpful assistant."
+
+
+@dataclass
+class StreamRow:
+    """Medians of one answer length: first/last token seconds, app and direct."""
+
+    backend: str
+    tokens: int
+    runs: int
+    app_first: list[float] = field(default_factory=list)
+    app_last: list[float] = field(default_factory=list)
+    direct_first: list[float] = field(default_factory=list)
+    direct_last: list[float] = field(default_factory=list)
+    produced: int | None = None  # tokens actually produced (real vLLM)
+
+    def med(self, name: str) -> float | None:
+        return median(getattr(self, name))
+
+    @property
+    def first_delta_ms(self) -> float | None:
+        a, d = self.med("app_first"), self.med("direct_first")
+        return None if a is None or d is None else 1000 * (a - d)
+
+    @property
+    def last_ratio(self) -> float | None:
+        a, d = self.med("app_last"), self.med("direct_last")
+        return None if a is None or not d else a / d
+
+    @property
+    def last_target(self) -> float:
+        return 1.10 if self.tokens > 4096 else 1.05
+
+
+def scripted_tokens(n: int) -> list[str]:
+    """``n`` pieces: FIRST, ``n - 2`` filler words, LAST (one piece = one token)."""
+    from tests.fakes.openai_server import default_tokens
+
+    middle = default_tokens(n - 1)[1:]  # " quick", " brown", ... (leading spaces)
+    return [FIRST, *middle, " " + LAST]
+
+
+def direct_stream(base_url: str, model: str, n: int, **extra) -> tuple[float, float, int]:
+    """Read one answer with the ``openai`` client: (first, last) content seconds, chunks."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key="bench", max_retries=0)
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
+    t0 = time.perf_counter()
+    stream = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=n, stream=True, **extra
+    )
+    first = last = None
+    chunks = 0
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            now = time.perf_counter() - t0
+            first = now if first is None else first
+            last = now
+            chunks += 1
+    client.close()
+    if first is None or last is None:
+        raise RuntimeError("the stream had no content")
+    return first, last, chunks
+
+
+def app_stream(browser, url: str, first: str = FIRST, last: str = LAST) -> dict:
+    """One answer in a fresh Chromium session; returns seconds from Enter to first/last."""
+    ctx, page = open_chat(browser, url, observer_script(first, last))
+    try:
+        send(page, PROMPT)
+        page.wait_for_function("() => window.__bench.done !== null", timeout=300_000)
+        page.wait_for_timeout(300)  # let a trailing redraw land (generic mode)
+        t = read_timings(page)
+    finally:
+        ctx.close()
+    return {
+        "first": (t["first"] - t["enter"]) / 1000,
+        "last": (t["last"] - t["enter"]) / 1000,
+        "text_len": t["text_len"],
+    }
+
+
+def run_fake(browser, lengths: list[int], runs: int, log) -> list[StreamRow]:
+    """App and direct against the scripted fake, ``runs`` times per answer length."""
+    from tests.fakes.openai_server import Script, spawn_fake_openai
+
+    rows = []
+    fake_args = ("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN))
+    with (
+        spawn_fake_openai(*fake_args) as fake,
+        streamlit_app(LLM_URL=fake.url, DEFAULT_MAX_TOKENS="8192") as app,
+    ):
+        for n in lengths:
+            fake.set_script(Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE))
+            row = StreamRow("fake", n, runs)
+            app_stream(browser, app.url)  # warm-up: imports, caches, first page load
+            for i in range(runs):
+                f, la, _ = direct_stream(fake.url, "fake-chat", n)
+                row.direct_first.append(f)
+                row.direct_last.append(la)
+                a = app_stream(browser, app.url)
+                row.app_first.append(a["first"])
+                row.app_last.append(a["last"])
+                log(
+                    f"  {n:>5} tokens run {i + 1}/{runs}: direct {f:.3f}/{la:.3f} s, "
+                    f"app {a['first']:.3f}/{a['last']:.3f} s"
+                )
+            rows.append(row)
+    return rows
+
+
+def run_vllm(browser, runs: int, log, n: int = 256) -> StreamRow:
+    """The 256-token case against the real vLLM CPU build (tiny model, greedy decoding)."""
+    from bench.vllm_server import real_vllm
+
+    row = StreamRow("real vLLM", n, runs)
+    with real_vllm(log) as (url, model):
+        env = {"LLM_URL": url, "DEFAULT_MAX_TOKENS": str(n), "DEFAULT_TEMPERATURE": "0"}
+        with streamlit_app(**env) as app:
+            app_stream(browser, app.url, "", "")  # warm-up
+            for i in range(runs):
+                f, la, chunks = direct_stream(url, model, n, temperature=0)
+                row.direct_first.append(f)
+                row.direct_last.append(la)
+                row.produced = chunks
+                a = app_stream(browser, app.url, "", "")
+                row.app_first.append(a["first"])
+                row.app_last.append(a["last"])
+                log(
+                    f"  vLLM run {i + 1}/{runs}: direct {f:.3f}/{la:.3f} s ({chunks} chunks), "
+                    f"app {a['first']:.3f}/{a['last']:.3f} s"
+                )
+    return row
