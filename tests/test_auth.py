@@ -242,3 +242,18 @@ def test_http_certs_fetcher_verifies_and_caches():
         httpd.shutdown()
         httpd.server_close()
         t.join(timeout=5)
+
+
+def test_certs_file_fetcher(tmp_path):
+    from webapp.auth import FileCertsFetcher, certs_fetcher_for
+
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps(CERTS))
+    settings = _settings(iap_certs_file=str(path))
+    fetcher = certs_fetcher_for(settings)
+    assert isinstance(fetcher, FileCertsFetcher)
+    who = identify_admin(
+        settings, "iap", headers={IAP_HEADER_NAME: _token()}, certs_fetcher=fetcher
+    )
+    assert who.email == "admin@example.com"
+    assert not isinstance(certs_fetcher_for(_settings()), FileCertsFetcher)

@@ -215,3 +215,23 @@ def default_certs_fetcher() -> HttpCertsFetcher:
     if _default_fetcher is None:
         _default_fetcher = HttpCertsFetcher()
     return _default_fetcher
+
+
+class FileCertsFetcher:
+    """Reads IAP public keys (JSON {key id: PEM}) from a local file, e.g. in tests."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self) -> Mapping[str, str]:
+        with open(self.path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if not isinstance(data, dict):
+            raise ValueError("IAP key file is not a JSON object")
+        return {str(k): str(v) for k, v in data.items()}
+
+
+def certs_fetcher_for(settings: Any) -> CertsFetcher:
+    """``IAP_CERTS_FILE`` when set, else Google's published IAP keys (cached)."""
+    path = getattr(settings, "iap_certs_file", "")
+    return FileCertsFetcher(path) if path else default_certs_fetcher()
