@@ -10,10 +10,10 @@ PY := $(VENV)/bin/python
 .PHONY: run test test-fast lint format bench venv vllm-venv tools-venv browsers clean
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
 # vLLM (CPU build) lives in its own venv: it pins torch/transformers/fastapi

@@ -83,7 +83,7 @@ def test_substitution_check_catches_an_undeclared_variable(build):
 
 def test_test_step_runs_the_suite_with_declared_markers(build):
     script = build["steps"][0]["args"][-1]
-    assert "-r requirements.txt" in script and "pytest" in script
+    assert "-r requirements-dev.txt" in script and "pytest" in script
     expr = re.search(r'-m "([^"]+)"', script).group(1)
     markers = {
         m.split(":")[0]
