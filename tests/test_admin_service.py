@@ -1,0 +1,217 @@
+"""admin_service against the fake Kubernetes and GKE API servers (real clients over HTTP)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cluster.conftest import LLAMA, NS, seed_vllm
+from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
+from tests.fakes.k8s_server import FakeCluster
+from webapp import admin_service as svc
+from webapp.audit import AuditLog
+from webapp.catalog import load_catalog
+from webapp.cluster.errors import Forbidden, SwitchInProgress
+from webapp.cluster.k8s import connect
+from webapp.cluster.node_pools import NodePools, OperationInProgress
+from webapp.cluster.switch import SwitchOptions, SwitchResult
+from webapp.settings import Settings
+from webapp.sizing import SizingError, Verdict
+
+FAST = SwitchOptions(poll_s=0.03, probe_attempts=3, lock_duration_s=60)
+CATALOG = load_catalog()
+PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
+
+
+@pytest.mark.parametrize(
+    ("model", "gpu", "count", "mml", "conc", "verdict", "tp", "quant", "blocked"),
+    [
+        ("llama-2-7b", "nvidia-l4", 1, 4096, 1, Verdict.FITS, 1, None, ""),
+        ("llama-2-13b", "nvidia-l4", 2, 4096, 1, Verdict.NEEDS_TENSOR_PARALLEL, 2, None, ""),
+        ("llama-2-13b", "nvidia-l4", 1, 4096, 1, Verdict.NEEDS_QUANTIZATION, 1, "fp8", ""),
+        ("mistral-7b", "nvidia-tesla-t4", 1, 8192, 1, Verdict.NEEDS_QUANTIZATION, 0, None,
+         "pre-quantized checkpoint"),
+        ("llama-3-1-70b-instruct", "nvidia-tesla-t4", 1, 131072, 1, Verdict.DOES_NOT_FIT, 0,
+         None, "does not fit"),
+        ("llama-3-1-70b-instruct", "nvidia-l4", 1, 4096, 1,
+         Verdict.NEEDS_TENSOR_PARALLEL, 0, None, "raise the GPU count"),
+    ],
+)  # fmt: skip
+def test_plan_deploy(model, gpu, count, mml, conc, verdict, tp, quant, blocked):
+    plan = svc.plan_deploy(
+        CATALOG.get(model), gpu=gpu, gpu_count=count, max_model_len=mml, concurrency=conc
+    )
+    assert plan.sizing.verdict is verdict
+    if blocked:
+        assert plan.spec is None and blocked in plan.blocked
+    else:
+        assert plan.blocked == ""
+        assert plan.spec.name == model and plan.spec.tensor_parallel_size == tp
+        assert plan.spec.quantization == quant and plan.spec.gpu_type == gpu
+        assert plan.spec.revision == CATALOG.get(model).revision
+
+
+def test_plan_deploy_rejects_context_above_model_maximum():
+    with pytest.raises(SizingError):
+        svc.plan_deploy(CATALOG.get("llama-2-7b"), gpu="nvidia-l4", gpu_count=1, max_model_len=9000)
+
+
+@pytest.fixture
+def fake():
+    with FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fc:
+        seed_vllm(fc)
+        yield fc
+
+
+@pytest.fixture
+def audit(tmp_path):
+    return AuditLog.from_url(f"sqlite:///{tmp_path / 'audit.db'}")
+
+
+def _start(reg, fake, spec, audit, **kw):
+    return reg.start_switch(
+        connect(fake.kubeconfig_path), spec, admin=kw.pop("admin", "ann@example.com"),
+        namespace=NS, deployment="vllm", service="vllm", audit=audit, options=FAST, **kw,
+    )  # fmt: skip
+
+
+def _spec(model="mistral-7b", **kw):
+    plan = svc.plan_deploy(
+        CATALOG.get(model), gpu="nvidia-l4", gpu_count=1, max_model_len=kw.pop("mml", 4096)
+    )
+    return plan.spec
+
+
+def test_switch_in_place_with_audit(fake, audit):
+    reg = svc.JobRegistry()
+    job = _start(reg, fake, _spec(), audit)
+    assert job.wait(20)
+    view = job.view()
+    assert isinstance(view.result, SwitchResult) and view.result.outcome == "switched"
+    assert fake.served_models(NS) == ["mistral-7b"]
+    assert view.snapshot is not None and view.snapshot.state == "ready"
+    assert reg.current("switch") is job
+    entries = [(e.action, e.result) for e in audit.recent()]
+    assert entries == [("switch.result", "switched"), ("switch.start", "started")]
+
+
+def test_failing_switch_is_rolled_back(fake, audit):
+    fake.inject_fault(kind="crash", model="mistralai/Mistral-7B-v0.1")
+    job = _start(svc.JobRegistry(), fake, _spec(), audit)
+    assert job.wait(30)
+    res = job.view().result
+    assert res.outcome == "rolled_back" and "crashed" in res.message
+    assert fake.served_models(NS) == [LLAMA.name]
+    assert audit.recent()[0].result == "rolled_back"
+
+
+def test_second_switch_refused_in_process_and_across_processes(fake, audit):
+    fake.inject_fault(kind="slow", model="mistralai/Mistral-7B-v0.1")
+    reg = svc.JobRegistry()
+    job = _start(reg, fake, _spec(), audit)
+    with pytest.raises(SwitchInProgress) as local:
+        _start(reg, fake, _spec("falcon-7b", mml=2048), audit, admin="bob@example.com")
+    assert local.value.holder == "ann@example.com"
+    with pytest.raises(SwitchInProgress) as remote:  # another replica of the console
+        _start(
+            svc.JobRegistry(), fake, _spec("falcon-7b", mml=2048), audit, admin="bob@example.com"
+        )
+    assert remote.value.holder == "ann@example.com"
+    assert svc.JobRegistry().cancel_switch("bob@example.com") is False
+    assert reg.cancel_switch("bob@example.com", audit)
+    assert job.wait(30)
+    res = job.view().result
+    assert res.outcome == "rolled_back" and res.cancelled
+    assert fake.served_models(NS) == [LLAMA.name]
+    actions = [(e.actor, e.action, e.result) for e in audit.recent()]
+    assert ("bob@example.com", "switch.start", "refused") in actions
+    assert ("bob@example.com", "switch.cancel", "requested") in actions
+    assert actions[0] == ("ann@example.com", "switch.result", "rolled_back")
+
+
+def test_forbidden_switch_raises_before_anything_changes(fake, audit):
+    fake.forbid("create", "leases")
+    reg = svc.JobRegistry()
+    with pytest.raises(Forbidden) as err:
+        _start(reg, fake, _spec(), audit)
+    assert "lock" in err.value.action
+    assert reg.current("switch") is None
+    assert audit.recent()[0].result == "refused"
+
+
+def test_blue_green_with_probe(fake, audit):
+    job = _start(
+        svc.JobRegistry(), fake, _spec(), audit, strategy="blue_green",
+        model_probe=fake.model_probe,
+    )  # fmt: skip
+    assert job.wait(30)
+    assert job.view().result.outcome == "switched"
+    assert fake.get("services", "vllm", NS)["spec"]["selector"] != {"app": "vllm"}
+
+
+def test_strategy_options_and_status(fake):
+    cluster = connect(fake.kubeconfig_path)
+    st = svc.read_status(cluster, NS, None)
+    assert st.cluster_error is None and st.pools is None
+    assert [n.name for n in st.inventory.nodes] == ["gpu-a", "gpu-b"]
+    in_place, bg = svc.strategy_options(
+        st.inventory, None, gpus_needed=1, gpu_type="nvidia-l4", pool="gpu-pool"
+    )
+    assert in_place.allowed and bg.allowed
+    _, bg2 = svc.strategy_options(
+        st.inventory, None, gpus_needed=2, gpu_type="nvidia-l4", pool="gpu-pool"
+    )
+    assert not bg2.allowed and "need" in bg2.reason
+
+
+@pytest.fixture
+def gke():
+    fake = FakeGke()
+    fake.add_cluster(PROJECT, LOCATION, CLUSTER, default_pool(), gpu_pool())
+    with FakeGkeServer(fake) as server:
+        yield server
+
+
+def _pools(gke):
+    s = Settings(
+        gke_project=PROJECT, gke_location=LOCATION, gke_cluster=CLUSTER,
+        gke_api_endpoint=gke.endpoint,
+    )  # fmt: skip
+    return NodePools.from_settings(s, poll_interval_s=0.01)
+
+
+def test_node_pool_resize_followed_to_done(gke, audit, fake):
+    gke.fake.op_polls = 3
+    job = svc.JobRegistry().start_node_pool_change(
+        _pools(gke), "gpu-pool", admin="ann@example.com", size=0, audit=audit
+    )
+    assert job.wait(20)
+    view = job.view()
+    assert view.error is None and view.result.done
+    assert any("RUNNING" in m for m in view.messages) and view.messages[-1].endswith("done.")
+    assert gke.fake.node_counts["gpu-pool"] == 0
+    assert [(e.action, e.result) for e in audit.recent()] == [
+        ("nodepool.resize", "done"),
+        ("nodepool.resize", "started"),
+    ]
+    st = svc.read_status(connect(fake.kubeconfig_path), NS, _pools(gke))
+    by_name = {p.name: p for p in st.pools}
+    assert by_name["gpu-pool"].node_count == 2  # live count comes from Kubernetes nodes
+    assert by_name["default-pool"].node_count is None
+
+
+def test_node_pool_change_refused_while_gke_busy(gke, audit):
+    gke.fake.hold_operations = True
+    reg = svc.JobRegistry()
+    first = reg.start_node_pool_change(
+        _pools(gke), "gpu-pool", admin="ann@example.com", autoscaling=(0, 3), audit=audit
+    )
+    with pytest.raises(svc.JobBusy):
+        reg.start_node_pool_change(_pools(gke), "gpu-pool", admin="bob@example.com", size=1)
+    with pytest.raises(OperationInProgress):  # another console replica: GKE refuses
+        svc.JobRegistry().start_node_pool_change(
+            _pools(gke), "gpu-pool", admin="bob@example.com", size=1, audit=audit
+        )
+    gke.fake.finish_all()
+    assert first.wait(20) and first.view().error is None
+    results = [(e.actor, e.result) for e in audit.recent()]
+    assert ("bob@example.com", "refused") in results and results[0] == ("ann@example.com", "done")

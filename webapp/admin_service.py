@@ -1,0 +1,483 @@
+"""What the admin page does, without Streamlit: plan a deploy, run jobs, read the status.
+
+* ``plan_deploy`` maps a catalog entry plus the admin's choices (GPU, count, context,
+  concurrency) onto a sizing verdict and a ``manifests.ModelSpec``; a plan whose
+  verdict cannot run is ``blocked`` with the reason.
+* ``JobRegistry`` runs a model switch or a node-pool change in a background thread
+  that outlives page reruns (the page keeps one registry per process) and exposes its
+  progress as immutable ``JobView`` snapshots. Starting a job does the first step
+  synchronously, so refusals (another switch holds the lock, RBAC forbids, GKE is busy)
+  reach the caller as typed errors at once. Every start, refusal, cancel and result is
+  written to the audit log.
+* ``read_status`` gathers pods, GPU nodes and node pools for the status tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from webapp.audit import AuditError, AuditLog
+from webapp.catalog import CatalogModel
+from webapp.cluster import manifests as mf
+from webapp.cluster.errors import ClusterError, SwitchInProgress
+from webapp.cluster.inventory import Inventory, free_gpus, inventory
+from webapp.cluster.k8s import Cluster
+from webapp.cluster.node_pools import (
+    NodePoolError,
+    NodePoolInfo,
+    NodePools,
+    OperationInfo,
+    with_node_counts,
+)
+from webapp.cluster.switch import (
+    RolloutSnapshot,
+    StrategyOption,
+    SwitchOptions,
+    SwitchResult,
+    SwitchStep,
+    allowed_strategies,
+    switch_model,
+)
+from webapp.sizing import SizingResult, Verdict, size_model
+
+log = logging.getLogger(__name__)
+
+#: Poll the rollout every second: 5 cheap API reads per second during a switch only.
+SWITCH_OPTIONS = SwitchOptions(poll_s=1.0)
+_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+# quantizations vLLM can apply to unquantized weights at load time
+_ONLINE_QUANTIZATION = frozenset({"fp8"})
+
+
+class AdminError(Exception):
+    """Base of the errors this module raises itself (others come from cluster/node_pools)."""
+
+
+class JobBusy(AdminError):
+    """A node-pool change started from this console is still running."""
+
+    def __init__(self, kind: str, actor: str, target: str) -> None:
+        self.kind, self.actor, self.target = kind, actor, target
+        super().__init__(f"{actor} is already changing {target}; wait until it finishes.")
+
+
+# ---------------------------------------------------------------- planning (pure)
+
+
+@dataclass(frozen=True)
+class DeployPlan:
+    """A catalog entry sized for the chosen GPUs; ``spec`` is None when ``blocked``."""
+
+    model: CatalogModel
+    sizing: SizingResult
+    spec: mf.ModelSpec | None
+    blocked: str = ""
+
+
+def plan_deploy(
+    model: CatalogModel,
+    *,
+    gpu: str,
+    gpu_count: int,
+    max_model_len: int,
+    concurrency: int = 1,
+    gpu_memory_utilization: float = 0.90,
+    image: str | None = None,
+) -> DeployPlan:
+    """Size ``model`` on ``gpu_count`` x ``gpu`` and build the ModelSpec to deploy.
+
+    Blocked: DOES_NOT_FIT; a fit that needs more GPUs than one node of this type has;
+    a quantization (AWQ/GPTQ) that needs a different, pre-quantized checkpoint.
+    Raises ``SizingError`` for impossible inputs (e.g. context above the model's maximum).
+    """
+    sizing = size_model(
+        model.shape,
+        gpu,
+        gpu_count,
+        max_model_len=max_model_len,
+        concurrency=concurrency,
+        gpu_memory_utilization=gpu_memory_utilization,
+    )
+    blocked = ""
+    quantization = None if model.quantization == "none" else model.quantization
+    if sizing.verdict is Verdict.DOES_NOT_FIT:
+        blocked = (
+            f"{model.id} does not fit: {sizing.explanation} Choose a larger GPU, a shorter "
+            "max context, lower concurrency or a smaller model."
+        )
+    elif sizing.verdict is Verdict.NEEDS_QUANTIZATION:
+        if sizing.quantization in _ONLINE_QUANTIZATION:
+            quantization = sizing.quantization
+        else:
+            blocked = (
+                f"{model.id} only fits with {sizing.quantization} weights, which needs a "
+                f"pre-quantized checkpoint: pick a {sizing.quantization} variant from the "
+                "catalog or use more/larger GPUs."
+            )
+    if not blocked and not sizing.within_budget:
+        blocked = (
+            f"{model.id} needs {sizing.tensor_parallel} GPUs ({sizing.label}) but you chose "
+            f"{gpu_count}: raise the GPU count to {sizing.tensor_parallel}."
+        )
+    if blocked:
+        return DeployPlan(model, sizing, None, blocked)
+    spec = mf.ModelSpec(
+        name=model.id,
+        hf_repo=model.hf_repo,
+        revision=model.revision,
+        max_model_len=max_model_len,
+        tensor_parallel_size=sizing.tensor_parallel,
+        gpu_type=gpu,
+        gpu_memory_utilization=gpu_memory_utilization,
+        dtype=_DTYPES.get(model.dtype, "auto"),
+        quantization=quantization,
+        trust_remote_code=model.trust_remote_code,
+        image=image,
+    )
+    return DeployPlan(model, sizing, mf.validate_spec(spec))
+
+
+def strategy_options(
+    inv: Inventory,
+    pools: list[NodePoolInfo] | None,
+    *,
+    gpus_needed: int,
+    gpu_type: str,
+    pool: str,
+) -> tuple[StrategyOption, StrategyOption]:
+    """Which switch strategies the pool allows, from live nodes and (if known) GKE autoscaling."""
+    nodes = [n for n in inv.nodes if n.accelerator == gpu_type]
+    in_pool = [n for n in nodes if n.pool == pool] or nodes
+    info = next((p for p in pools or () if p.name == pool), None)
+    per_node = max((n.gpu_allocatable for n in in_pool), default=0)
+    if info is not None and info.accelerator_count:
+        per_node = max(per_node, info.accelerator_count)
+    max_nodes = info.max_nodes if info is not None and info.autoscaling_enabled else None
+    return allowed_strategies(
+        gpus_needed=gpus_needed,
+        free_gpus_by_node=free_gpus(nodes, gpu_type),
+        pool_nodes=len(in_pool),
+        pool_max_nodes=max_nodes,
+        gpus_per_node=per_node,
+    )
+
+
+def pool_node_counts(inv: Inventory) -> dict[str, int]:
+    """Live GPU node count per node pool (GKE itself does not report a current size)."""
+    counts: dict[str, int] = {}
+    for n in inv.nodes:
+        counts[n.pool] = counts.get(n.pool, 0) + 1
+    return counts
+
+
+# ---------------------------------------------------------------- status
+
+
+@dataclass(frozen=True)
+class Status:
+    """One refresh of the status tables; an error replaces the part it broke."""
+
+    inventory: Inventory | None
+    cluster_error: ClusterError | None
+    pools: tuple[NodePoolInfo, ...] | None
+    pools_error: NodePoolError | None
+
+
+def read_status(cluster: Cluster, namespace: str, pools: NodePools | None) -> Status:
+    """Pods, GPU nodes and events (3 Kubernetes calls) plus node pools (1 GKE call)."""
+    inv, cerr = None, None
+    try:
+        inv = inventory(cluster, namespace)
+    except ClusterError as exc:
+        cerr = exc
+    infos, perr = None, None
+    if pools is not None:
+        try:
+            listed = pools.list_node_pools()
+            gpu_counts = pool_node_counts(inv) if inv is not None else {}
+            infos = tuple(
+                p if not p.has_gpus else with_node_counts([p], gpu_counts)[0] for p in listed
+            )
+        except NodePoolError as exc:
+            perr = exc
+    return Status(inv, cerr, infos, perr)
+
+
+# ---------------------------------------------------------------- background jobs
+
+JobKind = Literal["switch", "node_pool"]
+
+
+@dataclass(frozen=True)
+class JobView:
+    """An immutable look at a job for the page."""
+
+    id: int
+    kind: JobKind
+    actor: str
+    target: str
+    started_at: datetime
+    running: bool
+    messages: tuple[str, ...]
+    snapshot: RolloutSnapshot | None = None
+    operation: OperationInfo | None = None
+    result: SwitchResult | OperationInfo | None = None
+    error: Exception | None = None
+    cancel_requested: bool = False
+
+
+@dataclass
+class Job:
+    """A running or finished job; the worker thread updates it under ``lock``."""
+
+    id: int
+    kind: JobKind
+    actor: str
+    target: str
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    thread: threading.Thread | None = None
+    _view: JobView | None = None
+
+    def __post_init__(self) -> None:
+        self._view = JobView(self.id, self.kind, self.actor, self.target, self.started_at, True, ())
+
+    def view(self) -> JobView:
+        """The latest snapshot."""
+        with self.lock:
+            assert self._view is not None
+            return replace(self._view, cancel_requested=self.cancel.is_set())
+
+    def update(self, message: str | None = None, **changes: Any) -> None:
+        """Append a progress message and/or replace fields of the view."""
+        with self.lock:
+            assert self._view is not None
+            if message and (not self._view.messages or self._view.messages[-1] != message):
+                changes["messages"] = (*self._view.messages, message)[-200:]
+            self._view = replace(self._view, **changes)
+
+    @property
+    def running(self) -> bool:
+        return self.view().running
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the worker thread; True if it has finished."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return not self.running
+
+
+def record(audit: AuditLog | None, actor: str, action: str, target: str, result: str, **details):
+    """Write an audit entry; an unavailable audit database never stops an admin action."""
+    if audit is None:
+        return
+    try:
+        audit.record(actor, action, target, result, details)
+    except (AuditError, ValueError) as exc:
+        log.warning("audit entry %s/%s not written: %s", action, result, type(exc).__name__)
+
+
+class JobRegistry:
+    """The jobs of this process: at most one switch and one node-pool change at a time.
+
+    Across processes, the switch Lease (``SwitchInProgress``) and GKE's one-operation
+    rule (``OperationInProgress``) keep things safe; this registry only remembers the
+    latest job of each kind so a reloaded page finds it again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._previous: dict[str, Job | None] = {}
+        self._ids = iter(range(1, 1 << 62))
+
+    def current(self, kind: JobKind) -> Job | None:
+        """The latest job of ``kind`` (running or finished), if any."""
+        with self._lock:
+            return self._jobs.get(kind)
+
+    def _claim(self, kind: JobKind, actor: str, target: str) -> Job:
+        with self._lock:
+            old = self._jobs.get(kind)
+            if old is not None and old.running:
+                if kind == "switch":
+                    raise SwitchInProgress(old.actor, old.started_at.isoformat(timespec="seconds"))
+                raise JobBusy(kind, old.actor, old.target)
+            job = Job(next(self._ids), kind, actor, target)
+            self._jobs[kind] = job
+            self._previous[kind] = old
+            return job
+
+    def _release(self, job: Job) -> None:
+        """Forget a job that was refused before it started; the previous one shows again."""
+        job.update(running=False)
+        with self._lock:
+            if self._jobs.get(job.kind) is job:
+                old = self._previous.pop(job.kind, None)
+                if old is None:
+                    del self._jobs[job.kind]
+                else:
+                    self._jobs[job.kind] = old
+
+    # --- model switch ---
+
+    def start_switch(
+        self,
+        cluster: Cluster,
+        spec: mf.ModelSpec,
+        *,
+        admin: str,
+        namespace: str,
+        deployment: str,
+        service: str,
+        strategy: str = "in_place",
+        model_probe: Callable[[str], list[str]] | None = None,
+        audit: AuditLog | None = None,
+        options: SwitchOptions = SWITCH_OPTIONS,
+    ) -> Job:
+        """Take the switch lock and start ``switch_model`` in a thread; return its Job.
+
+        Raises ``SwitchInProgress`` (naming the holder), ``Forbidden``, ``InvalidModelSpec``,
+        ``StrategyNotAllowed``, ``NotFound``, ``ClusterUnavailable`` before anything changes.
+        """
+        target = f"{namespace}/{deployment}"
+        details = {"model": spec.name, "hf_repo": spec.hf_repo, "strategy": strategy}
+        try:
+            job = self._claim("switch", admin, target)
+        except SwitchInProgress as exc:
+            record(audit, admin, "switch.start", target, "refused", reason=str(exc), **details)
+            raise
+        gen = switch_model(
+            cluster,
+            spec,
+            admin=admin,
+            namespace=namespace,
+            deployment=deployment,
+            service=service,
+            strategy=strategy,  # type: ignore[arg-type]
+            model_probe=model_probe,
+            cancel=job.cancel,
+            options=options,
+        )
+        try:
+            first = next(gen)  # validation + lock: refusals surface here
+        except Exception as exc:
+            self._release(job)
+            result = "refused" if isinstance(exc, ClusterError) else "error"
+            record(audit, admin, "switch.start", target, result, reason=str(exc), **details)
+            raise
+        record(audit, admin, "switch.start", target, "started", **details)
+        self._absorb(job, first)
+        job.thread = threading.Thread(
+            target=self._run_switch, args=(job, gen, audit, details), daemon=True,
+            name=f"switch-{job.id}",
+        )  # fmt: skip
+        job.thread.start()
+        return job
+
+    @staticmethod
+    def _absorb(job: Job, item: SwitchStep | SwitchResult) -> None:
+        if isinstance(item, SwitchResult):
+            job.update(item.message, result=item)
+        else:
+            changes = {"snapshot": item.snapshot} if item.snapshot is not None else {}
+            job.update(item.message, **changes)
+
+    def _run_switch(self, job: Job, gen: Iterator, audit: AuditLog | None, details: dict) -> None:
+        try:
+            for item in gen:
+                self._absorb(job, item)
+            res = job.view().result
+            if isinstance(res, SwitchResult):
+                record(
+                    audit, job.actor, "switch.result", job.target, res.outcome,
+                    message=res.message, failure=res.failure, cancelled=res.cancelled,
+                    model_before=res.model_before, model_after=res.model_after, **details,
+                )  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - shown on the page, never a traceback
+            job.update(str(exc) or type(exc).__name__, error=exc)
+            record(
+                audit, job.actor, "switch.result", job.target, "error", reason=str(exc), **details
+            )
+        finally:
+            gen.close()  # releases the Lease if the generator stopped early
+            job.update(running=False)
+
+    def cancel_switch(self, actor: str, audit: AuditLog | None = None) -> bool:
+        """Ask the running switch to stop and roll back; False if none is running."""
+        job = self.current("switch")
+        if job is None or not job.running:
+            return False
+        job.cancel.set()
+        job.update(f"Cancel requested by {actor}; rolling back.")
+        record(audit, actor, "switch.cancel", job.target, "requested", started_by=job.actor)
+        return True
+
+    # --- node pools ---
+
+    def start_node_pool_change(
+        self,
+        pools: NodePools,
+        pool: str,
+        *,
+        admin: str,
+        size: int | None = None,
+        autoscaling: tuple[int, int] | None = None,
+        audit: AuditLog | None = None,
+    ) -> Job:
+        """Start a resize (``size``) or an autoscaling change (``autoscaling=(min, max)``).
+
+        The GKE request is sent at once (``OperationInProgress``, ``GkeForbidden``,
+        ``InvalidNodePoolRequest`` are raised here); a thread follows the operation to DONE.
+        """
+        if (size is None) == (autoscaling is None):
+            raise ValueError("give exactly one of size or autoscaling")
+        if size is not None:
+            action, details = "nodepool.resize", {"node_count": size}
+        else:
+            assert autoscaling is not None
+            action = "nodepool.autoscaling"
+            details = {"min_nodes": autoscaling[0], "max_nodes": autoscaling[1]}
+        try:
+            job = self._claim("node_pool", admin, pool)
+        except JobBusy as exc:
+            record(audit, admin, action, pool, "refused", reason=str(exc), **details)
+            raise
+        try:
+            if size is not None:
+                op = pools.set_node_pool_size(pool, size)
+                what = f"Resizing {pool} to {size} node(s)"
+            else:
+                op = pools.set_node_pool_autoscaling(pool, *autoscaling)  # type: ignore[misc]
+                what = f"Setting autoscaling of {pool} to {autoscaling[0]}..{autoscaling[1]}"  # type: ignore[index]
+        except Exception as exc:
+            self._release(job)
+            result = "refused" if isinstance(exc, NodePoolError) else "error"
+            record(audit, admin, action, pool, result, reason=str(exc), **details)
+            raise
+        record(audit, admin, action, pool, "started", operation=op.name, **details)
+        job.update(f"{what} (GKE operation {op.name}).", operation=op)
+
+        def progress(o: OperationInfo) -> None:
+            job.update(f"Operation {o.name}: {o.status}", operation=o)
+
+        def run() -> None:
+            try:
+                done = pools.wait(op, progress)
+                job.update(f"{what}: done.", result=done)
+                record(audit, admin, action, pool, "done", operation=op.name, **details)
+            except Exception as exc:  # noqa: BLE001 - shown on the page
+                job.update(str(exc), error=exc)
+                record(audit, admin, action, pool, "failed", reason=str(exc), **details)
+            finally:
+                job.update(running=False)
+
+        job.thread = threading.Thread(target=run, daemon=True, name=f"nodepool-{job.id}")
+        job.thread.start()
+        return job
