@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,13 +40,21 @@ class ModelInfo:
     max_model_len: int | None
 
 
+@functools.cache
+def _http() -> httpx.Client:
+    """One pooled client per process, made on first use: ``httpx.get``/``post`` build a
+    new client per call, which loads the CA bundle (~40 ms) and opens a new connection
+    on the path of every chat message (``/tokenize`` runs before each answer)."""
+    return httpx.Client()
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def _get(url: str, api_key: str | None, timeout: float) -> httpx.Response:
     try:
-        return httpx.get(url, headers=_headers(api_key), timeout=timeout)
+        return _http().get(url, headers=_headers(api_key), timeout=timeout)
     except httpx.TimeoutException as e:
         raise BackendTimeout(str(e)) from e
     except httpx.TransportError as e:
@@ -103,7 +112,7 @@ def count_tokens(
     else:
         body["prompt"] = prompt or ""
     try:
-        r = httpx.post(
+        r = _http().post(
             f"{base_url}/tokenize", json=body, headers=_headers(api_key), timeout=timeout
         )
     except httpx.TimeoutException as e:
