@@ -349,6 +349,9 @@ def _generate(model: str | None, max_len: int | None) -> None:
                 if now - last_draw >= REDRAW_EVERY_S:
                     box.markdown(gen.text + " ▌")
                     last_draw = now
+            # show the whole answer now: the rerun below redraws the page only after
+            # the database writes and a full script run (~0.5 s later)
+            box.markdown(gen.text)
             msg["status"] = "cut" if gen.stats.finish_reason == "length" else "complete"
     except LLMError as e:
         _fail(msg, e)
