@@ -43,8 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short run: fewer lengths/runs/levels")
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--lengths", type=int, nargs="+", help="answer lengths for part 1")
+    ap.add_argument("--runs", type=int, help="repetitions per measurement")
     args = ap.parse_args(argv)
     cfg = _config(args.quick)
+    if args.lengths:
+        cfg["lengths"] = args.lengths
+    if args.runs:
+        cfg["runs"] = cfg["vllm_runs"] = cfg["switch_runs"] = args.runs
     started = time.monotonic()
     res: dict = {"machine": machine(), "config": cfg, "quick": args.quick}
     _log(f"bench: parts {args.parts}, {'quick' if args.quick else 'full'} run")

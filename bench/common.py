@@ -216,7 +216,7 @@ def read_timings(page) -> dict:
         first = first ?? b.changes[0][0];
         last = last ?? b.changes.find(c => c[1] === final)[0];
       }
-      return {enter: b.enter, first, last, done: b.done,
+      return {enter: b.enter, first, last, done: b.done, origin: performance.timeOrigin,
               text_len: b.changes.length ? b.changes[b.changes.length - 1][1].length : null};
     }"""
     )

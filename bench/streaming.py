@@ -34,6 +34,10 @@ class StreamRow:
     direct_first: list[float] = field(default_factory=list)
     direct_last: list[float] = field(default_factory=list)
     produced: int | None = None  # tokens actually produced (real vLLM)
+    breakdowns: list[dict[str, float]] = field(default_factory=list)
+
+    def med_breakdown(self, key: str) -> float | None:
+        return median([b[key] for b in self.breakdowns if b and key in b])
 
     def med(self, name: str) -> float | None:
         return median(getattr(self, name))
@@ -99,6 +103,25 @@ def app_stream(browser, url: str, first: str = FIRST, last: str = LAST) -> dict:
         "first": (t["first"] - t["enter"]) / 1000,
         "last": (t["last"] - t["enter"]) / 1000,
         "text_len": t["text_len"],
+        # epoch seconds, comparable with the fake's request records
+        "enter_epoch": (t["origin"] + t["enter"]) / 1000,
+        "first_epoch": (t["origin"] + t["first"]) / 1000,
+        "last_epoch": (t["origin"] + t["last"]) / 1000,
+    }
+
+
+def breakdown(fake, a: dict) -> dict[str, float] | None:
+    """Where the app's time goes, from the fake's records of the app's request (ms):
+    Enter -> request at the backend, first chunk sent -> visible, last chunk sent -> visible."""
+    gens = [r for r in fake.requests if r["path"].endswith("/chat/completions")]
+    if not gens or not gens[-1].get("chunk_times"):
+        return None
+    g = gens[-1]
+    return {
+        "pre_request_ms": 1000 * (g["t"] - a["enter_epoch"]),
+        "first_delivery_ms": 1000 * (a["first_epoch"] - g["chunk_times"][0]),
+        "last_delivery_ms": 1000 * (a["last_epoch"] - g["chunk_times"][-1]),
+        "other_requests": len(fake.requests) - len(gens),
     }
 
 
@@ -113,19 +136,26 @@ def run_fake(browser, lengths: list[int], runs: int, log) -> list[StreamRow]:
         streamlit_app(LLM_URL=fake.url, DEFAULT_MAX_TOKENS="8192") as app,
     ):
         for n in lengths:
-            fake.set_script(Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE))
+            script = Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE)
+            fake.set_script(script)
             row = StreamRow("fake", n, runs)
-            app_stream(browser, app.url)  # warm-up: imports, caches, first page load
+            if n == lengths[0]:
+                app_stream(browser, app.url)  # warm-up: imports, caches, first page load
             for i in range(runs):
                 f, la, _ = direct_stream(fake.url, "fake-chat", n)
                 row.direct_first.append(f)
                 row.direct_last.append(la)
+                fake.reset()  # forget recorded requests (and the script: set it again)
+                fake.set_script(script)
                 a = app_stream(browser, app.url)
                 row.app_first.append(a["first"])
                 row.app_last.append(a["last"])
+                bd = breakdown(fake, a)
+                if bd:
+                    row.breakdowns.append(bd)
                 log(
                     f"  {n:>5} tokens run {i + 1}/{runs}: direct {f:.3f}/{la:.3f} s, "
-                    f"app {a['first']:.3f}/{a['last']:.3f} s"
+                    f"app {a['first']:.3f}/{a['last']:.3f} s; {bd}"
                 )
             rows.append(row)
     return rows
