@@ -114,7 +114,7 @@ elif hub_reachable "$local_model"; then
 else
     hub_offline=1
     echo "Model hub not reachable: building the tiny test model instead of $local_model..."
-    model="$("$vllm_python" scripts/make_tiny_model.py 2>/dev/null | tail -n 1)"
+    model="$("$vllm_python" scripts/make_tiny_model.py | tail -n 1)"
     served_name="tiny-llama"
     max_model_len=1024
     vllm_args+=(--chat-template "$model/chat_template.jinja.txt" --dtype float32)
