@@ -19,10 +19,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 # vLLM (CPU build) lives in its own venv: it pins torch/transformers/fastapi
 # versions that must not constrain the web app's dependencies.
 vllm-venv: $(VLLM_VENV)/.installed
-$(VLLM_VENV)/.installed: requirements-vllm.txt
-	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
-	$(VLLM_VENV)/bin/python -m pip install -q -r requirements-vllm.txt
+# (the script also removes the CUDA-only torchvision/torchaudio the index offers, which
+# would break `import transformers` next to CPU torch, and checks that vLLM imports)
+$(VLLM_VENV)/.installed: requirements-vllm.txt scripts/setup_vllm_venv.sh
+	PYTHON=$(PYTHON) ./scripts/setup_vllm_venv.sh $(VLLM_VENV)
 	touch $@
 
 # Linters/validators for the delivery checks (checkov, hadolint, kubernetes-validate).
