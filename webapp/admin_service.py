@@ -188,11 +188,14 @@ class Status:
     pools_error: NodePoolError | None
 
 
-def read_status(cluster: Cluster, namespace: str, pools: NodePools | None) -> Status:
-    """Pods, GPU nodes and events (3 Kubernetes calls) plus node pools (1 GKE call)."""
+def read_status(cluster: Cluster | None, namespace: str, pools: NodePools | None) -> Status:
+    """Pods, GPU nodes and events (3 Kubernetes calls) plus node pools (1 GKE call).
+
+    Either client may be None (not configured): that part is then simply absent.
+    """
     inv, cerr = None, None
     try:
-        inv = inventory(cluster, namespace)
+        inv = inventory(cluster, namespace) if cluster is not None else None
     except ClusterError as exc:
         cerr = exc
     infos, perr = None, None

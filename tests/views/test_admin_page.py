@@ -1,0 +1,291 @@
+"""AppTest for the admin page against the fake Kubernetes, GKE and vLLM servers over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.cluster.conftest import LLAMA, NS, seed_vllm
+from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
+from tests.fakes.k8s_server import FakeCluster
+from tests.fakes.openai_server import FakeOpenAI
+from webapp.cluster.k8s import connect
+from webapp.cluster.switch import acquire_lock
+from webapp.settings import get_settings
+
+APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
+ADMIN = "admin@example.com"
+PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
+OIDC_SECRETS = {
+    "auth": {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "not-a-real-secret",
+        "client_id": "client",
+        "client_secret": "not-a-real-secret",
+        "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
+    }
+}
+
+
+class ServedModelSync:
+    """Makes the fake vLLM endpoint serve what the fake cluster's ready pods serve.
+
+    In a real cluster the Service at LLM_URL reaches the vLLM pod; here a thread plays
+    that part, so the page's confirmation through /v1/models sees the switched model.
+    """
+
+    def __init__(self, fc: FakeCluster, llm: FakeOpenAI) -> None:
+        self.fc, self.llm = fc, llm
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        last = None
+        while not self._stop.is_set():
+            served = self.fc.served_models(NS)
+            if served and served != last:
+                self.llm.configure(models=served)
+                last = served
+            self._stop.wait(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def world():
+    """Fake cluster serving llama-2-7b on 2 one-GPU L4 nodes, its vLLM endpoint, GKE."""
+    gke = FakeGke()
+    gke.add_cluster(PROJECT, LOCATION, CLUSTER, default_pool(), gpu_pool(autoscaling=(0, 2)))
+    with (
+        FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fc,
+        FakeOpenAI(model=LLAMA.name) as llm,
+        FakeGkeServer(gke) as gke_srv,
+    ):
+        seed_vllm(fc)
+        with ServedModelSync(fc, llm):
+            yield {"fc": fc, "llm": llm, "gke": gke, "gke_srv": gke_srv}
+
+
+@pytest.fixture
+def page(monkeypatch, tmp_path):
+    """``page(world, user=..., secrets=..., **env)`` -> AppTest of the router after one run."""
+
+    def make(world=None, *, user=None, secrets=None, **env):
+        base = {
+            "APP_MODE": "admin",
+            "ADMIN_EMAILS": ADMIN,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
+            "K8S_NAMESPACE": NS,
+            "KUBECONFIG": str(tmp_path / "no-kubeconfig"),
+            "HOME": str(tmp_path),
+            "LLM_URL": "http://127.0.0.1:9",
+        }
+        if world is not None:
+            base |= {
+                "KUBECONFIG": world["fc"].kubeconfig_path,
+                "LLM_URL": world["llm"].url,
+                "GKE_PROJECT": PROJECT,
+                "GKE_LOCATION": LOCATION,
+                "GKE_CLUSTER": CLUSTER,
+                "GKE_API_ENDPOINT": world["gke_srv"].endpoint,
+            }
+        for k in ("IAP_AUDIENCE", "GKE_PROJECT", "GKE_LOCATION", "GKE_CLUSTER", "KUBERNETES_SERVICE_HOST"):  # fmt: skip
+            monkeypatch.delenv(k, raising=False)
+        for k, v in (base | env).items():
+            monkeypatch.setenv(k, str(v))
+        get_settings.cache_clear()
+        st.cache_resource.clear()  # a fresh job registry and clients per test
+        at = AppTest.from_file(APP, default_timeout=30)
+        at.secrets = OIDC_SECRETS if secrets is None else secrets
+        at.user = {"is_logged_in": True, "email": ADMIN} if user is None else user
+        return at.run()
+
+    yield make
+    get_settings.cache_clear()
+
+
+def texts(at) -> str:
+    """All visible text of messages, markdown, captions and headers, joined."""
+    parts = []
+    for kind in ("error", "warning", "info", "success", "markdown", "caption", "header",
+                 "subheader", "title"):  # fmt: skip
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def run_until(at, predicate, timeout=40.0):
+    """Rerun the page (as the fragments would) until ``predicate(at)`` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        at.run()
+        if predicate(at):
+            return at
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out; page shows:\n" + texts(at))
+        time.sleep(0.2)
+
+
+def table(at, column):
+    """The first table that has ``column`` (AppTest does not expose dataframe keys)."""
+    return next((d.value for d in at.dataframe if column in d.value.columns), None)
+
+
+# ---------------------------------------------------------------- access
+
+
+def test_admin_sees_status_tables(world, page):
+    at = page(world)
+    assert not at.exception, at.exception
+    assert f"Signed in as **{ADMIN}**" in texts(at)
+    pods = table(at, "recent events")
+    assert list(pods["phase"]) == ["Running"] and list(pods["model"]) == [LLAMA.name]
+    nodes = table(at, "GPUs capacity")
+    assert sorted(nodes["node"]) == ["gpu-a", "gpu-b"]
+    assert list(nodes["requested"]).count(1) == 1
+    pools = table(at, "machine type").set_index("pool")
+    assert pools.loc["gpu-pool", "autoscaling"] == "0..2"
+    assert pools.loc["gpu-pool", "nodes"] == 2
+    assert "Running" in [m.label for m in at.metric]
+
+
+def test_not_configured_says_how_to_connect(page):
+    at = page(None)
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "No Kubernetes cluster is connected" in shown and "KUBECONFIG" in shown
+    assert "The chat keeps working" in shown
+    assert "GKE is not configured" in shown and "GKE_PROJECT" in shown
+    assert "Verdict: FITS" in shown  # sizing works without a cluster
+    assert not any(b.key == "deploy" for b in at.button)
+
+
+def test_chat_still_served_when_nothing_is_configured(page):
+    at = page(None, APP_MODE="all")
+    assert not at.exception, at.exception
+    assert "Admin console" not in texts(at)  # the chat page is the default
+
+
+@pytest.mark.parametrize(
+    ("user", "env", "expected"),
+    [
+        ({"is_logged_in": True, "email": "eve@example.com"}, {}, "Not allowed"),
+        ({"is_logged_in": False}, {}, "Please log in"),
+        ({"is_logged_in": True, "email": ADMIN}, {"ADMIN_EMAILS": ""}, "admin page is off"),
+    ],
+)
+def test_non_admins_see_only_a_refusal(world, page, user, env, expected):
+    at = page(world, user=user, **env)
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert expected in shown
+    assert "Deploy a model" not in shown and not at.dataframe
+
+
+def test_does_not_fit_blocks_deploy(world, page):
+    at = page(world)
+    at.selectbox(key="model").set_value("llama-3-1-70b-instruct").run()
+    at.selectbox(key="gpu_llama-3-1-70b-instruct").set_value("nvidia-tesla-t4").run()
+    at.number_input(key="count_llama-3-1-70b-instruct").set_value(1).run()
+    at.number_input(key="mml_llama-3-1-70b-instruct").set_value(131072).run()
+    shown = texts(at)
+    assert "Verdict: DOES_NOT_FIT" in shown and "GB" in shown
+    assert "Deploy blocked" in shown
+    assert at.button(key="deploy").disabled
+
+
+def _deploy(at, model="mistral-7b"):
+    at.selectbox(key="model").set_value(model).run()
+    at.number_input(key=f"mml_{model}").set_value(4096).run()
+    assert not at.button(key="deploy").disabled
+    return at.button(key="deploy").click().run()
+
+
+def test_switch_in_place_succeeds_and_is_audited(world, page):
+    at = _deploy(page(world))
+    assert not at.exception, at.exception
+    run_until(at, lambda a: "Switched" in texts(a))
+    assert "Now serving mistral-7b" in texts(at)
+    assert world["fc"].served_models(NS) == ["mistral-7b"]
+    audit = table(at, "action")
+    assert list(audit["action"])[:2] == ["switch.result", "switch.start"]
+    assert list(audit["result"])[:2] == ["switched", "started"]
+    assert set(audit["who"]) == {ADMIN}
+
+
+def test_failing_switch_is_rolled_back_with_reason(world, page):
+    world["fc"].inject_fault(kind="crash", model="mistralai/Mistral-7B-v0.1")
+    at = run_until(_deploy(page(world)), lambda a: "Rolled back" in texts(a))
+    shown = texts(at)
+    assert "crashed" in shown and f"{LLAMA.name} is served again" in shown
+    assert world["fc"].served_models(NS) == [LLAMA.name]
+
+
+def test_concurrent_switch_refused_naming_the_holder(world, page):
+    acquire_lock(connect(world["fc"].kubeconfig_path), NS, "bob@example.com")
+    at = _deploy(page(world))
+    assert "A model switch by bob@example.com is already running" in texts(at)
+    assert world["fc"].served_models(NS) == [LLAMA.name]
+    audit = table(at, "action")
+    assert (audit.iloc[0]["action"], audit.iloc[0]["result"]) == ("switch.start", "refused")
+
+
+def test_cancel_rolls_back(world, page):
+    world["fc"].inject_fault(kind="slow", model="mistralai/Mistral-7B-v0.1")
+    at = run_until(_deploy(page(world)), lambda a: any(b.key == "cancel_switch" for b in a.button))
+    at.button(key="cancel_switch").click().run()
+    run_until(at, lambda a: "Rolled back" in texts(a))
+    assert "Cancelled" in texts(at)
+    assert "switch.cancel" in list(table(at, "action")["action"])
+
+
+def test_forbidden_says_what_and_which_permission(world, page):
+    world["fc"].forbid("patch", "deployments")
+    at = run_until(_deploy(page(world)), lambda a: "The switch stopped" in texts(a))
+    shown = texts(at)
+    assert "not allowed to switch model (patch Deployment vllm/vllm)" in shown
+    assert "patch on deployments (apps)" in shown
+    assert "Traceback" not in shown
+
+
+def test_status_read_forbidden_is_a_message(world, page):
+    world["fc"].forbid("list", "nodes")
+    at = page(world)
+    assert not at.exception, at.exception
+    assert "list on nodes (cluster-wide, a ClusterRole)" in texts(at)
+
+
+def test_node_pool_resize_follows_the_operation(world, page):
+    world["gke"].op_polls = 2
+    at = page(world)
+    at.number_input(key="resize_size").set_value(0)
+    next(b for b in at.button if b.label == "Resize").click().run()
+    run_until(at, lambda a: "done." in texts(a))
+    assert world["gke"].node_counts["gpu-pool"] == 0
+    audit = table(at, "action")
+    assert list(audit["action"])[:2] == ["nodepool.resize", "nodepool.resize"]
+    assert list(audit["result"])[:2] == ["done", "started"]
+
+
+def test_node_pool_change_refused_while_gke_busy(world, page):
+    world["gke"].hold_operations = True
+    at = page(world)
+    at.number_input(key="auto_min").set_value(0)
+    at.number_input(key="auto_max").set_value(3)
+    next(b for b in at.button if b.label == "Set autoscaling").click().run()
+    assert "Setting autoscaling of gpu-pool" in texts(at)
+    at.number_input(key="resize_size").set_value(1)
+    next(b for b in at.button if b.label == "Resize").click().run()
+    assert "Refused:" in texts(at)
+    world["gke"].finish_all()
+    run_until(at, lambda a: "done." in texts(a))

@@ -1,0 +1,534 @@
+"""Admin page: deploy/switch the served model, watch pods, GPUs, node pools and vLLM load.
+
+Thin by design: who may enter comes from ``webapp.auth``, every action and read goes
+through ``webapp.admin_service``; this file only lays out widgets and turns typed
+errors into messages (``admin_messages``). Long work (a switch, a node-pool change)
+runs in threads owned by a process-wide ``JobRegistry``, so a rerun or a refresh of
+the page never stops it; fragments poll their progress.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from webapp import admin_service as svc
+from webapp.audit import AuditError, AuditLog
+from webapp.auth import (
+    AdminAccessOff,
+    AdminIdentity,
+    AuthError,
+    NotAdmin,
+    NotLoggedIn,
+    admin_access_mode,
+    certs_fetcher_for,
+    identify_admin,
+)
+from webapp.catalog import CatalogError, load_catalog
+from webapp.cluster.errors import ClusterError
+from webapp.cluster.inventory import pod_logs
+from webapp.cluster.k8s import Cluster, connect
+from webapp.cluster.node_pools import NodePoolError, NodePools
+from webapp.cluster.switch import SwitchResult
+from webapp.llm.errors import LLMError
+from webapp.llm.metrics import MetricsHistory, fetch_metrics
+from webapp.llm.server import BackendState, health, list_models
+from webapp.settings import get_settings
+from webapp.sizing import GPUS, SizingError, Verdict
+from webapp.views.admin_messages import admin_error_message
+
+settings = get_settings()
+API_KEY = settings.llm_api_key.get_secret_value()
+
+
+# ---------------------------------------------------------------- process-wide resources
+
+
+@st.cache_resource(show_spinner=False)
+def _registry() -> svc.JobRegistry:
+    return svc.JobRegistry()
+
+
+@st.cache_resource(show_spinner=False)
+def _audit(database_url: str) -> AuditLog:
+    return AuditLog.from_url(database_url)
+
+
+@st.cache_resource(show_spinner=False)
+def _cluster(kubeconfig: str) -> Cluster:
+    # keyed by KUBECONFIG because connect() reads it: a new kubeconfig gets a new client
+    return connect()
+
+
+@st.cache_resource(show_spinner=False)
+def _node_pools(project: str, location: str, cluster: str, endpoint: str) -> NodePools:
+    return NodePools.from_settings(settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _history(url: str) -> MetricsHistory:
+    return MetricsHistory(max_samples=120, window_s=600)
+
+
+@st.cache_resource(show_spinner=False)
+def _catalog():
+    return load_catalog()
+
+
+# ---------------------------------------------------------------- who is this
+
+
+def _oidc_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets.toml at all
+        return False
+
+
+def _identify() -> AdminIdentity:
+    """The verified admin, or a message and ``st.stop()``."""
+    mode = admin_access_mode(settings, _oidc_configured())
+    try:
+        if mode == "oidc":
+            return identify_admin(settings, mode, user=st.user.to_dict())
+        if mode == "iap":
+            headers = dict(st.context.headers or {})
+            return identify_admin(
+                settings, mode, headers=headers, certs_fetcher=certs_fetcher_for(settings)
+            )
+        return identify_admin(settings, mode)
+    except AdminAccessOff as exc:
+        st.info(str(exc))
+    except NotAdmin as exc:
+        st.error(f"Not allowed: {exc} Ask an administrator to add you to ADMIN_EMAILS.")
+        if mode == "oidc":
+            st.button("Log out", key="logout", on_click=st.logout)
+    except NotLoggedIn as exc:
+        st.warning(str(exc))
+        if mode == "oidc":
+            st.button("Log in", key="login", on_click=st.login)
+    except AuthError as exc:
+        st.error(str(exc))
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises
+
+
+st.title("Admin console")
+admin = _identify()
+st.caption(f"Signed in as **{admin.email}** (via {admin.via.upper()}).")
+
+registry = _registry()
+audit = _audit(settings.database_url)
+
+cluster: Cluster | None = None
+try:
+    cluster = _cluster(os.environ.get("KUBECONFIG", ""))
+except ClusterError as exc:
+    st.warning(admin_error_message(exc), icon="🔌")
+
+pools_client: NodePools | None = None
+pools_problem = ""
+if settings.gke_configured:
+    try:
+        pools_client = _node_pools(
+            settings.gke_project,
+            settings.gke_location,
+            settings.gke_cluster,
+            settings.gke_api_endpoint,
+        )
+    except NodePoolError as exc:
+        pools_problem = admin_error_message(exc)
+else:
+    pools_problem = (
+        "GKE is not configured, so node pools cannot be listed or scaled: set GKE_PROJECT, "
+        "GKE_LOCATION and GKE_CLUSTER (and give the console's Google service account the "
+        "Kubernetes Engine Developer role)."
+    )
+
+
+def _age(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h" if s < 172_800 else f"{s // 86400}d"
+
+
+# ---------------------------------------------------------------- deploy / switch
+
+
+def _deploy_section() -> None:
+    st.header("Deploy a model")
+    try:
+        catalog = _catalog()
+    except CatalogError as exc:
+        st.error(f"The model catalog cannot be loaded: {exc}")
+        return
+    models = {m.id: m for m in catalog.models}
+    mid = st.selectbox(
+        "Model",
+        list(models),
+        key="model",
+        format_func=lambda i: (
+            f"{i} — {models[i].hf_repo} ({models[i].kind}, {models[i].params_b:g}B)"
+        ),
+    )
+    model = models[mid]
+    rec = model.recommended
+    c1, c2, c3, c4, c5 = st.columns(5)
+    gpus = list(GPUS)
+    gpu = c1.selectbox(
+        "GPU type", gpus, index=gpus.index(rec.gpu), key=f"gpu_{mid}",
+        format_func=lambda g: GPUS[g].display_name,
+    )  # fmt: skip
+    count = int(c2.number_input("GPUs", 1, 16, rec.count, key=f"count_{mid}"))
+    mml = int(
+        c3.number_input(
+            "Max context (tokens)", 16, model.max_context, rec.max_model_len, step=1024,
+            key=f"mml_{mid}",
+        )
+    )  # fmt: skip
+    conc = int(c4.number_input("Concurrent requests", 1, 256, 1, key=f"conc_{mid}"))
+    util = float(c5.slider("GPU memory use", 0.5, 0.95, 0.90, 0.05, key=f"util_{mid}"))
+    try:
+        plan = svc.plan_deploy(
+            model, gpu=gpu, gpu_count=count, max_model_len=mml, concurrency=conc,
+            gpu_memory_utilization=util,
+        )  # fmt: skip
+    except SizingError as exc:
+        st.error(admin_error_message(exc))
+        return
+    _render_sizing(plan)
+    if plan.blocked:
+        st.error(f"Deploy blocked: {plan.blocked}")
+    if model.gated:
+        st.caption(
+            f"{model.hf_repo} is gated: the cluster's `huggingface` Secret must hold a token "
+            "of an account that accepted its license."
+        )
+    if cluster is None:
+        st.info("Connect a cluster to deploy (see above).")
+        return
+    strategy = _choose_strategy(plan)
+    if st.button(
+        f"Deploy {mid}", key="deploy", type="primary", disabled=bool(plan.blocked) or not strategy
+    ):
+        _start_switch(plan, strategy)
+
+
+def _render_sizing(plan: svc.DeployPlan) -> None:
+    s = plan.sizing
+    st.subheader("GPU sizing")
+    cols = st.columns(5)
+    cols[0].metric("Weights", f"{s.weights_gb:.1f} GB", help=f"precision {s.precision}")
+    cols[1].metric(
+        "KV cache", f"{s.kv_cache_gb:.1f} GB", help=f"{s.max_model_len} tokens x {s.concurrency}"
+    )
+    cols[2].metric("Overhead", f"{s.overhead_gb:.1f} GB")
+    cols[3].metric("Needed", f"{s.required_gb:.1f} GB")
+    cols[4].metric(
+        "Usable", f"{s.capacity_gb:.1f} GB", help=f"{s.tensor_parallel} x {s.gpu.display_name}"
+    )
+    text = f"**Verdict: {s.label}** — {s.explanation}"
+    if s.verdict is Verdict.FITS:
+        st.success(text)
+    elif s.verdict is Verdict.DOES_NOT_FIT:
+        st.error(text)
+    else:
+        st.warning(text)
+
+
+def _choose_strategy(plan: svc.DeployPlan) -> str | None:
+    assert cluster is not None
+    status = svc.read_status(cluster, settings.k8s_namespace, pools_client)
+    if status.inventory is None:
+        st.error(admin_error_message(status.cluster_error))
+        return None
+    in_place, blue_green = svc.strategy_options(
+        status.inventory,
+        list(status.pools or ()),
+        gpus_needed=plan.sizing.tensor_parallel,
+        gpu_type=plan.sizing.gpu.accelerator,
+        pool=settings.gke_node_pool,
+    )
+    offered = {"in_place": "In place (Recreate)"}
+    if blue_green.allowed:
+        offered["blue_green"] = "Blue/green (no downtime)"
+    choice = st.radio(
+        "Strategy", list(offered), format_func=offered.get, key="strategy", horizontal=True
+    )
+    st.caption(in_place.reason if choice == "in_place" else blue_green.reason)
+    if not blue_green.allowed:
+        st.caption(f"Blue/green is not offered: {blue_green.reason}")
+    return choice
+
+
+def _start_switch(plan: svc.DeployPlan, strategy: str) -> None:
+    assert cluster is not None and plan.spec is not None
+    probe = None
+    if strategy == "blue_green":
+
+        def probe(url: str) -> list[str]:
+            return [m.id for m in list_models(url, API_KEY)]
+
+    elif health(settings.llm_url, API_KEY).state is BackendState.HEALTHY:
+        # in place: the Service then reaches only the new pod; confirm via the chat backend
+        def probe(_url: str) -> list[str]:
+            return [m.id for m in list_models(settings.llm_url, API_KEY)]
+
+    try:
+        registry.start_switch(
+            cluster, plan.spec, admin=admin.email, namespace=settings.k8s_namespace,
+            deployment=settings.vllm_deployment, service=settings.vllm_service,
+            strategy=strategy, model_probe=probe, audit=audit,
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - typed errors become messages
+        st.error(f"Switch refused: {admin_error_message(exc)}")
+
+
+@st.fragment(run_every="1s")
+def _switch_progress() -> None:
+    job = registry.current("switch")
+    if job is None:
+        return
+    view = job.view()
+    st.subheader(f"Switch to {view.target} by {view.actor}")
+    res = view.result
+    if view.running:
+        st.info(f"⏳ {view.messages[-1] if view.messages else 'Starting…'}")
+        if st.button("Cancel and roll back", key="cancel_switch", disabled=view.cancel_requested):
+            registry.cancel_switch(admin.email, audit)
+    elif isinstance(res, SwitchResult):
+        text = f"**{res.outcome.replace('_', ' ').capitalize()}** — {res.message}"
+        if res.outcome in ("switched", "unchanged"):
+            st.success(text)
+        elif res.outcome == "rolled_back":
+            st.warning(text)
+        else:
+            st.error(text)
+    elif view.error is not None:
+        st.error(f"The switch stopped: {admin_error_message(view.error)}")
+    snap = view.snapshot
+    if snap is not None:
+        st.caption(
+            f"Deployment {snap.deployment}: {snap.state} — {snap.summary} "
+            f"({snap.ready_replicas}/{snap.desired_replicas} ready)"
+        )
+        if snap.pods:
+            st.dataframe(
+                [
+                    {"pod": p.name, "phase": p.phase, "ready": p.ready, "restarts": p.restarts,
+                     "node": p.node, "new": p.new, "reason": f"{p.reason} {p.message}".strip()}
+                    for p in snap.pods
+                ],
+                key="switch_pods", hide_index=True,
+            )  # fmt: skip
+        if snap.conditions:
+            st.caption(
+                "Conditions: "
+                + "; ".join(f"{c.type}={c.status} ({c.reason})" for c in snap.conditions)
+            )
+        if snap.events:
+            st.dataframe(
+                [
+                    {"type": e.type, "reason": e.reason, "object": f"{e.kind}/{e.name}",
+                     "message": e.message, "count": e.count}
+                    for e in snap.events[:10]
+                ],
+                key="switch_events", hide_index=True,
+            )  # fmt: skip
+        if snap.log_tail:
+            st.caption("Last log lines of the loading pod")
+            st.code("\n".join(snap.log_tail[-20:]), language=None)
+    with st.expander("Steps", expanded=False):
+        st.text("\n".join(view.messages[-30:]))
+
+
+# ---------------------------------------------------------------- status
+
+
+@st.fragment(run_every="5s")
+def _status() -> None:
+    st.header("Status")
+    status = svc.read_status(cluster, settings.k8s_namespace, pools_client)
+    if cluster is None:
+        st.caption("No cluster connected: no pods or GPU nodes to show.")
+    elif status.inventory is None:
+        st.error(admin_error_message(status.cluster_error))
+    else:
+        _pods_and_nodes(status.inventory)
+    _pools_table(status)
+    _load()
+
+
+def _pods_and_nodes(inv) -> None:
+    st.subheader(f"Pods in {settings.k8s_namespace}")
+    if not inv.pods:
+        st.caption("No pods.")
+    else:
+        rows = []
+        for p in inv.pods:
+            recent = "; ".join(f"{e.reason}: {e.message}" for e in p.events[:2])
+            rows.append(
+                {"pod": p.name, "phase": p.phase, "ready": p.ready, "restarts": p.restarts,
+                 "node": p.node, "age": _age(p.age_s), "model": p.model,
+                 "reason": f"{p.reason} {p.message}".strip(), "recent events": recent}
+            )  # fmt: skip
+        st.dataframe(rows, key="pods", hide_index=True)
+        names = [p.name for p in inv.pods]
+        pod = st.selectbox("Log of pod", names, key="log_pod")
+        if pod:
+            try:
+                lines = pod_logs(cluster, settings.k8s_namespace, pod, tail_lines=50)
+                st.code("\n".join(lines) or "(no log lines yet)", language=None)
+            except ClusterError as exc:
+                st.caption(admin_error_message(exc))
+    st.subheader("GPU nodes")
+    if not inv.nodes:
+        st.caption("No GPU nodes right now (the pool may be scaled to zero).")
+    else:
+        st.dataframe(
+            [
+                {"node": n.name, "pool": n.pool, "accelerator": n.accelerator, "spot": n.spot,
+                 "ready": n.ready, "GPUs capacity": n.gpu_capacity,
+                 "allocatable": n.gpu_allocatable, "requested": n.gpu_requested}
+                for n in inv.nodes
+            ],
+            key="nodes", hide_index=True,
+        )  # fmt: skip
+
+
+def _pools_table(status: svc.Status) -> None:
+    st.subheader("Node pools")
+    if pools_client is None:
+        st.info(pools_problem)
+        return
+    if status.pools is None:
+        st.error(admin_error_message(status.pools_error))
+        return
+    st.dataframe(
+        [
+            {"pool": p.name, "machine type": p.machine_type,
+             "accelerator": f"{p.accelerator_count} x {p.accelerator_type}" if p.has_gpus else "",
+             "nodes": p.node_count,
+             "autoscaling": f"{p.min_nodes}..{p.max_nodes}" if p.autoscaling_enabled else "off",
+             "spot": p.spot, "status": p.status}
+            for p in status.pools
+        ],
+        key="pools", hide_index=True,
+    )  # fmt: skip
+
+
+def _load() -> None:
+    st.subheader("vLLM load")
+    history = _history(settings.llm_url)
+    try:
+        history.add(fetch_metrics(settings.llm_url, API_KEY))
+    except LLMError as exc:
+        st.caption(admin_error_message(exc))
+    snap = history.latest()
+    if snap is None:
+        return
+    c = st.columns(4)
+    c[0].metric("Running", f"{snap.num_requests_running:g}")
+    c[1].metric("Waiting", f"{snap.num_requests_waiting:g}")
+    kv = "n/a" if snap.kv_cache_usage is None else f"{snap.kv_cache_usage:.0%}"
+    c[2].metric("KV cache", kv)
+    p50 = snap.ttft_p50_s
+    c[3].metric("TTFT p50", "n/a" if p50 is None else f"{p50 * 1000:.0f} ms")
+    points = history.points()
+    if len(points) >= 2:
+        t0 = points[-1].taken_at
+        rows = [
+            {"seconds ago": round(p.taken_at - t0), "running": p.running, "waiting": p.waiting,
+             "KV cache %": (p.kv_cache_usage or 0) * 100}
+            for p in points
+        ]  # fmt: skip
+        left, right = st.columns(2)
+        left.line_chart(rows, x="seconds ago", y=["running", "waiting"], height=180)
+        right.line_chart(rows, x="seconds ago", y="KV cache %", height=180)
+
+
+# ---------------------------------------------------------------- node pool actions
+
+
+def _pool_actions() -> None:
+    if pools_client is None:
+        return
+    st.subheader("Scale the GPU pool")
+    with st.form("resize"):
+        c1, c2 = st.columns(2)
+        pool = c1.text_input("Node pool", settings.gke_node_pool, key="resize_pool")
+        size = c2.number_input("Nodes (0 = scale to zero)", 0, 1000, 0, key="resize_size")
+        if st.form_submit_button("Resize"):
+            _start_pool_change(pool.strip(), size=int(size))
+    with st.form("autoscale"):
+        c1, c2, c3 = st.columns(3)
+        pool = c1.text_input("Node pool", settings.gke_node_pool, key="auto_pool")
+        lo = c2.number_input("Min nodes (0 allowed)", 0, 1000, 0, key="auto_min")
+        hi = c3.number_input("Max nodes", 1, 1000, 2, key="auto_max")
+        if st.form_submit_button("Set autoscaling"):
+            _start_pool_change(pool.strip(), autoscaling=(int(lo), int(hi)))
+    _pool_progress()
+
+
+def _start_pool_change(pool: str, **change) -> None:
+    assert pools_client is not None
+    try:
+        registry.start_node_pool_change(
+            pools_client, pool, admin=admin.email, audit=audit, **change
+        )
+    except Exception as exc:  # noqa: BLE001 - typed errors become messages
+        st.error(f"Refused: {admin_error_message(exc)}")
+
+
+@st.fragment(run_every="2s")
+def _pool_progress() -> None:
+    job = registry.current("node_pool")
+    if job is None:
+        return
+    view = job.view()
+    last = view.messages[-1] if view.messages else ""
+    what = view.messages[0] if view.messages else ""
+    if view.running:
+        st.info(f"⏳ {what} — {last}" if last != what else f"⏳ {what}")
+    elif view.error is not None:
+        st.error(f"Node pool change failed: {admin_error_message(view.error)}")
+    else:
+        st.success(f"✅ {last}")
+
+
+# ---------------------------------------------------------------- audit log
+
+
+@st.fragment(run_every="5s")
+def _audit_log() -> None:
+    st.header("Audit log")
+    try:
+        entries = audit.recent(20)
+    except AuditError as exc:
+        st.error(admin_error_message(exc))
+        return
+    if not entries:
+        st.caption("No admin actions recorded yet.")
+        return
+    now = datetime.now(UTC)
+    st.dataframe(
+        [
+            {"when": f"{_age((now - e.at).total_seconds())} ago", "who": e.actor,
+             "action": e.action, "target": e.target, "result": e.result,
+             "details": ", ".join(f"{k}={v}" for k, v in e.details.items())}
+            for e in entries
+        ],
+        key="audit", hide_index=True,
+    )  # fmt: skip
+
+
+_deploy_section()
+_switch_progress()
+_status()
+_pool_actions()
+_audit_log()
