@@ -167,7 +167,8 @@ _OBSERVER_JS = """
       if (b.last === null && t.includes(LAST)) { b.last = now; b.done = now; }
       return;
     }
-    const md = msg.querySelector('[data-testid="stMarkdownContainer"]');
+    // the answer's st.markdown, not the Stop button's label (also a markdown container)
+    const md = msg.querySelector('[data-testid="stMarkdown"] [data-testid="stMarkdownContainer"]');
     const text = md ? md.textContent.replace(/ ?\u258c\\s*$/, '').trim() : '';
     const prev = b.changes.length ? b.changes[b.changes.length - 1][1] : '';
     if (text && text !== '\u2026' && text !== prev) b.changes.push([now, text]);

@@ -3,8 +3,9 @@
 One Chromium, one browser context per session (each is its own Streamlit session
 and its own guest user). First the idle sessions are opened (RSS measured at each
 level), then each level streams: every session presses Enter, and the page clock
-records when the first and the last token became visible. Delivered rate per
-session = (tokens - 1) / (last - first), as a fraction of the backend's rate.
+records when the first and the last token became visible. Delivered fraction per
+session = what the backend needs for the whole answer (TTFT + (tokens - 1) / rate)
+divided by what the user waited (Enter -> last token visible); 1.0 = no loss.
 App CPU (% of one core, averaged over the streaming window) and RSS come from /proc.
 """
 
@@ -91,13 +92,15 @@ def run(browser, levels: list[int], n: int, log) -> tuple[list[ConcurrencyRow], 
                         if r["first"] is None or r["last"] is None or r["last"] <= r["first"]:
                             failed += 1
                             continue
-                        rate = (n - 1) / ((r["last"] - r["first"]) / 1000)
-                        fractions.append(rate / RATE)
+                        # whole answer: what the backend needs vs what the user waited
+                        ideal = TTFT_S + (n - 1) / RATE
+                        fractions.append(ideal / ((r["last"] - r["enter"]) / 1000))
                         firsts.append((r["first"] - r["enter"]) / 1000)
                     row = ConcurrencyRow(
                         level, n, fractions, firsts, cpu_pct, idle[level], peak, failed
                     )
                     rows.append(row)
+                    log(f"     per session: {[round(f, 3) for f in fractions]}")
                     log(
                         f"  {level:>2} streaming: median {row.median_fraction or 0:.3f} "
                         f"worst {row.worst_fraction or 0:.3f} of backend rate, "

@@ -121,7 +121,11 @@ def breakdown(fake, a: dict) -> dict[str, float] | None:
         "pre_request_ms": 1000 * (g["t"] - a["enter_epoch"]),
         "first_delivery_ms": 1000 * (a["first_epoch"] - g["chunk_times"][0]),
         "last_delivery_ms": 1000 * (a["last_epoch"] - g["chunk_times"][-1]),
-        "other_requests": len(fake.requests) - len(gens),
+        "other_requests": [
+            (r["path"], round(1000 * (r["t"] - a["enter_epoch"])))
+            for r in fake.requests
+            if r is not g and r["t"] > a["enter_epoch"]
+        ],
     }
 
 
