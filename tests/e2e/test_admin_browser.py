@@ -1,0 +1,136 @@
+"""What an admin sees: the admin page in headless Chromium, signed in through IAP headers.
+
+The app runs as a real ``streamlit run`` subprocess; the fake Kubernetes API, the fake
+GKE API and the fake vLLM endpoint run in this process. The IAP JWT is signed here with
+a local key whose public half the app reads from IAP_CERTS_FILE.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from google.auth import jwt
+from google.auth.crypt import es256
+from playwright.sync_api import expect
+
+from tests.cluster.conftest import LLAMA, NS, seed_vllm
+from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
+from tests.fakes.k8s_server import FakeCluster
+from tests.fakes.openai_server import FakeOpenAI
+from tests.views.test_admin_page import CLUSTER, LOCATION, PROJECT, ServedModelSync
+from webapp.audit import AuditLog
+from webapp.auth import IAP_HEADER, IAP_ISSUER
+
+pytestmark = pytest.mark.e2e
+
+AUDIENCE = "/projects/123/global/backendServices/456"
+ADMIN = "admin@example.com"
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def iap_key(tmp_path_factory):
+    key = ec.generate_private_key(ec.SECP256R1())
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    path = tmp_path_factory.mktemp("iap") / "keys.json"
+    path.write_text(json.dumps({"test-key": public_pem.decode()}))
+    return es256.ES256Signer.from_string(private_pem, key_id="test-key"), str(path)
+
+
+def token(signer, email: str) -> str:
+    now = int(time.time())
+    claims = {"iss": IAP_ISSUER, "aud": AUDIENCE, "iat": now - 5, "exp": now + 3600,
+              "sub": "accounts.google.com:42", "email": email}  # fmt: skip
+    return jwt.encode(signer, claims).decode()
+
+
+@pytest.fixture
+def admin_app(streamlit_app, iap_key):
+    """The app (chat + admin) wired to fake cluster, GKE and vLLM; yields (app, fakes)."""
+    gke = FakeGke()
+    gke.add_cluster(PROJECT, LOCATION, CLUSTER, default_pool(), gpu_pool(autoscaling=(0, 2)))
+    with (
+        FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fc,
+        FakeOpenAI(model=LLAMA.name) as llm,
+        FakeGkeServer(gke) as gke_srv,
+    ):
+        seed_vllm(fc)
+        with ServedModelSync(fc, llm):
+            app = streamlit_app(
+                APP_MODE="all", ADMIN_EMAILS=ADMIN, IAP_AUDIENCE=AUDIENCE,
+                IAP_CERTS_FILE=iap_key[1], KUBECONFIG=fc.kubeconfig_path, K8S_NAMESPACE=NS,
+                LLM_URL=llm.url, GKE_PROJECT=PROJECT, GKE_LOCATION=LOCATION,
+                GKE_CLUSTER=CLUSTER, GKE_API_ENDPOINT=gke_srv.endpoint,
+            )  # fmt: skip
+            yield app, fc
+
+
+def open_admin(page, app, signer, email=ADMIN):
+    if signer is not None:
+        page.set_extra_http_headers({IAP_HEADER: token(signer, email)})
+    page.goto(f"{app.url}/admin")
+
+
+def alert(page, text: str):
+    """The st.success/warning/error box containing ``text``."""
+    return page.get_by_test_id("stAlert").filter(has_text=text)
+
+
+def choose_model(page, model_id: str) -> None:
+    box = page.get_by_test_id("stSelectbox").filter(has_text="Model").first
+    box.click()
+    page.get_by_role("option").filter(has_text=model_id).first.click()
+    expect(page.get_by_role("button", name=f"Deploy {model_id}")).to_be_visible()
+
+
+def test_admin_switches_model_and_watches_it_become_ready(admin_app, page, iap_key):
+    app, fc = admin_app
+    open_admin(page, app, iap_key[0])
+    expect(page.get_by_text(f"Signed in as {ADMIN}")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("Pods in vllm")).to_be_visible()
+    choose_model(page, "mistral-7b")
+    expect(page.get_by_text("Verdict: FITS")).to_be_visible()
+    page.get_by_role("button", name="Deploy mistral-7b").click()
+    expect(alert(page, "Now serving mistral-7b")).to_be_visible(timeout=TIMEOUT_MS)
+    assert fc.served_models(NS) == ["mistral-7b"]
+    entries = AuditLog.from_url(app.env["DATABASE_URL"]).recent()
+    assert [(e.actor, e.action, e.result) for e in entries] == [
+        (ADMIN, "switch.result", "switched"),
+        (ADMIN, "switch.start", "started"),
+    ]
+    page.get_by_text("Deploy a model").scroll_into_view_if_needed()
+
+
+def test_failing_switch_is_rolled_back(admin_app, page, iap_key):
+    app, fc = admin_app
+    fc.inject_fault(kind="crash", model="mistralai/Mistral-7B-v0.1")
+    open_admin(page, app, iap_key[0])
+    choose_model(page, "mistral-7b")
+    page.get_by_role("button", name="Deploy mistral-7b").click()
+    result = alert(page, f"{LLAMA.name} is served again")
+    expect(result).to_be_visible(timeout=TIMEOUT_MS)
+    expect(result).to_contain_text("Rolled back")
+    expect(result).to_contain_text("crashed")
+    result.scroll_into_view_if_needed()  # for the screenshot
+    assert fc.served_models(NS) == [LLAMA.name]
+
+
+@pytest.mark.parametrize(
+    ("email", "expected"),
+    [("eve@example.com", "Not allowed"), (None, "No IAP identity on this request")],
+)
+def test_non_admin_cannot_reach_the_page(admin_app, page, iap_key, email, expected):
+    app, _ = admin_app
+    open_admin(page, app, iap_key[0] if email else None, email or "")
+    expect(alert(page, expected)).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("Deploy a model")).to_have_count(0)
+    expect(page.get_by_text("Pods in vllm")).to_have_count(0)
