@@ -157,6 +157,7 @@ def message_dicts(conv: Conversation) -> list[dict[str, Any]]:
                 "status": m.status,
                 "meta": meta,
                 "error": meta.get("error"),
+                "reasoning": meta.get("reasoning"),
             }
         )
     return out

@@ -204,3 +204,11 @@ def test_api_key_sent_and_not_in_repr():
         with pytest.raises(E.BackendAuthError):
             ChatClient(srv.url, api_key="wrong").models()
         assert "sekret" not in repr(ChatClient(srv.url, api_key="sekret"))
+
+
+def test_reasoning_kept_apart_from_answer(fake):
+    fake.set_script(Script(reasoning=["Let me ", "think."], tokens=["Answer."]))
+    g = ChatClient(fake.url).stream(req())
+    assert run(g) == "Answer."
+    assert g.reasoning == "Let me think." and g.text == "Answer."
+    assert g.stats.completion_tokens >= 1

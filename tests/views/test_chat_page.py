@@ -250,3 +250,16 @@ def test_answer_saved_when_backend_fails(page):
         m = at2.chat_message[1]
         assert m.markdown[0].value.strip() == "half answer"
         assert "dropped" in m.error[0].value
+
+
+def test_reasoning_shown_in_expander_and_saved(fake, page):
+    fake.set_script(Script(reasoning=["Pondering ", "deeply."], tokens=["Done."]))
+    at = send(page(fake.url), "think")
+    m = at.chat_message[1]
+    assert m.expander[0].label == "Thinking"
+    assert m.expander[0].markdown[0].value == "Pondering deeply."
+    assert m.markdown[-1].value == "Done."
+    at2 = AppTest.from_file(PAGE, default_timeout=30)
+    at2.query_params["chat"] = conv_id(at)
+    at2.run()
+    assert at2.chat_message[1].expander[0].markdown[0].value == "Pondering deeply."

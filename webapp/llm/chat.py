@@ -157,6 +157,8 @@ class Generation:
         self._request = request
         self.stats = GenerationStats(model=request.model)
         self.text = ""
+        #: a reasoning model's thinking, streamed before the answer (not part of ``text``)
+        self.reasoning = ""
         self._outer: Iterator[str] | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -229,6 +231,10 @@ class Generation:
         )
         try:
             for chunk in stream:
+                thinking = (chunk.additional_kwargs or {}).get("reasoning_content")
+                if thinking:
+                    self.reasoning += thinking
+                    yield ""  # lets the consumer redraw while the model thinks
                 text = chunk.content if isinstance(chunk.content, str) else ""
                 if text:
                     self._on_text(text, started)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import httpx
 from langchain_community.llms import VLLMOpenAI
 from langchain_core.language_models import BaseLLM
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
 
 
@@ -19,9 +20,31 @@ def _timeout(read_s: float) -> httpx.Timeout:
     return httpx.Timeout(read_s, connect=min(5.0, read_s))
 
 
+class VLLMChatOpenAI(ChatOpenAI):
+    """ChatOpenAI that keeps vLLM's reasoning deltas.
+
+    Reasoning models stream their thinking in ``delta.reasoning`` (older vLLM:
+    ``reasoning_content``); ChatOpenAI drops both. They are copied into the
+    chunk's ``additional_kwargs["reasoning_content"]``.
+    """
+
+    def _convert_chunk_to_generation_chunk(
+        self, chunk: dict, default_chunk_class: type, base_generation_info: dict | None
+    ) -> ChatGenerationChunk | None:
+        out = super()._convert_chunk_to_generation_chunk(
+            chunk, default_chunk_class, base_generation_info
+        )
+        choices = chunk.get("choices") or []
+        delta = (choices[0].get("delta") or {}) if choices else {}
+        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+        if out is not None and reasoning:
+            out.message.additional_kwargs["reasoning_content"] = reasoning
+        return out
+
+
 def chat_llm(base_url: str, api_key: str, model: str, timeout_s: float) -> ChatOpenAI:
     """ChatOpenAI against vLLM's /v1/chat/completions, streaming with a usage chunk."""
-    return ChatOpenAI(
+    return VLLMChatOpenAI(
         model=model,
         base_url=f"{base_url}/v1",
         api_key=api_key,

@@ -255,6 +255,9 @@ def _pick_model(models: list[ModelInfo]) -> tuple[str | None, int | None]:
 # ---------------------------------------------------------------- history
 def _render_message(m: dict) -> None:
     with st.chat_message(m["role"]):
+        if m.get("reasoning"):
+            with st.expander("Thinking", icon=":material/psychology:"):
+                st.markdown(m["reasoning"])
         if m["content"]:
             st.markdown(m["content"])
         note = answer_note(m.get("status", "complete"))
@@ -326,6 +329,7 @@ def _generate(model: str | None, max_len: int | None) -> None:
     gen = None
     try:
         with st.chat_message("assistant"):
+            thinking = st.empty()
             box = st.empty()
             box.markdown("…")
             # clicking Stop reruns the script, which interrupts the loop below at its next
@@ -347,6 +351,8 @@ def _generate(model: str | None, max_len: int | None) -> None:
                 history.checkpoint(msg["id"], gen.text)
                 now = time.monotonic()
                 if now - last_draw >= REDRAW_EVERY_S:
+                    if gen.reasoning and not gen.text:
+                        thinking.caption(_tail(gen.reasoning))
                     box.markdown(gen.text + " ▌")
                     last_draw = now
             # show the whole answer now: the rerun below redraws the page only after
@@ -364,10 +370,17 @@ def _generate(model: str | None, max_len: int | None) -> None:
             msg["content"] = msg["content"] or gen.text
             gen.close()
             msg["meta"] = gen.stats.as_dict()
+            if gen.reasoning:
+                msg["reasoning"] = msg["meta"]["reasoning"] = gen.reasoning
         meta = {**msg["meta"], "error": msg.get("error")}
         history.update(msg["id"], content=msg["content"], status=msg["status"], meta=meta)
         history.release(lease)
     st.rerun()
+
+
+def _tail(text: str, chars: int = 300) -> str:
+    """The end of the model's thinking, shown live while it reasons."""
+    return "Thinking… " + ("…" + text[-chars:] if len(text) > chars else text)
 
 
 def _fail(msg: dict, err: LLMError) -> None:
