@@ -263,3 +263,12 @@ def test_reasoning_shown_in_expander_and_saved(fake, page):
     at2.query_params["chat"] = conv_id(at)
     at2.run()
     assert at2.chat_message[1].expander[0].markdown[0].value == "Pondering deeply."
+
+
+def test_database_down_chat_still_works(fake, page):
+    fake.set_script(Script(tokens=["still ", "here"]))
+    at = page(fake.url, DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nope?connect_timeout=1")
+    send(at, "hello")
+    assert not at.exception
+    assert chat(at) == [("user", ["hello"]), ("assistant", ["still here"])]
+    assert "Not saved" in at.warning[-1].value and "database" in at.warning[-1].value
