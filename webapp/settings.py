@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     )
 
     # --- cluster ---
+    kubeconfig: str = Field(
+        "", description="kubeconfig path; default in-cluster, then ~/.kube/config"
+    )
     k8s_namespace: str = "vllm"
     vllm_deployment: str = "vllm"
     vllm_service: str = "vllm"
