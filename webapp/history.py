@@ -49,9 +49,14 @@ class History:
             self.problem = str(e)
             return []
 
-    def open(self, conversation_id: str) -> Conversation:
-        """One conversation with its messages; ``ConversationNotFound`` if not the user's."""
-        self.store.mark_interrupted()  # answers whose process died become "interrupted"
+    def open(self, conversation_id: str, *, sweep: bool = False) -> Conversation:
+        """One conversation with its messages; ``ConversationNotFound`` if not the user's.
+
+        ``sweep`` first marks answers whose writer died (no checkpoint for a while) as
+        interrupted; the page does that when it loads a conversation, not on every rerun.
+        """
+        if sweep:
+            self.store.mark_interrupted()
         return self.store.get_conversation(self.owner.key, conversation_id)
 
     # ---- writing -------------------------------------------------------------------

@@ -101,7 +101,7 @@ def _sync_with_url() -> None:
     if not wanted or wanted == ss.conv_id:
         return
     try:
-        conv = history.open(wanted)
+        conv = history.open(wanted, sweep=True)
     except ConversationNotFound as e:
         st.error(str(e), icon=":material/search_off:")
         st.query_params.pop("chat", None)
