@@ -215,3 +215,13 @@ def test_node_pool_change_refused_while_gke_busy(gke, audit):
     assert first.wait(20) and first.view().error is None
     results = [(e.actor, e.result) for e in audit.recent()]
     assert ("bob@example.com", "refused") in results and results[0] == ("ann@example.com", "done")
+
+
+def test_failed_rollout_is_kept_for_the_page(fake, audit):
+    fake.inject_fault(kind="crash", model="mistralai/Mistral-7B-v0.1")
+    job = _start(svc.JobRegistry(), fake, _spec(), audit)
+    assert job.wait(30)
+    view = job.view()
+    assert view.failed_snapshot is not None and view.failed_snapshot.state == "failed"
+    assert "crashed" in view.failed_snapshot.summary
+    assert view.snapshot.state == "ready"  # the rollback's last look

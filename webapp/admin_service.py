@@ -228,6 +228,7 @@ class JobView:
     running: bool
     messages: tuple[str, ...]
     snapshot: RolloutSnapshot | None = None
+    failed_snapshot: RolloutSnapshot | None = None  # the rollout that failed, before rollback
     operation: OperationInfo | None = None
     result: SwitchResult | OperationInfo | None = None
     error: Exception | None = None
@@ -389,7 +390,11 @@ class JobRegistry:
         if isinstance(item, SwitchResult):
             job.update(item.message, result=item)
         else:
-            changes = {"snapshot": item.snapshot} if item.snapshot is not None else {}
+            changes: dict[str, Any] = {}
+            if item.snapshot is not None:
+                changes["snapshot"] = item.snapshot
+                if item.snapshot.state == "failed" and item.stage == "rollout":
+                    changes["failed_snapshot"] = item.snapshot
             job.update(item.message, **changes)
 
     def _run_switch(self, job: Job, gen: Iterator, audit: AuditLog | None, details: dict) -> None:

@@ -8,7 +8,12 @@ import streamlit as st
 # `streamlit run webapp/app.py` puts webapp/ on sys.path, not the repo root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webapp.auth import admin_access_mode  # noqa: E402
+from webapp.auth import (  # noqa: E402
+    AuthError,
+    admin_access_mode,
+    certs_fetcher_for,
+    identify_admin,
+)
 from webapp.settings import get_settings  # noqa: E402
 
 settings = get_settings()
@@ -22,9 +27,23 @@ def _oidc_configured() -> bool:
         return False
 
 
-# The admin page is listed only when an admin login exists; otherwise it stays reachable
-# by URL (hidden) and explains how to turn it on. APP_MODE=chat has no admin page at all.
-admin_on = admin_access_mode(settings, _oidc_configured()) != "off"
+def _is_admin() -> bool:
+    mode = admin_access_mode(settings, _oidc_configured())
+    try:
+        identify_admin(
+            settings,
+            mode,
+            user=st.user.to_dict() if mode == "oidc" else None,
+            headers=dict(st.context.headers or {}) if mode == "iap" else None,
+            certs_fetcher=certs_fetcher_for(settings) if mode == "iap" else None,
+        )
+        return True
+    except AuthError:
+        return False
+
+
+# The admin page is listed only for admins; for anyone else it stays reachable by URL
+# (hidden) and says why they cannot use it. APP_MODE=chat has no admin page at all.
 pages = []
 if settings.app_mode in ("chat", "all"):
     pages.append(st.Page("views/chat.py", title="Chat", icon="💬", url_path="chat", default=True))
@@ -36,7 +55,7 @@ if settings.app_mode in ("admin", "all"):
             icon="🛠️",
             url_path="admin",
             default=settings.app_mode == "admin",
-            visibility="visible" if admin_on or settings.app_mode == "admin" else "hidden",
+            visibility="visible" if settings.app_mode == "admin" or _is_admin() else "hidden",
         )
     )
 nav = st.navigation(pages, position="sidebar" if len(pages) > 1 else "hidden")

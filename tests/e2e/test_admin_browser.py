@@ -134,3 +134,5 @@ def test_non_admin_cannot_reach_the_page(admin_app, page, iap_key, email, expect
     expect(alert(page, expected)).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_text("Deploy a model")).to_have_count(0)
     expect(page.get_by_text("Pods in vllm")).to_have_count(0)
+    # the navigation lists the admin page only for admins
+    expect(page.get_by_test_id("stSidebarNav").get_by_text("Admin")).to_have_count(0)

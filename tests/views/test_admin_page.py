@@ -289,3 +289,27 @@ def test_node_pool_change_refused_while_gke_busy(world, page):
     assert "Refused:" in texts(at)
     world["gke"].finish_all()
     run_until(at, lambda a: "done." in texts(a))
+
+
+@pytest.mark.parametrize(
+    ("action", "rule"),
+    [
+        ("take the model-switch lock", "get/create/update on leases (coordination.k8s.io)"),
+        ("switch model (patch Deployment vllm/vllm)", "patch on deployments (apps)"),
+        ("read Deployment vllm/vllm", "get on deployments (apps)"),
+        ("create Deployment vllm/vllm-green", "create on deployments (apps)"),
+        ("switch Service vllm/vllm to vllm-green", "patch on services"),
+        ("read Service vllm/vllm", "get on services"),
+        ("list ReplicaSets of vllm", "list on replicasets (apps)"),
+        ("read the log of pod vllm/x", "get on pods/log"),
+        ("list pods in all namespaces", "list on pods (cluster-wide, a ClusterRole)"),
+        ("list pods of vllm", "list on pods"),
+        ("list events in namespace vllm", "list on events"),
+        ("list nodes", "list on nodes (cluster-wide, a ClusterRole)"),
+        ("do something new", None),
+    ],
+)
+def test_rbac_rule(action, rule):
+    from webapp.views.admin_messages import rbac_rule
+
+    assert rbac_rule(action) == rule

@@ -311,6 +311,16 @@ def _switch_progress() -> None:
             st.error(text)
     elif view.error is not None:
         st.error(f"The switch stopped: {admin_error_message(view.error)}")
+    failed = view.failed_snapshot
+    if failed is not None and not view.running:
+        st.caption(f"Why the new model failed: {failed.summary}")
+        if failed.events:
+            warn = [e for e in failed.events if e.warning][:5]
+            for e in warn:
+                st.caption(f"⚠️ {e.reason}: {e.message} ({e.kind}/{e.name}, x{e.count})")
+        if failed.log_tail:
+            st.caption("Last log lines of the failed pod")
+            st.code("\n".join(failed.log_tail[-20:]), language=None)
     snap = view.snapshot
     if snap is not None:
         st.caption(
