@@ -87,7 +87,6 @@ def page(monkeypatch, tmp_path):
             "ADMIN_EMAILS": ADMIN,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}",
             "K8S_NAMESPACE": NS,
-            "KUBECONFIG": str(tmp_path / "no-kubeconfig"),
             "HOME": str(tmp_path),
             "LLM_URL": "http://127.0.0.1:9",
         }
@@ -100,7 +99,7 @@ def page(monkeypatch, tmp_path):
                 "GKE_CLUSTER": CLUSTER,
                 "GKE_API_ENDPOINT": world["gke_srv"].endpoint,
             }
-        for k in ("IAP_AUDIENCE", "GKE_PROJECT", "GKE_LOCATION", "GKE_CLUSTER", "KUBERNETES_SERVICE_HOST"):  # fmt: skip
+        for k in ("KUBECONFIG", "IAP_AUDIENCE", "GKE_PROJECT", "GKE_LOCATION", "GKE_CLUSTER", "KUBERNETES_SERVICE_HOST"):  # fmt: skip
             monkeypatch.delenv(k, raising=False)
         for k, v in (base | env).items():
             monkeypatch.setenv(k, str(v))

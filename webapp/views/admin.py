@@ -9,7 +9,6 @@ the page never stops it; fragments poll their progress.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 
 import streamlit as st
@@ -58,8 +57,8 @@ def _audit(database_url: str) -> AuditLog:
 
 @st.cache_resource(show_spinner=False)
 def _cluster(kubeconfig: str) -> Cluster:
-    # keyed by KUBECONFIG because connect() reads it: a new kubeconfig gets a new client
-    return connect()
+    # empty: in-cluster service account, else ~/.kube/config
+    return connect(kubeconfig or None)
 
 
 @st.cache_resource(show_spinner=False)
@@ -124,7 +123,7 @@ audit = _audit(settings.database_url)
 
 cluster: Cluster | None = None
 try:
-    cluster = _cluster(os.environ.get("KUBECONFIG", ""))
+    cluster = _cluster(settings.kubeconfig)
 except ClusterError as exc:
     st.warning(admin_error_message(exc), icon="🔌")
 
