@@ -46,13 +46,17 @@ def _is_admin() -> bool:
 # (hidden) and says why they cannot use it. APP_MODE=chat has no admin page at all.
 pages = []
 if settings.app_mode in ("chat", "all"):
-    pages.append(st.Page("views/chat.py", title="Chat", icon="💬", url_path="chat", default=True))
+    pages.append(
+        st.Page(
+            "views/chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True
+        )
+    )
 if settings.app_mode in ("admin", "all"):
     pages.append(
         st.Page(
             "views/admin.py",
             title="Admin",
-            icon="🛠️",
+            icon=":material/admin_panel_settings:",
             url_path="admin",
             default=settings.app_mode == "admin",
             visibility="visible" if settings.app_mode == "admin" or _is_admin() else "hidden",

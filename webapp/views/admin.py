@@ -125,7 +125,7 @@ cluster: Cluster | None = None
 try:
     cluster = _cluster(settings.kubeconfig)
 except ClusterError as exc:
-    st.warning(admin_error_message(exc), icon="🔌")
+    st.warning(admin_error_message(exc), icon=":material/power_off:")
 
 pools_client: NodePools | None = None
 pools_problem = ""
