@@ -297,7 +297,9 @@ def _switch_progress() -> None:
     st.subheader(f"Switch to {view.target} by {view.actor}")
     res = view.result
     if view.running:
-        st.info(f"⏳ {view.messages[-1] if view.messages else 'Starting…'}")
+        st.info(
+            view.messages[-1] if view.messages else "Starting…", icon=":material/hourglass_top:"
+        )
         if st.button("Cancel and roll back", key="cancel_switch", disabled=view.cancel_requested):
             registry.cancel_switch(admin.email, audit)
     elif isinstance(res, SwitchResult):
@@ -316,7 +318,9 @@ def _switch_progress() -> None:
         if failed.events:
             warn = [e for e in failed.events if e.warning][:5]
             for e in warn:
-                st.caption(f"⚠️ {e.reason}: {e.message} ({e.kind}/{e.name}, x{e.count})")
+                st.caption(
+                    f":material/warning: {e.reason}: {e.message} ({e.kind}/{e.name}, x{e.count})"
+                )
         if failed.log_tail:
             st.caption("Last log lines of the failed pod")
             st.code("\n".join(failed.log_tail[-20:]), language=None)
@@ -503,11 +507,11 @@ def _pool_progress() -> None:
     last = view.messages[-1] if view.messages else ""
     what = view.messages[0] if view.messages else ""
     if view.running:
-        st.info(f"⏳ {what} — {last}" if last != what else f"⏳ {what}")
+        st.info(f"{what} — {last}" if last != what else what, icon=":material/hourglass_top:")
     elif view.error is not None:
         st.error(f"Node pool change failed: {admin_error_message(view.error)}")
     else:
-        st.success(f"✅ {last}")
+        st.success(last, icon=":material/check_circle:")
 
 
 # ---------------------------------------------------------------- audit log
