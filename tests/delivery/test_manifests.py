@@ -374,8 +374,10 @@ def test_admin_rbac_is_least_privilege(rendered):
     cluster_binding = find(objs, "ClusterRoleBinding", "llm-console-node-reader")
     assert cluster_binding["subjects"][0]["name"] == sa["metadata"]["name"]
     cluster_rules = find(objs, "ClusterRole", cluster_binding["roleRef"]["name"])["rules"]
+    # read-only: nodes, and listing pods cluster-wide (GPUs requested per node)
     assert cluster_rules == [
-        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     ]
 
 
