@@ -27,7 +27,7 @@ class StatusRow:
     pods: int
     seconds: list[float]
     calls: dict[str, int]
-    view: str = "inventory + gpu_nodes"
+    view: str = "inventory()"
 
     @property
     def median_s(self) -> float | None:
@@ -55,11 +55,13 @@ def _fill(fc, nodes: int, pods: int) -> None:
         fc.add_pod(f"worker-{i:04d}", node=f"gpu-{i % nodes:03d}", namespace=ns, gpus=i % 2)
 
 
-def status_refresh(cluster, namespace: str = NS):
-    """What the admin status view loads per refresh."""
+def status_refresh(cluster, namespace: str = NS, *, with_gpu_nodes: bool = False):
+    """What the admin status view loads per refresh: ``inventory()`` (pods, nodes, events);
+    ``with_gpu_nodes`` adds a separate ``gpu_nodes()`` call, as a page might."""
     from webapp.cluster import inventory as inv
 
-    return inv.inventory(cluster, namespace), inv.gpu_nodes(cluster)
+    invent = inv.inventory(cluster, namespace)
+    return invent, (inv.gpu_nodes(cluster) if with_gpu_nodes else list(invent.nodes))
 
 
 def run_status(sizes: list[tuple[int, int]], refreshes: int, log) -> list[StatusRow]:
@@ -68,7 +70,7 @@ def run_status(sizes: list[tuple[int, int]], refreshes: int, log) -> list[Status
     from webapp.cluster.k8s import connect
 
     rows = []
-    for nodes, pods in sizes:
+    for (nodes, pods), extra in [(size, extra) for size in sizes for extra in (False, True)]:
         with FakeCluster() as fc:
             _fill(fc, nodes, pods)
             cluster = connect(fc.kubeconfig_path)
@@ -77,14 +79,15 @@ def run_status(sizes: list[tuple[int, int]], refreshes: int, log) -> list[Status
             for _ in range(refreshes):
                 fc.reset_counts()
                 t0 = time.perf_counter()
-                invent, gpus = status_refresh(cluster)
+                invent, gpus = status_refresh(cluster, with_gpu_nodes=extra)
                 seconds.append(time.perf_counter() - t0)
                 calls = {f"{v} {r}": c for (v, r), c in sorted(fc.request_counts.items())}
             assert len(gpus) == nodes, (len(gpus), nodes)
-            row = StatusRow(nodes, len(fc.list("pods")), seconds, calls)
+            view = "inventory() + gpu_nodes()" if extra else "inventory()"
+            row = StatusRow(nodes, len(fc.list("pods")), seconds, calls, view)
             rows.append(row)
             log(
-                f"  {nodes} nodes / {row.pods} pods ({len(invent.pods)} in {NS}): "
+                f"  {view}: {nodes} nodes / {row.pods} pods ({len(invent.pods)} in {NS}): "
                 f"median {row.median_s * 1000:.0f} ms, max {row.max_s * 1000:.0f} ms, "
                 f"{row.total_calls} calls {calls}"
             )
