@@ -124,5 +124,8 @@ def page(browser, request):
     shots.mkdir(parents=True, exist_ok=True)
     # a failed screenshot must not hide the real result
     with contextlib.suppress(Exception):
+        # Streamlit scrolls inside its own container: a tall viewport shows the whole page
+        pg.set_viewport_size({"width": 1280, "height": 2400})
+        pg.wait_for_timeout(300)
         pg.screenshot(path=str(shots / f"{request.node.name}.png"), full_page=True)
     ctx.close()
