@@ -130,7 +130,7 @@ def png(res: dict, path: Path) -> Path:
             p1.append((f"{tag}{r.tokens} first", rel, f"+{r.first_delta_ms:.0f} ms"))
         if r.last_ratio is not None:
             p1.append(
-                (f"{tag}{r.tokens} last", r.last_ratio / r.last_target, f"×{r.last_ratio:.3f}")
+                (f"{tag}{r.tokens} last", r.last_ratio / r.last_target, f"x{r.last_ratio:.3f}")
             )
     p2 = []
     for r in res.get("concurrency", []):
@@ -140,7 +140,7 @@ def png(res: dict, path: Path) -> Path:
             )
     p3 = [
         (
-            f"{r.nodes}n/{r.pods}p {r.view[:12]}",
+            f"{r.nodes}n/{r.pods}p\n{r.view.replace('admin_service.', '')}",
             r.max_s / 1.0,
             f"{r.max_s * 1000:.0f} ms, {r.total_calls} calls",
         )
@@ -153,7 +153,7 @@ def png(res: dict, path: Path) -> Path:
     ]  # noqa: E501
     panels = [
         (
-            "1. Streaming: app time / allowed time (first: direct+50 ms; last: direct × 1.05/1.10)",
+            "1. Streaming: app time / allowed time (first: direct+50 ms; last: direct x 1.05/1.10)",
             p1,
         ),
         ("2. Concurrency: target / delivered fraction of backend rate", p2),
