@@ -44,6 +44,20 @@ class ConcurrencyRow:
         return 0.95 if self.sessions <= 8 else 0.85
 
 
+def spread(fake, res: list[dict]) -> dict[str, float]:
+    """Where the start burst waits (s, epoch clocks): last Enter and last chat request at the
+    backend, both relative to the first Enter, and the median request arrival."""
+    enters = sorted((r["origin"] + r["enter"]) / 1000 for r in res if r.get("enter"))
+    reqs = sorted(r["t"] for r in fake.requests if r["path"].endswith("/chat/completions"))
+    if not enters or not reqs:
+        return {}
+    return {
+        "last_enter_s": round(enters[-1] - enters[0], 3),
+        "median_request_s": round(reqs[len(reqs) // 2] - enters[0], 3),
+        "last_request_s": round(reqs[-1] - enters[0], 3),
+    }
+
+
 def _stream_level(pages, pid: int, n: int, timeout_s: float) -> tuple[list[dict], float, float]:
     for p in pages:
         p.evaluate("() => window.__benchReset()")
@@ -59,7 +73,7 @@ def _stream_level(pages, pid: int, n: int, timeout_s: float) -> tuple[list[dict]
         peak = max(peak, rss_mb(pid))
         pending = [p for p in pending if p.evaluate("() => window.__bench.done === null")]
     cpu_pct = cpu.stop()
-    out = [p.evaluate("() => window.__bench") for p in pages]
+    out = [p.evaluate("() => ({...window.__bench, origin: performance.timeOrigin})") for p in pages]
     return out, cpu_pct, peak
 
 
@@ -70,7 +84,8 @@ def run(browser, levels: list[int], n: int, log) -> tuple[list[ConcurrencyRow], 
     rows: list[ConcurrencyRow] = []
     contexts = []
     with spawn_fake_openai("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN)) as fake:
-        fake.set_script(Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE))
+        script = Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE)
+        fake.set_script(script)
         with streamlit_app(LLM_URL=fake.url, DEFAULT_MAX_TOKENS=str(n)) as app:
             pid = app.proc.pid
             idle: dict[int, float] = {0: rss_mb(pid)}
@@ -88,7 +103,10 @@ def run(browser, levels: list[int], n: int, log) -> tuple[list[ConcurrencyRow], 
                 _stream_level(pages[:1], pid, n, TTFT_S + n / RATE * 6 + 60)
                 for level in levels:
                     timeout = TTFT_S + n / RATE * 6 + 60
+                    fake.reset()  # forget recorded requests (and the script: set it again)
+                    fake.set_script(script)
                     res, cpu_pct, peak = _stream_level(pages[:level], pid, n, timeout)
+                    log(f"     start burst: {spread(fake, res)}")
                     fractions, firsts, failed = [], [], 0
                     for r in res:
                         if r["first"] is None or r["last"] is None or r["last"] <= r["first"]:
