@@ -95,6 +95,17 @@ class History:
             self.problem = str(e)
             return None
 
+    def begin_answer(self, conversation_id: str | None, content: str) -> int | None:
+        """Save an answer when its first token arrives (status "streaming").
+
+        Not before: a row written before the request would delay the first token, and
+        an answer that never started has nothing to keep.
+        """
+        message_id = self.add(conversation_id, "assistant", content, "streaming")
+        if message_id is not None:
+            self._last_checkpoint[message_id] = time.monotonic()
+        return message_id
+
     def checkpoint(self, message_id: int | None, content: str, *, force: bool = False) -> None:
         """Save the answer so far, at most every ``CHECKPOINT_EVERY_S`` unless forced."""
         if message_id is None:

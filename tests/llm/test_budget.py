@@ -4,6 +4,7 @@ from webapp.llm.budget import (
     MIN_ANSWER_TOKENS,
     clamp_max_tokens,
     estimate_tokens,
+    max_prompt_tokens,
     prompt_budget,
     trim_history,
 )
@@ -73,3 +74,22 @@ def test_prompt_budget(max_len, max_tokens, expected):
 )
 def test_estimate_tokens_is_conservative(text, at_least):
     assert estimate_tokens(text) >= at_least
+
+
+@pytest.mark.parametrize(
+    ("system", "contents", "expected"),
+    [
+        ("", ["hi"], 2 + 16 * 2 + 128),
+        ("sys", ["a", "bb"], 3 + 3 + 16 * 3 + 128),
+        ("", ["é" * 10], 20 + 16 * 2 + 128),  # bytes, not characters
+    ],
+)
+def test_max_prompt_tokens(system, contents, expected):
+    turns = [Turn(U if i % 2 == 0 else A, c) for i, c in enumerate(contents)]
+    assert max_prompt_tokens(system, turns) == expected
+
+
+@pytest.mark.parametrize("text", ["hello world", "x" * 1000, "日本語のテキスト" * 20, "🙂" * 50])
+def test_max_prompt_tokens_bounds_a_byte_level_count(text):
+    # a byte-level tokenizer can at worst give one token per byte
+    assert max_prompt_tokens("", [Turn(U, text)]) >= len(text.encode())

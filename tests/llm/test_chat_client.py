@@ -212,3 +212,13 @@ def test_reasoning_kept_apart_from_answer(fake):
     assert run(g) == "Answer."
     assert g.reasoning == "Let me think." and g.text == "Answer."
     assert g.stats.completion_tokens >= 1
+
+
+def test_short_prompt_skips_tokenize_long_one_counts(fake):
+    fake.set_script(Script(tokens=["ok"]))
+    client = ChatClient(fake.url)
+    run(client.stream(req()))
+    assert not [r for r in fake.requests if r["path"] == "/tokenize"]
+    long = Turn("user", "word " * 300)  # 1500 bytes > 2048 - 1000 - overhead
+    run(client.stream(req(turns=[long], max_tokens=1000)))
+    assert [r for r in fake.requests if r["path"] == "/tokenize"]

@@ -31,6 +31,23 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text.encode("utf-8")) / 3) + 4
 
 
+#: chat templates add role markers per message and sometimes a default system text
+#: (Llama 3.1's date header, Qwen's identity line): generous bounds for both
+TEMPLATE_TOKENS_PER_MESSAGE = 16
+TEMPLATE_TOKENS_FIXED = 128
+
+
+def max_prompt_tokens(system: str, turns: Sequence[Turn]) -> int:
+    """An upper bound on the prompt's token count that needs no tokenizer.
+
+    Every token of a (byte-level BPE or SentencePiece) tokenizer covers at least one
+    byte, so a text never has more tokens than UTF-8 bytes; templates add a bounded
+    number of marker tokens. When this bound fits, counting exactly is not needed.
+    """
+    text_bytes = len(system.encode("utf-8")) + sum(len(t.content.encode("utf-8")) for t in turns)
+    return text_bytes + TEMPLATE_TOKENS_PER_MESSAGE * (len(turns) + 1) + TEMPLATE_TOKENS_FIXED
+
+
 def clamp_max_tokens(requested: int, max_model_len: int) -> int:
     """max_tokens within [1, max_model_len - MIN_ANSWER_TOKENS] (at least 1)."""
     upper = max(1, max_model_len - MIN_ANSWER_TOKENS)

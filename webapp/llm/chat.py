@@ -13,7 +13,13 @@ import openai
 from langchain_core.callbacks import BaseCallbackHandler
 
 from webapp.llm import clients, server
-from webapp.llm.budget import clamp_max_tokens, estimate_tokens, prompt_budget, trim_history
+from webapp.llm.budget import (
+    clamp_max_tokens,
+    estimate_tokens,
+    max_prompt_tokens,
+    prompt_budget,
+    trim_history,
+)
 from webapp.llm.errors import (
     BackendAuthError,
     BackendHTTPError,
@@ -350,6 +356,9 @@ class ChatClient:
             return req.turns, 0, None
         max_tokens = clamp_max_tokens(req.params.max_tokens, req.max_model_len)
         budget = prompt_budget(req.max_model_len, max_tokens)
+        if max_prompt_tokens(req.system, req.turns) <= budget:
+            # clearly fits: skip the /tokenize round trip (it delays the first token)
+            return req.turns, 0, None
         trimmed = trim_history(req.turns, budget, lambda ts: self.count_tokens(req, mode, ts))
         return trimmed.turns, trimmed.dropped, trimmed.prompt_tokens
 

@@ -323,8 +323,7 @@ def _generate(model: str | None, max_len: int | None) -> None:
     except LimitExceeded as e:
         st.warning(str(e), icon=":material/hourglass_top:")
         return
-    msg = {"role": "assistant", "content": "", "status": "streaming", "meta": {}}
-    msg["id"] = history.add(ss.conv_id, "assistant", "", "streaming")
+    msg = {"role": "assistant", "content": "", "status": "streaming", "meta": {}, "id": None}
     ss.messages.append(msg)
     gen = None
     try:
@@ -348,13 +347,17 @@ def _generate(model: str | None, max_len: int | None) -> None:
             last_draw = 0.0
             for _delta in gen:
                 msg["content"] = gen.text
-                history.checkpoint(msg["id"], gen.text)
                 now = time.monotonic()
                 if now - last_draw >= REDRAW_EVERY_S:
                     if gen.reasoning and not gen.text:
                         thinking.caption(_tail(gen.reasoning))
                     box.markdown(gen.text + " ▌")
                     last_draw = now
+                # saved after drawing, so the database never delays what the user sees
+                if msg["id"] is None:
+                    msg["id"] = history.begin_answer(ss.conv_id, gen.text)
+                else:
+                    history.checkpoint(msg["id"], gen.text)
             # show the whole answer now: the rerun below redraws the page only after
             # the database writes and a full script run (~0.5 s later)
             box.markdown(gen.text)
@@ -373,7 +376,10 @@ def _generate(model: str | None, max_len: int | None) -> None:
             if gen.reasoning:
                 msg["reasoning"] = msg["meta"]["reasoning"] = gen.reasoning
         meta = {**msg["meta"], "error": msg.get("error")}
-        history.update(msg["id"], content=msg["content"], status=msg["status"], meta=meta)
+        if msg["id"] is None:
+            msg["id"] = history.add(ss.conv_id, "assistant", msg["content"], msg["status"], meta)
+        else:
+            history.update(msg["id"], content=msg["content"], status=msg["status"], meta=meta)
         history.release(lease)
     st.rerun()
 
