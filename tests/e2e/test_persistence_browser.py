@@ -1,6 +1,7 @@
 """Conversations survive a killed and restarted app server (issue 4), seen in Chromium."""
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -53,3 +54,25 @@ def test_conversation_survives_kill_and_restart(streamlit_app, page):
         page.get_by_role("button", name="Retry").click()
         expect(messages(page).nth(3)).to_contain_text("Retried.")
         restarted.stop()
+
+
+def test_export_downloads_markdown_and_json(streamlit_app, page):
+    import json
+
+    with FakeOpenAI() as fake:
+        fake.set_script(Script(tokens=["**Forty-two.**"]))
+        app = streamlit_app(LLM_URL=fake.url)
+        page.goto(app.url)
+        send(page, "What is the answer?")
+        expect(messages(page).nth(1)).to_contain_text("Forty-two.")
+        page.get_by_text("This conversation").click()
+        with page.expect_download() as md:
+            page.get_by_role("button", name="Markdown").click()
+        assert md.value.suggested_filename == "what-is-the-answer.md"
+        text = Path(md.value.path()).read_text(encoding="utf-8")
+        assert "What is the answer?" in text and "**Forty-two.**" in text
+        with page.expect_download() as js:
+            page.get_by_role("button", name="JSON").click()
+        data = json.loads(Path(js.value.path()).read_text(encoding="utf-8"))
+        assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
+        assert data["messages"][1]["content"] == "**Forty-two.**"

@@ -15,7 +15,14 @@ from webapp.llm.errors import BackendUnreachable, EmptyPrompt, LLMError
 from webapp.llm.prompts import Turn
 from webapp.llm.server import BackendState, BackendStatus, ModelInfo
 from webapp.settings import get_settings
-from webapp.store import ConversationNotFound, ConversationStore, LimitExceeded, StoreError
+from webapp.store import (
+    DEFAULT_TITLE,
+    ConversationNotFound,
+    ConversationStore,
+    LimitExceeded,
+    StoreError,
+    title_from_prompt,
+)
 from webapp.views.messages import answer_note, llm_error_message, stats_line
 
 settings = get_settings()
@@ -191,31 +198,43 @@ def _conversation_list() -> None:
         )
 
 
+def _export(kind: str, conv_id: str):
+    """Build an export when the button is clicked (not on every rerun)."""
+
+    def build() -> str:
+        conv = history.open(conv_id)
+        return export.to_markdown(conv) if kind == "md" else export.to_json(conv)
+
+    return build
+
+
 def _conversation_tools() -> None:
     """Rename, delete (asks first) and export the conversation on screen."""
     if ss.conv_id is None or not ss.messages:
         return
+    conv_id, title = ss.conv_id, ss.conv_title or DEFAULT_TITLE
     with st.sidebar.expander("This conversation", icon=":material/chat:"):
-        try:
-            conv = history.open(ss.conv_id)
-        except StoreError as e:
-            st.caption(str(e))
-            return
-        c1, c2 = st.columns(2)
+        st.caption("Export")
+        c1, c2 = st.columns([3, 2])
         c1.download_button(
-            "Markdown", export.to_markdown(conv), export.export_filename(conv, "md"),
+            "Markdown", _export("md", conv_id), export.filename_for_title(title, "md"),
             mime="text/markdown", icon=":material/download:", key="export_md",
+            on_click="ignore", width="stretch",
         )  # fmt: skip
         c2.download_button(
-            "JSON", export.to_json(conv), export.export_filename(conv, "json"),
-            mime="application/json", icon=":material/download:", key="export_json",
+            "JSON", _export("json", conv_id), export.filename_for_title(title, "json"),
+            mime="application/json", key="export_json", on_click="ignore", width="stretch",
         )  # fmt: skip
-        if not conv.is_owner:
+        if not ss.conv_is_owner:
             st.caption("Shared with you by link: only its owner can rename or delete it.")
             return
-        title = st.text_input("Title", value=conv.title, key=f"title_{conv.id}", max_chars=120)
-        if title != conv.title:
-            ss.conv_title = history.rename(conv.id, title)
+        new_title = st.text_input("Title", value=title, key=f"title_{conv_id}", max_chars=120)
+        if new_title != title:
+            try:
+                ss.conv_title = history.rename(conv_id, new_title)
+            except StoreError as e:
+                st.caption(str(e))
+                return
             st.rerun()
         if not ss.get("confirm_delete"):
             if st.button("Delete…", icon=":material/delete:", key="delete"):
@@ -225,7 +244,11 @@ def _conversation_tools() -> None:
         st.warning("Delete this conversation for good?")
         d1, d2 = st.columns(2)
         if d1.button("Delete", type="primary", key="delete_yes"):
-            history.delete(conv.id)
+            try:
+                history.delete(conv_id)
+            except StoreError as e:
+                st.caption(str(e))
+                return
             _new_chat()
             st.rerun()
         if d2.button("Cancel", key="delete_no"):
@@ -298,6 +321,8 @@ def _submit(prompt: str) -> None:
                 st.code(prompt, language=None)
         return
     if ss.conv_id is None:
+        ss.conv_title = title_from_prompt(prompt)
+        ss.conv_is_owner = True
         ss.conv_id = history.start({"system_prompt": ss.system_prompt})
         if ss.conv_id:
             ss.opened_ids.append(ss.conv_id)
