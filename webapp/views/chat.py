@@ -31,6 +31,8 @@ ss = st.session_state
 #: how often the streamed answer is redrawn; redrawing on every token costs
 #: O(n^2) bytes over the websocket for long answers
 REDRAW_EVERY_S = 0.05
+#: time for the websocket to send the final answer before a rerun clears its queue
+FLUSH_BEFORE_RERUN_S = 0.1
 
 
 @st.cache_resource(show_spinner=False)
@@ -178,7 +180,7 @@ def _sidebar() -> tuple[str | None, int | None]:
             upper = max(16, min(8192, (max_len or 8192) - 16))
             ss.max_tokens = min(ss.max_tokens, upper)
             st.number_input("Max answer tokens", 1, upper, step=64, key="max_tokens")
-        _conversation_list()
+        slots["conversations"] = st.empty()
         return model, max_len
 
 
@@ -186,9 +188,10 @@ def _conversation_list() -> None:
     convs = history.conversations(include_ids=ss.opened_ids)
     if not convs:
         return
-    st.caption("Conversations")
+    box = slots["conversations"].container()
+    box.caption("Conversations")
     for c in convs:
-        st.button(
+        box.button(
             c.title,
             key=f"conv_{c.id}",
             on_click=_open_chat,
@@ -213,7 +216,7 @@ def _conversation_tools() -> None:
     if ss.conv_id is None or not ss.messages:
         return
     conv_id, title = ss.conv_id, ss.conv_title or DEFAULT_TITLE
-    with st.sidebar.expander("This conversation", icon=":material/chat:"):
+    with slots["tools"].container(), st.expander("This conversation", icon=":material/chat:"):
         st.caption("Export")
         c1, c2 = st.columns([3, 2])
         c1.download_button(
@@ -279,23 +282,32 @@ def _pick_model(models: list[ModelInfo]) -> tuple[str | None, int | None]:
 def _render_message(m: dict) -> None:
     with st.chat_message(m["role"]):
         if m.get("reasoning"):
-            with st.expander("Thinking", icon=":material/psychology:"):
-                st.markdown(m["reasoning"])
+            _render_thinking(m["reasoning"])
         if m["content"]:
             st.markdown(m["content"])
-        note = answer_note(m.get("status", "complete"))
-        if note:
-            st.caption(note)
-        if m.get("error"):
-            st.error(m["error"], icon=":material/warning:")
-        meta = m.get("meta") or {}
-        if m["role"] == "assistant" and meta.get("completion_tokens"):
-            st.caption(stats_line(meta))
-        if meta.get("dropped_turns"):
-            st.caption(
-                f":material/info: {meta['dropped_turns']} older message(s) were not sent to the model: "
-                "they no longer fit its context window."
-            )
+        _render_notes(m)
+
+
+def _render_thinking(text: str) -> None:
+    with st.expander("Thinking", icon=":material/psychology:"):
+        st.markdown(text)
+
+
+def _render_notes(m: dict) -> None:
+    """What follows an answer: why it is incomplete, the error, the stats."""
+    note = answer_note(m.get("status", "complete"))
+    if note:
+        st.caption(note)
+    if m.get("error"):
+        st.error(m["error"], icon=":material/warning:")
+    meta = m.get("meta") or {}
+    if m["role"] == "assistant" and meta.get("completion_tokens"):
+        st.caption(stats_line(meta))
+    if meta.get("dropped_turns"):
+        st.caption(
+            f":material/info: {meta['dropped_turns']} older message(s) were not sent to the "
+            "model: they no longer fit its context window."
+        )
 
 
 def _actions() -> None:
@@ -351,42 +363,42 @@ def _generate(model: str | None, max_len: int | None) -> None:
     msg = {"role": "assistant", "content": "", "status": "streaming", "meta": {}, "id": None}
     ss.messages.append(msg)
     gen = None
+    bubble = st.chat_message("assistant")
+    with bubble:
+        thinking = st.empty()
+        box = st.empty()
+        box.markdown("…")
+        # clicking Stop reruns the script, which interrupts the loop below at its next
+        # redraw; the finally-block keeps the partial answer (and closes the stream)
+        stop = st.empty()
+        stop.button("Stop", icon=":material/stop_circle:", key="stop")
     try:
-        with st.chat_message("assistant"):
-            thinking = st.empty()
-            box = st.empty()
-            box.markdown("…")
-            # clicking Stop reruns the script, which interrupts the loop below at its next
-            # redraw; the finally-block keeps the partial answer (and closes the stream)
-            st.button("Stop", icon=":material/stop_circle:", key="stop")
-            if model is None:
-                raise BackendUnreachable("no model is served")
-            request = ChatRequest(
-                model=model,
-                system=ss.system_prompt,
-                turns=_turns(),
-                params=GenerationParams(ss.temperature, ss.top_p, int(ss.max_tokens)),
-                max_model_len=max_len,
-            )
-            gen = client.stream(request)
-            last_draw = 0.0
-            for _delta in gen:
-                msg["content"] = gen.text
-                now = time.monotonic()
-                if now - last_draw >= REDRAW_EVERY_S:
-                    if gen.reasoning and not gen.text:
-                        thinking.caption(_tail(gen.reasoning))
-                    box.markdown(gen.text + " ▌")
-                    last_draw = now
-                # saved after drawing, so the database never delays what the user sees
-                if msg["id"] is None:
-                    msg["id"] = history.begin_answer(ss.conv_id, gen.text)
-                else:
-                    history.checkpoint(msg["id"], gen.text)
-            # show the whole answer now: the rerun below redraws the page only after
-            # the database writes and a full script run (~0.5 s later)
-            box.markdown(gen.text)
-            msg["status"] = "cut" if gen.stats.finish_reason == "length" else "complete"
+        if model is None:
+            raise BackendUnreachable("no model is served")
+        request = ChatRequest(
+            model=model,
+            system=ss.system_prompt,
+            turns=_turns(),
+            params=GenerationParams(ss.temperature, ss.top_p, int(ss.max_tokens)),
+            max_model_len=max_len,
+        )
+        gen = client.stream(request)
+        last_draw = 0.0
+        for _delta in gen:
+            msg["content"] = gen.text
+            now = time.monotonic()
+            if now - last_draw >= REDRAW_EVERY_S:
+                if gen.reasoning and not gen.text:
+                    thinking.caption(_tail(gen.reasoning))
+                box.markdown(gen.text + " ▌")
+                last_draw = now
+            # saved after drawing, so the database never delays what the user sees
+            if msg["id"] is None:
+                msg["id"] = history.begin_answer(ss.conv_id, gen.text)
+            else:
+                history.checkpoint(msg["id"], gen.text)
+        box.markdown(gen.text)  # the whole answer, before any bookkeeping
+        msg["status"] = "cut" if gen.stats.finish_reason == "length" else "complete"
     except LLMError as e:
         _fail(msg, e)
     finally:
@@ -406,7 +418,20 @@ def _generate(model: str | None, max_len: int | None) -> None:
         else:
             history.update(msg["id"], content=msg["content"], status=msg["status"], meta=meta)
         history.release(lease)
-    st.rerun()
+    # Finish the answer in place rather than rerunning the page: a rerun would drop
+    # deltas not yet flushed to the browser and redraw everything.
+    stop.empty()
+    if msg.get("reasoning"):
+        with thinking.container():
+            _render_thinking(msg["reasoning"])
+    else:
+        thinking.empty()
+    if msg["content"]:
+        box.markdown(msg["content"])
+    else:
+        box.empty()
+    with bubble:
+        _render_notes(msg)
 
 
 def _tail(text: str, chars: int = 300) -> str:
@@ -421,31 +446,46 @@ def _fail(msg: dict, err: LLMError) -> None:
 
 
 # ---------------------------------------------------------------- page
+#: places redrawn after an answer, so that finishing an answer needs no page rerun
+slots: dict = {}
 _init_state()
 _sync_with_url()
 _apply_redo()
 model, max_len = _sidebar()
+slots["tools"] = st.sidebar.empty()
+_conversation_list()
 _conversation_tools()
-st.title(ss.conv_title if ss.conv_id and ss.conv_title else settings.app_title)
+slots["title"] = st.empty()
+slots["title"].title(ss.conv_title if ss.conv_id and ss.conv_title else settings.app_title)
 if settings.llm_notice:
     st.warning(settings.llm_notice, icon=":material/science:")
+slots["notice"] = st.empty()
+if not ss.messages:
+    slots["notice"].caption("Ask anything. Answers stream in; press Stop to cut one short.")
+for m in ss.messages:
+    _render_message(m)
+prompt = st.chat_input("Message the model", submit_mode="disable", key="prompt")
+new_conversation = False
+if prompt is not None:
+    new_conversation = ss.conv_id is None
+    _submit(prompt)
+    if ss.generate:
+        slots["notice"].empty()
+        _render_message(ss.messages[-1])
+if ss.generate:
+    _generate(model, max_len)
+    if new_conversation and ss.conv_id:
+        # the title, the sidebar list and the conversation tools were drawn before the
+        # conversation existed: redraw the page once. A rerun drops deltas not yet sent
+        # to the browser, so let the last one go out first.
+        time.sleep(FLUSH_BEFORE_RERUN_S)
+        st.rerun()
 if history.pruned:
     st.info(
         f"You keep at most {settings.max_conversations_per_user} conversations: "
         f"the {history.pruned} oldest were deleted to make room.",
         icon=":material/info:",
     )
-if not ss.messages:
-    st.caption("Ask anything. Answers stream in; press Stop to cut one short.")
-for m in ss.messages:
-    _render_message(m)
-prompt = st.chat_input("Message the model", submit_mode="disable", key="prompt")
-if prompt is not None:
-    _submit(prompt)
-    if ss.generate:
-        _render_message(ss.messages[-1])
-if ss.generate:
-    _generate(model, max_len)
 _actions()
 if history.problem:
     st.warning(f"Not saved: {history.problem}", icon=":material/cloud_off:")
