@@ -30,7 +30,7 @@ ss = st.session_state
 
 #: how often the streamed answer is redrawn; redrawing on every token costs
 #: O(n^2) bytes over the websocket for long answers
-REDRAW_EVERY_S = 0.05
+REDRAW_EVERY_S = 0.1
 #: time for the websocket to send the final answer before a rerun clears its queue
 FLUSH_BEFORE_RERUN_S = 0.1
 
