@@ -272,3 +272,23 @@ def test_database_down_chat_still_works(fake, page):
     assert not at.exception
     assert chat(at) == [("user", ["hello"]), ("assistant", ["still here"])]
     assert "Not saved" in at.warning[-1].value and "database" in at.warning[-1].value
+
+
+def test_follows_a_model_switch(page):
+    with FakeOpenAI(model="m-old") as srv:
+        srv.set_script(Script(tokens=["new ", "model"]))
+        at = page(srv.url)  # the model list is cached by the page
+        srv.configure(models=["m-new"])  # an admin switched the served model
+        send(at, "hello")
+        assert chat(at)[1] == ("assistant", ["new model"])
+        bodies = [r["body"] for r in srv.requests if r["path"].endswith("completions")]
+        assert [b["model"] for b in bodies] == ["m-old", "m-new"]
+
+
+def test_model_gone_without_replacement(page):
+    with FakeOpenAI(model="m-old") as srv:
+        at = page(srv.url)
+        srv.configure(models=["m-old"])
+        srv.set_script(Script(status=404, error_message="The model `m-old` does not exist."))
+        send(at, "hello")
+        assert "no longer served" in at.chat_message[1].error[0].value

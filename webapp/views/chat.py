@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import time
 
 import streamlit as st
@@ -11,7 +13,7 @@ from webapp.history import History, message_dicts
 from webapp.identity import resolve_owner
 from webapp.limits import UsageLimits
 from webapp.llm.chat import ChatClient, ChatRequest, GenerationParams
-from webapp.llm.errors import BackendUnreachable, EmptyPrompt, LLMError
+from webapp.llm.errors import BackendUnreachable, EmptyPrompt, LLMError, ModelNotFound
 from webapp.llm.prompts import Turn
 from webapp.llm.server import BackendState, BackendStatus, ModelInfo
 from webapp.settings import get_settings
@@ -383,8 +385,15 @@ def _generate(model: str | None, max_len: int | None) -> None:
             max_model_len=max_len,
         )
         gen = client.stream(request)
+        try:
+            first = next(iter(gen), None)
+        except ModelNotFound:
+            # the admin switched the served model since the list was cached: follow it
+            request = _switched_model(request)
+            gen = client.stream(request)
+            first = next(iter(gen), None)
         last_draw = 0.0
-        for _delta in gen:
+        for _delta in itertools.chain([] if first is None else [first], gen):
             msg["content"] = gen.text
             now = time.monotonic()
             if now - last_draw >= REDRAW_EVERY_S:
@@ -432,6 +441,15 @@ def _generate(model: str | None, max_len: int | None) -> None:
         box.empty()
     with bubble:
         _render_notes(msg)
+
+
+def _switched_model(request: ChatRequest) -> ChatRequest:
+    """The same request for the model now served, or raise ModelNotFound again."""
+    _models.clear()
+    fresh = [] if settings.llm_name else client.models()
+    if not fresh or fresh[0].id == request.model:
+        raise ModelNotFound(404, f"{request.model} is not served")
+    return dataclasses.replace(request, model=fresh[0].id, max_model_len=fresh[0].max_model_len)
 
 
 def _tail(text: str, chars: int = 300) -> str:
