@@ -267,7 +267,9 @@ def test_reasoning_shown_in_expander_and_saved(fake, page):
 
 def test_database_down_chat_still_works(fake, page):
     fake.set_script(Script(tokens=["still ", "here"]))
-    at = page(fake.url, DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nope?connect_timeout=1")
+    at = page(
+        fake.url, DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nope?connect_timeout=1"
+    )
     send(at, "hello")
     assert not at.exception
     assert chat(at) == [("user", ["hello"]), ("assistant", ["still here"])]
@@ -292,3 +294,71 @@ def test_model_gone_without_replacement(page):
         srv.set_script(Script(status=404, error_message="The model `m-old` does not exist."))
         send(at, "hello")
         assert "no longer served" in at.chat_message[1].error[0].value
+
+
+OIDC = {
+    "auth": {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "not-a-real-secret",
+        "client_id": "client",
+        "client_secret": "not-a-real-secret",
+        "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
+    }
+}
+
+
+def test_login_offered_only_when_configured(fake, page):
+    at = page(fake.url)
+    assert not [b for b in at.sidebar.button if b.key in ("login", "logout")]
+    at2 = AppTest.from_file(PAGE, default_timeout=30)
+    at2.secrets = OIDC
+    at2.run()
+    assert at2.button(key="login").label == "Log in"
+
+
+def test_logged_in_history_is_per_user_across_sessions(fake, page):
+    fake.set_script(Script(tokens=["ok"]))
+    page(fake.url)
+
+    def session(user):
+        at = AppTest.from_file(PAGE, default_timeout=30)
+        at.secrets = OIDC
+        at.user = user
+        at.run()
+        return at
+
+    alice = {
+        "is_logged_in": True,
+        "email": "alice@example.com",
+        "email_verified": True,
+        "sub": "a1",
+        "iss": "idp",
+        "name": "Alice",
+    }
+    bob = {
+        "is_logged_in": True,
+        "email": "bob@example.com",
+        "email_verified": True,
+        "sub": "b1",
+        "iss": "idp",
+        "name": "Bob",
+    }
+    a1 = session(alice)
+    assert "Alice" in " ".join(c.value for c in a1.sidebar.caption)
+    send(a1, "alice secret plan")
+    cid = conv_id(a1)
+    # Alice on another device: her conversation is listed
+    a2 = session(alice)
+    assert [b.label for b in a2.sidebar.button if b.key.startswith("conv_")] == [
+        "alice secret plan"
+    ]
+    # Bob sees nothing of Alice's, not even with her link
+    b1 = session(bob)
+    assert not [b for b in b1.sidebar.button if b.key.startswith("conv_")]
+    b2 = AppTest.from_file(PAGE, default_timeout=30)
+    b2.secrets = OIDC
+    b2.user = bob
+    b2.query_params["chat"] = cid
+    b2.run()
+    assert "not available to you" in b2.error[0].value
+    assert b2.chat_message.len == 0

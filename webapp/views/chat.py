@@ -55,6 +55,25 @@ def _store(database_url: str) -> ConversationStore:
     return ConversationStore(database_url)  # no I/O until first use
 
 
+def _login_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets.toml at all
+        return False
+
+
+def _account() -> None:
+    """Log in / out (only when OIDC login is configured); guests keep working without it."""
+    if not _login_configured():
+        return
+    if owner.anonymous:
+        st.caption("Log in to keep your conversations on every device.")
+        st.button("Log in", icon=":material/login:", key="login", on_click=st.login)
+    else:
+        st.caption(f"Signed in as **{owner.label}**")
+        st.button("Log out", icon=":material/logout:", key="logout", on_click=st.logout)
+
+
 def _user_info() -> dict | None:
     try:
         return st.user.to_dict() if st.user.is_logged_in else None
@@ -183,6 +202,7 @@ def _sidebar() -> tuple[str | None, int | None]:
             ss.max_tokens = min(ss.max_tokens, upper)
             st.number_input("Max answer tokens", 1, upper, step=64, key="max_tokens")
         slots["conversations"] = st.empty()
+        _account()
         return model, max_len
 
 
