@@ -1,0 +1,288 @@
+"""Following a vLLM rollout: typed snapshots of conditions, pods, events and logs.
+
+Short polling with a constant number of reads per tick; ``classify_rollout`` (pure)
+decides ready / failed (crash loop, OOM, image pull, deadline) / progressing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from webapp.cluster.inventory import EventInfo, parse_event, pod_reason, sort_events
+from webapp.cluster.k8s import Cluster, call
+
+RolloutState = Literal["progressing", "ready", "failed", "cancelled"]
+FATAL_WAITING = {
+    "ImagePullBackOff": "the container image cannot be pulled",
+    "InvalidImageName": "the container image name is invalid",
+    "CreateContainerConfigError": "the pod configuration is broken (missing Secret or key?)",
+}
+
+# ---------------------------------------------------------------- rollout status
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PodProgress:
+    """A pod of the rollout: the view shows phase, readiness and why it is stuck."""
+
+    name: str
+    phase: str
+    ready: bool
+    restarts: int
+    node: str
+    reason: str
+    message: str
+    ip: str
+    new: bool  # belongs to the newest ReplicaSet
+
+
+@dataclass(frozen=True)
+class RolloutSnapshot:
+    """One look at a rollout. ``state`` ready/failed/cancelled are terminal."""
+
+    deployment: str
+    state: RolloutState
+    summary: str
+    conditions: tuple[Condition, ...] = ()
+    pods: tuple[PodProgress, ...] = ()
+    events: tuple[EventInfo, ...] = ()
+    log_tail: tuple[str, ...] = ()
+    ready_replicas: int = 0
+    desired_replicas: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def terminal(self) -> bool:
+        return self.state != "progressing"
+
+
+def _newest_rs_hash(replicasets: list[dict]) -> str | None:
+    def rev(rs: dict) -> int:
+        ann = rs["metadata"].get("annotations") or {}
+        try:
+            return int(ann.get("deployment.kubernetes.io/revision", 0))
+        except ValueError:
+            return 0
+
+    if not replicasets:
+        return None
+    newest = max(replicasets, key=rev)
+    return (newest["metadata"].get("labels") or {}).get("pod-template-hash")
+
+
+def classify_rollout(
+    deployment: dict,
+    pods: list[dict],
+    events: list[EventInfo],
+    *,
+    new_hash: str | None,
+    crash_threshold: int = 3,
+) -> tuple[RolloutState, str]:
+    """Pure decision: is the rollout of ``deployment`` progressing, ready or failed, and why."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    desired = spec.get("replicas", 1)
+    conds = {c.get("type"): c for c in status.get("conditions") or []}
+    prog = conds.get("Progressing") or {}
+    if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
+        return "progressing", "Waiting for the Deployment controller to see the change."
+    new_pods = [
+        p for p in pods if (p["metadata"].get("labels") or {}).get("pod-template-hash") == new_hash
+    ]
+    for pod in new_pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            now = (cs.get("state") or {}).get("terminated") or {}
+            if "OOMKilled" in (last.get("reason"), now.get("reason")):
+                return "failed", (
+                    "vLLM was killed for using too much memory (OOMKilled): choose a smaller "
+                    "model, a shorter max_model_len or more GPUs."
+                )
+            if (cs.get("restartCount") or 0) >= crash_threshold:
+                return "failed", (
+                    f"vLLM crashed {cs['restartCount']} times while starting (CrashLoopBackOff); "
+                    "see the log lines below."
+                )
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in FATAL_WAITING:
+                return "failed", (
+                    f"{FATAL_WAITING[waiting['reason']]} ({waiting['reason']}): "
+                    f"{waiting.get('message', '')}".strip()
+                )
+    if prog.get("reason") == "ProgressDeadlineExceeded":
+        secs = spec.get("progressDeadlineSeconds", 600)
+        return "failed", (
+            f"The new model did not become ready within {secs} s (ProgressDeadlineExceeded)."
+        )
+    updated = status.get("updatedReplicas", 0)
+    if (
+        updated >= desired
+        and status.get("replicas", 0) == updated
+        and status.get("availableReplicas", 0) >= desired
+        and (desired == 0 or len(new_pods) >= desired)
+    ):
+        return "ready", f"{desired} of {desired} pod(s) ready."
+    for pod in new_pods:
+        reason, message = pod_reason(pod)
+        if reason == "Unschedulable":
+            return "progressing", f"Waiting for a GPU node: {message}"
+        if reason:
+            return "progressing", f"New pod {pod['metadata']['name']}: {reason} {message}".strip()
+    if any(e.reason == "FailedScheduling" for e in events):
+        return "progressing", "Waiting for a GPU node (FailedScheduling)."
+    ready = status.get("readyReplicas", 0)
+    return "progressing", f"Loading the model: {ready} of {desired} pod(s) ready."
+
+
+def rollout_status(
+    cluster: Cluster,
+    namespace: str,
+    deployment: str,
+    *,
+    crash_threshold: int = 3,
+    log_lines: int = 20,
+    started: float | None = None,
+) -> RolloutSnapshot:
+    """Read a Deployment's rollout once: 4 list/get calls, plus 1 log read of the new pod."""
+    dep = call(
+        f"read Deployment {namespace}/{deployment}",
+        cluster.apps.read_namespaced_deployment,
+        deployment,
+        namespace,
+    )
+    selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
+    rss = call(
+        f"list ReplicaSets of {deployment}",
+        cluster.apps.list_namespaced_replica_set,
+        namespace,
+        label_selector=selector,
+    ).get("items", [])
+    pods = call(
+        f"list pods of {deployment}",
+        cluster.core.list_namespaced_pod,
+        namespace,
+        label_selector=selector,
+    ).get("items", [])
+    raw_events = call(
+        f"list events in namespace {namespace}", cluster.core.list_namespaced_event, namespace
+    ).get("items", [])
+    new_hash = _newest_rs_hash(rss)
+    names = {deployment} | {p["metadata"]["name"] for p in pods}
+    names |= {
+        rs["metadata"]["name"]
+        for rs in rss
+        if rs["metadata"]["labels"].get("pod-template-hash") == new_hash
+    }
+    evs = sort_events(e for e in map(parse_event, raw_events) if e.name in names)
+    state, summary = classify_rollout(
+        dep, pods, evs, new_hash=new_hash, crash_threshold=crash_threshold
+    )
+    progress = tuple(_pod_progress(p, new_hash) for p in pods)
+    loading = next((p for p in progress if p.new and p.phase == "Running"), None)
+    tail: tuple[str, ...] = ()
+    if loading and log_lines:
+        text = call(
+            f"read the log of pod {loading.name}",
+            cluster.core.read_namespaced_pod_log,
+            loading.name,
+            namespace,
+            tail_lines=log_lines,
+            text=True,
+        )
+        tail = tuple(text.splitlines())
+    status = dep.get("status") or {}
+    return RolloutSnapshot(
+        deployment=deployment,
+        state=state,
+        summary=summary,
+        conditions=tuple(
+            Condition(
+                c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", "")
+            )
+            for c in status.get("conditions") or []
+        ),
+        pods=progress,
+        events=tuple(evs[:20]),
+        log_tail=tail,
+        ready_replicas=status.get("readyReplicas", 0),
+        desired_replicas=dep["spec"].get("replicas", 1),
+        elapsed_s=0.0 if started is None else time.monotonic() - started,
+    )
+
+
+def _pod_progress(pod: dict, new_hash: str | None) -> PodProgress:
+    status = pod.get("status") or {}
+    reason, message = pod_reason(pod)
+    return PodProgress(
+        name=pod["metadata"]["name"],
+        phase=status.get("phase", "Unknown"),
+        ready=any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        ),
+        restarts=sum(cs.get("restartCount", 0) for cs in status.get("containerStatuses") or []),
+        node=(pod.get("spec") or {}).get("nodeName") or "",
+        reason=reason,
+        message=message,
+        ip=status.get("podIP") or "",
+        new=(pod["metadata"].get("labels") or {}).get("pod-template-hash") == new_hash,
+    )
+
+
+def watch_rollout(
+    cluster: Cluster,
+    namespace: str,
+    deployment: str,
+    *,
+    cancel: threading.Event | None = None,
+    poll_s: float = 2.0,
+    timeout_s: float | None = None,
+    crash_threshold: int = 3,
+    log_lines: int = 20,
+    on_tick: Callable[[], None] | None = None,
+) -> Iterator[RolloutSnapshot]:
+    """Yield a snapshot per poll until ready/failed, or ``cancelled`` once ``cancel`` is set.
+
+    ``timeout_s`` is a client-side guard on top of the Deployment's progress deadline.
+    """
+    started = time.monotonic()
+    while True:
+        if cancel is not None and cancel.is_set():
+            yield RolloutSnapshot(deployment, "cancelled", "Cancelled by the admin.")
+            return
+        snap = rollout_status(
+            cluster,
+            namespace,
+            deployment,
+            crash_threshold=crash_threshold,
+            log_lines=log_lines,
+            started=started,
+        )
+        if not snap.terminal and timeout_s is not None and snap.elapsed_s > timeout_s:
+            snap = _replace_state(snap, "failed", f"Not ready after {timeout_s:.0f} s.")
+        yield snap
+        if snap.terminal:
+            return
+        if on_tick is not None:
+            on_tick()
+        if cancel is not None:
+            cancel.wait(poll_s)
+        else:
+            time.sleep(poll_s)
+
+
+def _replace_state(snap: RolloutSnapshot, state: RolloutState, summary: str) -> RolloutSnapshot:
+    from dataclasses import replace
+
+    return replace(snap, state=state, summary=summary)
