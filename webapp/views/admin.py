@@ -26,7 +26,7 @@ from webapp.auth import (
     identify_admin,
 )
 from webapp.catalog import CatalogError, load_catalog
-from webapp.cluster.errors import ClusterError
+from webapp.cluster.errors import ClusterError, NotFound
 from webapp.cluster.inventory import pod_logs
 from webapp.cluster.k8s import Cluster, connect
 from webapp.cluster.node_pools import NodePoolError, NodePools
@@ -397,6 +397,8 @@ def _pods_and_nodes(inv) -> None:
             try:
                 lines = pod_logs(cluster, settings.k8s_namespace, pod, tail_lines=50)
                 st.code("\n".join(lines) or "(no log lines yet)", language=None)
+            except NotFound:
+                st.caption(f"Pod {pod} is gone (replaced since this list was read).")
             except ClusterError as exc:
                 st.caption(admin_error_message(exc))
     st.subheader("GPU nodes")
