@@ -33,7 +33,9 @@ def uses(path, package):
 
 @pytest.mark.parametrize("path", modules(), ids=rel)
 def test_only_views_and_app_import_streamlit(path):
-    allowed = rel(path) == "app.py" or (rel(path).startswith("views/") and path.name != "messages.py")
+    allowed = rel(path) == "app.py" or (
+        rel(path).startswith("views/") and path.name != "messages.py"
+    )
     if not allowed:
         assert not uses(path, "streamlit"), f"{rel(path)} imports streamlit"
 
