@@ -222,3 +222,14 @@ def test_short_prompt_skips_tokenize_long_one_counts(fake):
     long = Turn("user", "word " * 300)  # 1500 bytes > 2048 - 1000 - overhead
     run(client.stream(req(turns=[long], max_tokens=1000)))
     assert [r for r in fake.requests if r["path"] == "/tokenize"]
+
+
+def test_completion_mode_cut_reports_exact_token_count(fake):
+    fake.set_script(Script(n_tokens=50))
+    g = ChatClient(fake.url, mode="completion").stream(req(max_tokens=7))
+    run(g)
+    assert (g.stats.finish_reason, g.stats.completion_tokens, g.stats.usage_source) == (
+        "length",
+        7,
+        "server",
+    )

@@ -281,6 +281,11 @@ class Generation:
                     self.stats.finish_reason = info.finish_reason
         finally:
             stream.close()
+        if self.stats.finish_reason == "length":
+            # cut by max_tokens: exactly that many were generated (chunks can hold several
+            # tokens, e.g. the bytes of one character, so counting chunks undercounts)
+            self.stats.completion_tokens = max_tokens
+            self.stats.usage_source = "server"
 
 
 @dataclass
