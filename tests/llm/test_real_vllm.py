@@ -93,21 +93,30 @@ def settled_generated(server):
 def test_stop_closes_stream_and_vllm_aborts(vllm_chat):
     # Greedy decoding is deterministic: find a prompt whose full answer is long, then ask
     # again and close after the first piece. The engine must stop far short of that.
+    # The tiny model makes ~1000 tokens/s, so on a loaded machine the engine can finish
+    # before the close reaches it: a few attempts separate that race (some attempt aborts)
+    # from a missing abort (no attempt ever does).
     client = ChatClient(vllm_chat.url)
     for prompt in ("Tell me a story", "hello", "Write forever", "a b c d e f g"):
-        full = client.stream(req(vllm_chat, turns=(prompt,), max_tokens=600))
+        full = client.stream(req(vllm_chat, turns=(prompt,), max_tokens=900))
         list(full)
-        if full.stats.completion_tokens >= 300:
+        if full.stats.completion_tokens >= 450:
             break
     else:
         pytest.fail("no prompt gives a long greedy answer on the tiny model")
-    before = settled_generated(vllm_chat)
-    g = client.stream(req(vllm_chat, turns=(prompt,), max_tokens=600))
-    it = iter(g)
-    next(it)
-    g.close()
-    generated = settled_generated(vllm_chat) - before
-    assert generated < full.stats.completion_tokens / 2, (generated, full.stats.completion_tokens)
+    attempts = []
+    for _ in range(3):
+        before = settled_generated(vllm_chat)
+        g = client.stream(req(vllm_chat, turns=(prompt,), max_tokens=900))
+        next(iter(g))
+        g.close()
+        attempts.append(settled_generated(vllm_chat) - before)
+        if attempts[-1] < full.stats.completion_tokens / 2:
+            break
+    assert min(attempts) < full.stats.completion_tokens / 2, (
+        attempts,
+        full.stats.completion_tokens,
+    )
     assert metric(vllm_chat, "vllm:num_requests_running") == 0
 
 
