@@ -383,18 +383,25 @@ def test_closing_a_stream_early_aborts_the_request(vllm_chat):
     # drops to 0; with it, generation stops a few tokens after the close.
     # (vLLM 0.32 does NOT count aborts in vllm:request_success_total{finished_reason="abort"}:
     # that series exists but stays 0, so it cannot be used to see aborts.)
+    # The tiny model makes ~1000 tokens/s: on a loaded machine the engine may finish before
+    # the close reaches it, so a few attempts separate that race from a missing abort.
     running = "vllm:num_requests_running"
-    assert poll_metric(vllm_chat, running, lambda v: v == 0) == 0
-    generated = metric(vllm_chat, "vllm:generation_tokens_total")
-    stream = client_for(vllm_chat).chat.completions.create(
-        model=vllm_chat.model,
-        messages=[{"role": "user", "content": "Write forever"}],
-        max_tokens=1000,  # ~1000 tokens take seconds on CPU; we leave after one chunk
-        stream=True,
-        extra_body=IGNORE_EOS,
-    )
-    first = next(iter(stream))
-    assert first.choices[0].delta.role == "assistant"
-    stream.close()
-    assert poll_metric(vllm_chat, running, lambda v: v == 0) == 0
-    assert metric(vllm_chat, "vllm:generation_tokens_total") - generated < 1000
+    made = []
+    for _ in range(3):
+        assert poll_metric(vllm_chat, running, lambda v: v == 0) == 0
+        generated = metric(vllm_chat, "vllm:generation_tokens_total")
+        stream = client_for(vllm_chat).chat.completions.create(
+            model=vllm_chat.model,
+            messages=[{"role": "user", "content": "Write forever"}],
+            max_tokens=1000,  # ~1000 tokens take about a second on CPU; we leave after one chunk
+            stream=True,
+            extra_body=IGNORE_EOS,
+        )
+        first = next(iter(stream))
+        assert first.choices[0].delta.role == "assistant"
+        stream.close()
+        assert poll_metric(vllm_chat, running, lambda v: v == 0) == 0
+        made.append(metric(vllm_chat, "vllm:generation_tokens_total") - generated)
+        if made[-1] < 1000:
+            break
+    assert min(made) < 1000, made
