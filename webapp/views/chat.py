@@ -201,7 +201,7 @@ def _sidebar() -> tuple[str | None, int | None]:
             upper = max(16, min(8192, (max_len or 8192) - 16))
             ss.max_tokens = min(ss.max_tokens, upper)
             st.number_input("Max answer tokens", 1, upper, step=64, key="max_tokens")
-        slots["conversations"] = st.empty()
+        _conversation_list()
         _account()
         return model, max_len
 
@@ -210,7 +210,7 @@ def _conversation_list() -> None:
     convs = history.conversations(include_ids=ss.opened_ids)
     if not convs:
         return
-    box = slots["conversations"].container()
+    box = st.sidebar.container()
     box.caption("Conversations")
     for c in convs:
         box.button(
@@ -238,7 +238,7 @@ def _conversation_tools() -> None:
     if ss.conv_id is None or not ss.messages:
         return
     conv_id, title = ss.conv_id, ss.conv_title or DEFAULT_TITLE
-    with slots["tools"].container(), st.expander("This conversation", icon=":material/chat:"):
+    with st.sidebar.expander("This conversation", icon=":material/chat:"):
         st.caption("Export")
         c1, c2 = st.columns([3, 2])
         c1.download_button(
@@ -484,22 +484,17 @@ def _fail(msg: dict, err: LLMError) -> None:
 
 
 # ---------------------------------------------------------------- page
-#: places redrawn after an answer, so that finishing an answer needs no page rerun
-slots: dict = {}
 _init_state()
 _sync_with_url()
 _apply_redo()
 model, max_len = _sidebar()
-slots["tools"] = st.sidebar.empty()
-_conversation_list()
 _conversation_tools()
-slots["title"] = st.empty()
-slots["title"].title(ss.conv_title if ss.conv_id and ss.conv_title else settings.app_title)
+st.title(ss.conv_title if ss.conv_id and ss.conv_title else settings.app_title)
 if settings.llm_notice:
     st.warning(settings.llm_notice, icon=":material/science:")
-slots["notice"] = st.empty()
+notice = st.empty()  # the empty-chat hint, cleared when the first message is sent
 if not ss.messages:
-    slots["notice"].caption("Ask anything. Answers stream in; press Stop to cut one short.")
+    notice.caption("Ask anything. Answers stream in; press Stop to cut one short.")
 for m in ss.messages:
     _render_message(m)
 prompt = st.chat_input("Message the model", submit_mode="disable", key="prompt")
@@ -508,7 +503,7 @@ if prompt is not None:
     new_conversation = ss.conv_id is None
     _submit(prompt)
     if ss.generate:
-        slots["notice"].empty()
+        notice.empty()
         _render_message(ss.messages[-1])
 if ss.generate:
     _generate(model, max_len)
