@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,6 +72,30 @@ def create_store_engine(database_url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _enable_wal(cursor, *, budget_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
+    """Switch the file to WAL, retrying while another process holds a lock.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers "database is
+    locked" at once (without its busy handler) when another connection is in the middle
+    of the same switch or of a write - e.g. two replicas creating a fresh file together.
+    Once any connection has switched, the mode is stored in the file and this is a read.
+    """
+    deadline = time.monotonic() + budget_s
+    delay = 0.01
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
     """Pragmas on every new connection; take over transaction begin from the sqlite3 module."""
 
@@ -80,7 +106,7 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         if wal:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
