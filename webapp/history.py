@@ -8,8 +8,9 @@ never loses the conversation on screen because a save failed.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +23,71 @@ from webapp.store import (
     StoreUnavailable,
 )
 
-#: how often a streaming answer is written to the database; a killed process
-#: loses at most this much of an answer
-CHECKPOINT_EVERY_S = 1.0
+#: a streaming answer is written to the database behind the stream, as soon as the
+#: previous write finished but at most this often: a killed process loses only the
+#: tokens received in the last write's time plus this interval
+CHECKPOINT_EVERY_S = 0.2
+#: an answer whose text does not change (a model still "thinking") is still touched
+#: this often, so other sessions do not take it for abandoned (see mark_interrupted)
+HEARTBEAT_EVERY_S = 5.0
+
+
+class AnswerSaver:
+    """Writes the newest text of one streaming answer from a background thread.
+
+    The stream never waits for the database: ``offer`` only hands over the text. The
+    thread writes the newest text it has whenever it changed (or a heartbeat is due),
+    at most every ``min_interval_s``; older texts offered meanwhile are skipped.
+    ``close`` waits for a write in progress, so a final write after it cannot be
+    overtaken by a stale one. ``write`` must not raise (History.update records).
+    """
+
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        *,
+        min_interval_s: float = CHECKPOINT_EVERY_S,
+        heartbeat_s: float = HEARTBEAT_EVERY_S,
+    ) -> None:
+        self._write = write
+        self._min_interval_s = min_interval_s
+        self._heartbeat_s = heartbeat_s
+        self._cond = threading.Condition()
+        self._latest: str | None = None
+        self._closed = False
+        self.writes = 0
+        self._thread = threading.Thread(target=self._run, name="answer-saver", daemon=True)
+        self._thread.start()
+
+    def offer(self, content: str) -> None:
+        with self._cond:
+            self._latest = content
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        written: str | None = None
+        last_write = time.monotonic()
+        while True:
+            with self._cond:
+                while not self._closed:
+                    due = last_write + self._heartbeat_s - time.monotonic()
+                    if self._latest is not None and (self._latest != written or due <= 0):
+                        break
+                    self._cond.wait(timeout=max(due, 0.01) if self._latest is not None else None)
+                if self._closed:
+                    return
+                content = self._latest
+            self._write(content)
+            self.writes += 1
+            written, last_write = content, time.monotonic()
+            with self._cond:
+                self._cond.wait_for(lambda: self._closed, timeout=self._min_interval_s)
 
 
 @dataclass
@@ -36,7 +99,7 @@ class History:
     owner: Owner
     problem: str | None = None
     pruned: int = 0
-    _last_checkpoint: dict[int, float] = field(default_factory=dict)
+    _savers: dict[int, AnswerSaver] = field(default_factory=dict)
 
     # ---- reading (errors propagate: the view decides what to say) ----------------
     def conversations(
@@ -99,22 +162,28 @@ class History:
         """Save an answer when its first token arrives (status "streaming").
 
         Not before: a row written before the request would delay the first token, and
-        an answer that never started has nothing to keep.
+        an answer that never started has nothing to keep. From then on ``checkpoint``
+        hands the growing text to a background writer; ``finish_answer`` ends it.
         """
         message_id = self.add(conversation_id, "assistant", content, "streaming")
         if message_id is not None:
-            self._last_checkpoint[message_id] = time.monotonic()
+            self._savers[message_id] = AnswerSaver(
+                lambda text: self.update(message_id, content=text)
+            )
         return message_id
 
-    def checkpoint(self, message_id: int | None, content: str, *, force: bool = False) -> None:
-        """Save the answer so far, at most every ``CHECKPOINT_EVERY_S`` unless forced."""
-        if message_id is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_checkpoint.get(message_id, 0.0) < CHECKPOINT_EVERY_S:
-            return
-        self._last_checkpoint[message_id] = now
-        self.update(message_id, content=content)
+    def checkpoint(self, message_id: int | None, content: str) -> None:
+        """Hand the answer so far to its background writer (never waits for the database)."""
+        saver = self._savers.get(message_id) if message_id is not None else None
+        if saver is not None:
+            saver.offer(content)
+
+    def finish_answer(self, message_id: int | None, **changes: Any) -> None:
+        """Stop the answer's background writer, then save its final state."""
+        saver = self._savers.pop(message_id, None) if message_id is not None else None
+        if saver is not None:
+            saver.close()
+        self.update(message_id, **changes)
 
     def update(self, message_id: int | None, **changes: Any) -> None:
         """Change a saved message (content, status, meta)."""

@@ -13,7 +13,7 @@ How the chat page uses it (one store per process, e.g. ``st.cache_resource``)::
     store.add_message(owner.key, conv.id, "user", prompt)
     with limits.generation(owner.key) as lease:
         mid = store.add_message(owner.key, conv.id, "assistant", "", "streaming")
-        ... every ~1 s: store.update_message(owner.key, mid, content=text)
+        ... while streaming: store.update_message(owner.key, mid, content=text)
         ... at the end: store.update_message(owner.key, mid, content=text, status=..., meta=...)
 """
 

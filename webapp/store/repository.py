@@ -338,9 +338,9 @@ class ConversationStore:
     ) -> None:
         """Checkpoint or finish a message: new content and/or status; ``meta`` keys are merged.
 
-        Call it every second or so while streaming (status ``streaming``) so that a
-        killed process loses only the tokens since the last checkpoint, and once at
-        the end with ``complete``/``stopped``/``failed``/``cut``.
+        Call it often while streaming (status ``streaming``; History writes behind the
+        stream every 0.2 s) so that a killed process loses only the tokens since the
+        last checkpoint, and once at the end with ``complete``/``stopped``/``failed``/``cut``.
         """
         _check_message(None, status)
         with db.transaction(self.migrated_engine()) as conn:

@@ -445,7 +445,9 @@ def _generate(model: str | None, max_len: int | None) -> None:
         if msg["id"] is None:
             msg["id"] = history.add(ss.conv_id, "assistant", msg["content"], msg["status"], meta)
         else:
-            history.update(msg["id"], content=msg["content"], status=msg["status"], meta=meta)
+            history.finish_answer(
+                msg["id"], content=msg["content"], status=msg["status"], meta=meta
+            )
         history.release(lease)
     # Finish the answer in place rather than rerunning the page: a rerun would drop
     # deltas not yet flushed to the browser and redraw everything.
