@@ -2,7 +2,9 @@
 # Deploy (or redeploy) everything in k8s/ to the cluster: writes a small kustomization on top
 # of the chosen overlay with this project's values (web app image, namespace, GKE names,
 # Workload Identity service account), applies it, waits for the web apps and prints the
-# external IP. Idempotent (kubectl apply). `--dry-run` prints every command, runs none.
+# external IP. With DOMAIN (or --domain) it also adds the HTTPS component (k8s/components/https:
+# managed certificate for DOMAIN, HTTP -> HTTPS redirect), which IAP on /admin needs.
+# Idempotent (kubectl apply). `--dry-run` prints every command, runs none.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -12,7 +14,7 @@ source "$SCRIPT_DIR/lib/common.sh"
 
 usage() {
   cat <<'USAGE'
-Usage: PROJECT_ID=my-project scripts/deploy.sh [--dry-run]
+Usage: PROJECT_ID=my-project scripts/deploy.sh [--dry-run] [--domain NAME]
 
 Environment (defaults in brackets):
   PROJECT_ID       GCP project (required)
@@ -28,13 +30,18 @@ Environment (defaults in brackets):
   STATIC_IP_NAME   global address of the Ingress [llm-chat-ip]
   ADMIN_EMAILS     comma-separated admin allowlist (optional)
   IAP_AUDIENCE     IAP JWT audience of the admin backend (optional)
+  DOMAIN           serve HTTPS for this DNS name (or --domain NAME; optional): adds
+                   k8s/components/https with a Google-managed certificate for it. Its DNS
+                   A record must point at STATIC_IP_NAME's address.
   WAIT_FOR_VLLM    1: also wait for the model server (can take 30+ min) [0]
   SKIP_CREDENTIALS 1: use the current kubectl context [0]
   OVERLAY_DIR      where to write the generated kustomization [a temporary directory]
 USAGE
 }
 
-parse_common_flags "$@"
+DOMAIN="${DOMAIN:-}"
+ACCEPTS_DOMAIN=1 parse_common_flags "$@"
+validate_domain
 
 PROJECT_ID="${PROJECT_ID:-}"
 [[ -n "$PROJECT_ID" ]] || die "PROJECT_ID is required (see --help)"
@@ -83,7 +90,9 @@ relative_path() {
   realpath -m --relative-to="$2" "$1" 2>/dev/null ||
     python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$1" "$2"
 }
-OVERLAY_REL="$(relative_path "$OVERLAY_PATH" "$(cd "$OVERLAY_DIR" && pwd -P)")"
+OVERLAY_DIR_REAL="$(cd "$OVERLAY_DIR" && pwd -P)"
+OVERLAY_REL="$(relative_path "$OVERLAY_PATH" "$OVERLAY_DIR_REAL")"
+HTTPS_COMPONENT_REL="$(relative_path "$REPO_DIR/k8s/components/https" "$OVERLAY_DIR_REAL")"
 
 {
   cat <<YAML
@@ -93,6 +102,12 @@ kind: Kustomization
 namespace: $(yaml_str "$NAMESPACE")
 resources:
   - $(yaml_str "$OVERLAY_REL")
+YAML
+  if [[ -n "$DOMAIN" ]]; then
+    # Components run before this file's patches: the domain patch below finds the certificate.
+    printf 'components:\n  - %s\n' "$(yaml_str "$HTTPS_COMPONENT_REL")"
+  fi
+  cat <<YAML
 images:
   - name: llm-console-webapp
     newName: $(yaml_str "$IMAGE_NAME")
@@ -145,8 +160,23 @@ patches:
         path: /metadata/annotations/kubernetes.io~1ingress.global-static-ip-name
         value: $(yaml_str "$STATIC_IP_NAME")
 YAML
+  if [[ -n "$DOMAIN" ]]; then
+    cat <<YAML
+  - target:
+      kind: ManagedCertificate
+      name: webapp-cert
+    patch: |-
+      - op: replace
+        path: /spec/domains
+        value: [$(yaml_str "$DOMAIN")]
+YAML
+  fi
 } >"$OVERLAY_DIR/kustomization.yaml"
 log "kustomization written to $OVERLAY_DIR/kustomization.yaml"
+if [[ "$DRY_RUN" == "1" ]]; then
+  # The temporary directory is gone when the script ends: show what would be applied.
+  sed 's/^/    /' "$OVERLAY_DIR/kustomization.yaml" >&2
+fi
 
 require_tools gcloud kubectl
 
@@ -156,7 +186,11 @@ if [[ "$SKIP_CREDENTIALS" != "1" ]]; then
     --location="$REGION" --project="$PROJECT_ID"
 fi
 
-log "apply $OVERLAY (image $IMAGE)"
+if [[ -n "$DOMAIN" ]]; then
+  log "apply $OVERLAY with HTTPS for $DOMAIN (image $IMAGE)"
+else
+  log "apply $OVERLAY (image $IMAGE)"
+fi
 run kubectl apply -k "$OVERLAY_DIR"
 
 log "wait for the web apps"
@@ -174,6 +208,14 @@ fi
 log "external IP"
 run gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" \
   --format='value(address)'
-log "chat: http://<that IP>/ (the load balancer needs a few minutes the first time)"
-log "admin: /admin behind IAP (needs HTTPS: see README), or"
-log "       kubectl -n $NAMESPACE port-forward svc/webapp-admin 8501:80 -> http://localhost:8501/admin"
+if [[ -n "$DOMAIN" ]]; then
+  log "chat: https://$DOMAIN/   admin: https://$DOMAIN/admin (behind IAP)"
+  log "DNS: an A record $DOMAIN -> that IP must exist; the certificate becomes Active up to"
+  log "     ~60 min after it resolves (until then https:// fails and http:// redirects to it):"
+  log "     kubectl -n $NAMESPACE describe managedcertificate webapp-cert"
+else
+  log "chat: http://<that IP>/ (the load balancer needs a few minutes the first time)"
+  log "admin: /admin behind IAP (needs HTTPS: DOMAIN=... or --domain, see README), or"
+  log "       kubectl -n $NAMESPACE port-forward svc/webapp-admin 8501:80" \
+    "-> http://localhost:8501/admin"
+fi

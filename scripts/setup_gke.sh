@@ -3,6 +3,8 @@
 # APIs, the cluster (Workload Identity, Dataplane V2 for NetworkPolicy), a spot GPU node pool
 # autoscaling from 0, the static IP of the Ingress, an Artifact Registry repository, and the
 # least-privilege Google service account the admin page uses to resize the GPU pool.
+# With DOMAIN (or --domain) it also prints the address the domain's DNS A record must point at
+# (HTTPS itself is added by `scripts/deploy.sh --domain`).
 # Idempotent: what exists is left as it is. `--dry-run` prints every command, runs none.
 set -euo pipefail
 
@@ -12,7 +14,7 @@ source "$SCRIPT_DIR/lib/common.sh"
 
 usage() {
   cat <<'USAGE'
-Usage: PROJECT_ID=my-project scripts/setup_gke.sh [--dry-run]
+Usage: PROJECT_ID=my-project scripts/setup_gke.sh [--dry-run] [--domain NAME]
 
 Environment (defaults in brackets):
   PROJECT_ID          GCP project (required)
@@ -31,10 +33,14 @@ Environment (defaults in brackets):
   AR_REPO             Artifact Registry repository [llm-console]
   ADMIN_GSA           Google service account of the admin page [llm-console-admin]
   ADMIN_ROLE_ID       custom IAM role id [llmConsoleGpuPoolOperator]
+  DOMAIN              DNS name for HTTPS (or --domain NAME; optional): checked, and the
+                      static IP its A record must point at is printed
 USAGE
 }
 
-parse_common_flags "$@"
+DOMAIN="${DOMAIN:-}"
+ACCEPTS_DOMAIN=1 parse_common_flags "$@"
+validate_domain
 
 PROJECT_ID="${PROJECT_ID:-}"
 [[ -n "$PROJECT_ID" ]] || die "PROJECT_ID is required (see --help)"
@@ -129,6 +135,13 @@ if exists gcloud compute addresses describe "$STATIC_IP_NAME" --global --project
 else
   run gcloud compute addresses create "$STATIC_IP_NAME" --global --project="$PROJECT_ID"
 fi
+if [[ -n "$DOMAIN" ]]; then
+  # The managed certificate is only issued once DOMAIN resolves to the load balancer: creating
+  # the DNS record now gives it time to propagate before deploy.sh asks for the certificate.
+  log "DNS: create an A record $DOMAIN -> this address (at your DNS provider)"
+  run gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" \
+    --format='value(address)'
+fi
 
 log "Artifact Registry repository $AR_REPO"
 if exists gcloud artifacts repositories describe "$AR_REPO" \
@@ -169,4 +182,9 @@ log "kubectl credentials"
 run gcloud container clusters get-credentials "$CLUSTER_NAME" \
   --location="$REGION" --project="$PROJECT_ID"
 
-log "done. Next: HF_TOKEN=... scripts/create_hf_secret.sh, then scripts/deploy.sh"
+if [[ -n "$DOMAIN" ]]; then
+  log "done. Next: HF_TOKEN=... scripts/create_hf_secret.sh, then"
+  log "      scripts/deploy.sh --domain $DOMAIN (once the A record exists)"
+else
+  log "done. Next: HF_TOKEN=... scripts/create_hf_secret.sh, then scripts/deploy.sh"
+fi

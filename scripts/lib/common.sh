@@ -66,17 +66,48 @@ require_tools() {
   done
 }
 
-# Parse the flags common to all scripts; sets DRY_RUN. Unknown flags are an error.
+# Parse the flags common to all scripts; sets DRY_RUN. Scripts that can set up HTTPS call
+# `ACCEPTS_DOMAIN=1 parse_common_flags "$@"`: then `--domain NAME` / `--domain=NAME` sets
+# DOMAIN (over the environment). Unknown flags are an error.
 parse_common_flags() {
-  local arg
-  for arg in "$@"; do
-    case "$arg" in
+  while (($# > 0)); do
+    case "$1" in
       --dry-run) DRY_RUN=1 ;;
       -h | --help)
         usage
         exit 0
         ;;
-      *) die "unknown argument: $arg (see --help)" ;;
+      --domain | --domain=*)
+        [[ "${ACCEPTS_DOMAIN:-0}" == "1" ]] || die "unknown argument: $1 (see --help)"
+        if [[ "$1" == --domain=* ]]; then
+          DOMAIN="${1#--domain=}"
+        else
+          (($# > 1)) || die "--domain needs a value, e.g. --domain chat.example.com"
+          DOMAIN="$2"
+          shift
+        fi
+        [[ -n "$DOMAIN" ]] || die "--domain needs a value, e.g. --domain chat.example.com"
+        ;;
+      *) die "unknown argument: $1 (see --help)" ;;
     esac
+    shift
   done
+}
+
+# Check DOMAIN (when set) and normalise it to lower case: one DNS name that a Google-managed
+# certificate can cover: labels of letters, digits and inner hyphens, a top-level label that
+# starts with a letter (so no IP address), no wildcard, scheme, port, path or trailing dot,
+# at most 63 characters (the ManagedCertificate limit).
+validate_domain() {
+  [[ -n "${DOMAIN:-}" ]] || return 0
+  local label='[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
+  local tld='[a-z]([-a-z0-9]{0,61}[a-z0-9])?'
+  local pattern="^(${label}[.])+${tld}\$" lower
+  lower="$(printf '%s' "$DOMAIN" | tr '[:upper:]' '[:lower:]')"
+  if [[ ! "$lower" =~ $pattern || ${#lower} -gt 63 ]]; then
+    die "DOMAIN is not a DNS name a managed certificate can cover: $(shell_quote "$DOMAIN")" \
+      "(expected e.g. chat.example.com: letters, digits, hyphens and dots, at most 63" \
+      "characters, no scheme, port, path or wildcard)"
+  fi
+  DOMAIN="$lower"
 }
