@@ -68,6 +68,31 @@ def test_conversation_survives_kill_and_restart(streamlit_app, page):
         restarted.stop()
 
 
+def test_graceful_shutdown_keeps_every_token_received(streamlit_app, page):
+    """SIGTERM (a rollout or a drained node) ends the answer like Stop: all of it is saved."""
+    with FakeOpenAI() as fake:
+        fake.set_script(Script(tokens=["Paris."]))
+        app = streamlit_app(LLM_URL=fake.url)
+        page.goto(app.url)
+        send(page, "What is the capital of France?")
+        expect(messages(page).nth(1)).to_contain_text("Paris.")
+        url = page.url
+        fake.set_script(Script(n_tokens=300, tokens_per_s=8))
+        send(page, "Tell me more")
+        expect(messages(page).nth(3)).to_contain_text("quick brown fox jumps", timeout=15_000)
+        page.wait_for_timeout(1000)
+        visible = answer_words(page)
+        app.stop()  # SIGTERM
+
+        restarted = streamlit_app(port=app.port, LLM_URL=fake.url)
+        page.goto(url)
+        expect(messages(page)).to_have_count(4, timeout=30_000)
+        expect(messages(page).nth(3)).to_contain_text("Stopped")
+        saved = answer_words(page)
+        assert saved[: len(visible)] == visible, (visible, saved)
+        restarted.stop()
+
+
 def test_export_downloads_markdown_and_json(streamlit_app, page):
     import json
 
