@@ -9,7 +9,7 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$SCRIPT_DIR/lib/common.sh"
 
 usage() {
@@ -39,21 +39,11 @@ Environment (defaults in brackets):
 USAGE
 }
 
-DOMAIN="${DOMAIN:-}"
 ACCEPTS_DOMAIN=1 parse_common_flags "$@"
-validate_domain
-
-PROJECT_ID="${PROJECT_ID:-}"
-[[ -n "$PROJECT_ID" ]] || die "PROJECT_ID is required (see --help)"
-REGION="${REGION:-us-central1}"
-CLUSTER_NAME="${CLUSTER_NAME:-vllm-cluster}"
-NAMESPACE="${NAMESPACE:-vllm}"
+# PROJECT_ID, REGION, CLUSTER_NAME, NAMESPACE, GPU_POOL, STATIC_IP_NAME, AR_REPO, ADMIN_GSA
+gke_defaults
 OVERLAY="${OVERLAY:-l4}"
-AR_REPO="${AR_REPO:-llm-console}"
 IMAGE="${IMAGE:-${REGION}-docker.pkg.dev/${PROJECT_ID}/${AR_REPO}/webapp:latest}"
-GPU_POOL="${GPU_POOL:-gpu-pool}"
-ADMIN_GSA="${ADMIN_GSA:-llm-console-admin}"
-STATIC_IP_NAME="${STATIC_IP_NAME:-llm-chat-ip}"
 ADMIN_EMAILS="${ADMIN_EMAILS:-}"
 IAP_AUDIENCE="${IAP_AUDIENCE:-}"
 WAIT_FOR_VLLM="${WAIT_FOR_VLLM:-0}"

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$SCRIPT_DIR/lib/common.sh"
 
 usage() {
@@ -38,23 +38,13 @@ Environment (defaults in brackets):
 USAGE
 }
 
-DOMAIN="${DOMAIN:-}"
 ACCEPTS_DOMAIN=1 parse_common_flags "$@"
-validate_domain
-
-PROJECT_ID="${PROJECT_ID:-}"
-[[ -n "$PROJECT_ID" ]] || die "PROJECT_ID is required (see --help)"
-REGION="${REGION:-us-central1}"
+# PROJECT_ID, REGION, CLUSTER_NAME, NAMESPACE, GPU_POOL, STATIC_IP_NAME, AR_REPO, ADMIN_GSA
+gke_defaults
 ZONES="${ZONES:-${REGION}-a}"
-CLUSTER_NAME="${CLUSTER_NAME:-vllm-cluster}"
-NAMESPACE="${NAMESPACE:-vllm}"
 GPU_TYPE="${GPU_TYPE:-nvidia-l4}"
 GPU_COUNT="${GPU_COUNT:-1}"
-GPU_POOL="${GPU_POOL:-gpu-pool}"
 GPU_POOL_MAX_NODES="${GPU_POOL_MAX_NODES:-2}"
-STATIC_IP_NAME="${STATIC_IP_NAME:-llm-chat-ip}"
-AR_REPO="${AR_REPO:-llm-console}"
-ADMIN_GSA="${ADMIN_GSA:-llm-console-admin}"
 ADMIN_ROLE_ID="${ADMIN_ROLE_ID:-llmConsoleGpuPoolOperator}"
 ADMIN_KSA="webapp-admin"
 
@@ -99,42 +89,36 @@ run gcloud services enable \
   --project="$PROJECT_ID"
 
 log "GKE cluster $CLUSTER_NAME in $REGION (nodes in $ZONES)"
-if exists gcloud container clusters describe "$CLUSTER_NAME" \
-  --location="$REGION" --project="$PROJECT_ID"; then
-  log "cluster exists: left as it is"
-else
-  # A small CPU pool runs the web apps and system pods; GPUs live in their own pool.
-  run gcloud container clusters create "$CLUSTER_NAME" \
-    --project="$PROJECT_ID" --location="$REGION" --node-locations="$ZONES" \
-    --release-channel=regular \
-    --workload-pool="${PROJECT_ID}.svc.id.goog" \
-    --enable-dataplane-v2 --enable-ip-alias --addons=HttpLoadBalancing \
-    --machine-type=e2-standard-4 --num-nodes=1 \
-    --enable-shielded-nodes --shielded-secure-boot --workload-metadata=GKE_METADATA
-fi
+# A small CPU pool runs the web apps and system pods; GPUs live in their own pool.
+ensure "cluster exists: left as it is" \
+  gcloud container clusters describe "$CLUSTER_NAME" \
+  --location="$REGION" --project="$PROJECT_ID" -- \
+  gcloud container clusters create "$CLUSTER_NAME" \
+  --project="$PROJECT_ID" --location="$REGION" --node-locations="$ZONES" \
+  --release-channel=regular \
+  --workload-pool="${PROJECT_ID}.svc.id.goog" \
+  --enable-dataplane-v2 --enable-ip-alias --addons=HttpLoadBalancing \
+  --machine-type=e2-standard-4 --num-nodes=1 \
+  --enable-shielded-nodes --shielded-secure-boot --workload-metadata=GKE_METADATA
 
 log "spot GPU node pool $GPU_POOL: $GPU_COUNT x $GPU_TYPE on $MACHINE_TYPE, 0..$GPU_POOL_MAX_NODES nodes"
-if exists gcloud container node-pools describe "$GPU_POOL" --cluster="$CLUSTER_NAME" \
-  --location="$REGION" --project="$PROJECT_ID"; then
-  log "node pool exists: left as it is"
-else
-  # Autoscaling from 0: no GPU is paid for while no vLLM pod asks for one. GKE installs the
-  # NVIDIA driver (gpu-driver-version) and taints the nodes nvidia.com/gpu=present:NoSchedule.
-  run gcloud container node-pools create "$GPU_POOL" \
-    --project="$PROJECT_ID" --cluster="$CLUSTER_NAME" --location="$REGION" \
-    --node-locations="$ZONES" --machine-type="$MACHINE_TYPE" \
-    --accelerator="type=${GPU_TYPE},count=${GPU_COUNT},gpu-driver-version=latest" \
-    --spot --num-nodes=0 \
-    --enable-autoscaling --total-min-nodes=0 --total-max-nodes="$GPU_POOL_MAX_NODES" \
-    --disk-size=200 --workload-metadata=GKE_METADATA --shielded-secure-boot
-fi
+# Autoscaling from 0: no GPU is paid for while no vLLM pod asks for one. GKE installs the
+# NVIDIA driver (gpu-driver-version) and taints the nodes nvidia.com/gpu=present:NoSchedule.
+ensure "node pool exists: left as it is" \
+  gcloud container node-pools describe "$GPU_POOL" --cluster="$CLUSTER_NAME" \
+  --location="$REGION" --project="$PROJECT_ID" -- \
+  gcloud container node-pools create "$GPU_POOL" \
+  --project="$PROJECT_ID" --cluster="$CLUSTER_NAME" --location="$REGION" \
+  --node-locations="$ZONES" --machine-type="$MACHINE_TYPE" \
+  --accelerator="type=${GPU_TYPE},count=${GPU_COUNT},gpu-driver-version=latest" \
+  --spot --num-nodes=0 \
+  --enable-autoscaling --total-min-nodes=0 --total-max-nodes="$GPU_POOL_MAX_NODES" \
+  --disk-size=200 --workload-metadata=GKE_METADATA --shielded-secure-boot
 
 log "static IP $STATIC_IP_NAME"
-if exists gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID"; then
-  log "address exists"
-else
-  run gcloud compute addresses create "$STATIC_IP_NAME" --global --project="$PROJECT_ID"
-fi
+ensure "address exists" \
+  gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" -- \
+  gcloud compute addresses create "$STATIC_IP_NAME" --global --project="$PROJECT_ID"
 if [[ -n "$DOMAIN" ]]; then
   # The managed certificate is only issued once DOMAIN resolves to the load balancer: creating
   # the DNS record now gives it time to propagate before deploy.sh asks for the certificate.
@@ -144,14 +128,12 @@ if [[ -n "$DOMAIN" ]]; then
 fi
 
 log "Artifact Registry repository $AR_REPO"
-if exists gcloud artifacts repositories describe "$AR_REPO" \
-  --location="$REGION" --project="$PROJECT_ID"; then
-  log "repository exists"
-else
-  run gcloud artifacts repositories create "$AR_REPO" --repository-format=docker \
-    --location="$REGION" --project="$PROJECT_ID" \
-    --description="llm-console web app images"
-fi
+ensure "repository exists" \
+  gcloud artifacts repositories describe "$AR_REPO" \
+  --location="$REGION" --project="$PROJECT_ID" -- \
+  gcloud artifacts repositories create "$AR_REPO" --repository-format=docker \
+  --location="$REGION" --project="$PROJECT_ID" \
+  --description="llm-console web app images"
 
 log "IAM: custom role $ADMIN_ROLE_ID and service account $ADMIN_GSA_EMAIL"
 if exists gcloud iam roles describe "$ADMIN_ROLE_ID" --project="$PROJECT_ID"; then
@@ -164,12 +146,10 @@ else
     --description="Read the GKE cluster, resize its GPU node pool, follow operations" \
     --permissions="$ADMIN_PERMISSIONS" --stage=GA
 fi
-if exists gcloud iam service-accounts describe "$ADMIN_GSA_EMAIL" --project="$PROJECT_ID"; then
-  log "service account exists"
-else
-  run gcloud iam service-accounts create "$ADMIN_GSA" --project="$PROJECT_ID" \
-    --display-name="LLM console admin page"
-fi
+ensure "service account exists" \
+  gcloud iam service-accounts describe "$ADMIN_GSA_EMAIL" --project="$PROJECT_ID" -- \
+  gcloud iam service-accounts create "$ADMIN_GSA" --project="$PROJECT_ID" \
+  --display-name="LLM console admin page"
 run gcloud projects add-iam-policy-binding "$PROJECT_ID" \
   --member="serviceAccount:${ADMIN_GSA_EMAIL}" \
   --role="projects/${PROJECT_ID}/roles/${ADMIN_ROLE_ID}" --condition=None --quiet

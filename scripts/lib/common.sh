@@ -57,6 +57,26 @@ exists() {
   "$@" >/dev/null 2>&1
 }
 
+# Create a resource unless it exists: `ensure MESSAGE DESCRIBE_CMD... -- CREATE_CMD...` runs
+# the describe command (through `exists`) and logs MESSAGE when it succeeds, else runs the
+# create command (through `run`).
+ensure() {
+  local present="$1"
+  local describe=()
+  shift
+  while (($# > 0)) && [[ "$1" != "--" ]]; do
+    describe+=("$1")
+    shift
+  done
+  (($# > 1)) || die "ensure: no create command after --"
+  shift
+  if exists "${describe[@]}"; then
+    log "$present"
+  else
+    run "$@"
+  fi
+}
+
 # Fail early when a tool is missing (skipped with --dry-run: nothing will run).
 require_tools() {
   local tool
@@ -67,9 +87,11 @@ require_tools() {
 }
 
 # Parse the flags common to all scripts; sets DRY_RUN. Scripts that can set up HTTPS call
-# `ACCEPTS_DOMAIN=1 parse_common_flags "$@"`: then `--domain NAME` / `--domain=NAME` sets
-# DOMAIN (over the environment). Unknown flags are an error.
+# `ACCEPTS_DOMAIN=1 parse_common_flags "$@"`: then DOMAIN comes from the environment or
+# `--domain NAME` / `--domain=NAME` (the flag wins), checked by validate_domain. Unknown
+# flags are an error.
 parse_common_flags() {
+  [[ "${ACCEPTS_DOMAIN:-0}" == "1" ]] && DOMAIN="${DOMAIN:-}"
   while (($# > 0)); do
     case "$1" in
       --dry-run) DRY_RUN=1 ;;
@@ -92,6 +114,8 @@ parse_common_flags() {
     esac
     shift
   done
+  [[ "${ACCEPTS_DOMAIN:-0}" == "1" ]] && validate_domain
+  return 0
 }
 
 # Check DOMAIN (when set) and normalise it to lower case: one DNS name that a Google-managed
@@ -110,4 +134,18 @@ validate_domain() {
       "characters, no scheme, port, path or wildcard)"
   fi
   DOMAIN="$lower"
+}
+
+# The settings deploy.sh and setup_gke.sh share (they must agree on the names): PROJECT_ID
+# (required) and the defaults of the GCP and Kubernetes names both scripts use.
+gke_defaults() {
+  PROJECT_ID="${PROJECT_ID:-}"
+  [[ -n "$PROJECT_ID" ]] || die "PROJECT_ID is required (see --help)"
+  REGION="${REGION:-us-central1}"
+  CLUSTER_NAME="${CLUSTER_NAME:-vllm-cluster}"
+  NAMESPACE="${NAMESPACE:-vllm}"
+  GPU_POOL="${GPU_POOL:-gpu-pool}"
+  STATIC_IP_NAME="${STATIC_IP_NAME:-llm-chat-ip}"
+  AR_REPO="${AR_REPO:-llm-console}"
+  ADMIN_GSA="${ADMIN_GSA:-llm-console-admin}"
 }

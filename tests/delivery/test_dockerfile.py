@@ -3,7 +3,6 @@ run for real in a clean virtual environment (the image would start: /_stcore/hea
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.delivery import dockerfile
-from tests.delivery.helpers import ROOT, tool
+from tests.delivery.helpers import ROOT, checkov, failed_checks, tool
 
 pytestmark = pytest.mark.delivery
 
@@ -49,27 +48,9 @@ def test_hadolint_flags_a_bad_dockerfile(tmp_path):
 
 
 def test_checkov_dockerfile_is_clean():
-    out = subprocess.run(
-        [
-            tool("checkov"),
-            "--file",
-            str(DOCKERFILE),
-            "--framework",
-            "dockerfile",
-            "--skip-download",
-            "--output",
-            "json",
-            "--compact",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    report = json.loads(out.stdout)
-    report = report[0] if isinstance(report, list) else report
+    report = checkov(DOCKERFILE, "dockerfile")
     assert report["summary"]["passed"] > 10
-    failed = report.get("results", {}).get("failed_checks", [])
+    failed = failed_checks(report)
     assert not failed, [(f["check_id"], f["check_name"]) for f in failed]
 
 

@@ -7,15 +7,30 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.delivery import test_manifests as manifests
-from tests.delivery import test_scripts as scripts
-from tests.delivery.helpers import K8S, OVERLAYS, ROOT, find, render, tool
+from tests.delivery.helpers import (
+    CHECKOV_SKIPS,
+    K8S,
+    K8S_VERSIONS,
+    NO_SCHEMA_KINDS,
+    OVERLAYS,
+    ROOT,
+    assert_schemas_valid,
+    calls,
+    checkov,
+    deploy_dry_run,
+    dump,
+    failed_checks,
+    find,
+    printed_commands,
+    recording_tools,
+    render,
+    run_script,
+)
 
 pytestmark = pytest.mark.delivery
 
@@ -118,33 +133,20 @@ def test_without_the_component_there_is_no_https(rendered, overlay):
     assert not [k for k in annotations if k.startswith("networking.gke.io/")]
 
 
-@pytest.mark.parametrize("version", manifests.K8S_VERSIONS)
+@pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_https_overlay_validates_against_kubernetes_schemas(rendered_https, tmp_path, version):
-    objs = rendered_https["l4"]
-    path = tmp_path / "l4-https.yaml"
-    path.write_text(yaml.safe_dump_all(objs, sort_keys=False))
-    out = subprocess.run(
-        [tool("kubernetes-validate"), "--strict", "-k", version, str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    passed = set(re.findall(r"passed for resource (\S+)", out.stdout + out.stderr))
     # GKE custom resources have no schema: their fields are asserted above.
-    no_schema = manifests.NO_SCHEMA_KINDS | HTTPS_KINDS
-    expected = {
-        f"{o['kind'].lower()}/{o['metadata']['name']}" for o in objs if o["kind"] not in no_schema
-    }
-    assert "ingress/webapp" in expected
-    assert expected <= passed, f"not validated: {sorted(expected - passed)}"
+    no_schema = NO_SCHEMA_KINDS | HTTPS_KINDS
+    validated = assert_schemas_valid(
+        rendered_https["l4"], tmp_path / "l4-https.yaml", version, no_schema
+    )
+    assert "ingress/webapp" in validated
 
 
 def test_https_overlay_passes_checkov(rendered_https, tmp_path):
-    path = tmp_path / "l4-https.yaml"
-    path.write_text(yaml.safe_dump_all(rendered_https["l4"], sort_keys=False))
-    report = manifests._checkov(path, "kubernetes")
-    failed = report.get("results", {}).get("failed_checks", [])
+    path = dump(rendered_https["l4"], tmp_path / "l4-https.yaml")
+    report = checkov(path, "kubernetes", CHECKOV_SKIPS)
+    failed = failed_checks(report)
     assert report["summary"]["passed"] > 100
     assert not failed, [(f["check_id"], f["resource"], f["check_name"]) for f in failed]
 
@@ -172,20 +174,6 @@ def test_readme_by_hand_overlay_replaces_the_placeholder(tmp_path):
 # --- deploy.sh / setup_gke.sh -------------------------------------------------------------
 
 
-@pytest.fixture
-def tripwire(tmp_path) -> Path:
-    """PATH dir whose gcloud/kubectl fail (exit 97) and record any call."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("gcloud", "kubectl"):
-        scripts._recorder(bin_dir, name, 97)
-    return bin_dir
-
-
-def _commands(stdout: str, prefixes: tuple[str, ...] = ("+ ",)) -> list[str]:
-    return [line[2:] for line in stdout.splitlines() if line.startswith(prefixes)]
-
-
 @pytest.mark.parametrize(
     ("args", "env_domain", "expected"),
     [
@@ -199,28 +187,12 @@ def _commands(stdout: str, prefixes: tuple[str, ...] = ("+ ",)) -> list[str]:
 )
 def test_deploy_dry_run_with_domain_renders_https(tripwire, tmp_path, args, env_domain, expected):
     overlay_dir = tmp_path / "generated"
-    env = {
-        "PROJECT_ID": "demo-proj",
-        "NAMESPACE": "chat-prod",
-        "OVERLAY": "t4",
-        "STATIC_IP_NAME": "prod-ip",
-        "OVERLAY_DIR": str(overlay_dir),
-    }
+    # With DEPLOY_ENV: PROJECT_ID demo-proj, NAMESPACE chat-prod, OVERLAY t4.
+    env = {"STATIC_IP_NAME": "prod-ip"}
     if env_domain:
         env["DOMAIN"] = env_domain
-    out = scripts._run("deploy.sh", ["--dry-run", *args], env, tripwire)
-    assert out.returncode == 0, out.stderr
-    assert scripts._calls(tripwire) == []
     # Same commands as without a domain: HTTPS is all in the applied kustomization.
-    assert _commands(out.stdout) == [
-        "gcloud container clusters get-credentials vllm-cluster --location=us-central1"
-        " --project=demo-proj",
-        f"kubectl apply -k {overlay_dir}",
-        "kubectl rollout status deployment/webapp-chat --namespace=chat-prod --timeout=10m",
-        "kubectl rollout status deployment/webapp-admin --namespace=chat-prod --timeout=10m",
-        "gcloud compute addresses describe prod-ip --global --project=demo-proj"
-        " '--format=value(address)'",
-    ]
+    out = deploy_dry_run(tripwire, overlay_dir, env, args)
 
     cert, frontend, ingress = _https_objects(render(overlay_dir))
     assert cert["spec"]["domains"] == [expected]
@@ -245,7 +217,7 @@ def test_deploy_dry_run_with_domain_renders_https(tripwire, tmp_path, args, env_
 def test_deploy_without_domain_stays_http(tripwire, tmp_path):
     overlay_dir = tmp_path / "generated"
     env = {"PROJECT_ID": "p", "OVERLAY_DIR": str(overlay_dir)}
-    out = scripts._run("deploy.sh", ["--dry-run"], env, tripwire)
+    out = run_script("deploy.sh", ["--dry-run"], env, tripwire)
     assert out.returncode == 0, out.stderr
     objs = render(overlay_dir)
     assert not [o for o in objs if o["kind"] in HTTPS_KINDS]
@@ -257,33 +229,30 @@ def test_deploy_without_domain_stays_http(tripwire, tmp_path):
 
 def test_deploy_with_domain_is_idempotent(tmp_path):
     """A real run (gcloud/kubectl succeed) twice: the same commands, the same kustomization."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("gcloud", "kubectl"):
-        scripts._recorder(bin_dir, name, 0)
+    bin_dir = recording_tools(tmp_path, 0)
     kustomizations = []
     for run in ("first", "second"):
         overlay_dir = tmp_path / run
         env = {"PROJECT_ID": "p", "DOMAIN": DOMAIN, "OVERLAY_DIR": str(overlay_dir)}
-        out = scripts._run("deploy.sh", [], env, bin_dir)
+        out = run_script("deploy.sh", [], env, bin_dir)
         assert out.returncode == 0, out.stderr
         kustomizations.append((overlay_dir / "kustomization.yaml").read_text())
-    calls = scripts._calls(bin_dir)
-    first, second = calls[: len(calls) // 2], calls[len(calls) // 2 :]
+    seen = calls(bin_dir)
+    first, second = seen[: len(seen) // 2], seen[len(seen) // 2 :]
     assert [c.replace("/first", "/X") for c in first] == [
         c.replace("/second", "/X") for c in second
     ]
-    assert not [c for c in calls if " create " in f"{c} " or " delete " in f"{c} "]
+    assert not [c for c in seen if " create " in f"{c} " or " delete " in f"{c} "]
     assert kustomizations[0] == kustomizations[1]
 
 
 def test_setup_dry_run_with_domain_prints_the_address_for_dns(tripwire):
-    out = scripts._run(
+    out = run_script(
         "setup_gke.sh", ["--dry-run", "--domain", DOMAIN], {"PROJECT_ID": "p"}, tripwire
     )
     assert out.returncode == 0, out.stderr
-    assert scripts._calls(tripwire) == []
-    cmds = _commands(out.stdout)
+    assert calls(tripwire) == []
+    cmds = printed_commands(out.stdout)
     create = cmds.index("gcloud compute addresses create llm-chat-ip --global --project=p")
     describe = cmds.index(
         "gcloud compute addresses describe llm-chat-ip --global --project=p"
@@ -295,22 +264,19 @@ def test_setup_dry_run_with_domain_prints_the_address_for_dns(tripwire):
 
 
 def test_setup_with_domain_is_idempotent_when_everything_exists(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("gcloud", "kubectl"):
-        scripts._recorder(bin_dir, name, 0)
-    out = scripts._run("setup_gke.sh", [], {"PROJECT_ID": "p", "DOMAIN": DOMAIN}, bin_dir)
+    bin_dir = recording_tools(tmp_path, 0)
+    out = run_script("setup_gke.sh", [], {"PROJECT_ID": "p", "DOMAIN": DOMAIN}, bin_dir)
     assert out.returncode == 0, out.stderr
-    calls = scripts._calls(bin_dir)
-    assert not [c for c in calls if " create " in f"{c} "], calls
-    assert "gcloud compute addresses describe llm-chat-ip --global --project=p" in "\n".join(calls)
+    seen = calls(bin_dir)
+    assert not [c for c in seen if " create " in f"{c} "], seen
+    assert "gcloud compute addresses describe llm-chat-ip --global --project=p" in "\n".join(seen)
 
 
 def test_setup_without_domain_prints_no_dns_step(tripwire):
-    out = scripts._run("setup_gke.sh", ["--dry-run"], {"PROJECT_ID": "p"}, tripwire)
+    out = run_script("setup_gke.sh", ["--dry-run"], {"PROJECT_ID": "p"}, tripwire)
     assert out.returncode == 0, out.stderr
     assert "A record" not in out.stderr
-    assert not [c for c in _commands(out.stdout) if "addresses describe" in c]
+    assert not [c for c in printed_commands(out.stdout) if "addresses describe" in c]
 
 
 LONGEST = "a" * 59 + ".com"  # 63 characters: the ManagedCertificate limit
@@ -345,18 +311,18 @@ def test_invalid_domain_is_refused(tripwire, tmp_path, script, domain, via):
         args += ["--domain", domain]
     else:
         env["DOMAIN"] = domain
-    out = scripts._run(script, args, env, tripwire)
+    out = run_script(script, args, env, tripwire)
     assert out.returncode != 0
     assert "DOMAIN is not a DNS name" in out.stderr
     assert "e.g. chat.example.com" in out.stderr  # says what is expected
-    assert scripts._calls(tripwire) == []
+    assert calls(tripwire) == []
     assert not (tmp_path / "g" / "kustomization.yaml").exists()
 
 
 @pytest.mark.parametrize("domain", ["x.io", "chat.example.com", "a-b.c-d.example.co.uk", LONGEST])
 def test_valid_domains_are_accepted(tripwire, tmp_path, domain):
     env = {"PROJECT_ID": "p", "DOMAIN": domain, "OVERLAY_DIR": str(tmp_path / "g")}
-    out = scripts._run("deploy.sh", ["--dry-run"], env, tripwire)
+    out = run_script("deploy.sh", ["--dry-run"], env, tripwire)
     assert out.returncode == 0, out.stderr
     cert = find(render(tmp_path / "g"), "ManagedCertificate", "webapp-cert")
     assert cert["spec"]["domains"] == [domain]
@@ -373,15 +339,15 @@ def test_valid_domains_are_accepted(tripwire, tmp_path, domain):
     ],
 )
 def test_domain_flag_misuse_is_refused(tripwire, script, args, message):
-    out = scripts._run(script, args, {"PROJECT_ID": "p", "HF_TOKEN": "x"}, tripwire)
+    out = run_script(script, args, {"PROJECT_ID": "p", "HF_TOKEN": "x"}, tripwire)
     assert out.returncode != 0
     assert message in out.stderr
-    assert scripts._calls(tripwire) == []
+    assert calls(tripwire) == []
 
 
 @pytest.mark.parametrize("script", ["deploy.sh", "setup_gke.sh"])
 def test_help_documents_domain(tripwire, script):
-    out = scripts._run(script, ["--help"], {}, tripwire)
+    out = run_script(script, ["--help"], {}, tripwire)
     assert out.returncode == 0
     assert "--domain NAME" in out.stdout
     assert re.search(r"^\s+DOMAIN\s", out.stdout, re.M)

@@ -5,44 +5,31 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.delivery.helpers import (
-    K8S,
+    CHECKOV_SKIPS,
+    K8S_VERSIONS,
     OVERLAY_GPUS,
     OVERLAYS,
     arg_map,
+    assert_schemas_valid,
+    checkov,
     container,
+    dump,
     env_of,
+    failed_checks,
     find,
     find_prefix,
+    kubernetes_validate,
     labels_match,
-    tool,
+    printed_commands,
+    run_script,
 )
 
 pytestmark = pytest.mark.delivery
-
-# GKE versions: the oldest still on the regular channel's support window and the newest schema.
-K8S_VERSIONS = ("1.33.0", "1.37.0")
-# GKE custom resources: kubernetes-validate has no schema for them; their fields are asserted
-# by the property tests below instead.
-NO_SCHEMA_KINDS = {"BackendConfig"}
-# checkov checks skipped for every object, each with its reason. Object-specific exceptions
-# live next to the object as `checkov.io/skipN: CHECK=reason` annotations.
-CHECKOV_SKIPS = {
-    # Tags are pinned (vLLM release, web app commit SHA); digests are resolved by the registry
-    # at deploy time (deploy.sh accepts IMAGE=...@sha256:...).
-    "CKV_K8S_43": "image digests",
-}
-
-
-def _dump(objs: list[dict], path: Path) -> Path:
-    path.write_text(yaml.safe_dump_all(objs, sort_keys=False))
-    return path
 
 
 # --- schema validation -------------------------------------------------------------------
@@ -51,22 +38,7 @@ def _dump(objs: list[dict], path: Path) -> Path:
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_validates_against_kubernetes_schemas(rendered, tmp_path, overlay, version):
-    objs = rendered[overlay]
-    path = _dump(objs, tmp_path / f"{overlay}.yaml")
-    out = subprocess.run(
-        [tool("kubernetes-validate"), "--strict", "-k", version, str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    passed = set(re.findall(r"passed for resource (\S+)", out.stdout + out.stderr))
-    expected = {
-        f"{o['kind'].lower()}/{o['metadata']['name']}"
-        for o in objs
-        if o["kind"] not in NO_SCHEMA_KINDS
-    }
-    assert expected <= passed, f"not validated: {sorted(expected - passed)}"
+    assert_schemas_valid(rendered[overlay], tmp_path / f"{overlay}.yaml", version)
 
 
 def test_schema_validation_rejects_a_misspelt_field(tmp_path):
@@ -83,47 +55,18 @@ def test_schema_validation_rejects_a_misspelt_field(tmp_path):
             },
         },
     }
-    path = _dump([bad], tmp_path / "bad.yaml")
-    out = subprocess.run(
-        [tool("kubernetes-validate"), "--strict", "-k", K8S_VERSIONS[0], str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = kubernetes_validate(dump([bad], tmp_path / "bad.yaml"), K8S_VERSIONS[0])
     assert out.returncode != 0
 
 
 # --- checkov ------------------------------------------------------------------------------
 
 
-def _checkov(path: Path, framework: str) -> dict:
-    out = subprocess.run(
-        [
-            tool("checkov"),
-            "--file",
-            str(path),
-            "--framework",
-            framework,
-            "--skip-check",
-            ",".join(CHECKOV_SKIPS),
-            "--skip-download",
-            "--output",
-            "json",
-            "--compact",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    report = json.loads(out.stdout)
-    return report[0] if isinstance(report, list) else report
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_passes_checkov(rendered, tmp_path, overlay):
-    report = _checkov(_dump(rendered[overlay], tmp_path / f"{overlay}.yaml"), "kubernetes")
-    failed = report.get("results", {}).get("failed_checks", [])
+    path = dump(rendered[overlay], tmp_path / f"{overlay}.yaml")
+    report = checkov(path, "kubernetes", CHECKOV_SKIPS)
+    failed = failed_checks(report)
     assert report["summary"]["resource_count"] >= len(rendered[overlay]) - 1
     assert report["summary"]["passed"] > 100
     assert not failed, [(f["check_id"], f["resource"], f["check_name"]) for f in failed]
@@ -148,7 +91,7 @@ def test_checkov_finds_a_root_container(tmp_path):
             "containers": [{"name": "x", "image": "x:1", "securityContext": {"privileged": True}}]
         },
     }
-    report = _checkov(_dump([pod], tmp_path / "bad.yaml"), "kubernetes")
+    report = checkov(dump([pod], tmp_path / "bad.yaml"), "kubernetes", CHECKOV_SKIPS)
     assert report["summary"]["failed"] > 0
 
 
@@ -432,12 +375,16 @@ def test_ingress_backends_have_websocket_timeout_affinity_and_health_checks(rend
         assert bc.get("iap", {}).get("enabled", False) is (svc_name == "webapp-admin")
 
 
-def test_static_ip_name_matches_setup_script(rendered):
-    setup = (K8S.parent / "scripts" / "setup_gke.sh").read_text()
+def test_static_ip_name_matches_setup_script(rendered, tripwire):
+    """setup_gke.sh creates, by default, the address the Ingress asks for."""
     ip_name = find(rendered["l4"], "Ingress", "webapp")["metadata"]["annotations"][
         "kubernetes.io/ingress.global-static-ip-name"
     ]
-    assert f'STATIC_IP_NAME="${{STATIC_IP_NAME:-{ip_name}}}"' in setup
+    out = run_script("setup_gke.sh", ["--dry-run"], {"PROJECT_ID": "p"}, tripwire)
+    assert out.returncode == 0, out.stderr
+    assert f"gcloud compute addresses create {ip_name} --global --project=p" in (
+        printed_commands(out.stdout)
+    )
 
 
 def test_only_webapp_config_is_generated(rendered):

@@ -12,52 +12,26 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.delivery.helpers import ROOT, find, render, system_tool
+from tests.delivery.helpers import (
+    SCRIPTS,
+    calls,
+    deploy_dry_run,
+    find,
+    printed_commands,
+    recorder,
+    recording_tools,
+    render,
+    run_script,
+    system_tool,
+)
 
 pytestmark = pytest.mark.delivery
 
-SCRIPTS = ROOT / "scripts"
 # Every shell script in scripts/ is shellchecked; the set-up scripts (this issue's) also
 # share the strict mode and the --dry-run/--help flags.
 SHELL_SCRIPTS = sorted([*SCRIPTS.glob("*.sh"), *SCRIPTS.glob("lib/*.sh")])
 SETUP_SCRIPTS = [SCRIPTS / n for n in ("setup_gke.sh", "create_hf_secret.sh", "deploy.sh")]
 TOKEN = "hf_TestTokenThatMustNeverBePrinted1234"
-
-
-def _recorder(bin_dir: Path, name: str, exit_code: int) -> None:
-    """A stand-in for gcloud/kubectl that records its arguments and exits with exit_code."""
-    script = bin_dir / name
-    script.write_text(
-        f'#!/bin/bash\nprintf "%s\\n" "{name} $*" >> "{bin_dir}/calls.log"\nexit {exit_code}\n'
-    )
-    script.chmod(0o755)
-
-
-def _run(script: str, args: list[str], env: dict, bin_dir: Path, stdin: str = ""):
-    full_env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(bin_dir), **env}
-    return subprocess.run(
-        ["bash", str(SCRIPTS / script), *args],
-        env=full_env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
-def _calls(bin_dir: Path) -> list[str]:
-    log = bin_dir / "calls.log"
-    return log.read_text().splitlines() if log.exists() else []
-
-
-@pytest.fixture
-def tripwire(tmp_path) -> Path:
-    """PATH dir whose gcloud/kubectl fail (exit 97) and record any call."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("gcloud", "kubectl"):
-        _recorder(bin_dir, name, 97)
-    return bin_dir
 
 
 @pytest.mark.parametrize("path", SHELL_SCRIPTS, ids=lambda p: p.name)
@@ -90,10 +64,10 @@ def test_shellcheck_really_checks(tmp_path):
 
 
 def test_setup_dry_run_prints_everything_and_runs_nothing(tripwire):
-    out = _run("setup_gke.sh", ["--dry-run"], {"PROJECT_ID": "demo-proj"}, tripwire)
+    out = run_script("setup_gke.sh", ["--dry-run"], {"PROJECT_ID": "demo-proj"}, tripwire)
     assert out.returncode == 0, out.stderr
-    assert _calls(tripwire) == []
-    cmds = [line[2:] for line in out.stdout.splitlines() if line.startswith(("+ ", "? "))]
+    assert calls(tripwire) == []
+    cmds = printed_commands(out.stdout, ("+ ", "? "))
     text = "\n".join(cmds)
     assert all(c.startswith(("gcloud ", "kubectl ")) for c in cmds)
     assert "gcloud services enable container.googleapis.com" in text
@@ -141,7 +115,7 @@ def test_setup_dry_run_prints_everything_and_runs_nothing(tripwire):
 )
 def test_setup_machine_type_follows_gpu(tripwire, gpu, count, machine):
     env = {"PROJECT_ID": "p", "GPU_TYPE": gpu, "GPU_COUNT": count, "ZONES": "europe-west4-a"}
-    out = _run("setup_gke.sh", ["--dry-run"], env, tripwire)
+    out = run_script("setup_gke.sh", ["--dry-run"], env, tripwire)
     assert out.returncode == 0, out.stderr
     assert f"--machine-type={machine}" in out.stdout
     assert f"--accelerator=type={gpu},count={count}," in out.stdout
@@ -157,24 +131,21 @@ def test_setup_machine_type_follows_gpu(tripwire, gpu, count, machine):
     ],
 )
 def test_setup_refuses_bad_input(tripwire, env, args, message):
-    out = _run("setup_gke.sh", args, env, tripwire)
+    out = run_script("setup_gke.sh", args, env, tripwire)
     assert out.returncode != 0
     assert message in out.stderr
-    assert _calls(tripwire) == []
+    assert calls(tripwire) == []
 
 
 def test_setup_is_idempotent_when_everything_exists(tmp_path):
     """Every describe succeeds: nothing is created, the role is only brought up to date."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("gcloud", "kubectl"):
-        _recorder(bin_dir, name, 0)
-    out = _run("setup_gke.sh", [], {"PROJECT_ID": "p"}, bin_dir)
+    bin_dir = recording_tools(tmp_path, 0)
+    out = run_script("setup_gke.sh", [], {"PROJECT_ID": "p"}, bin_dir)
     assert out.returncode == 0, out.stderr
-    calls = _calls(bin_dir)
-    assert calls
-    assert not [c for c in calls if " create " in f"{c} "], calls
-    assert any(c.startswith("gcloud iam roles update") for c in calls)
+    seen = calls(bin_dir)
+    assert seen
+    assert not [c for c in seen if " create " in f"{c} "], seen
+    assert any(c.startswith("gcloud iam roles update") for c in seen)
 
 
 def test_setup_creates_what_is_missing(tmp_path):
@@ -187,10 +158,10 @@ def test_setup_creates_what_is_missing(tmp_path):
         'for a in "$@"; do [ "$a" = describe ] && exit 1; done\nexit 0\n'
     )
     (bin_dir / "gcloud").chmod(0o755)
-    _recorder(bin_dir, "kubectl", 0)
-    out = _run("setup_gke.sh", [], {"PROJECT_ID": "p"}, bin_dir)
+    recorder(bin_dir, "kubectl", 0)
+    out = run_script("setup_gke.sh", [], {"PROJECT_ID": "p"}, bin_dir)
     assert out.returncode == 0, out.stderr
-    creates = [c.split(" --")[0] for c in _calls(bin_dir) if " create " in c]
+    creates = [c.split(" --")[0] for c in calls(bin_dir) if " create " in c]
     assert creates == [
         "gcloud container clusters create vllm-cluster",
         "gcloud container node-pools create gpu-pool",
@@ -205,9 +176,9 @@ def test_setup_creates_what_is_missing(tmp_path):
 
 
 def test_hf_secret_dry_run_never_shows_the_token(tripwire):
-    out = _run("create_hf_secret.sh", ["--dry-run"], {"HF_TOKEN": TOKEN}, tripwire)
+    out = run_script("create_hf_secret.sh", ["--dry-run"], {"HF_TOKEN": TOKEN}, tripwire)
     assert out.returncode == 0, out.stderr
-    assert _calls(tripwire) == []
+    assert calls(tripwire) == []
     assert TOKEN not in out.stdout + out.stderr
     assert "kubectl create secret generic huggingface --namespace=vllm" in out.stdout
     assert "--from-file=HF_TOKEN=/dev/stdin --dry-run=client -o yaml" in out.stdout
@@ -215,7 +186,7 @@ def test_hf_secret_dry_run_never_shows_the_token(tripwire):
 
 
 def test_hf_secret_without_token_fails(tripwire):
-    out = _run("create_hf_secret.sh", ["--dry-run"], {}, tripwire, stdin="")
+    out = run_script("create_hf_secret.sh", ["--dry-run"], {}, tripwire, stdin="")
     assert out.returncode != 0
     assert "no token" in out.stderr
 
@@ -235,7 +206,7 @@ def kubectl_client_side(tmp_path) -> Path:
         f'KUBECONFIG=/dev/null exec "{real}" "$@"\n'
     )
     (bin_dir / "kubectl").chmod(0o755)
-    _recorder(bin_dir, "gcloud", 97)
+    recorder(bin_dir, "gcloud", 97)
     return bin_dir
 
 
@@ -244,12 +215,12 @@ def test_hf_secret_is_applied_without_the_token_on_any_command_line(kubectl_clie
     bin_dir = kubectl_client_side
     env = {"HF_TOKEN": TOKEN, "NAMESPACE": "models"} if via == "env" else {"NAMESPACE": "models"}
     stdin = "" if via == "env" else TOKEN + "\n"
-    out = _run("create_hf_secret.sh", [], env, bin_dir, stdin=stdin)
+    out = run_script("create_hf_secret.sh", [], env, bin_dir, stdin=stdin)
     assert out.returncode == 0, out.stderr
     assert TOKEN not in out.stdout + out.stderr
-    calls = _calls(bin_dir)
-    assert not [c for c in calls if c.startswith("gcloud")]
-    assert all(TOKEN not in c for c in calls)
+    seen = calls(bin_dir)
+    assert not [c for c in seen if c.startswith("gcloud")]
+    assert all(TOKEN not in c for c in seen)
     applied = [yaml.safe_load(p.read_text()) for p in sorted(bin_dir.glob("applied-*.yaml"))]
     namespace, secret = applied
     assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "models"
@@ -265,27 +236,12 @@ def test_hf_secret_is_applied_without_the_token_on_any_command_line(kubectl_clie
 
 def test_deploy_dry_run_prints_commands_and_a_renderable_overlay(tripwire, tmp_path):
     overlay_dir = tmp_path / "generated"
+    # With DEPLOY_ENV: PROJECT_ID demo-proj, NAMESPACE chat-prod, OVERLAY t4.
     env = {
-        "PROJECT_ID": "demo-proj",
-        "NAMESPACE": "chat-prod",
-        "OVERLAY": "t4",
         "IMAGE": "europe-docker.pkg.dev/demo-proj/llm/webapp:abc1234",
         "ADMIN_EMAILS": "ops@example.com,lead@example.com",
-        "OVERLAY_DIR": str(overlay_dir),
     }
-    out = _run("deploy.sh", ["--dry-run"], env, tripwire)
-    assert out.returncode == 0, out.stderr
-    assert _calls(tripwire) == []
-    cmds = [line[2:] for line in out.stdout.splitlines() if line.startswith("+ ")]
-    assert cmds == [
-        "gcloud container clusters get-credentials vllm-cluster --location=us-central1"
-        " --project=demo-proj",
-        f"kubectl apply -k {overlay_dir}",
-        "kubectl rollout status deployment/webapp-chat --namespace=chat-prod --timeout=10m",
-        "kubectl rollout status deployment/webapp-admin --namespace=chat-prod --timeout=10m",
-        "gcloud compute addresses describe llm-chat-ip --global --project=demo-proj"
-        " '--format=value(address)'",
-    ]
+    deploy_dry_run(tripwire, overlay_dir, env)
 
     objs = render(overlay_dir)
     for name in ("webapp-chat", "webapp-admin"):
@@ -319,7 +275,7 @@ def test_deploy_dry_run_prints_commands_and_a_renderable_overlay(tripwire, tmp_p
 def test_deploy_accepts_a_digest(tripwire, tmp_path):
     image = "europe-docker.pkg.dev/p/llm/webapp@sha256:" + "a" * 64
     env = {"PROJECT_ID": "p", "IMAGE": image, "OVERLAY_DIR": str(tmp_path / "g")}
-    out = _run("deploy.sh", ["--dry-run"], env, tripwire)
+    out = run_script("deploy.sh", ["--dry-run"], env, tripwire)
     assert out.returncode == 0, out.stderr
     d = find(render(tmp_path / "g"), "Deployment", "webapp-chat")
     assert d["spec"]["template"]["spec"]["containers"][0]["image"] == image
@@ -334,7 +290,7 @@ def test_deploy_accepts_a_digest(tripwire, tmp_path):
     ],
 )
 def test_deploy_refuses_bad_input(tripwire, env, message):
-    out = _run("deploy.sh", ["--dry-run"], env, tripwire)
+    out = run_script("deploy.sh", ["--dry-run"], env, tripwire)
     assert out.returncode != 0
     assert message in out.stderr
 
