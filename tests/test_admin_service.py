@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.conftest import LLAMA, NS, seed_vllm
-from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
+from tests.admin_world import fake_gke, gke_settings
+from tests.cluster.conftest import FAST, LLAMA, NS, seed_vllm
 from tests.fakes.k8s_server import FakeCluster
 from webapp import admin_service as svc
 from webapp.audit import AuditLog
@@ -13,13 +13,10 @@ from webapp.catalog import load_catalog
 from webapp.cluster.errors import Forbidden, SwitchInProgress
 from webapp.cluster.k8s import connect
 from webapp.cluster.node_pools import NodePools, OperationInProgress
-from webapp.cluster.switch import SwitchOptions, SwitchResult
-from webapp.settings import Settings
+from webapp.cluster.switch import SwitchResult
 from webapp.sizing import SizingError, Verdict
 
-FAST = SwitchOptions(poll_s=0.03, probe_attempts=3, lock_duration_s=60)
 CATALOG = load_catalog()
-PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
 
 
 @pytest.mark.parametrize(
@@ -105,6 +102,7 @@ def test_failing_switch_is_rolled_back(fake, audit):
 
 
 def test_second_switch_refused_in_process_and_across_processes(fake, audit):
+    fake.slow_factor = 2000  # loads for minutes: the cancel always lands first
     fake.inject_fault(kind="slow", model="mistralai/Mistral-7B-v0.1")
     reg = svc.JobRegistry()
     job = _start(reg, fake, _spec(), audit)
@@ -165,18 +163,12 @@ def test_strategy_options_and_status(fake):
 
 @pytest.fixture
 def gke():
-    fake = FakeGke()
-    fake.add_cluster(PROJECT, LOCATION, CLUSTER, default_pool(), gpu_pool())
-    with FakeGkeServer(fake) as server:
+    with fake_gke() as server:
         yield server
 
 
 def _pools(gke):
-    s = Settings(
-        gke_project=PROJECT, gke_location=LOCATION, gke_cluster=CLUSTER,
-        gke_api_endpoint=gke.endpoint,
-    )  # fmt: skip
-    return NodePools.from_settings(s, poll_interval_s=0.01)
+    return NodePools.from_settings(gke_settings(gke), poll_interval_s=0.01)
 
 
 def test_node_pool_resize_followed_to_done(gke, audit, fake):

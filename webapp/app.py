@@ -8,35 +8,17 @@ import streamlit as st
 # `streamlit run webapp/app.py` puts webapp/ on sys.path, not the repo root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webapp.auth import (  # noqa: E402
-    AuthError,
-    admin_access_mode,
-    certs_fetcher_for,
-    identify_admin,
-)
+from webapp.auth import AuthError  # noqa: E402
 from webapp.settings import get_settings  # noqa: E402
+from webapp.views.access import access_mode, identify  # noqa: E402
 
 settings = get_settings()
 st.set_page_config(page_title=settings.app_title, page_icon="💬", layout="wide")
 
 
-def _oidc_configured() -> bool:
-    try:
-        return "auth" in st.secrets
-    except Exception:  # noqa: BLE001 - no secrets.toml at all
-        return False
-
-
 def _is_admin() -> bool:
-    mode = admin_access_mode(settings, _oidc_configured())
     try:
-        identify_admin(
-            settings,
-            mode,
-            user=st.user.to_dict() if mode == "oidc" else None,
-            headers=dict(st.context.headers or {}) if mode == "iap" else None,
-            certs_fetcher=certs_fetcher_for(settings) if mode == "iap" else None,
-        )
+        identify(settings, access_mode(settings))
         return True
     except AuthError:
         return False

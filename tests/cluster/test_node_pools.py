@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
+from tests.admin_world import CLUSTER, LOCATION, PROJECT, fake_gke, gke_settings
 from webapp.cluster.node_pools import (
     ClusterRef,
     GkeForbidden,
@@ -21,28 +21,19 @@ from webapp.cluster.node_pools import (
 )
 from webapp.settings import Settings
 
-PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
 REF = ClusterRef(PROJECT, LOCATION, CLUSTER)
 
 
 @pytest.fixture
 def gke():
-    fake = FakeGke()
-    fake.add_cluster(PROJECT, LOCATION, CLUSTER, default_pool(), gpu_pool())
-    with FakeGkeServer(fake) as server:
+    with fake_gke() as server:
         yield server
 
 
 @pytest.fixture
 def pools(gke):
     """NodePools wired like production (from settings), pointing at the fake; no real sleeping."""
-    settings = Settings(
-        gke_project=PROJECT,
-        gke_location=LOCATION,
-        gke_cluster=CLUSTER,
-        gke_api_endpoint=gke.endpoint,
-    )
-    return NodePools.from_settings(settings, poll_interval_s=0.0, sleep=lambda _s: None)
+    return NodePools.from_settings(gke_settings(gke), poll_interval_s=0.0, sleep=lambda _s: None)
 
 
 def test_resource_names():

@@ -25,20 +25,16 @@ from webapp.cluster.switch import (
 )
 
 
+def switch(cluster, spec, **kw):
+    """``switch_model`` of the seeded ``vllm`` Deployment and Service (alice, FAST by default)."""
+    kw.setdefault("options", FAST)
+    kw.setdefault("admin", "alice@example.com")
+    return switch_model(cluster, spec, namespace=NS, deployment="vllm", service="vllm", **kw)
+
+
 def run(cluster, spec, **kw):
     """Drive a switch to the end; return (steps, result)."""
-    kw.setdefault("options", FAST)
-    items = list(
-        switch_model(
-            cluster,
-            spec,
-            admin=kw.pop("admin", "alice@example.com"),
-            namespace=NS,
-            deployment="vllm",
-            service="vllm",
-            **kw,
-        )
-    )
+    items = list(switch(cluster, spec, **kw))
     assert all(isinstance(i, SwitchStep) for i in items[:-1])
     assert isinstance(items[-1], SwitchResult)
     return items[:-1], items[-1]
@@ -175,19 +171,11 @@ def test_unschedulable_shows_failed_scheduling_then_deadline():
 
 def test_cancel_rolls_back(fake, cluster):
     seed_vllm(fake)
+    fake.slow_factor = 2000  # loads for minutes: the cancel always lands first
     fake.inject_fault(model=QWEN.name, kind="slow")
     cancel = threading.Event()
     items = []
-    for item in switch_model(
-        cluster,
-        QWEN,
-        admin="alice@example.com",
-        namespace=NS,
-        deployment="vllm",
-        service="vllm",
-        cancel=cancel,
-        options=FAST,
-    ):
+    for item in switch(cluster, QWEN, cancel=cancel):
         items.append(item)
         if isinstance(item, SwitchStep) and item.stage == "rollout":
             cancel.set()
@@ -200,15 +188,7 @@ def test_cancel_rolls_back(fake, cluster):
 def test_concurrent_switch_is_refused(fake, cluster):
     seed_vllm(fake)
     fake.inject_fault(model=QWEN.name, kind="slow")
-    first = switch_model(
-        cluster,
-        QWEN,
-        admin="alice@example.com",
-        namespace=NS,
-        deployment="vllm",
-        service="vllm",
-        options=FAST,
-    )
+    first = switch(cluster, QWEN)
     assert next(first).stage == "locked"
     with pytest.raises(SwitchInProgress) as err:
         run(cluster, MISTRAL, admin="bob@example.com")

@@ -17,11 +17,8 @@ from google.auth import jwt
 from google.auth.crypt import es256
 from playwright.sync_api import expect
 
-from tests.cluster.conftest import LLAMA, NS, seed_vllm
-from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
-from tests.fakes.k8s_server import FakeCluster
-from tests.fakes.openai_server import FakeOpenAI
-from tests.views.test_admin_page import CLUSTER, LOCATION, PROJECT, ServedModelSync
+from tests.admin_world import admin_world
+from tests.cluster.conftest import LLAMA, NS
 from webapp.audit import AuditLog
 from webapp.auth import IAP_HEADER, IAP_ISSUER
 
@@ -56,22 +53,12 @@ def token(signer, email: str) -> str:
 @pytest.fixture
 def admin_app(streamlit_app, iap_key):
     """The app (chat + admin) wired to fake cluster, GKE and vLLM; yields (app, fakes)."""
-    gke = FakeGke()
-    gke.add_cluster(PROJECT, LOCATION, CLUSTER, default_pool(), gpu_pool(autoscaling=(0, 2)))
-    with (
-        FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fc,
-        FakeOpenAI(model=LLAMA.name) as llm,
-        FakeGkeServer(gke) as gke_srv,
-    ):
-        seed_vllm(fc)
-        with ServedModelSync(fc, llm):
-            app = streamlit_app(
-                APP_MODE="all", ADMIN_EMAILS=ADMIN, IAP_AUDIENCE=AUDIENCE,
-                IAP_CERTS_FILE=iap_key[1], KUBECONFIG=fc.kubeconfig_path, K8S_NAMESPACE=NS,
-                LLM_URL=llm.url, GKE_PROJECT=PROJECT, GKE_LOCATION=LOCATION,
-                GKE_CLUSTER=CLUSTER, GKE_API_ENDPOINT=gke_srv.endpoint,
-            )  # fmt: skip
-            yield app, fc
+    with admin_world() as world:
+        app = streamlit_app(
+            APP_MODE="all", ADMIN_EMAILS=ADMIN, IAP_AUDIENCE=AUDIENCE, IAP_CERTS_FILE=iap_key[1],
+            **world.env(),
+        )  # fmt: skip
+        yield app, world.fc
 
 
 def open_admin(page, app, signer, email=ADMIN):

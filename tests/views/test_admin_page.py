@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -10,17 +9,14 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.cluster.conftest import LLAMA, NS, seed_vllm
-from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
-from tests.fakes.k8s_server import FakeCluster
-from tests.fakes.openai_server import FakeOpenAI
+from tests.admin_world import admin_world
+from tests.cluster.conftest import LLAMA, NS
 from webapp.cluster.k8s import connect
 from webapp.cluster.switch import acquire_lock
 from webapp.settings import get_settings
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 ADMIN = "admin@example.com"
-PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
 OIDC_SECRETS = {
     "auth": {
         "redirect_uri": "http://localhost:8501/oauth2callback",
@@ -32,49 +28,11 @@ OIDC_SECRETS = {
 }
 
 
-class ServedModelSync:
-    """Makes the fake vLLM endpoint serve what the fake cluster's ready pods serve.
-
-    In a real cluster the Service at LLM_URL reaches the vLLM pod; here a thread plays
-    that part, so the page's confirmation through /v1/models sees the switched model.
-    """
-
-    def __init__(self, fc: FakeCluster, llm: FakeOpenAI) -> None:
-        self.fc, self.llm = fc, llm
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        last = None
-        while not self._stop.is_set():
-            served = self.fc.served_models(NS)
-            if served and served != last:
-                self.llm.configure(models=served)
-                last = served
-            self._stop.wait(0.02)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
 @pytest.fixture
 def world():
     """Fake cluster serving llama-2-7b on 2 one-GPU L4 nodes, its vLLM endpoint, GKE."""
-    gke = FakeGke()
-    gke.add_cluster(PROJECT, LOCATION, CLUSTER, default_pool(), gpu_pool(autoscaling=(0, 2)))
-    with (
-        FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fc,
-        FakeOpenAI(model=LLAMA.name) as llm,
-        FakeGkeServer(gke) as gke_srv,
-    ):
-        seed_vllm(fc)
-        with ServedModelSync(fc, llm):
-            yield {"fc": fc, "llm": llm, "gke": gke, "gke_srv": gke_srv}
+    with admin_world() as w:
+        yield w
 
 
 @pytest.fixture
@@ -91,14 +49,7 @@ def page(monkeypatch, tmp_path):
             "LLM_URL": "http://127.0.0.1:9",
         }
         if world is not None:
-            base |= {
-                "KUBECONFIG": world["fc"].kubeconfig_path,
-                "LLM_URL": world["llm"].url,
-                "GKE_PROJECT": PROJECT,
-                "GKE_LOCATION": LOCATION,
-                "GKE_CLUSTER": CLUSTER,
-                "GKE_API_ENDPOINT": world["gke_srv"].endpoint,
-            }
+            base |= world.env()
         for k in ("KUBECONFIG", "IAP_AUDIENCE", "GKE_PROJECT", "GKE_LOCATION", "GKE_CLUSTER", "KUBERNETES_SERVICE_HOST"):  # fmt: skip
             monkeypatch.delenv(k, raising=False)
         for k, v in (base | env).items():
@@ -215,7 +166,7 @@ def test_switch_in_place_succeeds_and_is_audited(world, page):
     assert not at.exception, at.exception
     run_until(at, lambda a: "Switched" in texts(a))
     assert "Now serving mistral-7b" in texts(at)
-    assert world["fc"].served_models(NS) == ["mistral-7b"]
+    assert world.fc.served_models(NS) == ["mistral-7b"]
     audit = table(at, "action")
     assert list(audit["action"])[:2] == ["switch.result", "switch.start"]
     assert list(audit["result"])[:2] == ["switched", "started"]
@@ -223,24 +174,25 @@ def test_switch_in_place_succeeds_and_is_audited(world, page):
 
 
 def test_failing_switch_is_rolled_back_with_reason(world, page):
-    world["fc"].inject_fault(kind="crash", model="mistralai/Mistral-7B-v0.1")
+    world.fc.inject_fault(kind="crash", model="mistralai/Mistral-7B-v0.1")
     at = run_until(_deploy(page(world)), lambda a: "Rolled back" in texts(a))
     shown = texts(at)
     assert "crashed" in shown and f"{LLAMA.name} is served again" in shown
-    assert world["fc"].served_models(NS) == [LLAMA.name]
+    assert world.fc.served_models(NS) == [LLAMA.name]
 
 
 def test_concurrent_switch_refused_naming_the_holder(world, page):
-    acquire_lock(connect(world["fc"].kubeconfig_path), NS, "bob@example.com")
+    acquire_lock(connect(world.fc.kubeconfig_path), NS, "bob@example.com")
     at = _deploy(page(world))
     assert "A model switch by bob@example.com is already running" in texts(at)
-    assert world["fc"].served_models(NS) == [LLAMA.name]
+    assert world.fc.served_models(NS) == [LLAMA.name]
     audit = table(at, "action")
     assert (audit.iloc[0]["action"], audit.iloc[0]["result"]) == ("switch.start", "refused")
 
 
 def test_cancel_rolls_back(world, page):
-    world["fc"].inject_fault(kind="slow", model="mistralai/Mistral-7B-v0.1")
+    world.fc.slow_factor = 2000  # loads for minutes: the cancel always lands first
+    world.fc.inject_fault(kind="slow", model="mistralai/Mistral-7B-v0.1")
     at = run_until(_deploy(page(world)), lambda a: any(b.key == "cancel_switch" for b in a.button))
     at.button(key="cancel_switch").click().run()
     run_until(at, lambda a: "Rolled back" in texts(a))
@@ -249,7 +201,7 @@ def test_cancel_rolls_back(world, page):
 
 
 def test_forbidden_says_what_and_which_permission(world, page):
-    world["fc"].forbid("patch", "deployments")
+    world.fc.forbid("patch", "deployments")
     at = run_until(_deploy(page(world)), lambda a: "The switch stopped" in texts(a))
     shown = texts(at)
     assert "not allowed to switch model (patch Deployment vllm/vllm)" in shown
@@ -258,26 +210,26 @@ def test_forbidden_says_what_and_which_permission(world, page):
 
 
 def test_status_read_forbidden_is_a_message(world, page):
-    world["fc"].forbid("list", "nodes")
+    world.fc.forbid("list", "nodes")
     at = page(world)
     assert not at.exception, at.exception
     assert "list on nodes (cluster-wide, a ClusterRole)" in texts(at)
 
 
 def test_node_pool_resize_follows_the_operation(world, page):
-    world["gke"].op_polls = 2
+    world.gke.op_polls = 2
     at = page(world)
     at.number_input(key="resize_size").set_value(0)
     next(b for b in at.button if b.label == "Resize").click().run()
     run_until(at, lambda a: "done." in texts(a))
-    assert world["gke"].node_counts["gpu-pool"] == 0
+    assert world.gke.node_counts["gpu-pool"] == 0
     audit = table(at, "action")
     assert list(audit["action"])[:2] == ["nodepool.resize", "nodepool.resize"]
     assert list(audit["result"])[:2] == ["done", "started"]
 
 
 def test_node_pool_change_refused_while_gke_busy(world, page):
-    world["gke"].hold_operations = True
+    world.gke.hold_operations = True
     at = page(world)
     at.number_input(key="auto_min").set_value(0)
     at.number_input(key="auto_max").set_value(3)
@@ -286,7 +238,7 @@ def test_node_pool_change_refused_while_gke_busy(world, page):
     at.number_input(key="resize_size").set_value(1)
     next(b for b in at.button if b.label == "Resize").click().run()
     assert "Refused:" in texts(at)
-    world["gke"].finish_all()
+    world.gke.finish_all()
     run_until(at, lambda a: "done." in texts(a))
 
 

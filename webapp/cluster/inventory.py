@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from webapp.cluster.k8s import Cluster, call
+from webapp.cluster.k8s import Cluster, call, parse_time
 from webapp.cluster.manifests import (
     ACCELERATOR_LABEL,
     GPU_RESOURCE,
@@ -96,15 +96,6 @@ def _int(value: object) -> int:
         return 0
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def parse_event(ev: Mapping) -> EventInfo:
     """An ``EventInfo`` from a core/v1 Event dict."""
     obj = ev.get("involvedObject") or {}
@@ -165,7 +156,7 @@ def parse_pod(
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
     statuses = status.get("containerStatuses") or []
-    created = _parse_time(meta.get("creationTimestamp"))
+    created = parse_time(meta.get("creationTimestamp"))
     now = now or datetime.now(UTC)
     reason, message = pod_reason(pod)
     ready = any(

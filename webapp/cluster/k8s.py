@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from webapp.cluster.errors import (
@@ -95,6 +96,16 @@ def _clients(client: Any, api: Any, source: str) -> Cluster:
         coordination=client.CoordinationV1Api(api),
         source=source,
     )
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """A time as the API server writes it (RFC 3339, ``Z`` or offset); None if absent or bad."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _status_message(exc: Any) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from webapp.cluster.errors import Conflict, NotFound, SwitchInProgress
-from webapp.cluster.k8s import Cluster, call
+from webapp.cluster.k8s import Cluster, call, parse_time
 
 LOCK_NAME = "vllm-switch-lock"
 
@@ -16,15 +16,6 @@ LOCK_NAME = "vllm-switch-lock"
 
 def _micro(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_micro(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def lease_body(holder: str, now: datetime, duration_s: int, namespace: str) -> dict:
@@ -46,7 +37,7 @@ def lease_holder(lease: dict, now: datetime) -> tuple[str, str] | None:
     """``(holder, since)`` if the Lease is held and not expired, else None (pure)."""
     spec = lease.get("spec") or {}
     holder = spec.get("holderIdentity")
-    renewed = _parse_micro(spec.get("renewTime") or spec.get("acquireTime"))
+    renewed = parse_time(spec.get("renewTime") or spec.get("acquireTime"))
     if not holder or renewed is None:
         return None
     if renewed + timedelta(seconds=spec.get("leaseDurationSeconds") or 0) <= now:

@@ -162,21 +162,18 @@ def rollout_status(
         namespace,
     )
     selector = ",".join(f"{k}={v}" for k, v in dep["spec"]["selector"]["matchLabels"].items())
-    rss = call(
+    rss = _items(
         f"list ReplicaSets of {deployment}",
         cluster.apps.list_namespaced_replica_set,
         namespace,
-        label_selector=selector,
-    ).get("items", [])
-    pods = call(
-        f"list pods of {deployment}",
-        cluster.core.list_namespaced_pod,
-        namespace,
-        label_selector=selector,
-    ).get("items", [])
-    raw_events = call(
+        selector,
+    )
+    pods = _items(
+        f"list pods of {deployment}", cluster.core.list_namespaced_pod, namespace, selector
+    )
+    raw_events = _items(
         f"list events in namespace {namespace}", cluster.core.list_namespaced_event, namespace
-    ).get("items", [])
+    )
     new_hash = _newest_rs_hash(rss)
     names = {deployment} | {p["metadata"]["name"] for p in pods}
     names |= {
@@ -219,6 +216,14 @@ def rollout_status(
         desired_replicas=dep["spec"].get("replicas", 1),
         elapsed_s=0.0 if started is None else time.monotonic() - started,
     )
+
+
+def _items(
+    action: str, list_fn: Callable[..., dict], namespace: str, selector: str | None = None
+) -> list:
+    """The ``items`` of a namespaced LIST, filtered by a label ``selector`` when one is given."""
+    kwargs = {} if selector is None else {"label_selector": selector}
+    return call(action, list_fn, namespace, **kwargs).get("items", [])
 
 
 def _pod_progress(pod: dict, new_hash: str | None) -> PodProgress:

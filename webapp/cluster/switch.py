@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -211,7 +211,11 @@ def _patch_deployment(cluster: Cluster, namespace: str, name: str, body, what: s
     )
 
 
-def _follow(cluster, namespace, name, cancel, opts, lock) -> Iterator[SwitchStep]:
+def _follow(
+    cluster, namespace, name, cancel, opts, lock, stage: Literal["rollout", "rollback"] = "rollout"
+) -> Generator[SwitchStep, None, RolloutSnapshot | None]:
+    """Yield a ``stage`` step per rollout snapshot; return the last snapshot (None if none)."""
+    last = None
     for snap in watch_rollout(
         cluster,
         namespace,
@@ -223,7 +227,9 @@ def _follow(cluster, namespace, name, cancel, opts, lock) -> Iterator[SwitchStep
         log_lines=opts.log_lines,
         on_tick=lock.renew,
     ):
-        yield SwitchStep("rollout", snap.summary, snap)
+        last = snap
+        yield SwitchStep(stage, snap.summary, snap)
+    return last
 
 
 def _probe_ok(model_probe, snap: RolloutSnapshot, model: str, attempts: int, poll_s: float):
@@ -243,6 +249,35 @@ def _probe_ok(model_probe, snap: RolloutSnapshot, model: str, attempts: int, pol
     return False, seen
 
 
+def _roll_out(
+    cluster, namespace, name, spec, model_probe, cancel, opts, lock, *, verify_note: str = ""
+) -> Generator[SwitchStep, None, tuple[str | None, bool]]:
+    """Follow the rollout of Deployment ``name``, then check the new pods serve ``spec.name``.
+
+    Yields the progress; returns ``(failure, cancelled)`` where ``failure`` is None when the
+    model is served. Without ``model_probe`` a ready rollout counts as served; with one,
+    ``verify_note`` (if any) is announced as a ``verify`` step before asking ``/v1/models``.
+    """
+    last = yield from _follow(cluster, namespace, name, cancel, opts, lock)
+    if last is None:
+        return "no rollout status", False
+    if last.state != "ready":
+        return last.summary, last.state == "cancelled"
+    if model_probe is None:
+        return None, False
+    if verify_note:
+        yield SwitchStep("verify", verify_note)
+    ok, seen = _probe_ok(model_probe, last, spec.name, opts.probe_attempts, opts.poll_s)
+    if ok:
+        return None, False
+    return f"the pod is ready but /v1/models lists {seen or 'nothing'}", False
+
+
+def _why(spec: mf.ModelSpec, failure: str, cancelled: bool) -> str:
+    """The first words of a rollback message: cancelled, or why the switch failed."""
+    return "Cancelled" if cancelled else f"The switch to {spec.name} failed: {failure.rstrip('.')}"
+
+
 def _in_place(cluster, spec, namespace, name, model_probe, cancel, opts, lock):
     dep = _read_deployment(cluster, namespace, name)
     old_template = dep["spec"]["template"]
@@ -260,32 +295,19 @@ def _in_place(cluster, spec, namespace, name, model_probe, cancel, opts, lock):
     yield SwitchStep(
         "patched", f"Deployment {name} now asks for {spec.name}; {before} stops first."
     )
-    last = None
-    for step in _follow(cluster, namespace, name, cancel, opts, lock):
-        last = step.snapshot
-        yield step
-    failure = last.summary if last else "no rollout status"
-    if last is not None and last.state == "ready":
-        if model_probe is None:
-            yield SwitchResult(
-                "switched", "in_place", before, spec.name, f"Now serving {spec.name}."
-            )
-            return
-        ok, seen = _probe_ok(model_probe, last, spec.name, opts.probe_attempts, opts.poll_s)
-        if ok:
-            yield SwitchResult(
-                "switched", "in_place", before, spec.name, f"Now serving {spec.name}."
-            )
-            return
-        failure = f"the pod is ready but /v1/models lists {seen or 'nothing'}"
-    cancelled = last is not None and last.state == "cancelled"
+    failure, cancelled = yield from _roll_out(
+        cluster, namespace, name, spec, model_probe, cancel, opts, lock
+    )
+    if failure is None:
+        yield SwitchResult("switched", "in_place", before, spec.name, f"Now serving {spec.name}.")
+        return
     yield from _roll_back_in_place(
         cluster, namespace, name, before, spec, failure, cancelled, opts, lock
     )
 
 
 def _roll_back_in_place(cluster, namespace, name, before, spec, failure, cancelled, opts, lock):
-    why = "Cancelled" if cancelled else f"The switch to {spec.name} failed: {failure.rstrip('.')}"
+    why = _why(spec, failure, cancelled)
     dep = _read_deployment(cluster, namespace, name)
     previous = mf.previous_template(dep)
     if previous is None:
@@ -301,10 +323,7 @@ def _roll_back_in_place(cluster, namespace, name, before, spec, failure, cancell
         return
     yield SwitchStep("rollback", f"{why}. Rolling back to {before}.")
     _patch_deployment(cluster, namespace, name, mf.rollback_patch(dep, previous), "roll back")
-    last = None
-    for step in _follow(cluster, namespace, name, None, opts, lock):
-        last = step.snapshot
-        yield SwitchStep("rollback", step.message, step.snapshot)
+    last = yield from _follow(cluster, namespace, name, None, opts, lock, "rollback")
     if last is not None and last.state == "ready":
         yield SwitchResult(
             "rolled_back",
@@ -378,36 +397,26 @@ def _blue_green(cluster, spec, namespace, base, service_name, model_probe, cance
     yield SwitchStep(
         "patched", f"Starting {spec.name} in {target_name}; {before} keeps serving meanwhile."
     )
-    last = None
-    for step in _follow(cluster, namespace, target_name, cancel, opts, lock):
-        last = step.snapshot
-        yield step
-    failure = last.summary if last else "no rollout status"
-    if last is not None and last.state == "ready":
-        yield SwitchStep("verify", f"Asking /v1/models of {target_name} for {spec.name}.")
-        ok, seen = _probe_ok(model_probe, last, spec.name, opts.probe_attempts, opts.poll_s)
-        if ok:
-            svc = call(svc_action, cluster.core.read_namespaced_service, service_name, namespace)
-            call(
-                f"switch Service {namespace}/{service_name} to {target_name}",
-                cluster.core.patch_namespaced_service,
-                service_name,
-                namespace,
-                mf.selector_patch(svc, selector),
-                _content_type="application/json-patch+json",
-            )
-            yield SwitchStep(
-                "flipped", f"Service {service_name} now sends traffic to {target_name}."
-            )
-            _patch_deployment(cluster, namespace, active_name, mf.scale_patch(0), "stop old model")
-            yield SwitchStep("cleanup", f"Scaled {active_name} ({before}) to zero.")
-            yield SwitchResult(
-                "switched", "blue_green", before, spec.name, f"Now serving {spec.name}."
-            )
-            return
-        failure = f"the pod is ready but /v1/models lists {seen or 'nothing'}"
-    cancelled = last is not None and last.state == "cancelled"
-    why = "Cancelled" if cancelled else f"The switch to {spec.name} failed: {failure.rstrip('.')}"
+    failure, cancelled = yield from _roll_out(
+        cluster, namespace, target_name, spec, model_probe, cancel, opts, lock,
+        verify_note=f"Asking /v1/models of {target_name} for {spec.name}.",
+    )  # fmt: skip
+    if failure is None:
+        svc = call(svc_action, cluster.core.read_namespaced_service, service_name, namespace)
+        call(
+            f"switch Service {namespace}/{service_name} to {target_name}",
+            cluster.core.patch_namespaced_service,
+            service_name,
+            namespace,
+            mf.selector_patch(svc, selector),
+            _content_type="application/json-patch+json",
+        )
+        yield SwitchStep("flipped", f"Service {service_name} now sends traffic to {target_name}.")
+        _patch_deployment(cluster, namespace, active_name, mf.scale_patch(0), "stop old model")
+        yield SwitchStep("cleanup", f"Scaled {active_name} ({before}) to zero.")
+        yield SwitchResult("switched", "blue_green", before, spec.name, f"Now serving {spec.name}.")
+        return
+    why = _why(spec, failure, cancelled)
     _patch_deployment(cluster, namespace, target_name, mf.scale_patch(0), "stop the new model")
     yield SwitchStep("rollback", f"{why}. Scaled {target_name} to zero.")
     yield SwitchResult(

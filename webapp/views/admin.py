@@ -21,9 +21,6 @@ from webapp.auth import (
     AuthError,
     NotAdmin,
     NotLoggedIn,
-    admin_access_mode,
-    certs_fetcher_for,
-    identify_admin,
 )
 from webapp.catalog import CatalogError, load_catalog
 from webapp.cluster.errors import ClusterError, NotFound
@@ -36,6 +33,7 @@ from webapp.llm.metrics import MetricsHistory, fetch_metrics
 from webapp.llm.server import BackendState, health, list_models
 from webapp.settings import get_settings
 from webapp.sizing import GPUS, SizingError, Verdict
+from webapp.views.access import access_mode, identify
 from webapp.views.admin_messages import admin_error_message
 
 settings = get_settings()
@@ -79,25 +77,11 @@ def _catalog():
 # ---------------------------------------------------------------- who is this
 
 
-def _oidc_configured() -> bool:
-    try:
-        return "auth" in st.secrets
-    except Exception:  # noqa: BLE001 - no secrets.toml at all
-        return False
-
-
 def _identify() -> AdminIdentity:
     """The verified admin, or a message and ``st.stop()``."""
-    mode = admin_access_mode(settings, _oidc_configured())
+    mode = access_mode(settings)
     try:
-        if mode == "oidc":
-            return identify_admin(settings, mode, user=st.user.to_dict())
-        if mode == "iap":
-            headers = dict(st.context.headers or {})
-            return identify_admin(
-                settings, mode, headers=headers, certs_fetcher=certs_fetcher_for(settings)
-            )
-        return identify_admin(settings, mode)
+        return identify(settings, mode)
     except AdminAccessOff as exc:
         st.info(str(exc))
     except NotAdmin as exc:

@@ -25,6 +25,7 @@ from webapp.store import (
     StoreError,
     title_from_prompt,
 )
+from webapp.views.access import oidc_configured
 from webapp.views.messages import answer_note, llm_error_message, stats_line
 
 settings = get_settings()
@@ -55,16 +56,9 @@ def _store(database_url: str) -> ConversationStore:
     return ConversationStore(database_url)  # no I/O until first use
 
 
-def _login_configured() -> bool:
-    try:
-        return "auth" in st.secrets
-    except Exception:  # noqa: BLE001 - no secrets.toml at all
-        return False
-
-
 def _account() -> None:
     """Log in / out (only when OIDC login is configured); guests keep working without it."""
-    if not _login_configured():
+    if not oidc_configured():
         return
     if owner.anonymous:
         st.caption("Log in to keep your conversations on every device.")

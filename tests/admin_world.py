@@ -1,0 +1,108 @@
+"""The fake world the admin console is tested against, shared by its tests.
+
+* ``fake_gke()`` — a fake GKE API holding cluster ``llm-cluster`` with its CPU default pool
+  and the tutorial's spot L4 GPU pool (autoscaling 0..2); ``gke_settings`` points the
+  console's settings at it.
+* ``admin_world()`` — that, plus a fake Kubernetes API serving llama-2-7b on two one-GPU
+  L4 nodes and the fake vLLM endpoint in front of it (kept in step by
+  ``ServedModelSync``). The AppTest page tests and the browser tests both run in it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from tests.cluster.conftest import LLAMA, NS, seed_vllm
+from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
+from tests.fakes.k8s_server import FakeCluster
+from tests.fakes.openai_server import FakeOpenAI
+from webapp.settings import Settings
+
+PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
+
+
+@contextmanager
+def fake_gke() -> Iterator[FakeGkeServer]:
+    """A fake GKE API serving the demo cluster (default pool + GPU pool); ``.fake`` is its state."""
+    gke = FakeGke()
+    gke.add_cluster(PROJECT, LOCATION, CLUSTER, default_pool(), gpu_pool(autoscaling=(0, 2)))
+    with FakeGkeServer(gke) as server:
+        yield server
+
+
+def gke_settings(server: FakeGkeServer) -> Settings:
+    """Settings naming the demo cluster, with the GKE API at ``server``."""
+    return Settings(
+        gke_project=PROJECT,
+        gke_location=LOCATION,
+        gke_cluster=CLUSTER,
+        gke_api_endpoint=server.endpoint,
+    )
+
+
+class ServedModelSync:
+    """Makes the fake vLLM endpoint serve what the fake cluster's ready pods serve.
+
+    In a real cluster the Service at LLM_URL reaches the vLLM pod; here a thread plays
+    that part, so the page's confirmation through /v1/models sees the switched model.
+    """
+
+    def __init__(self, fc: FakeCluster, llm: FakeOpenAI) -> None:
+        self.fc, self.llm = fc, llm
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        last = None
+        while not self._stop.is_set():
+            served = self.fc.served_models(NS)
+            if served and served != last:
+                self.llm.configure(models=served)
+                last = served
+            self._stop.wait(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+@dataclass(frozen=True)
+class AdminWorld:
+    """The running fakes: Kubernetes (``fc``), vLLM (``llm``), GKE (``gke`` behind ``gke_srv``)."""
+
+    fc: FakeCluster
+    llm: FakeOpenAI
+    gke: FakeGke
+    gke_srv: FakeGkeServer
+
+    def env(self) -> dict[str, str]:
+        """The environment that points the app at this world."""
+        return {
+            "KUBECONFIG": self.fc.kubeconfig_path,
+            "K8S_NAMESPACE": NS,
+            "LLM_URL": self.llm.url,
+            "GKE_PROJECT": PROJECT,
+            "GKE_LOCATION": LOCATION,
+            "GKE_CLUSTER": CLUSTER,
+            "GKE_API_ENDPOINT": self.gke_srv.endpoint,
+        }
+
+
+@contextmanager
+def admin_world() -> Iterator[AdminWorld]:
+    """Fake cluster serving llama-2-7b on 2 one-GPU L4 nodes, its vLLM endpoint, GKE."""
+    with (
+        FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fc,
+        FakeOpenAI(model=LLAMA.name) as llm,
+        fake_gke() as gke_srv,
+    ):
+        seed_vllm(fc)
+        with ServedModelSync(fc, llm):
+            yield AdminWorld(fc, llm, gke_srv.fake, gke_srv)
