@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         "", description="kubeconfig path; default in-cluster, then ~/.kube/config"
     )
     k8s_namespace: str = "vllm"
+    admin_status_refresh_s: float = Field(
+        5.0, ge=1, le=3600, description="how often the admin status view re-reads the cluster"
+    )
     vllm_deployment: str = "vllm"
     vllm_service: str = "vllm"
     gke_project: str = ""

@@ -19,6 +19,7 @@ from playwright.sync_api import expect
 
 from tests.admin_world import admin_world
 from tests.cluster.conftest import LLAMA, NS
+from tests.fakes.k8s_server import arg_value, pod_args
 from webapp.audit import AuditLog
 from webapp.auth import IAP_HEADER, IAP_ISSUER
 
@@ -56,7 +57,9 @@ def admin_app(streamlit_app, iap_key):
     with admin_world() as world:
         app = streamlit_app(
             APP_MODE="all", ADMIN_EMAILS=ADMIN, IAP_AUDIENCE=AUDIENCE, IAP_CERTS_FILE=iap_key[1],
-            **world.env(),
+            # the status view re-reads the cluster only when told to (not on its timer), so
+            # the tests see what the page redraws after a switch, not a periodic refresh
+            ADMIN_STATUS_REFRESH_S="3600", **world.env(),
         )  # fmt: skip
         yield app, world.fc
 
@@ -89,6 +92,14 @@ def test_admin_switches_model_and_watches_it_become_ready(admin_app, page, iap_k
     page.get_by_role("button", name="Deploy mistral-7b").click()
     expect(alert(page, "Now serving mistral-7b")).to_be_visible(timeout=TIMEOUT_MS)
     assert fc.served_models(NS) == ["mistral-7b"]
+    # the status below follows at once: the new pod is listed, its log shown
+    new_pod = next(
+        p["metadata"]["name"]
+        for p in fc.list("pods", NS)
+        if arg_value(pod_args(p["spec"]), "--served-model-name") == "mistral-7b"
+    )
+    expect(page.get_by_role("combobox", name="Log of pod")).to_have_value(new_pod)
+    expect(page.get_by_text("is gone (replaced since this list was read)")).to_have_count(0)
     entries = AuditLog.from_url(app.env["DATABASE_URL"]).recent()
     assert [(e.actor, e.action, e.result) for e in entries] == [
         (ADMIN, "switch.result", "switched"),

@@ -278,6 +278,12 @@ def _switch_progress() -> None:
     if job is None:
         return
     view = job.view()
+    if view.running:
+        st.session_state["switch_watched"] = view.id
+    elif st.session_state.pop("switch_watched", None) == view.id:
+        # just finished while this page watched it: redraw the whole page once, so the
+        # status below shows the new pods at once instead of at its next refresh
+        st.rerun(scope="app")
     st.subheader(f"Switch to {view.target} by {view.actor}")
     res = view.result
     if view.running:
@@ -347,7 +353,7 @@ def _switch_progress() -> None:
 # ---------------------------------------------------------------- status
 
 
-@st.fragment(run_every="5s")
+@st.fragment(run_every=settings.admin_status_refresh_s)
 def _status() -> None:
     st.header("Status")
     status = svc.read_status(cluster, settings.k8s_namespace, pools_client)
