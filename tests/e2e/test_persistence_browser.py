@@ -77,6 +77,7 @@ def test_conversation_survives_a_server_ending_mid_answer(
         fake.set_script(Script(tokens=["Retried."]))
         page.get_by_role("button", name=re.compile("^(Retry|Regenerate)$")).click()
         expect(messages(page).nth(3)).to_contain_text("Retried.")
+        expect(page.get_by_role("button", name="Stop")).to_have_count(0)
         restarted.stop()
 
 

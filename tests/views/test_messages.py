@@ -60,6 +60,8 @@ def test_answer_note(status, expected):
         ),
         ({"completion_tokens": 5, "usage_source": "counted"}, "≈5 tokens"),
         ({"completion_tokens": 5, "usage_source": "server", "model": "m"}, "5 tokens · m"),
+        ({"completion_tokens": 1, "usage_source": "server"}, "1 token"),
+        ({"completion_tokens": 0, "usage_source": "server"}, "0 tokens"),
     ],
 )
 def test_stats_line(meta, expected):

@@ -93,7 +93,7 @@ def stats_line(meta: dict) -> str:
     n = meta.get("completion_tokens")
     if n is not None:
         approx = "" if meta.get("usage_source") == "server" else "≈"
-        parts.append(f"{approx}{n} tokens")
+        parts.append(f"{approx}{n} token{'' if n == 1 else 's'}")
     ttft = meta.get("ttft_s")
     if ttft is not None:
         parts.append(f"first token {ttft:.2f} s")
