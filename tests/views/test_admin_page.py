@@ -161,6 +161,18 @@ def _deploy(at, model="mistral-7b"):
     return at.button(key="deploy").click().run()
 
 
+def test_a_page_run_reads_the_cluster_once(world, page):
+    """The deploy form and the status view share one read: 3 list calls per run, not 6."""
+    at = page(world)
+    at.selectbox(key="model").set_value("mistral-7b").run()  # the form reads the status too
+    world.fc.reset_counts()
+    at.run()
+    assert not at.exception, at.exception
+    lists = {k: n for k, n in world.fc.request_counts.items() if k[0] == "list"}
+    assert lists == {("list", "pods"): 1, ("list", "nodes"): 1, ("list", "events"): 1}
+    assert "Pods in" in texts(at) and at.radio(key="strategy").value == "in_place"
+
+
 def test_switch_in_place_succeeds_and_is_audited(world, page):
     at = _deploy(page(world))
     assert not at.exception, at.exception

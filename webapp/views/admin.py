@@ -224,9 +224,24 @@ def _render_sizing(plan: svc.DeployPlan) -> None:
         st.warning(text)
 
 
+# A full page run reads the cluster once: the deploy form reads the status to offer the
+# strategies and leaves it here for the status view further down the same run; the status
+# view's own timed reruns find it gone and read afresh.
+_read_this_run: dict[str, svc.Status] = {}
+
+
+def _read_status(*, shared: bool) -> svc.Status:
+    if not shared and "status" in _read_this_run:
+        return _read_this_run.pop("status")
+    status = svc.read_status(cluster, settings.k8s_namespace, pools_client)
+    if shared:
+        _read_this_run["status"] = status
+    return status
+
+
 def _choose_strategy(plan: svc.DeployPlan) -> str | None:
     assert cluster is not None
-    status = svc.read_status(cluster, settings.k8s_namespace, pools_client)
+    status = _read_status(shared=True)
     if status.inventory is None:
         st.error(admin_error_message(status.cluster_error))
         return None
@@ -356,7 +371,7 @@ def _switch_progress() -> None:
 @st.fragment(run_every=settings.admin_status_refresh_s)
 def _status() -> None:
     st.header("Status")
-    status = svc.read_status(cluster, settings.k8s_namespace, pools_client)
+    status = _read_status(shared=False)
     if cluster is None:
         st.caption("No cluster connected: no pods or GPU nodes to show.")
     elif status.inventory is None:
