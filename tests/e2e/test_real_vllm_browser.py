@@ -20,5 +20,7 @@ def test_chat_with_real_vllm(server_fixture, request, streamlit_app, page):
     box.fill("Hello, who are you?")
     box.press("Enter")
     answer = page.locator('[data-testid="stChatMessage"]').nth(1)
-    expect(answer).to_contain_text(re.compile(r"\d+ tokens? · first token [\d.]+ s"), timeout=60_000)
+    expect(answer).to_contain_text(
+        re.compile(r"\d+ tokens? · first token [\d.]+ s"), timeout=60_000
+    )
     expect(page.get_by_role("button", name="Regenerate")).to_be_visible()
