@@ -1,7 +1,10 @@
 """``python -m bench [--quick] [--parts ...]``: run the benchmarks, print Markdown, draw a PNG.
 
 Parts: stream (1. streaming overhead, scripted fake), vllm (1. on the real vLLM CPU
-build), concurrency (2.), status (3.), switch (4.). Writes ``bench/results/latest.md``
+build), concurrency (2.), concurrency-ws (2b., the same without the browser: Python clients
+of Streamlit's websocket protocol), status (3., module level), status-page (3., the admin page in
+Chromium), switch (4., module level), switch-page (4., admin page + chat page in Chromium).
+Writes ``bench/results/latest.md``
 and ``bench/results/summary.png``; ``bench/RESULTS.md`` is the recorded full run.
 Not part of ``make test``: the numbers depend on the machine and its load.
 """
@@ -16,7 +19,11 @@ from pathlib import Path
 from bench import report
 from bench.common import ROOT, chromium, machine
 
-PARTS = ("stream", "vllm", "concurrency", "status", "switch")
+PARTS = (
+    "stream", "vllm", "concurrency", "concurrency-ws", "status", "status-page", "switch",
+    "switch-page",
+)  # fmt: skip
+BROWSER_PARTS = {"stream", "vllm", "concurrency", "status-page", "switch-page"}
 
 
 def _log(msg: str) -> None:
@@ -28,12 +35,14 @@ def _config(quick: bool) -> dict:
         return {
             "lengths": [256, 2048], "runs": 1, "levels": [1, 8], "conc_tokens": 256,
             "sizes": [(10, 60), (50, 300)], "refreshes": 3, "polls": [2.0], "switch_runs": 1,
-            "vllm_runs": 1,
+            "vllm_runs": 1, "page_sizes": [(10, 60), (50, 300)], "page_loads": 1,
+            "page_switch_runs": 2,
         }  # fmt: skip
     return {
         "lengths": [256, 2048, 8192], "runs": 3, "levels": [1, 8, 32], "conc_tokens": 512,
         "sizes": [(10, 60), (50, 300)], "refreshes": 10, "polls": [2.0, 0.25],
-        "switch_runs": 3, "vllm_runs": 3,
+        "switch_runs": 3, "vllm_runs": 3, "page_sizes": [(2, 1), (10, 60), (50, 300)],
+        "page_loads": 3, "page_switch_runs": 4,
     }  # fmt: skip
 
 
@@ -45,16 +54,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     ap.add_argument("--lengths", type=int, nargs="+", help="answer lengths for part 1")
     ap.add_argument("--runs", type=int, help="repetitions per measurement")
+    ap.add_argument(
+        "--profile-admin",
+        action="store_true",
+        help="also profile the admin page open in Chromium (CPU time per script file)",
+    )
     args = ap.parse_args(argv)
     cfg = _config(args.quick)
     if args.lengths:
         cfg["lengths"] = args.lengths
     if args.runs:
         cfg["runs"] = cfg["vllm_runs"] = cfg["switch_runs"] = args.runs
+        cfg["page_loads"] = cfg["page_switch_runs"] = args.runs
     started = time.monotonic()
     res: dict = {"machine": machine(), "config": cfg, "quick": args.quick}
     _log(f"bench: parts {args.parts}, {'quick' if args.quick else 'full'} run")
-    needs_browser = {"stream", "vllm", "concurrency"} & set(args.parts)
+    needs_browser = BROWSER_PARTS & set(args.parts) or args.profile_admin
     if needs_browser:
         with chromium() as browser:
             if "stream" in args.parts:
@@ -77,6 +92,40 @@ def main(argv: list[str] | None = None) -> int:
                 _log("2. concurrency")
                 rows, idle = concurrency.run(browser, cfg["levels"], cfg["conc_tokens"], _log)
                 res["concurrency"], res["idle_rss"] = rows, idle
+            if "status-page" in args.parts:
+                from bench import admin_browser
+
+                _log("3b. admin status at scale, the admin page in Chromium")
+                try:
+                    res["status_page"] = admin_browser.run_status_page(
+                        browser, cfg["page_sizes"], cfg["page_loads"], _log
+                    )
+                except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
+                    res["status_page_error"] = f"{type(e).__name__}: {e}"
+                    _log(f"  admin page rows failed: {res['status_page_error']}")
+            if "switch-page" in args.parts:
+                from bench import admin_browser
+
+                _log("4b. model switch overhead, admin page + chat page in Chromium")
+                try:
+                    res["switch_page"] = admin_browser.run_switch_page(
+                        browser, cfg["page_switch_runs"], _log
+                    )
+                except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
+                    res["switch_page_error"] = f"{type(e).__name__}: {e}"
+                    _log(f"  switch page rows failed: {res['switch_page_error']}")
+            if args.profile_admin:
+                from bench import admin_browser
+
+                size = cfg["page_sizes"][-1]
+                _log(f"3c. profile of the admin page open ({size[0]} nodes / {size[1]} pods)")
+                res["page_profile"] = admin_browser.profile_admin_page(browser, size, 3, _log)
+                res["page_profile_size"] = size
+    if "concurrency-ws" in args.parts:
+        from bench import ws_sessions
+
+        _log("2b. concurrency without the browser (websocket protocol clients)")
+        res["concurrency_ws"] = ws_sessions.run(cfg["levels"], cfg["conc_tokens"], _log)
     if "status" in args.parts:
         from bench import admin
 

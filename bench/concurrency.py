@@ -44,6 +44,28 @@ class ConcurrencyRow:
         return 0.95 if self.sessions <= 8 else 0.85
 
 
+def ideal_s(n: int) -> float:
+    """What the backend needs for a whole answer of ``n`` tokens (s): TTFT + (n - 1) / rate."""
+    return TTFT_S + (n - 1) / RATE
+
+
+def level_row(
+    level: int, n: int, res: list[dict], cpu_pct: float, rss_idle: float, peak: float
+) -> ConcurrencyRow:
+    """One level's row from per-session records (``enter``/``first``/``last`` in ms of one
+    clock). Fraction = ``ideal_s(n)`` / (Enter -> last token visible). A record without
+    both tokens, or with an ``error``, counts as failed."""
+    fractions, firsts, failed = [], [], 0
+    for r in res:
+        if r.get("error") or r["first"] is None or r["last"] is None or r["last"] <= r["first"]:
+            failed += 1
+            continue
+        # whole answer: what the backend needs vs what the user waited
+        fractions.append(ideal_s(n) / ((r["last"] - r["enter"]) / 1000))
+        firsts.append((r["first"] - r["enter"]) / 1000)
+    return ConcurrencyRow(level, n, fractions, firsts, cpu_pct, rss_idle, peak, failed)
+
+
 def spread(fake, res: list[dict]) -> dict[str, float]:
     """Where the start burst waits (s, epoch clocks): last Enter and last chat request at the
     backend, both relative to the first Enter, and the median request arrival."""
@@ -107,24 +129,13 @@ def run(browser, levels: list[int], n: int, log) -> tuple[list[ConcurrencyRow], 
                     fake.set_script(script)
                     res, cpu_pct, peak = _stream_level(pages[:level], pid, n, timeout)
                     log(f"     start burst: {spread(fake, res)}")
-                    fractions, firsts, failed = [], [], 0
-                    for r in res:
-                        if r["first"] is None or r["last"] is None or r["last"] <= r["first"]:
-                            failed += 1
-                            continue
-                        # whole answer: what the backend needs vs what the user waited
-                        ideal = TTFT_S + (n - 1) / RATE
-                        fractions.append(ideal / ((r["last"] - r["enter"]) / 1000))
-                        firsts.append((r["first"] - r["enter"]) / 1000)
-                    row = ConcurrencyRow(
-                        level, n, fractions, firsts, cpu_pct, idle[level], peak, failed
-                    )
+                    row = level_row(level, n, res, cpu_pct, idle[level], peak)
                     rows.append(row)
-                    log(f"     per session: {[round(f, 3) for f in fractions]}")
+                    log(f"     per session: {[round(f, 3) for f in row.fractions]}")
                     log(
                         f"  {level:>2} streaming: median {row.median_fraction or 0:.3f} "
                         f"worst {row.worst_fraction or 0:.3f} of backend rate, "
-                        f"CPU {cpu_pct:.0f}%, RSS peak {peak:.1f} MB, failed {failed}"
+                        f"CPU {cpu_pct:.0f}%, RSS peak {peak:.1f} MB, failed {row.failed}"
                     )
             finally:
                 for ctx in contexts:

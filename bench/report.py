@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.common import median
 from bench.plot import write_png
 
 
@@ -36,7 +37,6 @@ def stream_table(rows) -> list[str]:
 
 
 def concurrency_table(rows, idle: dict[int, float]) -> list[str]:
-    from bench.common import median
     from bench.concurrency import rss_per_idle_session
 
     out = [
@@ -77,14 +77,114 @@ def status_table(rows) -> list[str]:
     return out
 
 
+def page_rows(rows) -> list:
+    """The admin-page rows of part 3 in the module-level table's shape (``StatusRow``)."""
+    from bench.admin import StatusRow
+
+    out = []
+    for r in rows:
+        if r.seconds("warm"):
+            out.append(
+                StatusRow(r.nodes, r.pods, r.seconds("warm"), r.load_calls,
+                          "admin page in Chromium: open (whole page run) → 3 tables drawn")
+            )  # fmt: skip
+        if r.refresh_render_ms:
+            out.append(
+                StatusRow(r.nodes, r.pods, [v / 1000 for v in r.refresh_render_ms],
+                          r.refresh_calls, "admin page in Chromium: 5 s status refresh → drawn")
+            )  # fmt: skip
+    return out
+
+
+KINDS = (
+    ("cold", "first after app start, empty cache"),
+    ("warm", "returning (new tab = new session)"),
+    ("alone", "what-if: the 3 tables alone (`bench/status_only_app.py`), returning"),
+)
+
+
+def status_page_table(rows) -> list[str]:
+    from bench.admin_browser import calls_text, k8s_lists
+
+    out = [
+        "| GPU nodes | pods (rows in vllm) | page load | loads | websocket open (ms)"
+        " | status data in (ms) | 3 tables drawn, median (ms) | max (ms) | ≤ 1 s |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        for kind, label in KINDS:
+            secs = r.seconds(kind)
+            if not secs:
+                continue
+            out.append(
+                f"| {r.nodes} | {r.pods} ({r.rows['pod']}) | {label} | {len(secs)} "
+                f"| {_f(r.med(kind, None, 'ws_open'), '.0f')} | {_f(r.med(kind, None, 'data'), '.0f')} "
+                f"| {_f(r.med(kind, None, 'tables'), '.0f')} | {max(secs) * 1000:.0f} "
+                f"| {_ok(max(secs) <= 1.0)} |"
+            )
+    out += [
+        "",
+        "Where a returning admin's page-open time goes (medians, ms): page boot = navigation →"
+        " Streamlit's websocket open; script = websocket open → its first API request (identity,"
+        " deploy form, sizing); API = first → last request before the data is in the browser"
+        " (two status reads, pod log); send = last request → the node pools table's data in"
+        " the browser; draw = data in → all three tables drawn.",
+        "",
+        "| GPU nodes | pods | page | page boot | script | API | send | draw | total |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    phases = [(None, "ws_open"), ("ws_open", "api_first"), ("api_first", "api_last"),
+              ("api_last", "data"), ("data", "tables"), (None, "tables")]  # fmt: skip
+    for r in rows:
+        for kind in ("warm", "alone"):
+            if r.of(kind):
+                cells = " | ".join(_f(r.med(kind, a, b), ".0f") for a, b in phases)
+                page = "admin page" if kind == "warm" else "3 tables alone (what-if)"
+                out.append(f"| {r.nodes} | {r.pods} | {page} | {cells} |")
+    out += [
+        "",
+        "| GPU nodes | pods | status refresh in an open page: first request → new pod row drawn (ms)"
+        " | ≤ 1 s | API calls per page load | per 5 s status refresh | list calls per refresh"
+        " | same every refresh |",
+        "|---:|---:|---:|---|---|---|---:|---|",
+    ]
+    for r in rows:
+        took = median(r.refresh_render_ms) if r.refresh_render_ms else None
+        out.append(
+            f"| {r.nodes} | {r.pods} | {_f(took, '.0f')} | {_ok(None if took is None else took <= 1000)} "
+            f"| {calls_text(r.load_calls)} | {calls_text(r.refresh_calls)} "
+            f"| {k8s_lists(r.refresh_calls)} | {_ok(r.refresh_constant)} |"
+        )
+    return out
+
+
+def switch_page_table(row) -> list[str]:
+    out = [
+        "| runs | outcomes | (a) Ready → admin page shows “Now serving”, median (s) | max (s)"
+        " | ≤ 3 s | (b) Ready → chat answer from the new model, median (s) | max (s) | ≤ 3 s"
+        " | Ready → switch result recorded (s) | Ready → chat Enter (s) | chat hit the old"
+        " model first | Deploy click → admin page done (s) |",
+        "|---:|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    runs = row.runs
+    outcomes = ", ".join(sorted({r.outcome for r in runs}))
+    a, b = row.worst("admin_done"), row.worst("chat_answer")
+    out.append(
+        f"| {len(runs)} | {outcomes} | {_f(row.med('admin_done'), '.2f')} | {_f(a, '.2f')} "
+        f"| {_ok(None if a is None else a <= 3)} | {_f(row.med('chat_answer'), '.2f')} "
+        f"| {_f(b, '.2f')} | {_ok(None if b is None else b <= 3)} "
+        f"| {_f(row.med('switch_done'), '.2f')} | {_f(row.med('enter'), '.2f')} "
+        f"| {sum(r.chat_404 for r in runs)} of {len(runs)} | {_f(row.med('total'), '.2f')} |"
+    )
+    return out
+
+
 def switch_table(rows) -> list[str]:
     out = [
         "| poll interval (s) | runs | outcome | new pod Ready → switch done, median (s) | max (s)"
         " | ≤ 3 s | whole switch, median (s) |",
         "|---:|---:|---|---:|---:|---|---:|",
     ]
-    from bench.common import median
-
     for r in rows:
         mx = max(r.overheads) if r.overheads else None
         out.append(
@@ -111,12 +211,54 @@ def markdown(res: dict) -> str:
     if res.get("concurrency"):
         lines += ["### 2. Concurrency", ""]
         lines += [*concurrency_table(res["concurrency"], res["idle_rss"]), ""]
-    if res.get("status"):
-        lines += ["### 3. Admin status at scale", "", *status_table(res["status"]), ""]
+    if res.get("concurrency_ws"):
+        from bench.ws_sessions import markdown_section
+
+        lines += markdown_section(res["concurrency_ws"])
+    status_rows = [*res.get("status", []), *page_rows(res.get("status_page", []))]
+    if status_rows:
+        lines += ["### 3. Admin status at scale", "", *status_table(status_rows), ""]
+    if res.get("status_page"):
+        lines += ["### 3b. The admin page in Chromium (times from navigation start)", ""]
+        lines += [*status_page_table(res["status_page"]), ""]
+    if res.get("status_page_error"):
+        lines += [f"Admin page rows failed: `{res['status_page_error']}`", ""]
+    if res.get("page_profile"):
+        nodes, pods = res["page_profile_size"]
+        lines += [
+            f"### 3c. Browser main thread during an admin page open ({nodes} nodes / {pods} pods)",
+            "",
+            "V8 CPU profile (DevTools protocol), mean of 3 returning loads; inclusive ms per"
+            " script file (a file counts when any of its functions is on the stack, so rows"
+            " overlap; `(program)` is the browser's own work: style, layout, paint).",
+            "",
+            "| script file | ms |",
+            "|---|---:|",
+            *[f"| {k} | {v:.0f} |" for k, v in list(res["page_profile"].items())[:20]],
+            "",
+        ]
     if res.get("switch"):
         lines += ["### 4. Model switch overhead (module level)", "", *switch_table(res["switch"])]
         lines += [""]
+    if res.get("switch_page"):
+        lines += ["### 4b. Model switch from the admin page, chat page following (Chromium)", ""]
+        lines += [
+            f"New pod Ready {res['switch_page'].ready_delay_s:g} s after it is created; "
+            "in-place switches mistral-7b ↔ llama-2-7b.",
+            "",
+            *switch_page_table(res["switch_page"]),
+            "",
+        ]
+    if res.get("switch_page_error"):
+        lines += [f"Switch page rows failed: `{res['switch_page_error']}`", ""]
     return "\n".join(lines)
+
+
+def _short(view: str) -> str:
+    """A bar label for a status row."""
+    if view.startswith("admin page"):
+        return "page: open" if "open" in view else "page: refresh"
+    return view.replace("admin_service.", "").replace(" + gpu_nodes()", " +gpu")
 
 
 def png(res: dict, path: Path) -> Path:
@@ -138,26 +280,32 @@ def png(res: dict, path: Path) -> Path:
             p2.append(
                 (f"{r.sessions} sessions", r.target / r.median_fraction, f"{r.median_fraction:.2f}")
             )
+    page = page_rows(res.get("status_page", [])[-1:])  # the largest cluster only
     p3 = [
         (
-            f"{r.nodes}n/{r.pods}p\n{r.view.replace('admin_service.', '')}",
+            f"{r.nodes}n/{r.pods}p\n{_short(r.view)}",
             r.max_s / 1.0,
             f"{r.max_s * 1000:.0f} ms, {r.total_calls} calls",
         )
-        for r in res.get("status", [])
-    ]  # noqa: E501
+        for r in [*res.get("status", []), *page]
+    ]
     p4 = [
         (f"poll {r.poll_s} s", max(r.overheads) / 3.0, f"{max(r.overheads):.2f} s")
         for r in res.get("switch", [])
         if r.overheads
-    ]  # noqa: E501
+    ]
+    sp = res.get("switch_page")
+    for attr, label in (("admin_done", "page: admin done"), ("chat_answer", "page: chat answer")):
+        worst = sp.worst(attr) if sp else None
+        if worst is not None:
+            p4.append((label, worst / 3.0, f"{worst:.2f} s"))
     panels = [
         (
             "1. Streaming: app time / allowed time (first: direct+50 ms; last: direct x 1.05/1.10)",
             p1,
         ),
         ("2. Concurrency: target / delivered fraction of backend rate", p2),
-        ("3. Admin status refresh, 50 GPU nodes / 300 pods: time / 1 s", p3),
-        ("4. Model switch: new pod Ready -> done, / 3 s", p4),
+        ("3. Admin status (module calls; admin page in Chromium): time / 1 s", p3),
+        ("4. Model switch: new pod Ready -> done (module; admin page; chat page), / 3 s", p4),
     ]
     return write_png(path, panels)

@@ -1,0 +1,63 @@
+"""A what-if page for part 3 (not the product): only the admin page's three status tables.
+
+``streamlit run bench/status_only_app.py`` with the admin console's environment draws the
+pods, GPU nodes and node pools tables from one ``admin_service.read_status`` — the same
+data and columns as ``webapp/views/admin.py`` — and nothing else: no identity check, no
+deploy form, no pod log, no charts. Timing it like the real page shows how much of the
+page-open time is the status view itself and how much the rest of the page.
+"""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from webapp import admin_service as svc  # noqa: E402
+from webapp.cluster.k8s import connect  # noqa: E402
+from webapp.cluster.node_pools import NodePools  # noqa: E402
+from webapp.settings import get_settings  # noqa: E402
+
+settings = get_settings()
+st.set_page_config(page_title="status only", layout="wide")
+
+
+@st.cache_resource(show_spinner=False)
+def _clients():
+    return connect(settings.kubeconfig or None), NodePools.from_settings(settings)
+
+
+cluster, pools = _clients()
+st.title("Admin console")
+status = svc.read_status(cluster, settings.k8s_namespace, pools)
+inv = status.inventory
+st.subheader(f"Pods in {settings.k8s_namespace}")
+st.dataframe(
+    [
+        {"pod": p.name, "phase": p.phase, "ready": p.ready, "restarts": p.restarts,
+         "node": p.node, "age": f"{int(p.age_s)}s", "model": p.model, "reason": f"{p.reason} {p.message}".strip(),
+         "recent events": "; ".join(f"{e.reason}: {e.message}" for e in p.events[:2])}
+        for p in inv.pods
+    ],
+    hide_index=True,
+)  # fmt: skip
+st.subheader("GPU nodes")
+st.dataframe(
+    [
+        {"node": n.name, "pool": n.pool, "accelerator": n.accelerator, "spot": n.spot,
+         "ready": n.ready, "GPUs capacity": n.gpu_capacity, "allocatable": n.gpu_allocatable,
+         "requested": n.gpu_requested}
+        for n in inv.nodes
+    ],
+    hide_index=True,
+)  # fmt: skip
+st.subheader("Node pools")
+st.dataframe(
+    [
+        {"pool": p.name, "machine type": p.machine_type, "nodes": p.node_count,
+         "spot": p.spot, "status": p.status}
+        for p in status.pools or ()
+    ],
+    hide_index=True,
+)  # fmt: skip

@@ -1,0 +1,493 @@
+"""Part 2b: the concurrency part without the browser — Streamlit's own websocket protocol.
+
+Each session is a Python client of ``ws://HOST/_stcore/stream`` doing what the frontend
+does (checked against Chromium's frames): ``GET /_stcore/health`` for the XSRF cookie,
+connect with subprotocols ``["streamlit", <xsrf token>]`` and a same-origin ``Origin``,
+send ``rerun_script`` (query string, page script hash, context info), read the
+ForwardMsgs, and on "Enter" send a rerun whose widget states carry the chat input's
+``chat_input_value`` with the prompt. The frontend also echoes the sidebar widgets'
+values (system prompt, sliders, max tokens); they are keyed, so the app reads the same
+values from session state either way. One asyncio loop drives all sessions; no page is
+rendered, so the numbers are the app's (plus a cheap protobuf parse per message).
+
+Timing (epoch ms, like the browser observer): Enter = the BackMsg is sent; first / last
+token = the first delta whose answer markdown (the NATIVE markdown in the new assistant
+chat message) contains FIRST / LAST. Each answer must reconstruct exactly the scripted
+text, or the session counts as failed. Rows and fractions come from ``bench.concurrency``.
+Every session asks its own prompt (``PROMPT`` + session number), so the fake's request
+records can be matched to sessions: that splits the wait into Enter -> request at the
+backend, the backend's own lateness, and last chunk sent -> last token received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.common import CpuWindow, median, rss_mb, streamlit_app
+from bench.concurrency import ConcurrencyRow, ideal_s, level_row, spread
+from bench.streaming import FIRST, LAST, MAX_MODEL_LEN, PROMPT, RATE, TTFT_S, scripted_tokens
+
+XSRF_COOKIE = "_streamlit_xsrf"
+#: what the browser sent in ``context_info`` (observed in Chromium's frames)
+CONTEXT = {"timezone": "UTC", "timezone_offset": 0, "locale": "en-US", "color_scheme": "light"}
+
+
+def _now_ms() -> float:
+    return time.time() * 1000
+
+
+def _child_pid(marker: str) -> int | None:
+    """Pid of this process's child whose command line contains ``marker`` (the fake)."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if stat.read_text().rsplit(")", 1)[1].split()[1] != me:
+                continue
+            if marker in (stat.parent / "cmdline").read_bytes().decode(errors="replace"):
+                return int(stat.parent.name)
+    return None
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores from /proc/stat; busy excludes idle and iowait."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+@dataclass
+class Answer:
+    """One question of one session: epoch ms (``origin`` 0, as ``spread`` expects)."""
+
+    prompt: str
+    expected: str
+    enter: float | None = None
+    first: float | None = None
+    last: float | None = None
+    done: float | None = None
+    text: str = ""
+    updates: int = 0  # answer-markdown deltas received
+    error: str | None = None
+    origin: float = 0.0
+
+    def record(self) -> dict:
+        """The dict ``concurrency.level_row`` / ``spread`` read."""
+        return {
+            "enter": self.enter, "first": self.first, "last": self.last, "origin": self.origin,
+            "error": self.error, "prompt": self.prompt, "updates": self.updates,
+        }  # fmt: skip
+
+
+class WsSession:
+    """One Streamlit session over one websocket, as the frontend drives it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.query_string = ""
+        self.page_script_hash = ""
+        self.chat_input_id: str | None = None
+        self.refs = 0  # ForwardMsgs sent as a cache reference (this client caches none)
+        self._ws = None
+        self._reader: asyncio.Task | None = None
+        self._blocks: list[tuple[int, ...]] = []  # chat_message blocks of the current run
+        self._base = 0  # chat messages on the page before the question
+        self._finished = asyncio.Event()  # a script run finished successfully
+        self._answer: Answer | None = None
+        self._answer_done = asyncio.Event()
+
+    # ------------------------------------------------------------ wire
+    async def open(self, timeout: float = 60) -> WsSession:
+        """Connect and run the page once; return when the chat input is known."""
+        from websockets.asyncio.client import connect
+
+        xsrf = await asyncio.to_thread(self._xsrf_cookie)
+        host = self.url.split("://", 1)[1]
+        self._ws = await connect(
+            f"ws://{host}/_stcore/stream",
+            origin=self.url,
+            subprotocols=["streamlit", xsrf] if xsrf else ["streamlit"],
+            additional_headers={"Cookie": f"{XSRF_COOKIE}={xsrf}"} if xsrf else None,
+            compression=None,  # server.enableWebsocketCompression is off by default
+            max_size=None,
+            proxy=None,
+        )
+        self._reader = asyncio.create_task(self._read())
+        self._finished.clear()
+        await self._send_rerun(None)
+        await asyncio.wait_for(self._finished.wait(), timeout)
+        if self.chat_input_id is None:
+            raise RuntimeError("the page has no chat input")
+        return self
+
+    def _xsrf_cookie(self) -> str | None:
+        with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=30) as r:
+            for header in r.headers.get_all("Set-Cookie") or []:
+                name, _, rest = header.partition("=")
+                if name.strip() == XSRF_COOKIE:
+                    return rest.split(";", 1)[0]
+        return None
+
+    async def _send_rerun(self, prompt: str | None) -> None:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        msg = BackMsg()
+        cs = msg.rerun_script
+        cs.query_string = self.query_string
+        cs.page_script_hash = self.page_script_hash
+        cs.widget_states.SetInParent()
+        for k, v in {**CONTEXT, "url": self.url + "/", "is_embedded": False}.items():
+            setattr(cs.context_info, k, v)
+        if prompt is not None:
+            w = cs.widget_states.widgets.add()
+            w.id = self.chat_input_id
+            w.chat_input_value.data = prompt
+            w.chat_input_value.file_uploader_state.SetInParent()
+        await self._ws.send(msg.SerializeToString())
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+    # ------------------------------------------------------------ questions
+    async def ask(self, prompt: str, expected: str, timeout: float) -> Answer:
+        """Send ``prompt`` as the chat input's value; wait until the page run that shows
+        the whole answer has finished. Never raises: problems go to ``Answer.error``."""
+        a = self._answer = Answer(prompt, expected)
+        self._answer_done.clear()
+        self._base = len(self._blocks)  # the last run's chat messages
+        a.enter = _now_ms()
+        try:
+            await self._send_rerun(prompt)
+            await asyncio.wait_for(self._answer_done.wait(), timeout)
+        except TimeoutError:
+            a.error = f"no finished answer after {timeout:.0f} s"
+        except Exception as e:  # noqa: BLE001 - a failed session is reported, not fatal
+            a.error = a.error or f"{type(e).__name__}: {e}"
+        self._answer = None
+        if a.error is None:
+            if a.first is None or a.last is None:
+                a.error = "the first or last token never showed"
+            elif a.last <= a.first:
+                a.error = "the whole answer arrived in one redraw (it did not stream)"
+            elif a.text != a.expected:
+                a.error = (
+                    f"answer differs from the script ({len(a.text)} vs {len(a.expected)} chars)"
+                )
+        return a
+
+    async def _read(self) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        try:
+            async for raw in self._ws:
+                fm = ForwardMsg()
+                fm.ParseFromString(raw)
+                self._on_msg(fm)
+        except Exception as e:  # noqa: BLE001 - the connection closed under a question
+            if self._answer is not None:
+                self._answer.error = f"websocket: {type(e).__name__}: {e}"
+        finally:
+            self._answer_done.set()
+
+    def _on_msg(self, fm) -> None:
+        kind = fm.WhichOneof("type")
+        if kind == "new_session":  # every script run starts with one
+            self._blocks = []
+            self.page_script_hash = fm.new_session.page_script_hash or self.page_script_hash
+        elif kind == "page_info_changed":
+            self.query_string = fm.page_info_changed.query_string
+        elif kind == "ref_hash":
+            self.refs += 1
+        elif kind == "script_finished":
+            if fm.script_finished == fm.FINISHED_SUCCESSFULLY:
+                self._finished.set()
+                # the question's run (or the rerun it asked for) is over; a missing last
+                # token is then a failure, reported by ask()
+                if self._answer is not None:
+                    self._answer.done = _now_ms()
+                    self._answer_done.set()
+        elif kind == "delta":
+            self._on_delta(tuple(fm.metadata.delta_path), fm.delta)
+
+    def _on_delta(self, path: tuple[int, ...], delta) -> None:
+        if delta.WhichOneof("type") == "add_block":
+            if delta.add_block.WhichOneof("type") == "chat_message" and path not in self._blocks:
+                self._blocks.append(path)
+            return
+        if delta.WhichOneof("type") != "new_element":
+            return
+        el = delta.new_element
+        what = el.WhichOneof("type")
+        if what == "chat_input":
+            self.chat_input_id = el.chat_input.id
+            return
+        a = self._answer
+        # the answer is the second chat message after those on the page before the question
+        if a is None or what != "markdown" or len(self._blocks) <= self._base + 1:
+            return
+        block = self._blocks[self._base + 1]
+        if path[: len(block)] != block or el.markdown.element_type != el.markdown.NATIVE:
+            return
+        now = _now_ms()
+        a.text = el.markdown.body.removesuffix("▌").rstrip()  # the streaming cursor
+        a.updates += 1
+        if a.first is None and FIRST in a.text:
+            a.first = now
+        if a.last is None and LAST in a.text:
+            a.last = now
+
+
+# ---------------------------------------------------------------- the part
+@dataclass
+class WsResult:
+    """Rows as in part 2, the idle RSS levels, and per level: where the wait went."""
+
+    rows: list[ConcurrencyRow]
+    idle: dict[int, float]
+    breakdown: dict[int, dict] = field(default_factory=dict)
+
+
+def expected_answer(n: int) -> str:
+    """The text the page must show for a scripted answer of ``n`` tokens."""
+    return "".join(scripted_tokens(n)).strip()
+
+
+def _match(fake, answers: list[Answer], n: int) -> dict:
+    """Per session, from the fake's record of that session's request (ms): Enter -> request
+    at the backend, first chunk sent -> first token received, backend lateness (last chunk
+    vs request + ideal), last chunk sent -> last token received; medians and maxima."""
+    by_prompt = {}
+    for r in fake.requests:
+        if r["path"].endswith("/chat/completions") and r.get("chunk_times"):
+            user = [m for m in r["body"].get("messages", []) if m.get("role") == "user"]
+            if user:
+                by_prompt[user[-1].get("content")] = r
+    parts: dict[str, list[float]] = {
+        "pre_request": [], "first_delivery": [], "backend_late": [], "last_delivery": [],
+    }  # fmt: skip
+    for a in answers:
+        r = by_prompt.get(a.prompt)
+        if r is None or a.enter is None or a.last is None:
+            continue
+        parts["pre_request"].append(1000 * r["t"] - a.enter)
+        if a.first is not None:
+            parts["first_delivery"].append(a.first - 1000 * r["chunk_times"][0])
+        parts["backend_late"].append(1000 * (r["chunk_times"][-1] - r["t"] - ideal_s(n)))
+        parts["last_delivery"].append(a.last - 1000 * r["chunk_times"][-1])
+    out = {}
+    for k, v in parts.items():
+        out[k] = (median(v), max(v)) if v else (None, None)
+    out["matched"] = len(parts["pre_request"])
+    return out
+
+
+async def _stream_level(sessions, pid: int, n: int, timeout: float, first_index: int = 0):
+    """Every session asks at once; returns answers and CPU: app and fake (% of one core),
+    this client (% of one core), the whole machine (% of all cores busy)."""
+    expected = expected_answer(n)
+    fake_pid = _child_pid("tests.fakes.openai_server")
+    fake_cpu = CpuWindow(fake_pid).start() if fake_pid else None
+    m0 = _machine_busy()
+    cpu = CpuWindow(pid).start()
+    c0, t0 = time.process_time(), time.monotonic()
+    peak = rss_mb(pid)
+    tasks = [
+        asyncio.create_task(s.ask(f"{PROMPT} {first_index + i}", expected, timeout))
+        for i, s in enumerate(sessions)
+    ]
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+        peak = max(peak, rss_mb(pid))
+    cpu_pct = cpu.stop()
+    m1 = _machine_busy()
+    other = {
+        "client_cpu": 100 * (time.process_time() - c0) / (time.monotonic() - t0),
+        "fake_cpu": fake_cpu.stop() if fake_cpu else None,
+        "machine_busy": 100 * (m1[0] - m0[0]) / max(m1[1] - m0[1], 1),
+    }
+    return [t.result() for t in tasks], cpu_pct, peak, other
+
+
+async def _run(app, fake, script, levels: list[int], n: int, log) -> WsResult:
+    pid = app.proc.pid
+    idle: dict[int, float] = {0: rss_mb(pid)}
+    sessions: list[WsSession] = []
+    res = WsResult([], idle)
+    timeout = TTFT_S + n / RATE * 6 + 60
+    try:
+        for level in sorted(levels):
+            while len(sessions) < level:
+                sessions.append(await WsSession(app.url).open())
+            await asyncio.sleep(3)  # let the sessions settle
+            idle[level] = rss_mb(pid)
+            log(f"  {level:>2} idle sessions: app RSS {idle[level]:.1f} MB")
+        # warm-up: the first answer of a process imports and builds the LLM client
+        await _stream_level(sessions[:1], pid, n, timeout, first_index=1000)
+        for level in levels:
+            fake.reset()  # forget recorded requests (and the script: set it again)
+            fake.set_script(script)
+            answers, cpu_pct, peak, other = await _stream_level(
+                sessions[:level], pid, n, timeout, first_index=100 * level
+            )
+            recs = [a.record() for a in answers]
+            row = level_row(level, n, recs, cpu_pct, idle[level], peak)
+            res.rows.append(row)
+            bd = _match(fake, answers, n)
+            bd.update(other)
+            bd["spread"] = spread(fake, recs)
+            bd["errors"] = [a.error for a in answers if a.error]
+            bd["updates"] = median([a.updates for a in answers])
+            res.breakdown[level] = bd
+            log(f"     per session: {[round(f, 3) for f in row.fractions]}")
+            split = {k: bd[k] for k in ("pre_request", "first_delivery", "backend_late")}
+            log(f"     start burst: {bd['spread']}; wait split (median, max ms): {split}, "
+                f"last_delivery {bd['last_delivery']}")  # fmt: skip
+            for err in bd["errors"]:
+                log(f"     FAILED session: {err}")
+            log(
+                f"  {level:>2} streaming: median {row.median_fraction or 0:.3f} "
+                f"worst {row.worst_fraction or 0:.3f} of backend rate, app CPU {cpu_pct:.0f}%, "
+                f"fake CPU {other['fake_cpu'] or 0:.0f}%, client CPU {other['client_cpu']:.0f}%, "
+                f"machine {other['machine_busy']:.0f}% busy, RSS peak {peak:.1f} MB, "
+                f"failed {row.failed}"
+            )
+        if any(s.refs for s in sessions):
+            log(f"  note: {sum(s.refs for s in sessions)} cache references were received")
+    finally:
+        for s in sessions:
+            await s.close()
+    return res
+
+
+def run(levels: list[int], n: int, log, app_env: dict[str, str] | None = None) -> WsResult:
+    """Part 2 with protocol clients instead of Chromium pages: same fake, same app, same
+    levels and answer length, same formulas (``bench.concurrency``). ``app_env`` adds
+    environment variables for the app (experiments, e.g. Streamlit config overrides)."""
+    from tests.fakes.openai_server import Script, spawn_fake_openai
+
+    with spawn_fake_openai("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN)) as fake:
+        script = Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE)
+        fake.set_script(script)
+        env = {"LLM_URL": fake.url, "DEFAULT_MAX_TOKENS": str(n), **(app_env or {})}
+        with streamlit_app(**env) as app:
+            return asyncio.run(_run(app, fake, script, levels, n, log))
+
+
+# ---------------------------------------------------------------- report
+def _ms(pair) -> str:
+    lo, hi = pair
+    return "—" if lo is None else f"{lo:.0f} / {hi:.0f}"
+
+
+def markdown_section(res: WsResult) -> list[str]:
+    """Part 2's table for the protocol clients, and where each level's wait went."""
+    from bench.report import concurrency_table
+
+    out = ["### 2b. Concurrency without the browser (websocket protocol clients)", ""]
+    out += [*concurrency_table(res.rows, res.idle), ""]
+    out += [
+        "| sessions | Enter → request at backend (ms) | first chunk sent → first token"
+        " received (ms) | backend late at last chunk (ms) | last chunk sent → last token"
+        " received (ms) | answer redraws per session | CPU % of a core: fake / client"
+        " | machine busy (% of all cores) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for level, bd in res.breakdown.items():
+        out.append(
+            f"| {level} | {_ms(bd['pre_request'])} | {_ms(bd['first_delivery'])} "
+            f"| {_ms(bd['backend_late'])} | {_ms(bd['last_delivery'])} "
+            f"| {bd['updates'] or 0:.0f} | {bd['fake_cpu'] or 0:.0f} / {bd['client_cpu']:.0f} "
+            f"| {bd['machine_busy']:.0f} |"
+        )
+    out += [
+        "",
+        "Split columns: median / max over the sessions, each matched to its own request at the"
+        " fake. Redraws: answer-markdown deltas a session received (the page redraws at most"
+        " every 0.1 s).",
+    ]
+    return [*out, ""]
+
+
+def compare_with_browser(runs: int, n: int, log) -> list[dict]:
+    """Validation: one fresh session at a time against one app, alternating the Chromium
+    page (``bench.streaming.app_stream``) and this client; seconds from Enter."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.common import chromium
+    from bench.streaming import app_stream, breakdown
+    from tests.fakes.openai_server import Script, spawn_fake_openai
+
+    out = []
+    with (
+        spawn_fake_openai("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN)) as fake,
+        streamlit_app(LLM_URL=fake.url, DEFAULT_MAX_TOKENS=str(n)) as app,
+        chromium() as browser,
+    ):
+        fake.set_script(Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE))
+        app_stream(browser, app.url)  # warm-up
+
+        async def one() -> Answer:
+            s = await WsSession(app.url).open()
+            try:
+                return await s.ask(PROMPT, expected_answer(n), TTFT_S + n / RATE * 6 + 60)
+            finally:
+                await s.close()
+
+        for i in range(runs):
+            b = app_stream(browser, app.url)
+            b_split = breakdown(fake, b) or {}
+            # Playwright's sync API owns this thread's event loop: run the client in another
+            a = ThreadPoolExecutor(1).submit(asyncio.run, one()).result()
+            row = {
+                "browser_first": b["first"], "browser_last": b["last"],
+                "ws_first": (a.first - a.enter) / 1000 if a.first else None,
+                "ws_last": (a.last - a.enter) / 1000 if a.last else None, "ws_error": a.error,
+                "browser_pre_request_ms": b_split.get("pre_request_ms"),
+                "ws_pre_request_ms": _match(fake, [a], n)["pre_request"][0],
+                "browser_first_delivery_ms": b_split.get("first_delivery_ms"),
+                "ws_first_delivery_ms": _match(fake, [a], n)["first_delivery"][0],
+            }  # fmt: skip
+            log(f"  run {i + 1}/{runs}: {row}")
+            out.append(row)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.ws_sessions [--levels 1 8 32] [--tokens 512] [--compare RUNS]
+    [--app-env KEY=VALUE ...]``."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m bench.ws_sessions")
+    ap.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--tokens", type=int, default=512)
+    ap.add_argument("--compare", type=int, metavar="RUNS", help="browser vs client, 1 session")
+    ap.add_argument("--app-env", nargs="+", default=[], metavar="KEY=VALUE", help="app env")
+    args = ap.parse_args(argv)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    if args.compare:
+        rows = compare_with_browser(args.compare, args.tokens, log)
+        for k in ("first", "last"):
+            d = [1000 * (r[f"ws_{k}"] - r[f"browser_{k}"]) for r in rows if r[f"ws_{k}"]]
+            print(f"{k} token, client − browser (ms): median {median(d)}, all {d}")
+        return 0
+    app_env = dict(kv.split("=", 1) for kv in args.app_env)
+    print("\n".join(markdown_section(run(args.levels, args.tokens, log, app_env))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
