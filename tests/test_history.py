@@ -1,6 +1,7 @@
-"""The chat's persistence facade: a streaming answer is written behind the stream by a
-background writer, so a killed process loses only the last fraction of a second and
-the stream never waits for the database."""
+"""The chat's persistence facade: streaming answers are written behind the streams by one
+writer per process, in one transaction per round, so a killed process loses only the last
+fraction of a second, the streams never wait for the database, and many streams do not
+fight over SQLite's single write lock."""
 
 from __future__ import annotations
 
@@ -9,98 +10,113 @@ import time
 
 import pytest
 
-from webapp.history import AnswerSaver, History
+from webapp.history import CheckpointWriter, History
 from webapp.identity import resolve_owner
 from webapp.limits import UsageLimits
-from webapp.store import ConversationStore
+from webapp.store import ConversationStore, StoreUnavailable
 
 
-def wait_until(predicate, timeout=5.0):
+def wait_until(predicate, timeout=10.0):
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.005)
 
 
-class SlowWrites:
-    """Records writes; each write takes ``delay_s`` or, with ``gate``, waits until it opens."""
+class RecordingStore:
+    """Stands in for ConversationStore.checkpoint_many: records each round (one transaction);
+    with ``gate`` each round waits until it opens; ``fail`` makes rounds raise."""
 
-    def __init__(self, delay_s: float = 0.0, gate: threading.Event | None = None) -> None:
-        self.delay_s = delay_s
+    def __init__(self, gate: threading.Event | None = None, fail: Exception | None = None):
         self.gate = gate
-        self.texts: list[str] = []
+        self.fail = fail
+        self.rounds: list[dict[int, str]] = []
         self.in_progress = threading.Event()
 
-    def __call__(self, text: str) -> None:
+    def checkpoint_many(self, items):
         self.in_progress.set()
         if self.gate is not None:
             self.gate.wait(10)
-        time.sleep(self.delay_s)
-        self.texts.append(text)
         self.in_progress.clear()
+        if self.fail is not None:
+            raise self.fail
+        self.rounds.append({mid: text for _owner, mid, text in items})
+        return []
+
+    def latest(self, mid):
+        return next((r[mid] for r in reversed(self.rounds) if mid in r), None)
 
 
 def test_offers_never_wait_for_the_database_and_the_newest_text_wins():
     gate = threading.Event()
-    writes = SlowWrites(gate=gate)
-    saver = AnswerSaver(writes, min_interval_s=0.0, heartbeat_s=60)
-    saver.offer("t0 ")
-    assert writes.in_progress.wait(5)  # the first write hangs on a stuck database...
+    store = RecordingStore(gate=gate)
+    writer = CheckpointWriter(store, min_interval_s=0.0, heartbeat_s=60)
+    writer.offer("u", 1, "t0 ", print)
+    assert store.in_progress.wait(5)  # the first round hangs on a stuck database...
     text = "t0 "
     for i in range(1, 500):
         text += f"t{i} "
-        saver.offer(text)
-    assert writes.texts == []  # ...and yet every offer returned
+        writer.offer("u", 1, text, print)
+    assert store.rounds == []  # ...and yet every offer returned
     gate.set()
-    wait_until(lambda: writes.texts and writes.texts[-1] == text)
-    saver.close()
-    assert writes.texts == ["t0 ", text]  # coalesced: the newest text, not one write per token
+    wait_until(lambda: store.latest(1) == text)
+    assert [r[1] for r in store.rounds] == ["t0 ", text]  # coalesced, not one per token
+
+
+def test_many_answers_share_one_transaction_per_round():
+    gate = threading.Event()
+    store = RecordingStore(gate=gate)
+    writer = CheckpointWriter(store, min_interval_s=0.0, heartbeat_s=60)
+    writer.offer("u0", 100, "first", print)
+    assert store.in_progress.wait(5)
+    for mid in range(32):
+        writer.offer(f"u{mid}", mid, f"answer {mid}", print)
+    gate.set()
+    wait_until(lambda: all(store.latest(mid) == f"answer {mid}" for mid in range(32)))
+    assert len(store.rounds) == 2
+    assert set(store.rounds[1]) == set(range(32))
 
 
 @pytest.mark.parametrize(
-    ("min_interval_s", "offers", "expected_writes"),
+    ("offers", "expected_rounds"),
     [
-        (0.0, ["a"], 1),
-        (0.0, ["a", "a", "a"], 1),  # an unchanged text is not written again
-        (10.0, ["a"], 1),  # the first write is not delayed by the interval
+        (["a"], 1),
+        (["a", "a", "a"], 1),  # an unchanged text is not written again
+        (["a", "ab"], 2),
     ],
 )
-def test_writes_only_changes(min_interval_s, offers, expected_writes):
-    writes = SlowWrites()
-    saver = AnswerSaver(writes, min_interval_s=min_interval_s, heartbeat_s=60)
+def test_writes_only_changes(offers, expected_rounds):
+    store = RecordingStore()
+    writer = CheckpointWriter(store, min_interval_s=0.0, heartbeat_s=60)
     for text in offers:
-        saver.offer(text)
-        time.sleep(0.05)
-    wait_until(lambda: len(writes.texts) >= expected_writes)
+        writer.offer("u", 1, text, print)
+        wait_until(lambda text=text: store.latest(1) == text)
     time.sleep(0.1)
-    saver.close()
-    assert len(writes.texts) == expected_writes
+    assert len(store.rounds) == expected_rounds
 
 
-def test_an_unchanged_answer_still_gets_a_heartbeat():
-    writes = SlowWrites()
-    saver = AnswerSaver(writes, min_interval_s=0.0, heartbeat_s=0.05)
-    saver.offer("")  # e.g. a reasoning model that has not started its answer
-    wait_until(lambda: len(writes.texts) >= 3)
-    saver.close()
+def test_an_unchanged_answer_still_gets_a_heartbeat_until_forgotten():
+    store = RecordingStore()
+    writer = CheckpointWriter(store, min_interval_s=0.0, heartbeat_s=0.05)
+    writer.offer("u", 1, "", print)  # e.g. a reasoning model that has not started its answer
+    wait_until(lambda: len(store.rounds) >= 3)
+    writer.forget(1)
+    time.sleep(0.2)  # let a round in flight end
+    seen = len(store.rounds)
+    time.sleep(0.3)
+    assert len(store.rounds) == seen
 
 
-def test_close_waits_for_the_write_in_progress():
-    writes = SlowWrites(delay_s=0.3)
-    saver = AnswerSaver(writes, min_interval_s=0.0, heartbeat_s=60)
-    saver.offer("partial")
-    assert writes.in_progress.wait(2)
-    saver.close()
-    assert writes.texts == ["partial"]
-    assert not saver._thread.is_alive()
-
-
-def test_close_without_any_offer_ends_the_writer():
-    saver = AnswerSaver(SlowWrites(), min_interval_s=0.0, heartbeat_s=60)
-    closing = threading.Thread(target=saver.close)
-    closing.start()
-    closing.join(10)
-    assert not closing.is_alive() and not saver._thread.is_alive()
+def test_a_failed_round_is_reported_to_each_answer_and_the_writer_goes_on():
+    store = RecordingStore(fail=StoreUnavailable())
+    writer = CheckpointWriter(store, min_interval_s=0.0, heartbeat_s=60)
+    problems: list[str] = []
+    writer.offer("u", 1, "a", problems.append)
+    wait_until(lambda: problems)
+    assert "unavailable" in problems[0]
+    store.fail = None
+    writer.offer("u", 1, "ab", problems.append)
+    wait_until(lambda: store.latest(1) == "ab")
 
 
 @pytest.fixture
@@ -129,7 +145,6 @@ def test_streaming_answer_reaches_the_database_while_it_streams_and_ends_final(h
     assert saved().status == "streaming"
     history.finish_answer(message_id, content=text + ".", status="stopped")
     assert (saved().content, saved().status) == ("Once upon a time.", "stopped")
-    assert history._savers == {}
     assert history.problem is None
 
 
@@ -139,7 +154,8 @@ def test_finish_is_never_overtaken_by_a_late_checkpoint(history):
     for i in range(200):
         history.checkpoint(message_id, "x" * i)
     history.finish_answer(message_id, content="final", status="complete")
-    time.sleep(0.3)
+    history.checkpoint(message_id, "late")  # e.g. a delta drawn after the end: ignored
+    time.sleep(0.5)
     last = history.open(conv).messages[-1]
     assert (last.content, last.status) == ("final", "complete")
 
@@ -147,15 +163,13 @@ def test_finish_is_never_overtaken_by_a_late_checkpoint(history):
 def test_a_database_failure_while_streaming_is_recorded_not_raised(history, monkeypatch):
     conv = history.start()
     message_id = history.begin_answer(conv, "a")
-    history.store.dispose()
-    monkeypatch.setattr(history.store, "update_message", _unavailable)
+
+    def unavailable(*_args, **_kwargs):
+        raise StoreUnavailable()
+
+    monkeypatch.setattr(history.store, "checkpoint_many", unavailable)
+    monkeypatch.setattr(history.store, "update_message", unavailable)
     history.checkpoint(message_id, "ab")
     wait_until(lambda: history.problem is not None)
     history.finish_answer(message_id, content="abc", status="complete")
     assert "unavailable" in history.problem
-
-
-def _unavailable(*_args, **_kwargs):
-    from webapp.store import StoreUnavailable
-
-    raise StoreUnavailable()

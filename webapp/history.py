@@ -8,6 +8,7 @@ never loses the conversation on screen because a save failed.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,71 +24,110 @@ from webapp.store import (
     StoreUnavailable,
 )
 
-#: a streaming answer is written to the database behind the stream, as soon as the
-#: previous write finished but at most this often: a killed process loses only the
-#: tokens received in the last write's time plus this interval
+_log = logging.getLogger(__name__)
+
+#: streaming answers are written to the database behind the streams, one round every
+#: this often: a killed process loses only the tokens received in the last round's
+#: time plus this interval
 CHECKPOINT_EVERY_S = 0.2
 #: an answer whose text does not change (a model still "thinking") is still touched
 #: this often, so other sessions do not take it for abandoned (see mark_interrupted)
 HEARTBEAT_EVERY_S = 5.0
 
 
-class AnswerSaver:
-    """Writes the newest text of one streaming answer from a background thread.
+@dataclass
+class _Answer:
+    owner: str
+    content: str
+    on_error: Callable[[str], None]
+    written: str | None = None
+    written_at: float = 0.0
 
-    The stream never waits for the database: ``offer`` only hands over the text. The
-    thread writes the newest text it has whenever it changed (or a heartbeat is due),
-    at most every ``min_interval_s``; older texts offered meanwhile are skipped.
-    ``close`` waits for a write in progress, so a final write after it cannot be
-    overtaken by a stale one. ``write`` must not raise (History.update records).
+
+class CheckpointWriter:
+    """Saves the growing text of every streaming answer of this process, behind the streams.
+
+    One thread per store: each round writes, in one transaction, every answer whose text
+    changed (or whose heartbeat is due), then waits ``min_interval_s``. The streams never
+    wait for the database (``offer`` only hands the text over), and 32 answers streaming at
+    once cost one short write transaction per interval instead of 32 competing ones (SQLite
+    has a single write lock, which the pages need too). A finished answer is never
+    overwritten: the store only changes rows still ``streaming``.
     """
 
     def __init__(
         self,
-        write: Callable[[str], None],
+        store: ConversationStore,
         *,
         min_interval_s: float = CHECKPOINT_EVERY_S,
         heartbeat_s: float = HEARTBEAT_EVERY_S,
     ) -> None:
-        self._write = write
+        self._store = store
         self._min_interval_s = min_interval_s
         self._heartbeat_s = heartbeat_s
         self._cond = threading.Condition()
-        self._latest: str | None = None
-        self._closed = False
-        self.writes = 0
-        self._thread = threading.Thread(target=self._run, name="answer-saver", daemon=True)
+        self._answers: dict[int, _Answer] = {}
+        self.rounds = 0
+        self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
         self._thread.start()
 
-    def offer(self, content: str) -> None:
+    def offer(
+        self, owner: str, message_id: int, content: str, on_error: Callable[[str], None]
+    ) -> None:
         with self._cond:
-            self._latest = content
+            answer = self._answers.get(message_id)
+            if answer is None:
+                self._answers[message_id] = _Answer(owner, content, on_error)
+            else:
+                answer.content = content
             self._cond.notify()
 
-    def close(self) -> None:
+    def forget(self, message_id: int) -> None:
+        """The answer is finished: no more checkpoints for it."""
         with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self._thread.join()
+            self._answers.pop(message_id, None)
+
+    def _due(self, now: float) -> dict[int, _Answer]:
+        return {
+            mid: a
+            for mid, a in self._answers.items()
+            if a.content != a.written or now - a.written_at >= self._heartbeat_s
+        }
 
     def _run(self) -> None:
-        written: str | None = None
-        last_write = time.monotonic()
         while True:
             with self._cond:
-                while not self._closed:
-                    due = last_write + self._heartbeat_s - time.monotonic()
-                    if self._latest is not None and (self._latest != written or due <= 0):
-                        break
-                    self._cond.wait(timeout=max(due, 0.01) if self._latest is not None else None)
-                if self._closed:
-                    return
-                content = self._latest
-            self._write(content)
-            self.writes += 1
-            written, last_write = content, time.monotonic()
+                while not (due := self._due(time.monotonic())):
+                    self._cond.wait(timeout=self._heartbeat_s if self._answers else None)
+                batch = [(mid, a, a.content) for mid, a in due.items()]
+            try:
+                self._store.checkpoint_many([(a.owner, mid, text) for mid, a, text in batch])
+            except StoreUnavailable as e:
+                for _mid, a, _text in batch:
+                    a.on_error(str(e))
+            except Exception:  # noqa: BLE001 - keep saving the other answers
+                _log.exception("saving streaming answers failed")
+                for _mid, a, _text in batch:
+                    a.on_error(str(StoreUnavailable()))
+            now = time.monotonic()
             with self._cond:
-                self._cond.wait_for(lambda: self._closed, timeout=self._min_interval_s)
+                for _mid, a, text in batch:
+                    a.written, a.written_at = text, now
+            self.rounds += 1
+            time.sleep(self._min_interval_s)
+
+
+_writers: dict[int, CheckpointWriter] = {}
+_writers_lock = threading.Lock()
+
+
+def checkpoint_writer(store: ConversationStore) -> CheckpointWriter:
+    """The process's writer for ``store`` (started on first use)."""
+    with _writers_lock:
+        writer = _writers.get(id(store))
+        if writer is None or writer._store is not store:
+            writer = _writers[id(store)] = CheckpointWriter(store)
+        return writer
 
 
 @dataclass
@@ -99,7 +139,7 @@ class History:
     owner: Owner
     problem: str | None = None
     pruned: int = 0
-    _savers: dict[int, AnswerSaver] = field(default_factory=dict)
+    _streaming: set[int] = field(default_factory=set)
 
     # ---- reading (errors propagate: the view decides what to say) ----------------
     def conversations(
@@ -163,27 +203,30 @@ class History:
 
         Not before: a row written before the request would delay the first token, and
         an answer that never started has nothing to keep. From then on ``checkpoint``
-        hands the growing text to a background writer; ``finish_answer`` ends it.
+        hands the growing text to the process's ``CheckpointWriter``; ``finish_answer``
+        saves the end.
         """
         message_id = self.add(conversation_id, "assistant", content, "streaming")
         if message_id is not None:
-            self._savers[message_id] = AnswerSaver(
-                lambda text: self.update(message_id, content=text)
-            )
+            self._streaming.add(message_id)
         return message_id
 
     def checkpoint(self, message_id: int | None, content: str) -> None:
-        """Hand the answer so far to its background writer (never waits for the database)."""
-        saver = self._savers.get(message_id) if message_id is not None else None
-        if saver is not None:
-            saver.offer(content)
+        """Hand the answer so far to the process's checkpoint writer (never waits)."""
+        if message_id in self._streaming:
+            checkpoint_writer(self.store).offer(
+                self.owner.key, message_id, content, self._record_problem
+            )
 
     def finish_answer(self, message_id: int | None, **changes: Any) -> None:
-        """Stop the answer's background writer, then save its final state."""
-        saver = self._savers.pop(message_id, None) if message_id is not None else None
-        if saver is not None:
-            saver.close()
+        """Save the answer's final state; no checkpoint can overwrite it afterwards."""
+        if message_id in self._streaming:
+            self._streaming.discard(message_id)
+            checkpoint_writer(self.store).forget(message_id)
         self.update(message_id, **changes)
+
+    def _record_problem(self, problem: str) -> None:
+        self.problem = problem
 
     def update(self, message_id: int | None, **changes: Any) -> None:
         """Change a saved message (content, status, meta)."""

@@ -119,6 +119,33 @@ def test_streaming_answer_is_checkpointed_then_finished(store):
     )
 
 
+def test_checkpoint_many_saves_only_streaming_answers_their_owners_may_change(store, clock):
+    a = store.create_conversation(ALICE)
+    b = store.create_conversation(BOB)
+    a1 = store.add_message(ALICE, a.id, "assistant", "", "streaming")
+    a2 = store.add_message(ALICE, a.id, "assistant", "done", "complete")
+    b1 = store.add_message(BOB, b.id, "assistant", "", "streaming")
+    clock.advance(20)
+    missed = store.checkpoint_many(
+        [
+            (ALICE, a1, "alice so far"),
+            (ALICE, a2, "late checkpoint"),  # finished: never overwritten
+            (ALICE, b1, "not alice's"),  # another user's answer: not touched
+            (BOB, b1, "bob so far"),
+        ]
+    )
+    assert sorted(missed) == sorted([a2, b1])
+    assert [m.content for m in store.get_conversation(ALICE, a.id).messages] == [
+        "alice so far",
+        "done",
+    ]
+    assert store.get_conversation(BOB, b.id).messages[0].content == "bob so far"
+    # a checkpoint counts as a sign of life for the stale-answer sweep
+    clock.advance(15)
+    assert store.mark_interrupted(older_than_s=30) == 0
+    assert store.checkpoint_many([]) == []
+
+
 def test_stale_streaming_messages_are_marked_interrupted(store, clock):
     conv = store.create_conversation(ALICE)
     dead = store.add_message(ALICE, conv.id, "assistant", "partial", "streaming")

@@ -19,7 +19,7 @@ Access policy (the one place it lives):
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -359,6 +359,36 @@ class ConversationStore:
             if meta is not None:
                 values["meta"] = {**(row.meta or {}), **meta}
             conn.execute(update(M).where(M.c.id == message_id).values(**values))
+
+    def checkpoint_many(self, items: Sequence[tuple[str, int, str]]) -> list[int]:
+        """Save the text so far of several streaming answers in one transaction.
+
+        ``items`` are ``(owner, message_id, content)``; each row is changed only if its
+        owner may act on it and it is still ``streaming`` (a finished answer is never
+        overwritten by a late checkpoint). One transaction for all the answers of a
+        process keeps SQLite's single write lock free for the pages. Returns the ids
+        that were not changed.
+        """
+        missed: list[int] = []
+        if not items:
+            return missed
+        now = self.now()
+        with db.transaction(self.migrated_engine()) as conn:
+            for owner, message_id, content in items:
+                result = conn.execute(
+                    update(M)
+                    .where(
+                        M.c.id == message_id,
+                        M.c.status == "streaming",
+                        M.c.conversation_pk.in_(
+                            select(C.c.pk).where(_access(owner, manage=False))
+                        ),
+                    )
+                    .values(content=content, updated_at=now)
+                )
+                if result.rowcount != 1:
+                    missed.append(message_id)
+        return missed
 
     def truncate_after(self, owner: str, conversation_id: str, message_id: int) -> int:
         """Delete every message after ``message_id`` (e.g. the answer to regenerate).
