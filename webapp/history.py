@@ -67,7 +67,6 @@ class CheckpointWriter:
         self._heartbeat_s = heartbeat_s
         self._cond = threading.Condition()
         self._answers: dict[int, _Answer] = {}
-        self.rounds = 0
         self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
         self._thread.start()
 
@@ -113,7 +112,6 @@ class CheckpointWriter:
             with self._cond:
                 for _mid, a, text in batch:
                     a.written, a.written_at = text, now
-            self.rounds += 1
             time.sleep(self._min_interval_s)
 
 
