@@ -139,33 +139,19 @@ class Iap:
 
     @classmethod
     def create(cls, tmp: Path) -> Iap:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from google.auth.crypt import es256
+        from tests.identities import iap_keypair
 
-        key = ec.generate_private_key(ec.SECP256R1())
-        private_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        public_pem = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        signer, public_pem = iap_keypair("bench-key")
         path = tmp / "iap-keys.json"
-        path.write_text(json.dumps({"bench-key": public_pem.decode()}))
-        return cls(es256.ES256Signer.from_string(private_pem, key_id="bench-key"), str(path))
+        path.write_text(json.dumps({"bench-key": public_pem}))
+        return cls(signer, str(path))
 
     def headers(self, email: str = ADMIN) -> dict[str, str]:
         """The header IAP puts on every request of a signed-in user."""
-        from google.auth import jwt
+        from tests.identities import iap_token
+        from webapp.auth import IAP_HEADER
 
-        from webapp.auth import IAP_HEADER, IAP_ISSUER
-
-        now = int(time.time())
-        claims = {"iss": IAP_ISSUER, "aud": AUDIENCE, "iat": now - 5, "exp": now + 3600,
-                  "sub": "accounts.google.com:42", "email": email}  # fmt: skip
-        return {IAP_HEADER: jwt.encode(self.signer, claims).decode()}
+        return {IAP_HEADER: iap_token(self.signer, AUDIENCE, email)}
 
 
 @contextlib.contextmanager
@@ -183,37 +169,19 @@ class _StatusOnlyServer:
     """``streamlit run bench/status_only_app.py`` (the what-if page) with ``env``."""
 
     def __init__(self, env: dict[str, str], tmp: Path) -> None:
+        from bench.common import ROOT
         from tests.conftest import StreamlitServer
 
-        self.srv = StreamlitServer(env, tmp)
+        self.srv = StreamlitServer(env, tmp, script=ROOT / "bench" / "status_only_app.py")
         self.url = self.srv.url
 
     def __enter__(self) -> _StatusOnlyServer:
-        import subprocess
-        import sys
-
-        from bench.common import ROOT
-
-        srv = self.srv
-        cmd = [
-            sys.executable, "-m", "streamlit", "run", str(ROOT / "bench" / "status_only_app.py"),
-            "--server.port", str(srv.port), "--server.address", "127.0.0.1",
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-        ]  # fmt: skip
-        srv.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=srv.env, stdout=srv.log.open("ab"), stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        srv.stop()
-        raise RuntimeError(f"status-only page did not start: {srv.log.read_text()[-2000:]}")
+        try:
+            self.srv.start()
+        except RuntimeError:
+            self.srv.stop()
+            raise
+        return self
 
     def __exit__(self, *exc) -> None:
         self.srv.stop()

@@ -37,9 +37,12 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """``streamlit run webapp/app.py`` in a subprocess with its own environment."""
+    """``streamlit run webapp/app.py`` (or ``script``) in a subprocess with its own environment."""
 
-    def __init__(self, env: dict[str, str], tmp: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], tmp: Path, port: int | None = None, script: Path | None = None
+    ) -> None:
+        self.script = script or ROOT / "webapp" / "app.py"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -53,7 +56,7 @@ class StreamlitServer:
 
     def start(self, timeout: float = 60) -> StreamlitServer:
         cmd = [
-            sys.executable, "-m", "streamlit", "run", str(ROOT / "webapp" / "app.py"),
+            sys.executable, "-m", "streamlit", "run", str(self.script),
             "--server.port", str(self.port), "--server.address", "127.0.0.1",
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
         ]  # fmt: skip

@@ -8,11 +8,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from google.auth import jwt
-from google.auth.crypt import es256
 
+from tests.identities import iap_keypair
 from webapp.auth import (
     IAP_ISSUER,
     AdminAccessOff,
@@ -29,21 +27,8 @@ from webapp.settings import Settings
 AUDIENCE = "/projects/123456789/global/backendServices/987654321"
 
 
-def _keypair(kid: str):
-    key = ec.generate_private_key(ec.SECP256R1())
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return es256.ES256Signer.from_string(private_pem, key_id=kid), public_pem.decode()
-
-
-SIGNER, PUBLIC_PEM = _keypair("iap-key-1")
-OTHER_SIGNER, _ = _keypair("iap-key-1")  # same key id, different key: a forgery
+SIGNER, PUBLIC_PEM = iap_keypair("iap-key-1")
+OTHER_SIGNER, _ = iap_keypair("iap-key-1")  # same key id, different key: a forgery
 CERTS = {"iap-key-1": PUBLIC_PEM}
 
 

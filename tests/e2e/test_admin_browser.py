@@ -8,20 +8,16 @@ a local key whose public half the app reads from IAP_CERTS_FILE.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from google.auth import jwt
-from google.auth.crypt import es256
 from playwright.sync_api import expect
 
 from tests.admin_world import admin_world
 from tests.cluster.conftest import LLAMA, NS
 from tests.fakes.k8s_server import arg_value, pod_args
+from tests.identities import iap_keypair, iap_token
 from webapp.audit import AuditLog
-from webapp.auth import IAP_HEADER, IAP_ISSUER
+from webapp.auth import IAP_HEADER
 
 pytestmark = pytest.mark.e2e
 
@@ -32,23 +28,10 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def iap_key(tmp_path_factory):
-    key = ec.generate_private_key(ec.SECP256R1())
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    signer, public_pem = iap_keypair("test-key")
     path = tmp_path_factory.mktemp("iap") / "keys.json"
-    path.write_text(json.dumps({"test-key": public_pem.decode()}))
-    return es256.ES256Signer.from_string(private_pem, key_id="test-key"), str(path)
-
-
-def token(signer, email: str) -> str:
-    now = int(time.time())
-    claims = {"iss": IAP_ISSUER, "aud": AUDIENCE, "iat": now - 5, "exp": now + 3600,
-              "sub": "accounts.google.com:42", "email": email}  # fmt: skip
-    return jwt.encode(signer, claims).decode()
+    path.write_text(json.dumps({"test-key": public_pem}))
+    return signer, str(path)
 
 
 @pytest.fixture
@@ -66,7 +49,7 @@ def admin_app(streamlit_app, iap_key):
 
 def open_admin(page, app, signer, email=ADMIN):
     if signer is not None:
-        page.set_extra_http_headers({IAP_HEADER: token(signer, email)})
+        page.set_extra_http_headers({IAP_HEADER: iap_token(signer, AUDIENCE, email)})
     page.goto(f"{app.url}/admin")
 
 

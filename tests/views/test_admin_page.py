@@ -11,21 +11,13 @@ from streamlit.testing.v1 import AppTest
 
 from tests.admin_world import admin_world
 from tests.cluster.conftest import LLAMA, NS
+from tests.identities import OIDC_SECRETS
 from webapp.cluster.k8s import connect
 from webapp.cluster.switch import acquire_lock
 from webapp.settings import get_settings
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 ADMIN = "admin@example.com"
-OIDC_SECRETS = {
-    "auth": {
-        "redirect_uri": "http://localhost:8501/oauth2callback",
-        "cookie_secret": "not-a-real-secret",
-        "client_id": "client",
-        "client_secret": "not-a-real-secret",
-        "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
-    }
-}
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.fakes.openai_server import FakeOpenAI, Script
+from tests.identities import OIDC_SECRETS
 from webapp.settings import get_settings
 
 PAGE = str(Path(__file__).resolve().parents[2] / "webapp" / "views" / "chat.py")
@@ -296,22 +297,11 @@ def test_model_gone_without_replacement(page):
         assert "no longer served" in at.chat_message[1].error[0].value
 
 
-OIDC = {
-    "auth": {
-        "redirect_uri": "http://localhost:8501/oauth2callback",
-        "cookie_secret": "not-a-real-secret",
-        "client_id": "client",
-        "client_secret": "not-a-real-secret",
-        "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration",
-    }
-}
-
-
 def test_login_offered_only_when_configured(fake, page):
     at = page(fake.url)
     assert not [b for b in at.sidebar.button if b.key in ("login", "logout")]
     at2 = AppTest.from_file(PAGE, default_timeout=30)
-    at2.secrets = OIDC
+    at2.secrets = OIDC_SECRETS
     at2.run()
     assert at2.button(key="login").label == "Log in"
 
@@ -322,7 +312,7 @@ def test_logged_in_history_is_per_user_across_sessions(fake, page):
 
     def session(user):
         at = AppTest.from_file(PAGE, default_timeout=30)
-        at.secrets = OIDC
+        at.secrets = OIDC_SECRETS
         at.user = user
         at.run()
         return at
@@ -356,7 +346,7 @@ def test_logged_in_history_is_per_user_across_sessions(fake, page):
     b1 = session(bob)
     assert not [b for b in b1.sidebar.button if b.key.startswith("conv_")]
     b2 = AppTest.from_file(PAGE, default_timeout=30)
-    b2.secrets = OIDC
+    b2.secrets = OIDC_SECRETS
     b2.user = bob
     b2.query_params["chat"] = cid
     b2.run()
