@@ -380,9 +380,7 @@ class ConversationStore:
                     .where(
                         M.c.id == message_id,
                         M.c.status == "streaming",
-                        M.c.conversation_pk.in_(
-                            select(C.c.pk).where(_access(owner, manage=False))
-                        ),
+                        M.c.conversation_pk.in_(select(C.c.pk).where(_access(owner, manage=False))),
                     )
                     .values(content=content, updated_at=now)
                 )
