@@ -379,13 +379,20 @@ def poll_metric(server, name: str, want, tries: int = 120, **labels: str) -> flo
 
 
 def test_closing_a_stream_early_aborts_the_request(vllm_chat):
-    # Without the abort the request would run to 1000 tokens before num_requests_running
-    # drops to 0; with it, generation stops a few tokens after the close.
+    # Without the abort the request would run to its full length (16 choices x 1000 tokens)
+    # before num_requests_running drops to 0; with it, generation stops a few tokens after
+    # the close.
     # (vLLM 0.32 does NOT count aborts in vllm:request_success_total{finished_reason="abort"}:
     # that series exists but stays 0, so it cannot be used to see aborts.)
-    # The tiny model makes ~1000 tokens/s: on a loaded machine the engine may finish before
-    # the close reaches it, so a few attempts separate that race from a missing abort.
+    # The engine runs pinned to its own core; the API server shares the other with pytest and
+    # whatever else runs. On a loaded machine the first chunk reached us 2-5 s late while the
+    # engine went on, so one 1000-token choice (~1000 tokens/s) was often finished before the
+    # close could abort it (CI once saw 1000 of 1000 three times). Sixteen choices give the
+    # engine ~10x more to do, and a few attempts separate the remaining race from a missing
+    # abort. (Measured with four busy loops beside it: 8626, 1, 145, 405 of 16000.)
     running = "vllm:num_requests_running"
+    choices, max_tokens = 16, 1000
+    full = choices * max_tokens
     made = []
     for _ in range(3):
         assert poll_metric(vllm_chat, running, lambda v: v == 0) == 0
@@ -393,7 +400,8 @@ def test_closing_a_stream_early_aborts_the_request(vllm_chat):
         stream = client_for(vllm_chat).chat.completions.create(
             model=vllm_chat.model,
             messages=[{"role": "user", "content": "Write forever"}],
-            max_tokens=1000,  # ~1000 tokens take about a second on CPU; we leave after one chunk
+            max_tokens=max_tokens,
+            n=choices,
             stream=True,
             extra_body=IGNORE_EOS,
         )
@@ -402,6 +410,6 @@ def test_closing_a_stream_early_aborts_the_request(vllm_chat):
         stream.close()
         assert poll_metric(vllm_chat, running, lambda v: v == 0) == 0
         made.append(metric(vllm_chat, "vllm:generation_tokens_total") - generated)
-        if made[-1] < 1000:
+        if made[-1] < full:
             break
-    assert min(made) < 1000, made
+    assert min(made) < full, made
