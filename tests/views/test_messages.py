@@ -32,17 +32,20 @@ def test_llm_error_message(err, must_contain):
 
 
 @pytest.mark.parametrize(
-    ("status", "expected"),
+    ("status", "ended", "expected"),
     [
-        ("complete", None),
-        ("failed", None),
-        ("stopped", "Stopped"),
-        ("cut", "Max answer tokens"),
-        ("interrupted", "connection dropped"),
+        ("complete", None, None),
+        ("complete", "app", None),
+        ("failed", None, None),
+        ("stopped", None, "Stopped"),
+        ("cut", None, "Max answer tokens"),
+        ("interrupted", None, "connection dropped"),
+        ("interrupted", "app", "the app restarted or the page was closed"),
+        ("streaming", None, "Still being written"),
     ],
 )
-def test_answer_note(status, expected):
-    note = answer_note(status)
+def test_answer_note(status, ended, expected):
+    note = answer_note(status, ended=ended)
     assert (note is None) if expected is None else (expected in note)
 
 

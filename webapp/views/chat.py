@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 import time
 
 import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 from webapp import export
 from webapp.history import History, message_dicts
@@ -311,7 +315,7 @@ def _render_thinking(text: str) -> None:
 
 def _render_notes(m: dict) -> None:
     """What follows an answer: why it is incomplete, the error, the stats."""
-    note = answer_note(m.get("status", "complete"))
+    note = answer_note(m.get("status", "complete"), ended=(m.get("meta") or {}).get("ended"))
     if note:
         st.caption(note)
     if m.get("error"):
@@ -425,16 +429,20 @@ def _generate(model: str | None, max_len: int | None) -> None:
     except LLMError as e:
         _fail(msg, e)
     finally:
-        # reached with status "streaming" only when the user pressed Stop (or the
-        # session ended): keep the partial answer and mark it
+        # reached with status "streaming" only when the user pressed Stop or the browser
+        # is gone (the app shutting down on a rollout or drained node, the tab closed or
+        # reloaded): keep the partial answer and mark it for what happened
+        ended_by_app = isinstance(sys.exception(), StopException) and _browser_gone()
         if msg["status"] == "streaming":
-            msg["status"] = "stopped"
+            msg["status"] = "interrupted" if ended_by_app else "stopped"
         if gen is not None:
             msg["content"] = msg["content"] or gen.text
             gen.close()
             msg["meta"] = gen.stats.as_dict()
             if gen.reasoning:
                 msg["reasoning"] = msg["meta"]["reasoning"] = gen.reasoning
+        if ended_by_app and msg["status"] == "interrupted":
+            msg["meta"]["ended"] = "app"
         meta = {**msg["meta"], "error": msg.get("error")}
         if msg["id"] is None:
             msg["id"] = history.add(ss.conv_id, "assistant", msg["content"], msg["status"], meta)
@@ -457,6 +465,18 @@ def _generate(model: str | None, max_len: int | None) -> None:
         box.empty()
     with bubble:
         _render_notes(msg)
+
+
+def _browser_gone() -> bool:
+    """True when this session's browser is no longer connected (app shutting down, tab
+    closed). A Stop click also ends a run with StopException at times, so the exception
+    alone does not tell them apart."""
+    ctx = get_script_run_ctx()
+    return (
+        ctx is not None
+        and Runtime.exists()
+        and not Runtime.instance().is_active_session(ctx.session_id)
+    )
 
 
 def _switched_model(request: ChatRequest) -> ChatRequest:

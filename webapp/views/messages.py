@@ -76,8 +76,17 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def answer_note(status: str, finish_reason: str | None = None) -> str | None:
-    """The small note shown under an answer that did not finish normally."""
+def answer_note(status: str, ended: str | None = None) -> str | None:
+    """The small note shown under an answer that did not finish normally.
+
+    ``ended="app"`` marks an answer cut short because its page lost the app: the app shut
+    down (rollout, drained node) or the tab was closed or reloaded.
+    """
+    if status == "interrupted" and ended == "app":
+        return (
+            ":material/restart_alt: Interrupted — the app restarted or the page was closed "
+            "while answering; this is the part received. Press Regenerate for a full answer."
+        )
     return {
         "stopped": ":material/stop_circle: Stopped — the answer is incomplete.",
         "cut": ":material/content_cut: Cut off at the *Max answer tokens* limit. Raise it and regenerate for more.",
