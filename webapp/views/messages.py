@@ -85,7 +85,7 @@ def answer_note(status: str, ended: str | None = None) -> str | None:
     if status == "interrupted" and ended == "app":
         return (
             ":material/restart_alt: Interrupted — the app restarted or the page was closed "
-            "while answering; this is the part received. Press Regenerate for a full answer."
+            "while answering; this is the part received. Press Retry for a full answer."
         )
     return {
         "stopped": ":material/stop_circle: Stopped — the answer is incomplete.",
