@@ -15,6 +15,10 @@ from webapp.settings import Settings
         ({"LLM_MODE": "completion"}, "llm_mode", "completion"),
         ({"APP_MODE": "chat"}, "app_mode", "chat"),
         ({"MAX_PROMPT_CHARS": "100"}, "max_prompt_chars", 100),
+        ({}, "database_pool_size", 5),
+        ({"DATABASE_POOL_SIZE": "20"}, "database_pool_size", 20),
+        ({"DATABASE_MAX_OVERFLOW": "0"}, "database_max_overflow", 0),
+        ({"DATABASE_POOL_TIMEOUT_S": "2.5"}, "database_pool_timeout_s", 2.5),
     ],
 )
 def test_settings_from_env(monkeypatch, env, field, expected):
@@ -31,6 +35,9 @@ def test_settings_from_env(monkeypatch, env, field, expected):
         ({"APP_MODE": "everything"},),
         ({"DEFAULT_TEMPERATURE": "3"},),
         ({"DEFAULT_TOP_P": "0"},),
+        ({"DATABASE_POOL_SIZE": "0"},),
+        ({"DATABASE_MAX_OVERFLOW": "-1"},),
+        ({"DATABASE_POOL_TIMEOUT_S": "0"},),
     ],
 )
 def test_settings_reject_bad_values(monkeypatch, env):

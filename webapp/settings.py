@@ -40,6 +40,11 @@ class Settings(BaseSettings):
 
     # --- conversation store and limits ---
     database_url: str = "sqlite:///data/chat.db"
+    database_pool_size: int = Field(5, ge=1, description="PostgreSQL connections kept open")
+    database_max_overflow: int = Field(10, ge=0, description="extra connections under load")
+    database_pool_timeout_s: float = Field(
+        10.0, gt=0, description="wait for a free connection before saying 'busy'"
+    )
     messages_per_minute: int = Field(20, ge=1)
     max_conversations_per_user: int = Field(200, ge=1)
 

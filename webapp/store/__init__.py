@@ -17,6 +17,7 @@ How the chat page uses it (one store per process, e.g. ``st.cache_resource``)::
         ... at the end: store.update_message(owner.key, mid, content=text, status=..., meta=...)
 """
 
+from webapp.store.engine import PoolOptions
 from webapp.store.errors import (
     ConversationNotFound,
     GenerationInProgress,
@@ -50,6 +51,7 @@ __all__ = [
     "RateLimited",
     "StoreError",
     "StoreUnavailable",
+    "PoolOptions",
     "TooManyConversations",
     "is_valid_conversation_id",
     "title_from_prompt",

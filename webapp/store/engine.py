@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -24,12 +25,17 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import StaticPool
 
 from webapp.store.errors import StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 5
+POOL_BUSY = (
+    "Saved conversations are busy right now: every database connection of this app is in "
+    "use. Try again in a moment; if it persists, tell the administrator (DATABASE_POOL_SIZE)."
+)
 _MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -49,8 +55,24 @@ def normalise_url(database_url: str) -> URL:
     return url
 
 
-def create_store_engine(database_url: str) -> Engine:
+@dataclass(frozen=True)
+class PoolOptions:
+    """Connection pool of a server database (PostgreSQL); SQLite ignores it.
+
+    Each app process holds at most ``size + overflow`` connections; a request that finds
+    none free waits ``timeout_s`` and then fails with ``StoreUnavailable`` ("busy"),
+    instead of queueing without end. Size it so replicas x (size + overflow) stays below
+    the server's ``max_connections``.
+    """
+
+    size: int = 5
+    overflow: int = 10
+    timeout_s: float = 10.0
+
+
+def create_store_engine(database_url: str, pool: PoolOptions | None = None) -> Engine:
     """Build the engine (no connection is made yet); for SQLite, create the file's directory."""
+    pool = pool or PoolOptions()
     url = normalise_url(database_url)
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
@@ -65,11 +87,19 @@ def create_store_engine(database_url: str) -> Engine:
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine, wal=not in_memory)
         return engine
+    sizing = {
+        "pool_size": pool.size,
+        "max_overflow": pool.overflow,
+        "pool_timeout": pool.timeout_s,
+    }
     if url.get_backend_name() == "postgresql":
         return create_engine(
-            url, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}
+            url,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+            **sizing,
         )
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **sizing)
 
 
 def _enable_wal(cursor, *, budget_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
@@ -129,6 +159,8 @@ def transaction(engine: Engine) -> Iterator[Connection]:
             yield connection
     except IntegrityError:
         raise
+    except PoolTimeout as exc:
+        raise StoreUnavailable(POOL_BUSY) from exc
     except (DBAPIError, SQLAlchemyError) as exc:
         # Deliberately not chained into the message: it may contain the URL or SQL.
         raise StoreUnavailable() from exc

@@ -94,8 +94,11 @@ class ConversationStore:
     naive UTC and exists for tests.
     """
 
-    def __init__(self, database_url: str, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, database_url: str, *, clock: Clock = utcnow, pool: db.PoolOptions | None = None
+    ) -> None:
         self._database_url = database_url
+        self._pool = pool
         self._clock = clock
         self._engine: Engine | None = None
         self._migrated = False
@@ -109,7 +112,7 @@ class ConversationStore:
         with self._lock:
             if self._engine is None:
                 try:
-                    self._engine = db.create_store_engine(self._database_url)
+                    self._engine = db.create_store_engine(self._database_url, self._pool)
                 except (SQLAlchemyError, ValueError, OSError) as exc:
                     raise StoreUnavailable(
                         "Saved conversations are unavailable: the database setting "

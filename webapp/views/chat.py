@@ -26,6 +26,7 @@ from webapp.store import (
     ConversationNotFound,
     ConversationStore,
     LimitExceeded,
+    PoolOptions,
     StoreError,
     title_from_prompt,
 )
@@ -56,8 +57,8 @@ client = _client(
 
 
 @st.cache_resource(show_spinner=False)
-def _store(database_url: str) -> ConversationStore:
-    return ConversationStore(database_url)  # no I/O until first use
+def _store(database_url: str, pool: PoolOptions) -> ConversationStore:
+    return ConversationStore(database_url, pool=pool)  # no I/O until first use
 
 
 def _account() -> None:
@@ -79,7 +80,14 @@ def _user_info() -> dict | None:
         return None
 
 
-store = _store(settings.database_url)
+store = _store(
+    settings.database_url,
+    PoolOptions(
+        settings.database_pool_size,
+        settings.database_max_overflow,
+        settings.database_pool_timeout_s,
+    ),
+)
 owner = resolve_owner(_user_info(), ss.get("browser_key"))
 ss.browser_key = owner.browser_key
 history = History(store, UsageLimits.from_settings(store, settings), owner)
