@@ -98,6 +98,7 @@ def page_rows(rows) -> list:
 
 KINDS = (
     ("cold", "first after app start, empty cache"),
+    ("probed", "first after app start and its startup probe (script health check), empty cache"),
     ("warm", "returning (new tab = new session)"),
     ("alone", "what-if: the 3 tables alone (`bench/status_only_app.py`), returning"),
 )
@@ -126,9 +127,9 @@ def status_page_table(rows) -> list[str]:
         "",
         "Where a returning admin's page-open time goes (medians, ms): page boot = navigation →"
         " Streamlit's websocket open; script = websocket open → its first API request (identity,"
-        " deploy form, sizing); API = first → last request before the data is in the browser"
-        " (two status reads, pod log); send = last request → the node pools table's data in"
-        " the browser; draw = data in → all three tables drawn.",
+        " clients, and whatever the page runs before its status read); API = first → last"
+        " request before the data is in the browser; send = last request → the node pools"
+        " table's data in the browser; draw = data in → all three tables drawn.",
         "",
         "| GPU nodes | pods | page | page boot | script | API | send | draw | total |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|",

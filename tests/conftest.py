@@ -109,8 +109,12 @@ def streamlit_app(tmp_path):
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install the Debian package 'chromium' (.ci/run does)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Assertions wait up to 15 s (Playwright's default is 5 s): CI runs vLLM, the app and
+    # Chromium on 2 cores, and an admin page once took longer than 5 s to draw its status
+    # there. Only a failing assertion waits that long.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

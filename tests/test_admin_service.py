@@ -11,6 +11,7 @@ from webapp import admin_service as svc
 from webapp.audit import AuditLog
 from webapp.catalog import load_catalog
 from webapp.cluster.errors import Forbidden, SwitchInProgress
+from webapp.cluster.inventory import PodInfo
 from webapp.cluster.k8s import connect
 from webapp.cluster.node_pools import NodePools, OperationInProgress
 from webapp.cluster.switch import SwitchResult
@@ -50,6 +51,26 @@ def test_plan_deploy(model, gpu, count, mml, conc, verdict, tp, quant, blocked):
 def test_plan_deploy_rejects_context_above_model_maximum():
     with pytest.raises(SizingError):
         svc.plan_deploy(CATALOG.get("llama-2-7b"), gpu="nvidia-l4", gpu_count=1, max_model_len=9000)
+
+
+def _pod(name, model="", age_s=60.0):
+    return PodInfo(name=name, namespace=NS, phase="Running", ready=True, restarts=0, node="n",
+                   age_s=age_s, reason="", message="", model=model, ip="")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        ([], None),
+        ([_pod("a"), _pod("b")], "a"),  # no vLLM pod: the first
+        ([_pod("worker", age_s=1), _pod("vllm-old", "llama-2-7b")], "vllm-old"),
+        # a switch: the new pod is the newest serving pod, wherever the API lists it
+        ([_pod("vllm-old", "llama-2-7b", 600), _pod("vllm-new", "mistral-7b", 5)], "vllm-new"),
+        ([_pod("vllm-new", "mistral-7b", 5), _pod("vllm-old", "llama-2-7b", 600)], "vllm-new"),
+    ],
+)
+def test_log_pod_is_the_newest_serving_pod(pods, expected):
+    assert svc.log_pod(pods) == expected
 
 
 @pytest.fixture

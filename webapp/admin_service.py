@@ -9,14 +9,15 @@
   synchronously, so refusals (another switch holds the lock, RBAC forbids, GKE is busy)
   reach the caller as typed errors at once. Every start, refusal, cancel and result is
   written to the audit log.
-* ``read_status`` gathers pods, GPU nodes and node pools for the status tables.
+* ``read_status`` gathers pods, GPU nodes and node pools for the status tables;
+  ``log_pod`` picks the pod whose log the page offers first.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -25,7 +26,7 @@ from webapp.audit import AuditError, AuditLog
 from webapp.catalog import CatalogModel
 from webapp.cluster import manifests as mf
 from webapp.cluster.errors import ClusterError, SwitchInProgress
-from webapp.cluster.inventory import Inventory, free_gpus, inventory
+from webapp.cluster.inventory import Inventory, PodInfo, free_gpus, inventory
 from webapp.cluster.k8s import Cluster
 from webapp.cluster.node_pools import (
     NodePoolError,
@@ -209,6 +210,15 @@ def read_status(cluster: Cluster | None, namespace: str, pools: NodePools | None
         except NodePoolError as exc:
             perr = exc
     return Status(inv, cerr, infos, perr)
+
+
+def log_pod(pods: Sequence[PodInfo]) -> str | None:
+    """The pod whose log the page offers first: the newest pod serving a model (so the choice
+    follows a model switch to the new vLLM pod), else the first pod; None without pods."""
+    serving = [p for p in pods if p.model]
+    if serving:
+        return min(serving, key=lambda p: p.age_s).name
+    return pods[0].name if pods else None
 
 
 # ---------------------------------------------------------------- background jobs

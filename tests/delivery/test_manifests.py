@@ -247,8 +247,14 @@ def test_webapp_is_locked_down(rendered, name, mode, health):
     volumes = {v["name"]: v for v in pod["volumes"]}
     tmp = next(m for m in c["volumeMounts"] if m["mountPath"] == "/tmp")
     assert "emptyDir" in volumes[tmp["name"]]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"]["path"] == health
+    if mode == "admin":
+        # the startup probe runs the script once, which warms the admin page's imports
+        assert c["startupProbe"]["httpGet"]["path"] == "/admin/_stcore/script-health-check"
+        assert env_of(c)["STREAMLIT_SERVER_SCRIPT_HEALTH_CHECK_ENABLED"]["value"] == "true"
+    else:
+        assert c["startupProbe"]["httpGet"]["path"] == health
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
     assert c["resources"]["limits"]["cpu"] and c["resources"]["limits"]["memory"]
     assert env_of(c)["APP_MODE"]["value"] == mode

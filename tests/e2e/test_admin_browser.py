@@ -60,6 +60,9 @@ def alert(page, text: str):
 
 def choose_model(page, model_id: str) -> None:
     box = page.get_by_test_id("stSelectbox").filter(has_text="Model").first
+    # the deploy form is below the status view: scroll to it first, else the scroll that
+    # click() does itself can land after the dropdown opened, which closes it again
+    box.scroll_into_view_if_needed()
     box.click()
     page.get_by_role("option").filter(has_text=model_id).first.click()
     expect(page.get_by_role("button", name=f"Deploy {model_id}")).to_be_visible()
@@ -75,13 +78,17 @@ def test_admin_switches_model_and_watches_it_become_ready(admin_app, page, iap_k
     page.get_by_role("button", name="Deploy mistral-7b").click()
     expect(alert(page, "Now serving mistral-7b")).to_be_visible(timeout=TIMEOUT_MS)
     assert fc.served_models(NS) == ["mistral-7b"]
-    # the status below follows at once: the new pod is listed, its log shown
+    # the status follows at once: the new pod is listed; the pod log, opened, is the new pod's
     new_pod = next(
         p["metadata"]["name"]
         for p in fc.list("pods", NS)
         if arg_value(pod_args(p["spec"]), "--served-model-name") == "mistral-7b"
     )
-    expect(page.get_by_role("combobox", name="Log of pod")).to_have_value(new_pod)
+    log = page.get_by_test_id("stExpander").filter(has_text="Pod log")
+    expect(log.get_by_role("combobox", name="Log of pod")).to_have_count(0)  # read on demand
+    log.get_by_text("Pod log", exact=True).click()
+    expect(log.get_by_role("combobox", name="Log of pod")).to_have_value(new_pod)
+    expect(log).to_contain_text("vLLM API server")
     expect(page.get_by_text("is gone (replaced since this list was read)")).to_have_count(0)
     entries = AuditLog.from_url(app.env["DATABASE_URL"]).recent()
     assert [(e.actor, e.action, e.result) for e in entries] == [

@@ -11,7 +11,9 @@ from streamlit.testing.v1 import AppTest
 
 from tests.admin_world import admin_world
 from tests.cluster.conftest import LLAMA, NS
+from tests.fakes.k8s_server import arg_value, pod_args
 from tests.identities import OIDC_SECRETS
+from webapp import warmup
 from webapp.cluster.k8s import connect
 from webapp.cluster.switch import acquire_lock
 from webapp.settings import get_settings
@@ -101,6 +103,50 @@ def test_admin_sees_status_tables(world, page):
     assert "Running" in [m.label for m in at.metric]
 
 
+def serving_pod(world, model: str) -> str:
+    """The name of the vLLM pod in the fake cluster that serves ``model``."""
+    return next(
+        p["metadata"]["name"]
+        for p in world.fc.list("pods", NS)
+        if arg_value(pod_args(p["spec"]), "--served-model-name") == model
+    )
+
+
+def test_status_comes_first_and_costly_parts_wait_until_asked(world, page):
+    """The status view is the page's first section; the pod log is read and drawn only while
+    its expander is open, the load charts only when switched on."""
+    at = page(world)
+    assert not at.exception, at.exception
+    assert [h.value for h in at.header] == ["Status", "Deploy a model", "Audit log"]
+    assert [e.label for e in at.expander][0] == "Pod log"
+    assert world.fc.request_counts[("get", "pods/log")] == 0
+    assert not at.html and not at.code and not at.get("vega_lite_chart")
+    at.toggle(key="load_charts").set_value(True).run()
+    assert len(at.get("vega_lite_chart")) == 2
+    pod = serving_pod(world, LLAMA.name)
+    world.fc.pod_logs[(NS, pod)].append("<b>not markup</b> & co")
+    at.session_state["pod_log"] = True  # the admin opens the expander
+    at.run()
+    assert world.fc.request_counts[("get", "pods/log")] == 1
+    assert at.selectbox(key="log_pod").value == pod
+    (log,) = at.html
+    assert log.value.startswith("<pre") and "vLLM API server" in log.value
+    assert "&lt;b&gt;not markup&lt;/b&gt; &amp; co" in log.value  # log text, never HTML
+
+
+def test_an_open_pod_log_stays_open_through_a_failed_read(world, page):
+    """Streamlit forgets widgets a run leaves out: the expander is drawn in every status run."""
+    at = page(world)
+    at.session_state["pod_log"] = True
+    assert at.run().selectbox(key="log_pod").value == serving_pod(world, LLAMA.name)
+    world.fc.forbid("list", "pods")
+    at.run()
+    assert "list on pods" in texts(at)
+    assert "log_pod" not in [s.key for s in at.selectbox]
+    world.fc.forbidden.clear()
+    assert at.run().selectbox(key="log_pod").value == serving_pod(world, LLAMA.name)
+
+
 def test_not_configured_says_how_to_connect(page):
     at = page(None)
     assert not at.exception, at.exception
@@ -116,6 +162,15 @@ def test_chat_still_served_when_nothing_is_configured(page):
     at = page(None, APP_MODE="all")
     assert not at.exception, at.exception
     assert "Admin console" not in texts(at)  # the chat page is the default
+
+
+@pytest.mark.parametrize(("mode", "warms"), [("admin", True), ("chat", False), ("all", False)])
+def test_router_preloads_the_admin_imports_in_admin_mode_only(page, monkeypatch, mode, warms):
+    preloaded = []
+    monkeypatch.setattr(warmup, "preload", preloaded.append)
+    at = page(None, APP_MODE=mode)
+    assert not at.exception, at.exception
+    assert bool(preloaded) is warms
 
 
 @pytest.mark.parametrize(
@@ -166,11 +221,17 @@ def test_a_page_run_reads_the_cluster_once(world, page):
 
 
 def test_switch_in_place_succeeds_and_is_audited(world, page):
-    at = _deploy(page(world))
+    at = page(world)
+    at.session_state["pod_log"] = True  # the log of the serving pod is open
+    old_pod = serving_pod(world, LLAMA.name)
+    assert at.run().selectbox(key="log_pod").value == old_pod
+    at = _deploy(at)
     assert not at.exception, at.exception
     run_until(at, lambda a: "Switched" in texts(a))
     assert "Now serving mistral-7b" in texts(at)
     assert world.fc.served_models(NS) == ["mistral-7b"]
+    # the open log follows the switch to the new pod
+    assert at.selectbox(key="log_pod").value == serving_pod(world, "mistral-7b") != old_pod
     audit = table(at, "action")
     assert list(audit["action"])[:2] == ["switch.result", "switch.start"]
     assert list(audit["result"])[:2] == ["switched", "started"]

@@ -80,6 +80,15 @@ def connect(
     return _clients(client, api, f"kubeconfig {path}")
 
 
+def preload() -> None:
+    """Import what ``connect`` uses (the API classes pull in their models: ~0.8 s), so the
+    admin console can do it before its first session (``webapp.warmup``)."""
+    from kubernetes import client, config  # noqa: F401
+
+    for name in ("ApiClient", "Configuration", "CoreV1Api", "AppsV1Api", "CoordinationV1Api"):
+        getattr(client, name)  # the client package imports these lazily
+
+
 def _kubeconfig_path(env: Mapping[str, str]) -> str | None:
     candidates = [p for p in env.get("KUBECONFIG", "").split(os.pathsep) if p]
     home = env.get("HOME")

@@ -1,4 +1,10 @@
-"""Admin page: deploy/switch the served model, watch pods, GPUs, node pools and vLLM load.
+"""Admin page: watch pods, GPUs, node pools and vLLM load; deploy/switch the served model.
+
+The status view comes first, right under the sign-in line, so its tables are the first
+data sent and drawn when the page opens (bench/RESULTS.md 3b); the deploy form, node pool
+actions and audit log follow. What is costly to draw or read is shown on demand: the pod
+log (a Kubernetes call per refresh) only while its expander is open, the load charts
+only when switched on.
 
 Thin by design: who may enter comes from ``webapp.auth``, every action and read goes
 through ``webapp.admin_service``; this file only lays out widgets and turns typed
@@ -9,6 +15,7 @@ the page never stops it; fragments poll their progress.
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 
 import streamlit as st
@@ -224,24 +231,9 @@ def _render_sizing(plan: svc.DeployPlan) -> None:
         st.warning(text)
 
 
-# A full page run reads the cluster once: the deploy form reads the status to offer the
-# strategies and leaves it here for the status view further down the same run; the status
-# view's own timed reruns find it gone and read afresh.
-_read_this_run: dict[str, svc.Status] = {}
-
-
-def _read_status(*, shared: bool) -> svc.Status:
-    if not shared and "status" in _read_this_run:
-        return _read_this_run.pop("status")
-    status = svc.read_status(cluster, settings.k8s_namespace, pools_client)
-    if shared:
-        _read_this_run["status"] = status
-    return status
-
-
 def _choose_strategy(plan: svc.DeployPlan) -> str | None:
     assert cluster is not None
-    status = _read_status(shared=True)
+    status = _read_status(shared=False)
     if status.inventory is None:
         st.error(admin_error_message(status.cluster_error))
         return None
@@ -367,15 +359,33 @@ def _switch_progress() -> None:
 
 # ---------------------------------------------------------------- status
 
+# A full page run reads the cluster once: the status view, first on the page, reads it and
+# leaves it here for the deploy form further down the same run (the strategies it offers).
+# The status view's own timed reruns read afresh; what they leave here nobody takes (the
+# deploy form does not run in them, and the next full run starts with a new dict).
+_read_this_run: dict[str, svc.Status] = {}
+
+
+def _read_status(*, shared: bool) -> svc.Status:
+    """``shared``: read and leave the result for the rest of this run (the status view);
+    else take what this run has read, or read (the deploy form)."""
+    if not shared and "status" in _read_this_run:
+        return _read_this_run.pop("status")
+    status = svc.read_status(cluster, settings.k8s_namespace, pools_client)
+    if shared:
+        _read_this_run["status"] = status
+    return status
+
 
 @st.fragment(run_every=settings.admin_status_refresh_s)
 def _status() -> None:
     st.header("Status")
-    status = _read_status(shared=False)
+    status = _read_status(shared=True)
     if cluster is None:
         st.caption("No cluster connected: no pods or GPU nodes to show.")
     elif status.inventory is None:
         st.error(admin_error_message(status.cluster_error))
+        _pod_log(())
     else:
         _pods_and_nodes(status.inventory)
     _pools_table(status)
@@ -396,16 +406,7 @@ def _pods_and_nodes(inv) -> None:
                  "reason": f"{p.reason} {p.message}".strip(), "recent events": recent}
             )  # fmt: skip
         st.dataframe(rows, key="pods", hide_index=True)
-        names = [p.name for p in inv.pods]
-        pod = st.selectbox("Log of pod", names, key="log_pod")
-        if pod:
-            try:
-                lines = pod_logs(cluster, settings.k8s_namespace, pod, tail_lines=50)
-                st.code("\n".join(lines) or "(no log lines yet)", language=None)
-            except NotFound:
-                st.caption(f"Pod {pod} is gone (replaced since this list was read).")
-            except ClusterError as exc:
-                st.caption(admin_error_message(exc))
+    _pod_log(inv.pods)
     st.subheader("GPU nodes")
     if not inv.nodes:
         st.caption("No GPU nodes right now (the pool may be scaled to zero).")
@@ -419,6 +420,44 @@ def _pods_and_nodes(inv) -> None:
             ],
             key="nodes", hide_index=True,
         )  # fmt: skip
+
+
+def _pod_log(pods) -> None:
+    """A pod's last log lines, read (one Kubernetes call per status refresh) and drawn only
+    while the expander is open. The choice starts at, and after a switch follows, the
+    newest vLLM pod (``svc.log_pod``): a kept choice whose pod is gone falls back to it.
+
+    Drawn in every status run with a cluster, pods or not: Streamlit forgets the state of a
+    widget that a run leaves out, so the expander would close when a switch briefly leaves
+    the namespace without pods or a read fails."""
+    box = st.expander("Pod log", key="pod_log", icon=":material/article:", on_change="rerun")
+    if not box.open:
+        return
+    if not pods:
+        box.caption("No pods to show the log of.")
+        return
+    names = [p.name for p in pods]
+    with box:
+        pod = st.selectbox("Log of pod", names, index=names.index(svc.log_pod(pods)), key="log_pod")
+        try:
+            lines = pod_logs(cluster, settings.k8s_namespace, pod, tail_lines=50)
+        except NotFound:
+            st.caption(f"Pod {pod} is gone (replaced since this list was read).")
+            return
+        except ClusterError as exc:
+            st.caption(admin_error_message(exc))
+            return
+        # plain <pre>: monospace like st.code without its syntax highlighter, which took
+        # ~0.65 s more to show 50 lines in Chromium here (st.text is not monospace)
+        text = html.escape("\n".join(lines) or "(no log lines yet)")
+        st.html(f'<pre style="{_LOG_STYLE}">{text}</pre>')
+
+
+_LOG_STYLE = (
+    "margin: 0; padding: 0.75rem 1rem; max-height: 28rem; overflow: auto; white-space: pre; "
+    "font-size: 0.8rem; line-height: 1.5; border-radius: 0.5rem; "
+    "background: rgba(128, 128, 128, 0.08)"
+)
 
 
 def _pools_table(status: svc.Status) -> None:
@@ -459,17 +498,22 @@ def _load() -> None:
     c[2].metric("KV cache", kv)
     p50 = snap.ttft_p50_s
     c[3].metric("TTFT p50", "n/a" if p50 is None else f"{p50 * 1000:.0f} ms")
+    # the charts cost the browser more than the tables (Vega); drawn when asked
+    if not st.toggle("Show load charts", key="load_charts"):
+        return
     points = history.points()
-    if len(points) >= 2:
-        t0 = points[-1].taken_at
-        rows = [
-            {"seconds ago": round(p.taken_at - t0), "running": p.running, "waiting": p.waiting,
-             "KV cache %": (p.kv_cache_usage or 0) * 100}
-            for p in points
-        ]  # fmt: skip
-        left, right = st.columns(2)
-        left.line_chart(rows, x="seconds ago", y=["running", "waiting"], height=180)
-        right.line_chart(rows, x="seconds ago", y="KV cache %", height=180)
+    if len(points) < 2:
+        st.caption("The charts start with the next sample (every status refresh).")
+        return
+    t0 = points[-1].taken_at
+    rows = [
+        {"seconds ago": round(p.taken_at - t0), "running": p.running, "waiting": p.waiting,
+         "KV cache %": (p.kv_cache_usage or 0) * 100}
+        for p in points
+    ]  # fmt: skip
+    left, right = st.columns(2)
+    left.line_chart(rows, x="seconds ago", y=["running", "waiting"], height=180)
+    right.line_chart(rows, x="seconds ago", y="KV cache %", height=180)
 
 
 # ---------------------------------------------------------------- node pool actions
@@ -547,8 +591,9 @@ def _audit_log() -> None:
     )  # fmt: skip
 
 
+# The status first: its data is sent and drawn before the rest of the page.
+_status()
 _deploy_section()
 _switch_progress()
-_status()
 _pool_actions()
 _audit_log()
