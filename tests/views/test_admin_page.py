@@ -329,3 +329,17 @@ def test_rbac_rule(action, rule):
     from webapp.views.admin_messages import rbac_rule
 
     assert rbac_rule(action) == rule
+
+
+@pytest.mark.parametrize(("mode", "link"), [("all", True), ("admin", False)])
+def test_a_refused_visitor_gets_a_way_back_to_the_chat_when_it_is_served(page, mode, link):
+    at = page(None, APP_MODE=mode, ADMIN_EMAILS="")
+    if mode == "all":
+        at = at.switch_page("views/admin.py").run()
+    assert not at.exception, at.exception
+    assert "admin page is off" in texts(at)
+    links = list(at.get("page_link"))
+    assert bool(links) is link
+    if link:
+        assert links[0].proto.label == "Back to the chat"
+        assert links[0].proto.page_script_hash  # resolved to a page the router serves

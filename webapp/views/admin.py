@@ -101,6 +101,8 @@ def _identify() -> AdminIdentity:
             st.button("Log in", key="login", on_click=st.login)
     except AuthError as exc:
         st.error(str(exc))
+    if settings.app_mode == "all":  # the chat is served here too: a way back to it
+        st.page_link("views/chat.py", label="Back to the chat", icon=":material/chat:")
     st.stop()
     raise AssertionError("unreachable")  # st.stop() raises
 
