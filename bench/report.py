@@ -12,6 +12,16 @@ def _ok(good: bool | None) -> str:
     return "—" if good is None else ("yes" if good else "**no**")
 
 
+def _at_most(v: float | None, limit: float) -> str:
+    """``yes``/``**no**`` for a value against an upper target; ``—`` when not measured."""
+    return _ok(None if v is None else v <= limit)
+
+
+def _at_least(v: float | None, limit: float) -> str:
+    """``yes``/``**no**`` for a value against a lower target; ``—`` when not measured."""
+    return _ok(None if v is None else v >= limit)
+
+
 def _f(v: float | None, fmt: str = ".3f") -> str:
     return "—" if v is None else format(v, fmt)
 
@@ -29,9 +39,9 @@ def stream_table(rows) -> list[str]:
         out.append(
             f"| {r.backend} | {tokens} | {r.runs} | {_f(r.med('direct_first'))} "
             f"| {_f(r.med('app_first'))} | {_f(delta, '.0f')} "
-            f"| {_ok(None if delta is None else delta <= 50)} | {_f(r.med('direct_last'))} "
+            f"| {_at_most(delta, 50)} | {_f(r.med('direct_last'))} "
             f"| {_f(r.med('app_last'))} | {_f(ratio)} | ≤ {r.last_target:.2f} "
-            f"| {_ok(None if ratio is None else ratio <= r.last_target)} |"
+            f"| {_at_most(ratio, r.last_target)} |"
         )
     return out
 
@@ -49,7 +59,7 @@ def concurrency_table(rows, idle: dict[int, float]) -> list[str]:
         med = r.median_fraction
         out.append(
             f"| {r.sessions} | {r.tokens} | {_f(med)} | {_f(r.worst_fraction)} "
-            f"| ≥ {r.target:.2f} | {_ok(None if med is None else med >= r.target)} "
+            f"| ≥ {r.target:.2f} | {_at_least(med, r.target)} "
             f"| {_f(median(r.first_s))} "
             f"| {r.cpu_percent:.0f} | {r.rss_idle_mb:.1f} | {r.rss_peak_mb:.1f} | {r.failed} |"
         )
@@ -58,7 +68,7 @@ def concurrency_table(rows, idle: dict[int, float]) -> list[str]:
     out += [
         "",
         f"App RSS with N idle sessions open: {levels}. RSS per extra idle session: "
-        f"**{_f(per, '.2f')} MB** (target ≤ 10 MB: {_ok(None if per is None else per <= 10)}).",
+        f"**{_f(per, '.2f')} MB** (target ≤ 10 MB: {_at_most(per, 10)}).",
     ]
     return out
 
@@ -152,7 +162,7 @@ def status_page_table(rows) -> list[str]:
     for r in rows:
         took = median(r.refresh_render_ms) if r.refresh_render_ms else None
         out.append(
-            f"| {r.nodes} | {r.pods} | {_f(took, '.0f')} | {_ok(None if took is None else took <= 1000)} "
+            f"| {r.nodes} | {r.pods} | {_f(took, '.0f')} | {_at_most(took, 1000)} "
             f"| {calls_text(r.load_calls)} | {calls_text(r.refresh_calls)} "
             f"| {k8s_lists(r.refresh_calls)} | {_ok(r.refresh_constant)} |"
         )
@@ -172,8 +182,8 @@ def switch_page_table(row) -> list[str]:
     a, b = row.worst("admin_done"), row.worst("chat_answer")
     out.append(
         f"| {len(runs)} | {outcomes} | {_f(row.med('admin_done'), '.2f')} | {_f(a, '.2f')} "
-        f"| {_ok(None if a is None else a <= 3)} | {_f(row.med('chat_answer'), '.2f')} "
-        f"| {_f(b, '.2f')} | {_ok(None if b is None else b <= 3)} "
+        f"| {_at_most(a, 3)} | {_f(row.med('chat_answer'), '.2f')} "
+        f"| {_f(b, '.2f')} | {_at_most(b, 3)} "
         f"| {_f(row.med('switch_done'), '.2f')} | {_f(row.med('enter'), '.2f')} "
         f"| {sum(r.chat_404 for r in runs)} of {len(runs)} | {_f(row.med('total'), '.2f')} |"
     )
@@ -190,7 +200,7 @@ def switch_table(rows) -> list[str]:
         mx = max(r.overheads) if r.overheads else None
         out.append(
             f"| {r.poll_s} | {len(r.overheads)} | {r.outcome} | {_f(r.median_s, '.2f')} "
-            f"| {_f(mx, '.2f')} | {_ok(None if mx is None else mx <= 3)} "
+            f"| {_f(mx, '.2f')} | {_at_most(mx, 3)} "
             f"| {_f(median(r.totals), '.2f')} |"
         )
     return out
