@@ -77,6 +77,16 @@ def database_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'db' / 'chat.db'}"
         return
+    yield from _postgres_schema_url()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema URL, for tests of PostgreSQL-only behaviour."""
+    yield from _postgres_schema_url()
+
+
+def _postgres_schema_url() -> Iterator[str]:
     reason = postgres_unavailable()
     if reason:
         pytest.skip(reason)

@@ -1,3 +1,3 @@
 """Backend fixtures (SQLite and PostgreSQL) for every test in tests/store."""
 
-from tests.store.backends import clock, database_url, store  # noqa: F401
+from tests.store.backends import clock, database_url, postgres_url, store  # noqa: F401

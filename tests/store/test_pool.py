@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.store.backends import _fresh_pg_schema, postgres_unavailable
 from webapp.store import ConversationStore, PoolOptions, StoreUnavailable
 from webapp.store.engine import POOL_BUSY, create_store_engine
 
@@ -38,17 +37,9 @@ def test_sqlite_ignores_the_pool_sizing(url, tmp_path):
     engine.dispose()
 
 
-@pytest.fixture
-def pg_url():
-    reason = postgres_unavailable()
-    if reason:
-        pytest.skip(reason)
-    yield from _fresh_pg_schema()
-
-
 @pytest.mark.postgres
-def test_a_dry_pool_says_busy_then_recovers(pg_url):
-    store = ConversationStore(pg_url, pool=PoolOptions(size=1, overflow=0, timeout_s=0.3))
+def test_a_dry_pool_says_busy_then_recovers(postgres_url):
+    store = ConversationStore(postgres_url, pool=PoolOptions(size=1, overflow=0, timeout_s=0.3))
     store.migrate()
     try:
         held = store.engine.connect()  # the only connection, taken by another request
