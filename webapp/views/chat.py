@@ -440,17 +440,20 @@ def _generate(model: str | None, max_len: int | None) -> None:
         # reached with status "streaming" only when the user pressed Stop or the browser
         # is gone (the app shutting down on a rollout or drained node, the tab closed or
         # reloaded): keep the partial answer and mark it for what happened
-        ended_by_app = isinstance(sys.exception(), StopException) and _browser_gone()
+        ended = None
         if msg["status"] == "streaming":
-            msg["status"] = "interrupted" if ended_by_app else "stopped"
+            if isinstance(sys.exception(), StopException) and _browser_gone():
+                msg["status"], ended = "interrupted", "app"
+            else:
+                msg["status"] = "stopped"
         if gen is not None:
             msg["content"] = msg["content"] or gen.text
             gen.close()
             msg["meta"] = gen.stats.as_dict()
             if gen.reasoning:
                 msg["reasoning"] = msg["meta"]["reasoning"] = gen.reasoning
-        if ended_by_app and msg["status"] == "interrupted":
-            msg["meta"]["ended"] = "app"
+        if ended:
+            msg["meta"]["ended"] = ended
         meta = {**msg["meta"], "error": msg.get("error")}
         if msg["id"] is None:
             msg["id"] = history.add(ss.conv_id, "assistant", msg["content"], msg["status"], meta)
