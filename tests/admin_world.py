@@ -14,14 +14,38 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 from tests.cluster.conftest import LLAMA, NS, seed_vllm
 from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
 from tests.fakes.k8s_server import FakeCluster
 from tests.fakes.openai_server import FakeOpenAI
+from webapp.cluster import manifests as mf
 from webapp.settings import Settings
 
 PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
+BASE_MANIFEST = Path(__file__).resolve().parents[1] / "k8s" / "base" / "vllm-deployment.yaml"
+
+
+def base_manifest_deployment(*, annotated: bool = True) -> dict:
+    """The vLLM Deployment as ``kubectl apply -k k8s/base`` creates it (``annotated=False``:
+    as manifests without the ``llm-console/model`` annotation did, e.g. a hand-written one)."""
+    dep = yaml.safe_load(BASE_MANIFEST.read_text())
+    dep["metadata"]["namespace"] = NS
+    if not annotated:
+        dep["spec"]["template"]["metadata"].pop("annotations", None)
+    return dep
+
+
+def seed_from_manifest(fc: FakeCluster, *, annotated: bool = True) -> None:
+    """Create the base manifest's Deployment + a Service on its labels; wait until ready."""
+    dep = base_manifest_deployment(annotated=annotated)
+    fc.create("deployments", dep)
+    selector = dep["spec"]["selector"]["matchLabels"]
+    fc.create("services", mf.build_service("vllm", NS, selector))
+    assert fc.wait_for(lambda f: f.served_models(NS) == ["llama-2-7b"], 10)
 
 
 @contextmanager
@@ -96,13 +120,15 @@ class AdminWorld:
 
 
 @contextmanager
-def admin_world() -> Iterator[AdminWorld]:
-    """Fake cluster serving llama-2-7b on 2 one-GPU L4 nodes, its vLLM endpoint, GKE."""
+def admin_world(seed=seed_vllm) -> Iterator[AdminWorld]:
+    """Fake cluster serving llama-2-7b on 2 one-GPU L4 nodes (``seed`` deploys it) and a CPU
+    node of the default pool, its vLLM endpoint, GKE."""
     with (
         FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fc,
         FakeOpenAI(model=LLAMA.name) as llm,
         fake_gke() as gke_srv,
     ):
-        seed_vllm(fc)
+        fc.add_node("cpu-a", gpus=0, pool="default-pool", spot=False)
+        seed(fc)
         with ServedModelSync(fc, llm):
             yield AdminWorld(fc, llm, gke_srv.fake, gke_srv)

@@ -206,10 +206,13 @@ def test_node_pool_resize_followed_to_done(gke, audit, fake):
         ("nodepool.resize", "done"),
         ("nodepool.resize", "started"),
     ]
+    fake.add_node("cpu-a", gpus=0, pool="default-pool", spot=False)
     st = svc.read_status(connect(fake.kubeconfig_path), NS, _pools(gke))
     by_name = {p.name: p for p in st.pools}
     assert by_name["gpu-pool"].node_count == 2  # live count comes from Kubernetes nodes
-    assert by_name["default-pool"].node_count is None
+    assert by_name["default-pool"].node_count == 1  # CPU pools too (was None: issue 9.5)
+    # without a cluster the live count is unknown, not zero
+    assert {p.node_count for p in svc.read_status(None, NS, _pools(gke)).pools} == {None}
 
 
 def test_node_pool_change_refused_while_gke_busy(gke, audit):

@@ -44,6 +44,9 @@ from webapp.cluster.switch import (
     allowed_strategies,
     switch_model,
 )
+from webapp.llm.errors import LLMError
+from webapp.llm.server import list_models
+from webapp.serving import Serving, serving
 from webapp.sizing import SizingResult, Verdict, size_model
 
 log = logging.getLogger(__name__)
@@ -168,14 +171,6 @@ def strategy_options(
     )
 
 
-def pool_node_counts(inv: Inventory) -> dict[str, int]:
-    """Live GPU node count per node pool (GKE itself does not report a current size)."""
-    counts: dict[str, int] = {}
-    for n in inv.nodes:
-        counts[n.pool] = counts.get(n.pool, 0) + 1
-    return counts
-
-
 # ---------------------------------------------------------------- status
 
 
@@ -187,10 +182,33 @@ class Status:
     cluster_error: ClusterError | None
     pools: tuple[NodePoolInfo, ...] | None
     pools_error: NodePoolError | None
+    listed_models: tuple[str, ...] | None = None  # /v1/models at the chat endpoint; None: no answer
+
+    def serving(self, namespace: str) -> Serving:
+        """The headline: what is served, on what, since when (``webapp.serving``)."""
+        pods = self.inventory.pods if self.inventory is not None else None
+        return serving(pods, self.listed_models, namespace=namespace)
 
 
-def read_status(cluster: Cluster | None, namespace: str, pools: NodePools | None) -> Status:
-    """Pods, GPU nodes and events (3 Kubernetes calls) plus node pools (1 GKE call).
+def _listed_models(llm_url: str | None, api_key: str | None) -> tuple[str, ...] | None:
+    if not llm_url:
+        return None
+    try:
+        return tuple(m.id for m in list_models(llm_url, api_key, timeout=2.0))
+    except LLMError:
+        return None
+
+
+def read_status(
+    cluster: Cluster | None,
+    namespace: str,
+    pools: NodePools | None,
+    *,
+    llm_url: str | None = None,
+    api_key: str | None = None,
+) -> Status:
+    """Pods, GPU nodes and events (3 Kubernetes calls), node pools (1 GKE call) and, given
+    ``llm_url``, the models the chat endpoint lists (1 HTTP call, 2 s at most).
 
     Either client may be None (not configured): that part is then simply absent.
     """
@@ -203,13 +221,11 @@ def read_status(cluster: Cluster | None, namespace: str, pools: NodePools | None
     if pools is not None:
         try:
             listed = pools.list_node_pools()
-            gpu_counts = pool_node_counts(inv) if inv is not None else {}
-            infos = tuple(
-                p if not p.has_gpus else with_node_counts([p], gpu_counts)[0] for p in listed
-            )
+            # live node counts (GPU and CPU pools) from Kubernetes; unknown without a cluster
+            infos = tuple(with_node_counts(listed, inv.pool_node_counts) if inv else listed)
         except NodePoolError as exc:
             perr = exc
-    return Status(inv, cerr, infos, perr)
+    return Status(inv, cerr, infos, perr, _listed_models(llm_url, api_key))
 
 
 def log_pod(pods: Sequence[PodInfo]) -> str | None:
@@ -243,6 +259,8 @@ class JobView:
     result: SwitchResult | OperationInfo | None = None
     error: Exception | None = None
     cancel_requested: bool = False
+    model_before: str | None = None  # a switch: the served model it replaces, once read
+    model_after: str | None = None  # a switch: the model it deploys
 
 
 @dataclass
@@ -367,6 +385,7 @@ class JobRegistry:
         except SwitchInProgress as exc:
             record(audit, admin, "switch.start", target, "refused", reason=str(exc), **details)
             raise
+        job.update(model_after=spec.name)
         gen = switch_model(
             cluster,
             spec,
@@ -398,9 +417,11 @@ class JobRegistry:
     @staticmethod
     def _absorb(job: Job, item: SwitchStep | SwitchResult) -> None:
         if isinstance(item, SwitchResult):
-            job.update(item.message, result=item)
+            job.update(item.message, result=item, model_before=item.model_before)
         else:
             changes: dict[str, Any] = {}
+            if item.model_before is not None:
+                changes["model_before"] = item.model_before
             if item.snapshot is not None:
                 changes["snapshot"] = item.snapshot
                 if item.snapshot.state == "failed" and item.stage == "rollout":

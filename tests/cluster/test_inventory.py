@@ -170,3 +170,21 @@ def test_parse_pod_age_and_model():
     }
     info = inv.parse_pod(pod, now=datetime(2026, 1, 1, 0, 1, 30, tzinfo=UTC))
     assert (info.age_s, info.model, info.restarts, info.ready) == (90.0, "m", 3, True)
+    assert info.ready_for_s == 90.0  # no Ready transition time: since creation
+
+
+def test_parse_pod_of_the_base_manifest_names_the_served_model():
+    """A pod as `kubectl apply -k` makes it, without the console's annotation (issue 9.1)."""
+    from tests.admin_world import base_manifest_deployment
+
+    template = base_manifest_deployment(annotated=False)["spec"]["template"]
+    pod = {
+        "metadata": {**template["metadata"], "name": "vllm-1", "namespace": "vllm",
+                     "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {**template["spec"], "nodeName": "gpu-a"},
+        "status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:10:00Z"}]},
+    }  # fmt: skip
+    info = inv.parse_pod(pod, now=datetime(2026, 1, 1, 3, 10, tzinfo=UTC))
+    assert (info.model, info.hf_repo) == ("llama-2-7b", "meta-llama/Llama-2-7b-hf")
+    assert (info.gpus, info.accelerator, info.ready_for_s) == (1, "nvidia-l4", 3 * 3600.0)

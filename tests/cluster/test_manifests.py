@@ -204,3 +204,41 @@ def test_green_deployment_has_own_selector_and_matching_template():
 
 
 MISTRAL_LIKE = replace(LLAMA, name="mistral")
+
+
+def _template(args, command=None, annotations=None):
+    container = {"name": "vllm", "args": args}
+    if command is not None:
+        container["command"] = command
+    return {
+        "metadata": {"annotations": annotations or {}},
+        "spec": {"containers": [{"name": "sidecar", "args": ["--verbose"]}, container]},
+    }
+
+
+REPO = "meta-llama/Llama-2-7b-hf"
+
+
+@pytest.mark.parametrize(
+    ("template", "served", "repo"),
+    [
+        # the base manifest's order: --model first, then the served name (issue 9.2)
+        (_template([f"--model={REPO}", "--served-model-name=llama-2-7b"]), "llama-2-7b", REPO),
+        (_template(["--served-model-name=llama-2-7b", f"--model={REPO}"]), "llama-2-7b", REPO),
+        (_template(["--model", REPO, "--served-model-name", "llama-2-7b"]), "llama-2-7b", REPO),
+        # vLLM serves under the repo name when no served name is given
+        (_template([f"--model={REPO}"]), REPO, REPO),
+        # the args in the command (a shell-less command list) count too
+        (_template([], command=["vllm", "serve", f"--model={REPO}"]), REPO, REPO),
+        # the args say what runs; a stale annotation does not win
+        (_template([f"--model={REPO}"], annotations={mf.MODEL_ANNOTATION: "old"}), REPO, REPO),
+        # no vLLM flags: the annotation, else nothing
+        (_template([], annotations={mf.MODEL_ANNOTATION: "llama-2-7b"}), "llama-2-7b", None),
+        (_template([]), None, None),
+        ({}, None, None),
+        (_template(["--served-model-name="]), None, None),
+    ],
+)
+def test_template_model_prefers_the_served_name(template, served, repo):
+    assert mf.template_model(template) == served
+    assert mf.template_hf_repo(template) == repo

@@ -129,6 +129,9 @@ def test_vllm_deployment(rendered, overlay):
     assert args["--port"] == "8000"
     assert int(args["--tensor-parallel-size"]) == gpus
     assert 0.5 <= float(args["--gpu-memory-utilization"]) <= 0.95
+    # the console names the served model from the args; the annotation says the same (9.1)
+    annotations = spec["template"]["metadata"].get("annotations") or {}
+    assert annotations.get("llm-console/model") == args["--served-model-name"]
 
     res = c["resources"]
     assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"] == str(gpus)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.admin_world import admin_world
+from tests.admin_world import admin_world, seed_from_manifest
 from tests.cluster.conftest import LLAMA, NS
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.identities import OIDC_SECRETS
@@ -65,7 +66,7 @@ def texts(at) -> str:
     for kind in ("error", "warning", "info", "success", "markdown", "caption", "header",
                  "subheader", "title"):  # fmt: skip
         parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
+    return re.sub(r"\\(.)", r"\1", "\n".join(parts))  # as shown: markdown escapes undone
 
 
 def run_until(at, predicate, timeout=40.0):
@@ -101,6 +102,35 @@ def test_admin_sees_status_tables(world, page):
     assert pools.loc["gpu-pool", "autoscaling"] == "0..2"
     assert pools.loc["gpu-pool", "nodes"] == 2
     assert "Running" in [m.label for m in at.metric]
+
+
+@pytest.mark.parametrize("annotated", [True, False], ids=["annotated", "args-only"])
+def test_status_names_the_served_model_of_a_manifest_deployment(page, annotated):
+    """After `kubectl apply -k`, before any switch by the console (issue 9.1, 9.5)."""
+    with admin_world(seed=lambda fc: seed_from_manifest(fc, annotated=annotated)) as world:
+        at = page(world)
+        assert not at.exception, at.exception
+        headline = re.sub(r"\\(.)", r"\1", at.success[0].value)  # the first on the page
+        assert headline.startswith(
+            "Serving llama-2-7b (meta-llama/Llama-2-7b-hf) on 1 × L4, since "
+        ), headline
+        assert list(table(at, "recent events")["model"]) == ["llama-2-7b"]
+        pools = table(at, "machine type").set_index("pool")
+        assert pools.loc["default-pool", "nodes"] == 1  # a CPU pool: counted, not None
+        # the chat endpoint serving something else is said, not hidden
+        world.llm.configure(models=["other-model"])
+        at.run()
+        assert "But the chat endpoint lists other\\-model" in at.warning[0].value
+
+
+def test_switch_names_the_models_by_their_served_names(page):
+    """Heading, progress, audit and result name llama-2-7b, not its hub repo (9.2, 9.5)."""
+    with admin_world(seed=lambda fc: seed_from_manifest(fc, annotated=False)) as world:
+        at = run_until(_deploy(page(world)), lambda a: "Switched" in texts(a))
+        assert "Switch llama-2-7b → mistral-7b" in [h.value.replace("\\", "") for h in at.subheader]
+        assert "meta-llama/Llama-2-7b-hf stops first" not in texts(at)
+        audit = table(at, "action")
+        assert "model_before=llama-2-7b," in audit.iloc[0]["details"]
 
 
 def serving_pod(world, model: str) -> str:

@@ -9,16 +9,17 @@ cheap on a pool of 50 nodes and hundreds of pods. The parsing functions are pure
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from webapp.cluster.k8s import Cluster, call, parse_time
 from webapp.cluster.manifests import (
     ACCELERATOR_LABEL,
     GPU_RESOURCE,
-    MODEL_ANNOTATION,
     NODE_POOL_LABEL,
     SPOT_LABEL,
+    template_hf_repo,
+    template_model,
 )
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
@@ -54,9 +55,13 @@ class PodInfo:
     age_s: float
     reason: str  # waiting/terminated reason (CrashLoopBackOff, OOMKilled, Unschedulable...) or ""
     message: str
-    model: str
+    model: str  # served name (what clients send as ``model``); "" for a pod that is no vLLM
     ip: str
     events: tuple[EventInfo, ...] = ()
+    hf_repo: str = ""  # the hub repository vLLM loads (``--model``)
+    gpus: int = 0  # GPUs the pod asks for
+    accelerator: str = ""  # GKE accelerator label value from the pod's nodeSelector
+    ready_for_s: float | None = None  # seconds since the pod became Ready; None if not ready
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class Inventory:
     pods: tuple[PodInfo, ...]
     nodes: tuple[GpuNode, ...]
     events: tuple[EventInfo, ...]
+    #: every node (GPU or not) per GKE node pool: GKE itself reports no current size
+    pool_node_counts: dict[str, int] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- pure parsing
@@ -149,6 +156,10 @@ def pod_reason(pod: Mapping) -> tuple[str, str]:
     return status.get("reason") or "", status.get("message") or ""
 
 
+def _seconds_since(then: datetime | None, now: datetime) -> float:
+    return max(0.0, (now - then).total_seconds()) if then else 0.0
+
+
 def parse_pod(
     pod: Mapping, events: Iterable[EventInfo] = (), now: datetime | None = None
 ) -> PodInfo:
@@ -159,23 +170,33 @@ def parse_pod(
     created = parse_time(meta.get("creationTimestamp"))
     now = now or datetime.now(UTC)
     reason, message = pod_reason(pod)
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions") or []
+    ready_cond = next(
+        (
+            c
+            for c in status.get("conditions") or []
+            if c.get("type") == "Ready" and c.get("status") == "True"
+        ),
+        None,
     )
+    ready_at = parse_time((ready_cond or {}).get("lastTransitionTime"))
+    spec = pod.get("spec") or {}
     return PodInfo(
         name=meta.get("name") or "",
         namespace=meta.get("namespace") or "",
         phase=status.get("phase") or "Unknown",
-        ready=ready,
+        ready=ready_cond is not None,
         restarts=sum(_int(cs.get("restartCount")) for cs in statuses),
-        node=(pod.get("spec") or {}).get("nodeName") or "",
-        age_s=max(0.0, (now - created).total_seconds()) if created else 0.0,
+        node=spec.get("nodeName") or "",
+        age_s=_seconds_since(created, now),
         reason=reason,
         message=message,
-        model=(meta.get("annotations") or {}).get(MODEL_ANNOTATION) or "",
+        model=template_model(pod) or "",
         ip=status.get("podIP") or "",
         events=tuple(e for e in events if e.kind == "Pod" and e.name == meta.get("name")),
+        hf_repo=template_hf_repo(pod) or "",
+        gpus=gpu_request(pod),
+        accelerator=(spec.get("nodeSelector") or {}).get(ACCELERATOR_LABEL, ""),
+        ready_for_s=None if ready_cond is None else _seconds_since(ready_at or created, now),
     )
 
 
@@ -210,6 +231,16 @@ def parse_nodes(nodes: Iterable[Mapping], pods: Iterable[Mapping]) -> list[GpuNo
             )
         )
     return sorted(out, key=lambda n: (n.pool, n.name))
+
+
+def count_pool_nodes(nodes: Iterable[Mapping]) -> dict[str, int]:
+    """Nodes per GKE node pool (label ``cloud.google.com/gke-nodepool``), GPU or not."""
+    counts: dict[str, int] = {}
+    for node in nodes:
+        pool = ((node.get("metadata") or {}).get("labels") or {}).get(NODE_POOL_LABEL)
+        if pool:
+            counts[pool] = counts.get(pool, 0) + 1
+    return counts
 
 
 def free_gpus(nodes: Iterable[GpuNode], gpu_type: str | None = None) -> dict[str, int]:
@@ -318,4 +349,5 @@ def inventory(cluster: Cluster, namespace: str, *, now: datetime | None = None) 
         pods=tuple(parse_pod(p, grouped.get(p["metadata"]["name"], ()), now) for p in ns_pods),
         nodes=tuple(parse_nodes(nodes, all_pods)),
         events=tuple(evs[:100]),
+        pool_node_counts=count_pool_nodes(nodes),
     )

@@ -335,20 +335,52 @@ def build_service(name: str, namespace: str, selector: dict[str, str]) -> dict:
     }
 
 
+def _flag_value(args: list[str], flag: str) -> str | None:
+    """The value of ``flag`` in an exec-form argument list (``--f=v`` or ``--f v``)."""
+    for i, a in enumerate(args):
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1] or None
+        if a == flag and i + 1 < len(args):
+            return args[i + 1] or None
+    return None
+
+
+def container_model(container: dict) -> tuple[str | None, str | None]:
+    """``(served name, hub repo)`` of a vLLM container from its arguments.
+
+    The served name is what clients send as ``model`` and what people call the model:
+    ``--served-model-name``, else ``--model`` (vLLM serves under the repo name then).
+    Both None for a container that is not a vLLM server (no ``--model``)."""
+    args = [
+        str(a) for a in list(container.get("command") or []) + list(container.get("args") or [])
+    ]
+    repo = _flag_value(args, "--model")
+    served = _flag_value(args, "--served-model-name")
+    if repo is None and served is None:
+        return None, None
+    return served or repo, repo
+
+
 def template_model(template: dict) -> str | None:
-    """The served model name of a pod template (annotation, else ``--served-model-name``)."""
-    meta = template.get("metadata") or {}
-    name = (meta.get("annotations") or {}).get(MODEL_ANNOTATION)
-    if name:
-        return name
+    """The served model name of a pod template: the vLLM container's ``--served-model-name``,
+    else its ``--model``, else the ``llm-console/model`` annotation.
+
+    The arguments come first: they are what vLLM actually serves, while the annotation may
+    be missing (a hand-applied manifest) or stale (an edit by ``kubectl``)."""
     for c in (template.get("spec") or {}).get("containers") or []:
-        args = list(c.get("command") or []) + list(c.get("args") or [])
-        for i, a in enumerate(args):
-            for flag in ("--served-model-name", "--model"):
-                if a.startswith(flag + "="):
-                    return a.split("=", 1)[1]
-                if a == flag and i + 1 < len(args):
-                    return args[i + 1]
+        served, _ = container_model(c)
+        if served:
+            return served
+    meta = template.get("metadata") or {}
+    return (meta.get("annotations") or {}).get(MODEL_ANNOTATION) or None
+
+
+def template_hf_repo(template: dict) -> str | None:
+    """The hub repository (``--model``) a pod template loads, or None."""
+    for c in (template.get("spec") or {}).get("containers") or []:
+        _, repo = container_model(c)
+        if repo:
+            return repo
     return None
 
 

@@ -111,6 +111,7 @@ class SwitchStep:
     stage: Literal["locked", "patched", "rollout", "verify", "flipped", "rollback", "cleanup"]
     message: str
     snapshot: RolloutSnapshot | None = None
+    model_before: str | None = None  # set once known (the "patched" step): the served name
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,9 @@ def _in_place(cluster, spec, namespace, name, model_probe, cancel, opts, lock):
         cluster, namespace, name, mf.in_place_patch(dep, new_template), "switch model"
     )
     yield SwitchStep(
-        "patched", f"Deployment {name} now asks for {spec.name}; {before} stops first."
+        "patched",
+        f"Deployment {name} now asks for {spec.name}; {before} stops first.",
+        model_before=before,
     )
     failure, cancelled = yield from _roll_out(
         cluster, namespace, name, spec, model_probe, cancel, opts, lock
@@ -395,7 +398,9 @@ def _blue_green(cluster, spec, namespace, base, service_name, model_probe, cance
             cluster, namespace, target_name, mf.slot_update_patch(target, template), "start model"
         )
     yield SwitchStep(
-        "patched", f"Starting {spec.name} in {target_name}; {before} keeps serving meanwhile."
+        "patched",
+        f"Starting {spec.name} in {target_name}; {before} keeps serving meanwhile.",
+        model_before=before,
     )
     failure, cancelled = yield from _roll_out(
         cluster, namespace, target_name, spec, model_probe, cancel, opts, lock,

@@ -42,6 +42,7 @@ from webapp.settings import get_settings
 from webapp.sizing import GPUS, SizingError, Verdict
 from webapp.views.access import access_mode, identify
 from webapp.views.admin_messages import admin_error_message
+from webapp.views.text import literal
 
 settings = get_settings()
 API_KEY = settings.llm_api_key.get_secret_value()
@@ -293,7 +294,9 @@ def _switch_progress() -> None:
         # just finished while this page watched it: redraw the whole page once, so the
         # status below shows the new pods at once instead of at its next refresh
         st.rerun(scope="app")
-    st.subheader(f"Switch to {view.target} by {view.actor}")
+    models = f"{view.model_before} → {view.model_after}" if view.model_before else view.model_after
+    st.subheader(literal(f"Switch {models}"))
+    st.caption(literal(f"Started by {view.actor} on {view.target}"))
     res = view.result
     if view.running:
         st.info(
@@ -373,7 +376,9 @@ def _read_status(*, shared: bool) -> svc.Status:
     else take what this run has read, or read (the deploy form)."""
     if not shared and "status" in _read_this_run:
         return _read_this_run.pop("status")
-    status = svc.read_status(cluster, settings.k8s_namespace, pools_client)
+    status = svc.read_status(
+        cluster, settings.k8s_namespace, pools_client, llm_url=settings.llm_url, api_key=API_KEY
+    )
     if shared:
         _read_this_run["status"] = status
     return status
@@ -383,6 +388,7 @@ def _read_status(*, shared: bool) -> svc.Status:
 def _status() -> None:
     st.header("Status")
     status = _read_status(shared=True)
+    _serving_line(status.serving(settings.k8s_namespace))
     if cluster is None:
         st.caption("No cluster connected: no pods or GPU nodes to show.")
     elif status.inventory is None:
@@ -392,6 +398,12 @@ def _status() -> None:
         _pods_and_nodes(status.inventory)
     _pools_table(status)
     _load()
+
+
+def _serving_line(line) -> None:
+    icon = {"ok": ":material/check_circle:", "warning": ":material/warning:"}
+    draw = {"ok": st.success, "warning": st.warning}.get(line.level, st.info)
+    draw(literal(line.text), icon=icon.get(line.level, ":material/info:"))
 
 
 def _pods_and_nodes(inv) -> None:
