@@ -8,6 +8,7 @@ a local key whose public half the app reads from IAP_CERTS_FILE.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.e2e
 AUDIENCE = "/projects/123/global/backendServices/456"
 ADMIN = "admin@example.com"
 TIMEOUT_MS = 60_000
+SHOTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +75,16 @@ def test_admin_switches_model_and_watches_it_become_ready(admin_app, page, iap_k
     open_admin(page, app, iap_key[0])
     expect(page.get_by_text(f"Signed in as {ADMIN}")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_text("Pods in vllm")).to_be_visible()
+    headline = alert(page, "Serving llama-2-7b (meta-llama/Llama-2-7b-hf) on 1 × L4, since")
+    expect(headline).to_be_visible()
+    page.screenshot(path=str(SHOTS / "admin-status-top.png"))
     choose_model(page, "mistral-7b")
     expect(page.get_by_text("Verdict: FITS")).to_be_visible()
     page.get_by_role("button", name="Deploy mistral-7b").click()
     expect(alert(page, "Now serving mistral-7b")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("Switch llama-2-7b → mistral-7b")).to_be_visible()
+    # the status redrawn after the switch names the new model
+    expect(alert(page, "Serving mistral-7b (mistralai/Mistral-7B-v0.1) on 1 × L4")).to_be_visible()
     assert fc.served_models(NS) == ["mistral-7b"]
     # the status follows at once: the new pod is listed; the pod log, opened, is the new pod's
     new_pod = next(

@@ -19,6 +19,7 @@ from webapp.views.text import literal
         "# heading",
         "a\\b",
         "1. item",
+        "admin@example.com www.example.com/x",
     ],
 )
 def test_literal_renders_as_the_same_text(text):
@@ -31,4 +32,4 @@ def test_literal_renders_as_the_same_text(text):
 def test_literal_folds_newlines_and_stops_streamlit_directives():
     assert literal("a\n\nb") == "a b"
     assert literal(":red[x]") == "\\:red\\[x\\]"
-    assert literal(":material/home:") == "\\:material/home\\:"
+    assert literal(":material/home:") == "\\:material\\/home\\:"

@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 
 # CommonMark lets every ASCII punctuation character be escaped with a backslash; ':' and
-# '[' also stop Streamlit's icon/colour directives, '$' its LaTeX.
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&\"'=])")
+# '[' also stop Streamlit's icon/colour directives, '$' its LaTeX, '@' and '/' GFM's
+# autolinks of e-mail addresses and URLs.
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&\"'=@/])")
 
 
 def literal(text: str) -> str:
