@@ -82,10 +82,18 @@ def test_off_refuses():
     ("user", "outcome"),
     [
         ({"is_logged_in": True, "email": "admin@example.com", "email_verified": True}, "admin"),
-        ({"is_logged_in": True, "email": "ADMIN@example.COM"}, "admin"),  # case-insensitive
-        ({"is_logged_in": True, "email": "ops@example.com", "sub": "42"}, "admin"),
-        ({"is_logged_in": True, "email": "eve@example.com"}, NotAdmin),
+        ({"is_logged_in": True, "email": "ADMIN@example.COM", "email_verified": True}, "admin"),
+        (
+            {"is_logged_in": True, "email": "ops@example.com", "sub": "42", "email_verified": True},
+            "admin",
+        ),
+        ({"is_logged_in": True, "email": "eve@example.com", "email_verified": True}, NotAdmin),
         ({"is_logged_in": True, "email": "admin@example.com", "email_verified": False}, NotAdmin),
+        # verified only when the claim is the boolean true (issue 10.5)
+        ({"is_logged_in": True, "email": "admin@example.com"}, NotAdmin),
+        ({"is_logged_in": True, "email": "admin@example.com", "email_verified": "true"}, NotAdmin),
+        ({"is_logged_in": True, "email": "admin@example.com", "email_verified": 1}, NotAdmin),
+        ({"is_logged_in": True, "email": "admin@example.com", "email_verified": None}, NotAdmin),
         ({"is_logged_in": False}, NotLoggedIn),
         ({"is_logged_in": True}, NotLoggedIn),  # no e-mail claim
         (None, NotLoggedIn),
@@ -104,7 +112,11 @@ def test_oidc(user, outcome):
 
 def test_not_admin_message_names_the_user():
     with pytest.raises(NotAdmin, match="eve@example.com is not on the admin list") as info:
-        identify_admin(_settings(), "oidc", user={"is_logged_in": True, "email": "eve@example.com"})
+        identify_admin(
+            _settings(),
+            "oidc",
+            user={"is_logged_in": True, "email": "eve@example.com", "email_verified": True},
+        )
     assert info.value.email == "eve@example.com"
 
 
@@ -159,6 +171,9 @@ def test_iap_header_is_case_insensitive():
         ({"iss": "https://accounts.google.com"}, {}, CERTS, InvalidIapToken, "wrong issuer"),
         ({"email": None}, {}, CERTS, InvalidIapToken, "no e-mail"),
         ({"email": "eve@example.com"}, {}, CERTS, NotAdmin, "not on the admin list"),
+        # a claim of the wrong type is a clean refusal, not a TypeError (issue 10.5)
+        ({"exp": "tomorrow"}, {}, CERTS, InvalidIapToken, "malformed"),
+        ({"iat": "yesterday"}, {}, CERTS, InvalidIapToken, "malformed"),
         ({}, {"admin_emails": "someone@else.com"}, CERTS, NotAdmin, "not on the admin list"),
     ],
 )
@@ -242,3 +257,81 @@ def test_certs_file_fetcher(tmp_path):
     )
     assert who.email == "admin@example.com"
     assert not isinstance(certs_fetcher_for(_settings()), FileCertsFetcher)
+
+
+class _RotatingKeys(BaseHTTPRequestHandler):
+    """Serves ``keys`` (or HTTP 500 while ``broken``) and counts the requests."""
+
+    keys: dict = {}
+    broken = False
+    hits = 0
+
+    def do_GET(self):  # noqa: N802
+        type(self).hits += 1
+        if type(self).broken:
+            self.send_error(500)
+            return
+        body = json.dumps(type(self).keys).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def keys_server():
+    handler = type("H", (_RotatingKeys,), {"keys": dict(CERTS), "broken": False, "hits": 0})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    yield handler, f"http://127.0.0.1:{httpd.server_address[1]}/keys"
+    httpd.shutdown()
+    httpd.server_close()
+    t.join(timeout=5)
+
+
+def _admin(fetcher, token=None):
+    headers = {IAP_HEADER_NAME: token or _token()}
+    return identify_admin(_settings(), "iap", headers=headers, certs_fetcher=fetcher)
+
+
+def test_iap_key_rotation_refetches_on_an_unknown_key_id(keys_server):
+    handler, url = keys_server
+    now = [1000.0]
+    fetcher = HttpCertsFetcher(url=url, min_refresh_s=30, clock=lambda: now[0])
+    assert _admin(fetcher).email == "admin@example.com" and handler.hits == 1
+    now[0] += 31
+    rotated, rotated_pem = iap_keypair("iap-key-2")
+    handler.keys = {**CERTS, "iap-key-2": rotated_pem}  # IAP publishes a new key
+    assert _admin(fetcher, _token(rotated)).email == "admin@example.com"
+    assert handler.hits == 2  # fetched again at once, not after the hour's cache
+    # made-up key ids do not make us fetch again and again: once per 30 s at most
+    stranger, _ = iap_keypair("made-up")
+    for _ in range(3):
+        now[0] += 5
+        with pytest.raises(InvalidIapToken, match="unknown signing key"):
+            _admin(fetcher, _token(stranger))
+    assert handler.hits == 2
+    now[0] += 30
+    with pytest.raises(InvalidIapToken, match="unknown signing key"):
+        _admin(fetcher, _token(stranger))
+    assert handler.hits == 3
+
+
+def test_iap_keys_kept_when_a_refresh_fails(keys_server):
+    handler, url = keys_server
+    fetcher = HttpCertsFetcher(url=url, ttl_s=0, min_refresh_s=0)
+    assert _admin(fetcher).email == "admin@example.com"
+    handler.broken = True  # Google's key endpoint fails: the last good keys stay in use
+    assert _admin(fetcher).email == "admin@example.com"
+    assert handler.hits == 2  # it did try
+
+
+def test_iap_keys_never_fetched_is_a_clean_refusal(keys_server):
+    handler, url = keys_server
+    handler.broken = True
+    with pytest.raises(InvalidIapToken, match="Could not fetch IAP public keys"):
+        _admin(HttpCertsFetcher(url=url))

@@ -26,7 +26,7 @@ GOOGLE = {"is_logged_in": True, "iss": "https://accounts.google.com", "sub": "12
         ({"email": "a@x.org"}, True),  # unverified e-mail alone is not an identity
         ({"email": "a@x.org", "email_verified": False}, True),
         ({"email": "a@x.org", "email_verified": True}, False),
-        ({"email": "a@x.org", "email_verified": "true"}, False),
+        ({"email": "a@x.org", "email_verified": "true"}, True),  # only the boolean counts
         (GOOGLE, False),
         ({"sub": "1234"}, False),
     ],

@@ -16,6 +16,7 @@ configured, or an empty allowlist, the admin page is off.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,8 @@ IAP_ISSUER = "https://cloud.google.com/iap"
 IAP_HEADER = "x-goog-iap-jwt-assertion"
 CERTS_TTL_S = 3600.0
 CLOCK_SKEW_S = 30
+
+log = logging.getLogger(__name__)
 
 AccessMode = Literal["oidc", "iap", "off"]
 CertsFetcher = Callable[[], Mapping[str, str]]
@@ -128,8 +131,14 @@ def _oidc_email(user: Mapping[str, Any] | None) -> tuple[str, str | None]:
     email = str(user.get("email") or "").strip()
     if not email:
         raise NotLoggedIn("Your login did not provide an e-mail address.")
-    if user.get("email_verified") is False:
-        raise NotAdmin(email.lower(), f"{email} is not a verified e-mail address.")
+    # only the JSON boolean true counts: a missing claim, "true" or 1 may come from an
+    # identity provider that lets anyone sign up with any address
+    if user.get("email_verified") is not True:
+        raise NotAdmin(
+            email.lower(),
+            f"{email} is not a verified e-mail address (the identity provider did not send "
+            "email_verified: true).",
+        )
     sub = user.get("sub")
     return email, str(sub) if sub else None
 
@@ -152,14 +161,22 @@ def verify_iap_jwt(token: str, audience: str, *, certs_fetcher: CertsFetcher) ->
     if not audience:
         raise InvalidIapToken("IAP_AUDIENCE is not set; cannot verify the IAP token.")
     try:
+        kid = jwt.decode_header(token).get("kid")
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidIapToken("The IAP token is not valid: malformed token") from None
+    try:
         certs = dict(certs_fetcher())
+        refresh = getattr(certs_fetcher, "refresh", None)
+        if kid not in certs and refresh is not None:  # IAP rotated its keys: fetch again
+            certs = dict(refresh())
     except Exception as exc:
         raise InvalidIapToken(f"Could not fetch IAP public keys: {type(exc).__name__}") from None
     try:
         claims = jwt.decode(
             token, certs=certs, audience=audience, clock_skew_in_seconds=CLOCK_SKEW_S
         )
-    except (ValueError, auth_exc.GoogleAuthError) as exc:
+    except (ValueError, TypeError, auth_exc.GoogleAuthError) as exc:
+        # TypeError: a claim of the wrong type, e.g. "exp": "tomorrow"
         raise InvalidIapToken(f"The IAP token is not valid: {_reason(exc)}") from None
     if claims.get("iss") != IAP_ISSUER:
         raise InvalidIapToken("The IAP token is not valid: wrong issuer.")
@@ -181,29 +198,70 @@ def _reason(exc: Exception) -> str:
 
 
 class HttpCertsFetcher:
-    """Fetches IAP's public keys (JSON {key id: PEM}) over HTTPS and caches them."""
+    """Fetches IAP's public keys (JSON {key id: PEM}) over HTTPS and caches them.
 
-    def __init__(self, url: str = IAP_CERTS_URL, ttl_s: float = CERTS_TTL_S, timeout: float = 5.0):
+    Keys are fetched again after ``ttl_s``, or sooner through ``refresh()`` when a token
+    names a key id we do not have (IAP rotated its keys) — at most once per
+    ``min_refresh_s``, so tokens with made-up key ids cannot make us hammer Google. When a
+    fetch fails, the last good keys stay in use (and the next try waits ``min_refresh_s``);
+    only without any good keys does the failure reach the caller.
+    """
+
+    def __init__(
+        self,
+        url: str = IAP_CERTS_URL,
+        ttl_s: float = CERTS_TTL_S,
+        timeout: float = 5.0,
+        min_refresh_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.url = url
         self._ttl = ttl_s
         self._timeout = timeout
+        self._min_refresh = min_refresh_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._certs: dict[str, str] | None = None
-        self._fetched_at = 0.0
+        self._good_at = 0.0  # last successful fetch
+        self._tried_at = 0.0  # last attempt, good or not
 
     def __call__(self) -> Mapping[str, str]:
         with self._lock:
-            if self._certs is None or time.monotonic() - self._fetched_at > self._ttl:
-                import httpx
-
-                r = httpx.get(self.url, timeout=self._timeout)
-                r.raise_for_status()
-                data = json.loads(r.text)
-                if not isinstance(data, dict):
-                    raise ValueError("IAP key document is not a JSON object")
-                self._certs = {str(k): str(v) for k, v in data.items()}
-                self._fetched_at = time.monotonic()
+            now = self._clock()
+            stale = now - self._good_at > self._ttl and now - self._tried_at > self._min_refresh
+            if self._certs is None or stale:
+                self._fetch()
+            assert self._certs is not None
             return self._certs
+
+    def refresh(self) -> Mapping[str, str]:
+        """Fetch now unless the last attempt is under ``min_refresh_s`` old."""
+        with self._lock:
+            if self._certs is None or self._clock() - self._tried_at > self._min_refresh:
+                self._fetch()
+            assert self._certs is not None
+            return self._certs
+
+    def _fetch(self) -> None:
+        import httpx
+
+        self._tried_at = self._clock()
+        try:
+            r = httpx.get(self.url, timeout=self._timeout)
+            r.raise_for_status()
+            data = json.loads(r.text)
+            if not isinstance(data, dict) or not data:
+                raise ValueError("IAP key document is not a non-empty JSON object")
+            self._certs = {str(k): str(v) for k, v in data.items()}
+        except Exception as exc:
+            if self._certs is None:
+                raise
+            # keep serving with the last good keys; the next try waits min_refresh_s
+            log.warning(
+                "IAP keys not refreshed (%s); keeping the last good keys", type(exc).__name__
+            )
+            return
+        self._good_at = self._tried_at
 
 
 _default_fetcher: HttpCertsFetcher | None = None

@@ -56,10 +56,6 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _is_true(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() == "true")
-
-
 def resolve_owner(user_info: Mapping[str, Any] | None, browser_key: str | None) -> Owner:
     """Derive the owner from OIDC claims, else from the anonymous browser key.
 
@@ -74,7 +70,8 @@ def resolve_owner(user_info: Mapping[str, Any] | None, browser_key: str | None) 
         subject = str(info.get("sub") or "")
         raw_email = info.get("email")
         email = str(raw_email).strip().lower() if raw_email else None
-        verified = email is not None and _is_true(info.get("email_verified"))
+        # verified only by the JSON boolean true, as for admins (webapp.auth)
+        verified = email is not None and info.get("email_verified") is True
         label = str(info.get("name") or email or "Signed-in user")
         if subject:
             return Owner(
