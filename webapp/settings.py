@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     database_pool_timeout_s: float = Field(
         10.0, gt=0, description="wait for a free connection before saying 'busy'"
     )
+    database_connect_timeout_s: int = Field(
+        5, ge=2, le=60, description="wait for PostgreSQL to answer a new connection"
+    )
     messages_per_minute: int = Field(20, ge=1)
     max_conversations_per_user: int = Field(200, ge=1)
 

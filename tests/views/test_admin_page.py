@@ -53,7 +53,9 @@ def page(monkeypatch, tmp_path):
         st.cache_resource.clear()  # a fresh job registry and clients per test
         at = AppTest.from_file(APP, default_timeout=30)
         at.secrets = OIDC_SECRETS if secrets is None else secrets
-        at.user = {"is_logged_in": True, "email": ADMIN, "email_verified": True} if user is None else user
+        at.user = (
+            {"is_logged_in": True, "email": ADMIN, "email_verified": True} if user is None else user
+        )
         return at.run()
 
     yield make

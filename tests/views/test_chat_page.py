@@ -352,3 +352,24 @@ def test_logged_in_history_is_per_user_across_sessions(fake, page):
     b2.run()
     assert "not available to you" in b2.error[0].value
     assert b2.chat_message.len == 0
+
+
+def test_an_unresponsive_database_does_not_hold_the_answer(fake, page):
+    """A PostgreSQL that accepts connections but never answers (issue 10.8): the page waits
+    its connect timeout once, then answers without it and says at once it is not saved."""
+    from tests.store.test_unresponsive import BlackHole
+
+    hole = BlackHole()
+    try:
+        url = f"postgresql://chat@127.0.0.1:{hole.port}/chat"
+        at = page(fake.url, DATABASE_URL=url, DATABASE_CONNECT_TIMEOUT_S=2)
+        tried = len(hole.accepted)  # the page's first read found it unresponsive
+        assert tried >= 1
+        fake.set_script(Script(tokens=["still", " here"]))
+        at = send(at, "hello")
+        assert not at.exception
+        assert chat(at)[1] == ("assistant", ["still here"])
+        assert "not answering right now" in " ".join(w.value for w in at.warning)
+        assert len(hole.accepted) == tried  # the turn did not wait for it again
+    finally:
+        hole.close()

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,11 @@ POOL_BUSY = (
     "Saved conversations are busy right now: every database connection of this app is in "
     "use. Try again in a moment; if it persists, tell the administrator (DATABASE_POOL_SIZE)."
 )
+UNRESPONSIVE = (
+    "Saved conversations are not answering right now, so this is not being saved. The chat "
+    "keeps working; saving resumes by itself when the database answers again."
+)
+BREAKER_COOLDOWN_S = 15.0
 _MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -68,6 +75,7 @@ class PoolOptions:
     size: int = 5
     overflow: int = 10
     timeout_s: float = 10.0
+    connect_timeout_s: int = PG_CONNECT_TIMEOUT_S  # libpq counts whole seconds, at least 2
 
 
 def create_store_engine(database_url: str, pool: PoolOptions | None = None) -> Engine:
@@ -96,7 +104,7 @@ def create_store_engine(database_url: str, pool: PoolOptions | None = None) -> E
         return create_engine(
             url,
             pool_pre_ping=True,
-            connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+            connect_args={"connect_timeout": max(2, int(pool.connect_timeout_s))},
             **sizing,
         )
     return create_engine(url, pool_pre_ping=True, **sizing)
@@ -151,19 +159,79 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+class Breaker:
+    """Fails fast while the database is known not to answer.
+
+    A database that accepts connections but never answers costs every store call the whole
+    connect timeout, one after the other: an answer's first token waited ~20 s behind four
+    of them. Once a connection (or the migration) fails, every call of the next
+    ``cooldown_s`` raises ``StoreUnavailable`` at once without touching the database; the
+    first call after that tries again, and a success closes the breaker.
+    """
+
+    def __init__(
+        self, cooldown_s: float = BREAKER_COOLDOWN_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        with self._lock:
+            return self._clock() < self._open_until
+
+    def check(self) -> None:
+        """Raise ``StoreUnavailable`` while open."""
+        if self.open:
+            raise StoreUnavailable(UNRESPONSIVE)
+
+    def trip(self) -> None:
+        with self._lock:
+            self._open_until = self._clock() + self.cooldown_s
+
+    def reset(self) -> None:
+        with self._lock:
+            self._open_until = 0.0
+
+
+_breakers: weakref.WeakKeyDictionary[Engine, Breaker] = weakref.WeakKeyDictionary()
+_breakers_lock = threading.Lock()
+
+
+def breaker(engine: Engine) -> Breaker:
+    """The breaker of ``engine`` (one per engine, made on first use)."""
+    with _breakers_lock:
+        found = _breakers.get(engine)
+        if found is None:
+            found = _breakers[engine] = Breaker()
+        return found
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction; database failures become ``StoreUnavailable`` (integrity errors pass)."""
+    """One transaction; database failures become ``StoreUnavailable`` (integrity errors pass).
+
+    A failure to connect or begin opens the engine's ``Breaker``: the calls that follow
+    fail at once instead of each waiting for the same unresponsive database."""
+    guard = breaker(engine)
+    guard.check()
+    connected = False
     try:
         with engine.begin() as connection:
+            connected = True
             yield connection
     except IntegrityError:
         raise
     except PoolTimeout as exc:
         raise StoreUnavailable(POOL_BUSY) from exc
     except (DBAPIError, SQLAlchemyError) as exc:
+        if not connected:
+            guard.trip()
         # Deliberately not chained into the message: it may contain the URL or SQL.
         raise StoreUnavailable() from exc
+    guard.reset()
 
 
 def lock_owner(connection: Connection, owner: str) -> None:
@@ -184,6 +252,8 @@ def alembic_config(connection: Connection) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest revision. Idempotent; safe in parallel."""
+    guard = breaker(engine)
+    guard.check()
     try:
         with engine.connect() as connection:
             postgres = is_postgres(engine)
@@ -200,4 +270,6 @@ def migrate(engine: Engine) -> None:
                     )
                     connection.commit()
     except (DBAPIError, SQLAlchemyError) as exc:
+        guard.trip()
         raise StoreUnavailable() from exc
+    guard.reset()

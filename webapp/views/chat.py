@@ -86,6 +86,7 @@ store = _store(
         settings.database_pool_size,
         settings.database_max_overflow,
         settings.database_pool_timeout_s,
+        settings.database_connect_timeout_s,
     ),
 )
 owner = resolve_owner(_user_info(), ss.get("browser_key"))
