@@ -173,3 +173,16 @@ def test_a_database_failure_while_streaming_is_recorded_not_raised(history, monk
     wait_until(lambda: history.problem is not None)
     history.finish_answer(message_id, content="abc", status="complete")
     assert "unavailable" in history.problem
+
+
+def test_an_over_long_system_prompt_is_refused_before_anything_is_counted(tmp_path):
+    """Issue 10.2: checked like a message (the page calls this before saving or sending)."""
+    from webapp.store import PromptTooLong
+
+    store = ConversationStore(f"sqlite:///{tmp_path / 'chat.db'}")
+    limits = UsageLimits(store, messages_per_minute=1, max_prompt_chars=100, max_conversations=5)
+    history = History(store, limits, resolve_owner(None, "Zx9" * 8))
+    with pytest.raises(PromptTooLong, match="Your system prompt is 300 characters long"):
+        history.admit_message("hello", "s" * 300)
+    history.admit_message("hello", "s" * 100)  # the refusal counted nothing: one fits
+    store.dispose()

@@ -21,6 +21,7 @@ from webapp.store import (
     Conversation,
     ConversationStore,
     ConversationSummary,
+    SettingsTooLarge,
     StoreUnavailable,
 )
 
@@ -162,22 +163,25 @@ class History:
 
     # ---- writing -------------------------------------------------------------------
     def start(self, chat_settings: dict[str, Any] | None = None) -> str | None:
-        """A new conversation for the first message; None when the DB is down."""
+        """A new conversation for the first message; None when the DB is down (or the settings
+        are over the store's cap, which ``admit_message`` keeps from happening)."""
         try:
             conv = self.store.create_conversation(
                 self.owner.key,
                 chat_settings=chat_settings,
                 max_conversations=self.limits.max_conversations,
             )
-        except StoreUnavailable as e:
+        except (StoreUnavailable, SettingsTooLarge) as e:
             self.problem = str(e)
             return None
         self.pruned = len(conv.pruned or ())
         return conv.id
 
-    def admit_message(self, prompt: str) -> None:
-        """Enforce the prompt-length and rate limits (raises ``LimitExceeded``)."""
+    def admit_message(self, prompt: str, system_prompt: str = "") -> None:
+        """Enforce the prompt-length (message and system prompt) and rate limits (raises
+        ``LimitExceeded``; nothing is counted or saved then)."""
         self.limits.check_prompt(prompt)
+        self.limits.check_system_prompt(system_prompt)
         try:
             self.limits.record_message(self.owner.key)
         except StoreUnavailable as e:

@@ -102,6 +102,14 @@ class UsageLimits:
         """``PromptTooLong`` if the prompt is over ``max_prompt_chars``."""
         check_prompt_length(prompt, self.max_prompt_chars)
 
+    def check_system_prompt(self, system_prompt: str) -> None:
+        """``PromptTooLong`` (naming the system prompt) over ``max_prompt_chars``: it is sent
+        with every turn and stored with the conversation, so it gets the message's limit."""
+        if len(system_prompt) > self.max_prompt_chars:
+            raise PromptTooLong(
+                limit=self.max_prompt_chars, got=len(system_prompt), what="system prompt"
+            )
+
     def record_message(self, owner: str) -> None:
         """Count one message for ``owner``, or raise ``RateLimited`` (nothing counted then).
 

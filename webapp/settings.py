@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     default_temperature: float = Field(0.7, ge=0.0, le=2.0)
     default_top_p: float = Field(1.0, gt=0.0, le=1.0)
     default_max_tokens: int = Field(512, ge=1)
-    max_prompt_chars: int = Field(32_000, ge=1)
+    max_prompt_chars: int = Field(
+        32_000, ge=1, le=200_000, description="longest message and longest system prompt"
+    )
 
     # --- conversation store and limits ---
     database_url: str = "sqlite:///data/chat.db"
@@ -50,6 +52,9 @@ class Settings(BaseSettings):
     )
     messages_per_minute: int = Field(20, ge=1)
     max_conversations_per_user: int = Field(200, ge=1)
+    anonymous_conversation_ttl_days: int = Field(
+        30, ge=0, le=3650, description="delete anonymous conversations idle this long; 0: never"
+    )
 
     # --- admin access ---
     admin_emails: str = Field("", description="comma-separated allowlist")

@@ -373,3 +373,16 @@ def test_an_unresponsive_database_does_not_hold_the_answer(fake, page):
         assert len(hole.accepted) == tried  # the turn did not wait for it again
     finally:
         hole.close()
+
+
+def test_the_system_prompt_is_held_to_the_message_limit(fake, page):
+    """Issue 10.2: the system prompt box has MAX_PROMPT_CHARS as its limit, and Streamlit
+    holds a longer value sent by a raw websocket client to it on the server too, so no
+    300-character system prompt reaches vLLM or the database."""
+    at = page(fake.url, MAX_PROMPT_CHARS=100)
+    assert at.sidebar.text_area(key="system_prompt").max_chars == 100
+    at.session_state["system_prompt"] = "s" * 300
+    at = send(at, "hello")
+    (sent,) = [r for r in fake.requests if r["path"].endswith("completions")]
+    system = [m["content"] for m in sent["body"]["messages"] if m["role"] == "system"]
+    assert system == ["s" * 100]

@@ -23,6 +23,17 @@ class StoreUnavailable(StoreError):
         )
 
 
+class SettingsTooLarge(StoreError):
+    """A conversation's chat settings are larger than the store keeps."""
+
+    def __init__(self, limit: int, got: int) -> None:
+        self.limit, self.got = limit, got
+        super().__init__(
+            f"These chat settings are too large to save ({got:,} characters; the limit is "
+            f"{limit:,}). Shorten the system prompt."
+        )
+
+
 class ConversationNotFound(StoreError):
     """No such conversation *for this user*: missing and not-yours look the same on purpose."""
 
@@ -63,12 +74,18 @@ class GenerationInProgress(LimitExceeded):
 class PromptTooLong(LimitExceeded):
     """The prompt has more characters than allowed."""
 
-    def __init__(self, limit: int, got: int) -> None:
+    def __init__(self, limit: int, got: int, what: str = "message") -> None:
         self.limit = limit
         self.got = got
+        self.what = what
+        advice = (
+            "Shorten it or split it into several messages."
+            if what == "message"
+            else f"Shorten the {what} in the sidebar's settings."
+        )
         super().__init__(
-            f"Your message is {got:,} characters long; the limit is {limit:,}. "
-            "Shorten it or split it into several messages. Nothing was sent."
+            f"Your {what} is {got:,} characters long; the limit is {limit:,}. "
+            f"{advice} Nothing was sent."
         )
 
 

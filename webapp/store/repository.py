@@ -18,6 +18,7 @@ Access policy (the one place it lives):
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -29,7 +30,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from webapp.identity import ANON_PREFIX, is_anonymous_key
 from webapp.store import engine as db
-from webapp.store.errors import ConversationNotFound, StoreUnavailable, TooManyConversations
+from webapp.store.errors import (
+    ConversationNotFound,
+    SettingsTooLarge,
+    StoreUnavailable,
+    TooManyConversations,
+)
 from webapp.store.models import conversations as C
 from webapp.store.models import messages as M
 from webapp.store.records import (
@@ -46,6 +52,9 @@ from webapp.store.records import (
 )
 
 TITLE_STORED_MAX = 200
+#: chat settings kept per conversation (system prompt, sampling): MAX_PROMPT_CHARS is at
+#: most 200,000, so a system prompt the page accepts always fits
+SETTINGS_MAX_CHARS = 256_000
 DEFAULT_STALE_AFTER_S = 30.0
 
 Clock = Callable[[], datetime]
@@ -77,6 +86,16 @@ def _message(row: Any) -> Message:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _checked_settings(chat_settings: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A copy of ``chat_settings``; ``SettingsTooLarge`` over ``SETTINGS_MAX_CHARS`` as JSON."""
+    if chat_settings is None:
+        return None
+    size = len(json.dumps(dict(chat_settings), default=str))
+    if size > SETTINGS_MAX_CHARS:
+        raise SettingsTooLarge(SETTINGS_MAX_CHARS, size)
+    return dict(chat_settings)
 
 
 def _check_message(role: str | None, status: str | None) -> None:
@@ -171,6 +190,7 @@ class ConversationStore:
         """
         now = self.now()
         new_id = new_conversation_id()
+        chat_settings = _checked_settings(chat_settings)
         stored_title = title.strip()[:TITLE_STORED_MAX] if title and title.strip() else None
         pruned: list[ConversationSummary] = []
         with db.transaction(self.migrated_engine()) as conn:
@@ -198,7 +218,7 @@ class ConversationStore:
                     public_id=new_id,
                     owner=owner,
                     title=stored_title,
-                    chat_settings=dict(chat_settings) if chat_settings is not None else None,
+                    chat_settings=chat_settings,
                     created_at=now,
                     updated_at=now,
                 )
@@ -208,7 +228,7 @@ class ConversationStore:
             title=stored_title or DEFAULT_TITLE,
             created_at=now,
             updated_at=now,
-            chat_settings=dict(chat_settings) if chat_settings is not None else None,
+            chat_settings=chat_settings,
             is_owner=True,
             pruned=tuple(pruned),
         )
@@ -269,6 +289,7 @@ class ConversationStore:
         self, owner: str, conversation_id: str, chat_settings: Mapping[str, Any]
     ) -> None:
         """Replace the conversation's chat settings (model, temperature, system prompt...)."""
+        chat_settings = _checked_settings(chat_settings)
         with db.transaction(self.migrated_engine()) as conn:
             row = self._find(conn, owner, conversation_id, manage=False)
             conn.execute(

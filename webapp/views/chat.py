@@ -30,6 +30,7 @@ from webapp.store import (
     StoreError,
     title_from_prompt,
 )
+from webapp.store.expiry import start_expiry
 from webapp.views.access import oidc_configured
 from webapp.views.messages import answer_note, llm_error_message, stats_line
 
@@ -89,6 +90,7 @@ store = _store(
         settings.database_connect_timeout_s,
     ),
 )
+start_expiry(store, settings.anonymous_conversation_ttl_days)  # once per process
 owner = resolve_owner(_user_info(), ss.get("browser_key"))
 ss.browser_key = owner.browser_key
 history = History(store, UsageLimits.from_settings(store, settings), owner)
@@ -202,7 +204,10 @@ def _sidebar() -> tuple[str | None, int | None]:
                 st.caption(f"Could not list models: {llm_error_message(e)}")
         model, max_len = _pick_model(models)
         with st.expander("Settings", expanded=False):
-            st.text_area("System prompt", key="system_prompt", height=100)
+            st.text_area(
+                "System prompt", key="system_prompt", height=100,
+                max_chars=settings.max_prompt_chars,
+            )  # fmt: skip
             st.slider("Temperature", 0.0, 2.0, step=0.05, key="temperature")
             st.slider("Top p", 0.05, 1.0, step=0.05, key="top_p")
             upper = max(16, min(8192, (max_len or 8192) - 16))
@@ -353,7 +358,7 @@ def _submit(prompt: str) -> None:
     try:
         if not prompt.strip():
             raise EmptyPrompt()
-        history.admit_message(prompt)
+        history.admit_message(prompt, ss.system_prompt)
     except (LLMError, LimitExceeded) as e:
         text = llm_error_message(e) if isinstance(e, LLMError) else str(e)
         st.warning(text, icon=":material/block:")
@@ -385,6 +390,7 @@ def _turns() -> tuple[Turn, ...]:
 def _generate(model: str | None, max_len: int | None) -> None:
     ss.generate = False
     try:
+        history.limits.check_system_prompt(ss.system_prompt)  # Regenerate skips _submit
         lease = history.acquire()
     except LimitExceeded as e:
         st.warning(str(e), icon=":material/hourglass_top:")
