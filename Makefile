@@ -7,7 +7,7 @@ VLLM_VENV := .venv-vllm
 TOOLS_VENV := .venv-tools
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast lint format bench venv vllm-venv tools-venv browsers clean
+.PHONY: run test test-fast lint format bench venv vllm-venv tools-venv prereqs browsers clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -25,7 +25,7 @@ $(VLLM_VENV)/.installed: requirements-vllm.txt scripts/setup_vllm_venv.sh
 	PYTHON=$(PYTHON) ./scripts/setup_vllm_venv.sh $(VLLM_VENV)
 	touch $@
 
-# Linters/validators for the delivery checks (checkov, hadolint, kubernetes-validate).
+# Linters/validators for the delivery checks (checkov, hadolint, kubernetes-validate, shellcheck).
 tools-venv: $(TOOLS_VENV)/.installed
 $(TOOLS_VENV)/.installed: requirements-tools.txt
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
@@ -38,8 +38,13 @@ run: venv
 	@if [ -z "$$LLM_URL" ]; then $(MAKE) --no-print-directory vllm-venv; fi
 	./scripts/run_local.sh
 
+# What make test needs from the system (Chromium, kubectl): one line each on how to install
+# what is missing, before any venv is built.
+prereqs:
+	./scripts/check_prereqs.sh
+
 ## make test: everything CI runs (unit, fakes, real vLLM, Chromium e2e, delivery checks)
-test: venv vllm-venv tools-venv
+test: prereqs venv vllm-venv tools-venv
 	$(VENV)/bin/ruff check webapp tests bench scripts
 	$(VENV)/bin/python -m pytest
 

@@ -42,7 +42,8 @@ CHECKOV_SKIPS = {
 
 
 def tool(name: str) -> str:
-    """Path of a delivery tool from .venv-tools (checkov, hadolint, kubernetes-validate)."""
+    """Path of a delivery tool from .venv-tools (checkov, hadolint, kubernetes-validate,
+    shellcheck): pinned in requirements-tools.txt, so no system copy is needed."""
     path = TOOLS_BIN / name
     if not path.exists():
         pytest.fail(f"{path} is missing: run `make tools-venv` (requirements-tools.txt)")
@@ -50,10 +51,11 @@ def tool(name: str) -> str:
 
 
 def system_tool(name: str) -> str:
-    """Path of a system tool (kubectl, shellcheck); fail clearly when it is not installed."""
+    """Path of a system tool (kubectl; scripts/check_prereqs.sh says how to install it); fail
+    clearly when it is not installed."""
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed (see README: delivery checks)")
+        pytest.fail(f"{name} is not installed (run scripts/check_prereqs.sh)")
     return path
 
 

@@ -10,7 +10,7 @@ import tomllib
 import pytest
 import yaml
 
-from tests.delivery.helpers import K8S, ROOT, find, render, system_tool
+from tests.delivery.helpers import K8S, ROOT, find, render, tool
 
 pytestmark = pytest.mark.delivery
 
@@ -143,6 +143,6 @@ def test_shell_steps_pass_shellcheck(build, tmp_path, step_id):
     path = tmp_path / f"{step_id}.sh"
     path.write_text("#!/bin/bash\n" + script)
     out = subprocess.run(
-        [system_tool("shellcheck"), str(path)], capture_output=True, text=True, check=False
+        [tool("shellcheck"), str(path)], capture_output=True, text=True, check=False
     )
     assert out.returncode == 0, out.stdout

@@ -400,11 +400,3 @@ def test_only_webapp_config_is_generated(rendered):
     cm = find_prefix(rendered["l4"], "ConfigMap", "webapp-config-")
     assert set(cm["data"]) >= {"LLM_URL", "K8S_NAMESPACE", "VLLM_DEPLOYMENT", "VLLM_SERVICE"}
     assert cm["data"]["VLLM_DEPLOYMENT"] == "vllm"
-
-
-def test_admin_default_image_matches_manifest_pin(rendered):
-    from webapp.cluster.manifests import DEFAULT_IMAGE
-
-    dep = find(rendered["l4"], "Deployment", "vllm")
-    assert container(dep, "vllm")["image"] == DEFAULT_IMAGE
-    assert not DEFAULT_IMAGE.endswith(":latest")

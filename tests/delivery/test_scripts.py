@@ -23,6 +23,7 @@ from tests.delivery.helpers import (
     render,
     run_script,
     system_tool,
+    tool,
 )
 
 pytestmark = pytest.mark.delivery
@@ -37,7 +38,7 @@ TOKEN = "hf_TestTokenThatMustNeverBePrinted1234"
 @pytest.mark.parametrize("path", SHELL_SCRIPTS, ids=lambda p: p.name)
 def test_shellcheck_clean(path):
     out = subprocess.run(
-        [system_tool("shellcheck"), "-x", "--severity=style", str(path)],
+        [tool("shellcheck"), "-x", "--severity=style", str(path)],
         cwd=path.parent,
         capture_output=True,
         text=True,
@@ -56,7 +57,7 @@ def test_strict_mode_and_dry_run_flag(path):
 def test_shellcheck_really_checks(tmp_path):
     bad = tmp_path / "bad.sh"
     bad.write_text("#!/bin/bash\nrm -rf $1/*\n")
-    out = subprocess.run([system_tool("shellcheck"), str(bad)], capture_output=True, check=False)
+    out = subprocess.run([tool("shellcheck"), str(bad)], capture_output=True, check=False)
     assert out.returncode != 0
 
 

