@@ -308,6 +308,27 @@ def test_node_pool_change_refused_while_gke_busy(world, page):
 
 
 @pytest.mark.parametrize(
+    ("name", "expected", "asked_gke"),
+    [
+        ("gpu/pool", "'gpu/pool' is not a valid node pool name", False),
+        ("no-such-pool", "Node pool 'no-such-pool' does not exist in cluster llm-cluster", True),
+    ],
+)
+def test_node_pool_name_problems_are_plain_messages(world, page, name, expected, asked_gke):
+    at = page(world)
+    at.text_input(key="resize_pool").set_value(name)
+    next(b for b in at.button if b.label == "Resize").click().run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert f"Refused: {expected}" in shown
+    assert "Unexpected error" not in shown and "http" not in shown and "projects/" not in shown
+    assert any(r["method"] == "POST" for r in world.gke.requests) is asked_gke
+    assert world.gke.node_counts["gpu-pool"] == 1 and not world.gke.operations
+    audit = table(at, "action")
+    assert (audit.iloc[0]["action"], audit.iloc[0]["result"]) == ("nodepool.resize", "refused")
+
+
+@pytest.mark.parametrize(
     ("action", "rule"),
     [
         ("take the model-switch lock", "get/create/update on leases (coordination.k8s.io)"),

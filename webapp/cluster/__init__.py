@@ -3,5 +3,5 @@
 Modules: ``k8s`` (client construction, typed errors for calls), ``manifests`` (pure
 builders), ``switch`` (switch model, rollout status, rollback, lock), ``inventory``
 (pods, GPU nodes, events, logs), ``node_pools`` (GKE node pools), ``errors`` (the
-exception hierarchy).
+exception hierarchy), ``gke_errors`` (node-pool errors, Google API errors mapped to them).
 """
