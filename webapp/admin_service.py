@@ -55,6 +55,11 @@ _DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 _ONLINE_QUANTIZATION = frozenset({"fp8"})
 
 
+def switch_options(unschedulable_grace_s: float) -> SwitchOptions:
+    """``SWITCH_OPTIONS`` with the configured wait for a node before a switch is rolled back."""
+    return replace(SWITCH_OPTIONS, unschedulable_grace_s=unschedulable_grace_s)
+
+
 class AdminError(Exception):
     """Base of the errors this module raises itself (others come from cluster/node_pools)."""
 

@@ -9,8 +9,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.admin_world import admin_world
+from tests.admin_world import CLUSTER, LOCATION, PROJECT, admin_world
 from tests.cluster.conftest import LLAMA, NS
+from tests.fakes.gke_server import gpu_pool
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.identities import OIDC_SECRETS
 from webapp import warmup
@@ -243,6 +244,25 @@ def test_failing_switch_is_rolled_back_with_reason(world, page):
     at = run_until(_deploy(page(world)), lambda a: "Rolled back" in texts(a))
     shown = texts(at)
     assert "crashed" in shown and f"{LLAMA.name} is served again" in shown
+    assert world.fc.served_models(NS) == [LLAMA.name]
+
+
+def test_a_switch_no_node_can_take_is_rolled_back_with_the_reason(world, page):
+    """The GKE pool with 2 GPUs per node could grow, but the cluster autoscaler does not add
+    a node (NotTriggerScaleUp): after the grace period the switch rolls back by itself."""
+    pools = world.gke.pools[(PROJECT, LOCATION, CLUSTER)]
+    pools["gpu-pool-2x"] = gpu_pool("gpu-pool-2x", machine_type="g2-standard-24",
+                                    accelerator_count=2, autoscaling=(0, 1), initial_node_count=0)  # fmt: skip
+    world.fc.set_autoscaler("no_scale_up", message="pod didn't trigger scale-up: 1 in backoff")
+    at = page(world, SWITCH_UNSCHEDULABLE_GRACE_S="1")
+    at.selectbox(key="model").set_value("llama-2-13b").run()
+    assert at.number_input(key="count_llama-2-13b").value == 2
+    at = run_until(_deploy(at, "llama-2-13b"), lambda a: "Rolled back" in texts(a))
+    shown = texts(at)
+    assert "The switch to llama-2-13b failed: the new pod cannot be scheduled" in shown
+    assert "Insufficient nvidia.com/gpu" in shown
+    assert "the cluster autoscaler did not add a node (NotTriggerScaleUp: pod didn't" in shown
+    assert f"{LLAMA.name} is served again" in shown
     assert world.fc.served_models(NS) == [LLAMA.name]
 
 

@@ -276,6 +276,7 @@ def _start_switch(plan: svc.DeployPlan, strategy: str) -> None:
             cluster, plan.spec, admin=admin.email, namespace=settings.k8s_namespace,
             deployment=settings.vllm_deployment, service=settings.vllm_service,
             strategy=strategy, model_probe=probe, audit=audit,
+            options=svc.switch_options(settings.switch_unschedulable_grace_s),
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - typed errors become messages
         st.error(f"Switch refused: {admin_error_message(exc)}")
