@@ -202,6 +202,26 @@ def test_does_not_fit_blocks_deploy(world, page):
     assert at.button(key="deploy").disabled
 
 
+def test_a_model_the_pool_can_never_schedule_is_blocked_with_what_to_change(world, page):
+    """llama-2-13b on 2 x L4, but the nodes of gpu-pool (GKE) have one L4 each: neither
+    strategy is offered, the deploy button is disabled and the reason says what to change."""
+    at = page(world)
+    at.selectbox(key="model").set_value("llama-2-13b").run()
+    assert at.number_input(key="count_llama-2-13b").value == 2
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "Verdict: NEEDS_TENSOR_PARALLEL(2)" in shown  # sizing alone would allow it
+    assert (
+        "Deploy blocked: Nodes of gpu-pool have 1 × L4; llama-2-13b needs 2 on one node. "
+        "Choose 1 GPU(s) with a quantized or smaller variant, or create a pool with 2 GPUs "
+        "per node (g2-standard-24)."
+    ) in shown
+    assert not any(r.key == "strategy" for r in at.radio)
+    assert at.button(key="deploy").disabled
+    at.number_input(key="count_llama-2-13b").set_value(1).run()  # fp8 on one L4 fits
+    assert "Deploy blocked" not in texts(at) and not at.button(key="deploy").disabled
+
+
 def _deploy(at, model="mistral-7b"):
     at.selectbox(key="model").set_value(model).run()
     at.number_input(key=f"mml_{model}").set_value(4096).run()

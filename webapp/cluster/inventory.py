@@ -57,6 +57,7 @@ class PodInfo:
     model: str
     ip: str
     events: tuple[EventInfo, ...] = ()
+    gpus: int = 0  # nvidia.com/gpu it asks for
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def parse_pod(
         model=(meta.get("annotations") or {}).get(MODEL_ANNOTATION) or "",
         ip=status.get("podIP") or "",
         events=tuple(e for e in events if e.kind == "Pod" and e.name == meta.get("name")),
+        gpus=gpu_request(pod),
     )
 
 

@@ -37,7 +37,7 @@ from webapp.cluster.lock import acquire_lock as acquire_lock
 from webapp.cluster.lock import lease_body as lease_body
 from webapp.cluster.lock import lease_holder as lease_holder
 from webapp.cluster.rollout import FATAL_WAITING as FATAL_WAITING
-from webapp.cluster.rollout import UNSCHEDULABLE_GRACE_S
+from webapp.cluster.rollout import UNSCHEDULABLE_GRACE_S as UNSCHEDULABLE_GRACE_S
 from webapp.cluster.rollout import Condition as Condition
 from webapp.cluster.rollout import PodProgress as PodProgress
 from webapp.cluster.rollout import RolloutSnapshot as RolloutSnapshot
