@@ -244,30 +244,13 @@ def rollout_status(
         f"list events in namespace {namespace}", cluster.core.list_namespaced_event, namespace
     )
     new_hash = _newest_rs_hash(rss)
-    names = {deployment} | {p["metadata"]["name"] for p in pods}
-    names |= {
-        rs["metadata"]["name"]
-        for rs in rss
-        if rs["metadata"]["labels"].get("pod-template-hash") == new_hash
-    }
-    evs = sort_events(e for e in map(parse_event, raw_events) if e.name in names)
+    evs = _rollout_events(deployment, pods, rss, new_hash, raw_events)
     state, summary = classify_rollout(
         dep, pods, evs, new_hash=new_hash, crash_threshold=crash_threshold,
         unschedulable_grace_s=unschedulable_grace_s,
     )  # fmt: skip
     progress = tuple(_pod_progress(p, new_hash) for p in pods)
-    loading = next((p for p in progress if p.new and p.phase == "Running"), None)
-    tail: tuple[str, ...] = ()
-    if loading and log_lines:
-        text = call(
-            f"read the log of pod {loading.name}",
-            cluster.core.read_namespaced_pod_log,
-            loading.name,
-            namespace,
-            tail_lines=log_lines,
-            text=True,
-        )
-        tail = tuple(text.splitlines())
+    tail = _log_tail(cluster, namespace, progress, log_lines)
     status = dep.get("status") or {}
     return RolloutSnapshot(
         deployment=deployment,
@@ -286,6 +269,37 @@ def rollout_status(
         desired_replicas=dep["spec"].get("replicas", 1),
         elapsed_s=0.0 if started is None else time.monotonic() - started,
     )
+
+
+def _rollout_events(
+    deployment: str, pods: list, rss: list, new_hash: str | None, raw_events: list
+) -> list[EventInfo]:
+    """Events about the Deployment, its pods and its newest ReplicaSet, newest first."""
+    names = {deployment} | {p["metadata"]["name"] for p in pods}
+    names |= {
+        rs["metadata"]["name"]
+        for rs in rss
+        if rs["metadata"]["labels"].get("pod-template-hash") == new_hash
+    }
+    return sort_events(e for e in map(parse_event, raw_events) if e.name in names)
+
+
+def _log_tail(
+    cluster: Cluster, namespace: str, progress: tuple[PodProgress, ...], log_lines: int
+) -> tuple[str, ...]:
+    """The last ``log_lines`` of the new pod that is loading (one read), if there is one."""
+    loading = next((p for p in progress if p.new and p.phase == "Running"), None)
+    if loading is None or not log_lines:
+        return ()
+    text = call(
+        f"read the log of pod {loading.name}",
+        cluster.core.read_namespaced_pod_log,
+        loading.name,
+        namespace,
+        tail_lines=log_lines,
+        text=True,
+    )
+    return tuple(text.splitlines())
 
 
 def _items(
