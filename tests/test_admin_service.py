@@ -10,12 +10,13 @@ from tests.fakes.k8s_server import FakeCluster
 from webapp import admin_service as svc
 from webapp.audit import AuditLog
 from webapp.catalog import load_catalog
-from webapp.cluster.errors import Forbidden, SwitchInProgress
+from webapp.cluster.errors import Forbidden, PoolCannotSchedule, SwitchInProgress
 from webapp.cluster.inventory import PodInfo
 from webapp.cluster.k8s import connect
 from webapp.cluster.node_pools import NodePools, OperationInProgress
 from webapp.cluster.switch import SwitchResult
 from webapp.sizing import SizingError, Verdict
+from webapp.views.admin_messages import admin_error_message
 
 CATALOG = load_catalog()
 
@@ -176,10 +177,13 @@ def test_strategy_options_and_status(fake):
         st.inventory, None, gpus_needed=1, gpu_type="nvidia-l4", pool="gpu-pool"
     )
     assert in_place.allowed and bg.allowed
-    _, bg2 = svc.strategy_options(
-        st.inventory, None, gpus_needed=2, gpu_type="nvidia-l4", pool="gpu-pool"
+    in_place2, bg2 = svc.strategy_options(
+        st.inventory, None, gpus_needed=2, gpu_type="nvidia-l4", pool="gpu-pool", model="big"
     )
-    assert not bg2.allowed and "need" in bg2.reason
+    assert not bg2.allowed and not in_place2.allowed  # 1-GPU nodes: neither can work
+    assert in_place2.reason == bg2.reason
+    assert "Nodes of gpu-pool have 1 × L4; big needs 2 on one node" in bg2.reason
+    assert "Partial check" in bg2.reason  # no GKE: only the running nodes were seen
 
 
 @pytest.fixture
@@ -241,3 +245,49 @@ def test_failed_rollout_is_kept_for_the_page(fake, audit):
     assert view.failed_snapshot is not None and view.failed_snapshot.state == "failed"
     assert "crashed" in view.failed_snapshot.summary
     assert view.snapshot.state == "ready"  # the rollback's last look
+
+
+def _two_gpu_spec():
+    plan = svc.plan_deploy(
+        CATALOG.get("llama-2-13b"), gpu="nvidia-l4", gpu_count=2, max_model_len=4096
+    )
+    assert plan.spec is not None and plan.spec.tensor_parallel_size == 2
+    return plan.spec
+
+
+@pytest.mark.parametrize("with_gke", [False, True])
+def test_switch_the_pool_cannot_schedule_is_refused_before_anything_changes(
+    fake, audit, gke, with_gke
+):
+    """A non-UI caller is refused too: typed error, audited, nothing patched, lock free."""
+    fake.reset_counts()
+    reg = svc.JobRegistry()
+    pools = _pools(gke) if with_gke else None
+    with pytest.raises(PoolCannotSchedule) as err:
+        _start(reg, fake, _two_gpu_spec(), audit, pools=pools)
+    assert "Nodes of gpu-pool have 1 × L4; llama-2-13b needs 2 on one node" in err.value.reason
+    assert ("Partial check" in err.value.reason) is not with_gke
+    assert admin_error_message(err.value) == err.value.reason
+    assert fake.request_counts[("patch", "deployments")] == 0
+    assert fake.get("leases", "vllm-switch-lock", NS)["spec"].get("holderIdentity") is None
+    assert reg.current("switch") is None
+    entry = audit.recent()[0]
+    assert (entry.action, entry.result) == ("switch.start", "refused")
+    assert "needs 2 on one node" in entry.details["reason"]
+    assert fake.served_models(NS) == [LLAMA.name]
+
+
+def test_blue_green_needs_room_beside_the_running_model(fake, audit, gke):
+    """Both 1-GPU nodes busy and the pool at its maximum (2): in place can reuse the running
+    model's GPU, blue/green cannot schedule its second pod and is refused."""
+    fake.add_pod("batch-job", node="gpu-b", namespace="jobs", gpus=1)
+    with pytest.raises(PoolCannotSchedule, match="gpu-pool is at its maximum of 2 node"):
+        _start(svc.JobRegistry(), fake, _spec(), audit, strategy="blue_green",
+               model_probe=fake.model_probe, pools=_pools(gke))  # fmt: skip
+    st = svc.read_status(connect(fake.kubeconfig_path), NS, _pools(gke))
+    in_place, bg = svc.strategy_options(
+        st.inventory, st.pools, gpus_needed=1, gpu_type="nvidia-l4", pool="gpu-pool"
+    )
+    assert in_place.allowed and not bg.allowed
+    job = _start(svc.JobRegistry(), fake, _spec(), audit, pools=_pools(gke))
+    assert job.wait(20) and job.view().result.outcome == "switched"

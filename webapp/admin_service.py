@@ -1,13 +1,12 @@
 """What the admin page does, without Streamlit: plan a deploy, run jobs, read the status.
 
-* ``plan_deploy`` maps a catalog entry plus the admin's choices (GPU, count, context,
-  concurrency) onto a sizing verdict and a ``manifests.ModelSpec``; a plan whose
-  verdict cannot run is ``blocked`` with the reason.
+* Planning (``plan_deploy``, ``strategy_options``, ``require_placement``) lives in
+  ``webapp.admin_plan`` and is re-exported here.
 * ``JobRegistry`` runs a model switch or a node-pool change in a background thread
   that outlives page reruns (the page keeps one registry per process) and exposes its
   progress as immutable ``JobView`` snapshots. Starting a job does the first step
-  synchronously, so refusals (another switch holds the lock, RBAC forbids, GKE is busy)
-  reach the caller as typed errors at once. Every start, refusal, cancel and result is
+  synchronously, so refusals (another switch holds the lock, RBAC forbids, GKE is busy,
+  the pool can never schedule the model) reach the caller as typed errors at once. Every start, refusal, cancel and result is
   written to the audit log.
 * ``read_status`` gathers pods, GPU nodes and node pools for the status tables;
   ``log_pod`` picks the pod whose log the page offers first.
@@ -22,11 +21,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+# planning lives in admin_plan; re-exported (``name as name``) for the page and the tests
+from webapp.admin_plan import DeployPlan as DeployPlan
+from webapp.admin_plan import plan_deploy as plan_deploy
+from webapp.admin_plan import require_placement
+from webapp.admin_plan import strategy_options as strategy_options
 from webapp.audit import AuditError, AuditLog
-from webapp.catalog import CatalogModel
 from webapp.cluster import manifests as mf
 from webapp.cluster.errors import ClusterError, SwitchInProgress
-from webapp.cluster.inventory import Inventory, PodInfo, free_gpus, inventory
+from webapp.cluster.inventory import Inventory, PodInfo, inventory
 from webapp.cluster.k8s import Cluster
 from webapp.cluster.node_pools import (
     NodePoolError,
@@ -36,26 +39,21 @@ from webapp.cluster.node_pools import (
     with_node_counts,
 )
 from webapp.cluster.switch import (
+    UNSCHEDULABLE_GRACE_S,
     RolloutSnapshot,
-    StrategyOption,
     SwitchOptions,
     SwitchResult,
     SwitchStep,
-    allowed_strategies,
     switch_model,
 )
 from webapp.llm.errors import LLMError
 from webapp.llm.server import list_models
 from webapp.serving import Serving, serving
-from webapp.sizing import SizingResult, Verdict, size_model
 
 log = logging.getLogger(__name__)
 
 #: Poll the rollout every second: 5 cheap API reads per second during a switch only.
 SWITCH_OPTIONS = SwitchOptions(poll_s=1.0)
-_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
-# quantizations vLLM can apply to unquantized weights at load time
-_ONLINE_QUANTIZATION = frozenset({"fp8"})
 
 
 class AdminError(Exception):
@@ -68,107 +66,6 @@ class JobBusy(AdminError):
     def __init__(self, kind: str, actor: str, target: str) -> None:
         self.kind, self.actor, self.target = kind, actor, target
         super().__init__(f"{actor} is already changing {target}; wait until it finishes.")
-
-
-# ---------------------------------------------------------------- planning (pure)
-
-
-@dataclass(frozen=True)
-class DeployPlan:
-    """A catalog entry sized for the chosen GPUs; ``spec`` is None when ``blocked``."""
-
-    model: CatalogModel
-    sizing: SizingResult
-    spec: mf.ModelSpec | None
-    blocked: str = ""
-
-
-def plan_deploy(
-    model: CatalogModel,
-    *,
-    gpu: str,
-    gpu_count: int,
-    max_model_len: int,
-    concurrency: int = 1,
-    gpu_memory_utilization: float = 0.90,
-    image: str | None = None,
-) -> DeployPlan:
-    """Size ``model`` on ``gpu_count`` x ``gpu`` and build the ModelSpec to deploy.
-
-    Blocked: DOES_NOT_FIT; a fit that needs more GPUs than one node of this type has;
-    a quantization (AWQ/GPTQ) that needs a different, pre-quantized checkpoint.
-    Raises ``SizingError`` for impossible inputs (e.g. context above the model's maximum).
-    """
-    sizing = size_model(
-        model.shape,
-        gpu,
-        gpu_count,
-        max_model_len=max_model_len,
-        concurrency=concurrency,
-        gpu_memory_utilization=gpu_memory_utilization,
-    )
-    blocked = ""
-    quantization = None if model.quantization == "none" else model.quantization
-    if sizing.verdict is Verdict.DOES_NOT_FIT:
-        blocked = (
-            f"{model.id} does not fit: {sizing.explanation} Choose a larger GPU, a shorter "
-            "max context, lower concurrency or a smaller model."
-        )
-    elif sizing.verdict is Verdict.NEEDS_QUANTIZATION:
-        if sizing.quantization in _ONLINE_QUANTIZATION:
-            quantization = sizing.quantization
-        else:
-            blocked = (
-                f"{model.id} only fits with {sizing.quantization} weights, which needs a "
-                f"pre-quantized checkpoint: pick a {sizing.quantization} variant from the "
-                "catalog or use more/larger GPUs."
-            )
-    if not blocked and not sizing.within_budget:
-        blocked = (
-            f"{model.id} needs {sizing.tensor_parallel} GPUs ({sizing.label}) but you chose "
-            f"{gpu_count}: raise the GPU count to {sizing.tensor_parallel}."
-        )
-    if blocked:
-        return DeployPlan(model, sizing, None, blocked)
-    spec = mf.ModelSpec(
-        name=model.id,
-        hf_repo=model.hf_repo,
-        revision=model.revision,
-        max_model_len=max_model_len,
-        tensor_parallel_size=sizing.tensor_parallel,
-        gpu_type=gpu,
-        gpu_memory_utilization=gpu_memory_utilization,
-        dtype=_DTYPES.get(model.dtype, "auto"),
-        quantization=quantization,
-        trust_remote_code=model.trust_remote_code,
-        image=image,
-    )
-    return DeployPlan(model, sizing, mf.validate_spec(spec))
-
-
-def strategy_options(
-    inv: Inventory,
-    pools: list[NodePoolInfo] | None,
-    *,
-    gpus_needed: int,
-    gpu_type: str,
-    pool: str,
-) -> tuple[StrategyOption, StrategyOption]:
-    """Which switch strategies the pool allows, from live nodes and (if known) GKE autoscaling."""
-    nodes = [n for n in inv.nodes if n.accelerator == gpu_type]
-    in_pool = [n for n in nodes if n.pool == pool] or nodes
-    info = next((p for p in pools or () if p.name == pool), None)
-    per_node = max((n.gpu_allocatable for n in in_pool), default=0)
-    if info is not None and info.accelerator_count:
-        per_node = max(per_node, info.accelerator_count)
-    max_nodes = info.max_nodes if info is not None and info.autoscaling_enabled else None
-    return allowed_strategies(
-        gpus_needed=gpus_needed,
-        free_gpus_by_node=free_gpus(nodes, gpu_type),
-        pool_nodes=len(in_pool),
-        pool_max_nodes=max_nodes,
-        gpus_per_node=per_node,
-    )
 
 
 # ---------------------------------------------------------------- status
@@ -320,10 +217,12 @@ class JobRegistry:
 
     Across processes, the switch Lease (``SwitchInProgress``) and GKE's one-operation
     rule (``OperationInProgress``) keep things safe; this registry only remembers the
-    latest job of each kind so a reloaded page finds it again.
+    latest job of each kind so a reloaded page finds it again. Its switches wait
+    ``unschedulable_grace_s`` for a node before rolling back (``SwitchOptions``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> None:
+        self.switch_options = replace(SWITCH_OPTIONS, unschedulable_grace_s=unschedulable_grace_s)
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._previous: dict[str, Job | None] = {}
@@ -371,12 +270,15 @@ class JobRegistry:
         strategy: str = "in_place",
         model_probe: Callable[[str], list[str]] | None = None,
         audit: AuditLog | None = None,
-        options: SwitchOptions = SWITCH_OPTIONS,
+        options: SwitchOptions | None = None,  # default: the registry's
+        pools: NodePools | None = None,
     ) -> Job:
         """Take the switch lock and start ``switch_model`` in a thread; return its Job.
 
         Raises ``SwitchInProgress`` (naming the holder), ``Forbidden``, ``InvalidModelSpec``,
-        ``StrategyNotAllowed``, ``NotFound``, ``ClusterUnavailable`` before anything changes.
+        ``StrategyNotAllowed``, ``PoolCannotSchedule`` (checked with the lock held, from the
+        GPU nodes and, given ``pools``, GKE's node pools), ``NotFound``, ``ClusterUnavailable``
+        before anything changes.
         """
         target = f"{namespace}/{deployment}"
         details = {"model": spec.name, "hf_repo": spec.hf_repo, "strategy": strategy}
@@ -396,11 +298,14 @@ class JobRegistry:
             strategy=strategy,  # type: ignore[arg-type]
             model_probe=model_probe,
             cancel=job.cancel,
-            options=options,
+            options=options or self.switch_options,
         )
         try:
             first = next(gen)  # validation + lock: refusals surface here
+            in_place = strategy != "blue_green"
+            require_placement(cluster, namespace, spec, pools, in_place=in_place)
         except Exception as exc:
+            gen.close()  # releases the Lease if it was taken
             self._release(job)
             result = "refused" if isinstance(exc, ClusterError) else "error"
             record(audit, admin, "switch.start", target, result, reason=str(exc), **details)

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     admin_status_refresh_s: float = Field(
         5.0, ge=1, le=3600, description="how often the admin status view re-reads the cluster"
     )
+    switch_unschedulable_grace_s: float = Field(
+        180.0,
+        gt=0,
+        le=3600,
+        description="roll a switch back once its new pod has been unschedulable this long "
+        "with no node coming from the cluster autoscaler",
+    )
     vllm_deployment: str = "vllm"
     vllm_service: str = "vllm"
     gke_project: str = ""

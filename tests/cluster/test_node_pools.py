@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.admin_world import CLUSTER, LOCATION, PROJECT, fake_gke, gke_settings
+from tests.fakes.gke_server import FakeGke, FakeGkeServer, gpu_pool
+from webapp.cluster.gke_errors import plain_message
 from webapp.cluster.node_pools import (
     ClusterRef,
     GkeForbidden,
@@ -17,6 +19,7 @@ from webapp.cluster.node_pools import (
     OperationFailed,
     OperationInProgress,
     make_client,
+    validate_pool_name,
     with_node_counts,
 )
 from webapp.settings import Settings
@@ -158,9 +161,105 @@ def test_forbidden(pools, gke):
         pools.resize("gpu-pool", 1)
 
 
-def test_unknown_pool(pools):
-    with pytest.raises(NodePoolNotFound, match="no-such-pool"):
-        pools.get_node_pool("no-such-pool")
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda p: p.get_node_pool("no-such-pool"),
+        lambda p: p.set_node_pool_size("no-such-pool", 1),
+        lambda p: p.set_node_pool_autoscaling("no-such-pool", 0, 2),
+    ],
+)
+def test_unknown_pool_names_the_pools_there_and_no_address(pools, call):
+    with pytest.raises(NodePoolNotFound) as err:
+        call(pools)
+    assert str(err.value) == (
+        "Node pool 'no-such-pool' does not exist in cluster llm-cluster (location us-central1). "
+        "Pools there: default-pool, gpu-pool."
+    )
+    assert "http" not in str(err.value) and "projects/" not in str(err.value)
+
+
+def test_unknown_cluster_says_which_settings_to_check(gke):
+    pools = NodePools(make_client(api_endpoint=gke.endpoint), ClusterRef(PROJECT, LOCATION, "nope"))
+    for call in (lambda: pools.get_node_pool("gpu-pool"), pools.list_node_pools):
+        with pytest.raises(NodePoolNotFound) as err:
+            call()
+        assert "nope" in str(err.value) and "GKE_CLUSTER" in str(err.value)
+        assert "http" not in str(err.value) and "projects/" not in str(err.value)
+
+
+NAME_RULE = "1-40 lowercase letters, digits and hyphens"
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("gpu-pool", True),
+        ("a", True),
+        ("pool-2", True),
+        ("a" * 40, True),
+        ("gpu/pool", False),
+        ("../default-pool", False),
+        ("GPU-pool", False),
+        ("a" * 41, False),
+        ("", False),
+        ("1pool", False),
+        ("pool-", False),
+        ("-pool", False),
+        ("gpu_pool", False),
+        ("gpu pool", False),
+    ],
+)
+def test_pool_names_are_checked_before_any_call(pools, gke, name, valid):
+    if valid:
+        assert validate_pool_name(name) == name
+        return
+    calls = (
+        lambda: pools.get_node_pool(name),
+        lambda: pools.set_node_pool_size(name, 1),
+        lambda: pools.set_node_pool_autoscaling(name, 0, 2),
+        lambda: pools.resize(name, 0),
+        lambda: pools.set_autoscaling(name, 0, 2),
+    )
+    for call in calls:
+        with pytest.raises(InvalidNodePoolRequest, match=NAME_RULE):
+            call()
+    assert gke.fake.requests == []  # GKE never saw the name
+
+
+@pytest.mark.parametrize(
+    ("raw", "plain"),
+    [
+        ("GET http://127.0.0.1:9/v1/projects/p/x?%24alt=json: Not found: x.", "Not found: x."),
+        (
+            "POST https://container.googleapis.com/v1/a:setSize: Node pool size is out of range.",
+            "Node pool size is out of range.",
+        ),
+        ("See https://cloud.google.com/x for details.", "See (address omitted) for details."),
+        ("Node pool size is out of range.", "Node pool size is out of range."),
+    ],
+)
+def test_plain_message_drops_the_request_address(raw, plain):
+    assert plain_message(raw) == plain
+
+
+@pytest.mark.parametrize(
+    ("pool", "max_nodes", "zones", "total"),
+    [
+        (gpu_pool(autoscaling=(0, 2)), 2, 1, 2),
+        (gpu_pool(autoscaling=(0, 2), locations=("us-central1-a", "us-central1-b")), 2, 2, 4),
+        (gpu_pool(autoscaling=(0, 3), locations=("a", "b"), total_limits=True), 3, 2, 3),
+    ],
+)
+def test_autoscaling_limits_per_zone_or_total(pool, max_nodes, zones, total):
+    """scripts/setup_gke.sh creates the GPU pool with --total-max-nodes: GKE then reports the
+    limits in the total fields and leaves the per-zone ones at 0."""
+    gke = FakeGke()
+    gke.add_cluster(PROJECT, LOCATION, CLUSTER, pool)
+    with FakeGkeServer(gke) as server:
+        (info,) = NodePools(make_client(api_endpoint=server.endpoint), REF).list_node_pools()
+    assert info.max_nodes == max_nodes and info.max_nodes_total == total
+    assert info.zones == zones
 
 
 def test_server_error_is_unavailable(pools, gke):
@@ -200,8 +299,9 @@ def test_invalid_requests_refused_before_calling(pools, gke, call, message):
 
 def test_api_rejection_is_invalid_request(pools, gke):
     gke.fake.fail_next(400, "INVALID_ARGUMENT", "Node pool size is out of range.")
-    with pytest.raises(InvalidNodePoolRequest, match="out of range"):
+    with pytest.raises(InvalidNodePoolRequest, match="out of range") as err:
         pools.set_node_pool_size("gpu-pool", 5)
+    assert "http" not in str(err.value)
 
 
 @pytest.mark.parametrize(

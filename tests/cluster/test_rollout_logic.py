@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from webapp.cluster.inventory import EventInfo
 from webapp.cluster.switch import allowed_strategies, classify_rollout, lease_body, lease_holder
 
 
@@ -99,6 +100,81 @@ def test_classify_rollout(dep, pods, state, words):
 
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+NO_ROOM = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+
+
+def _stamp(seconds_ago: float) -> str:
+    return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pending(seconds: float | None, *, created: float | None = None, name="vllm-new-x"):
+    """A new pod the scheduler has failed to place for ``seconds`` (None: no timestamp)."""
+    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": NO_ROOM}  # fmt: skip
+    if seconds is not None:
+        cond["lastTransitionTime"] = _stamp(seconds)
+    meta = {"name": name, "labels": {"pod-template-hash": "new"}}
+    if created is not None:
+        meta["creationTimestamp"] = _stamp(created)
+    return {"metadata": meta, "status": {"phase": "Pending", "conditions": [cond]}}
+
+
+def _ca(reason: str, seconds_ago: float, pod="vllm-new-x", message=""):
+    """An event of the cluster autoscaler about ``pod``."""
+    message = (
+        message
+        or {
+            "TriggeredScaleUp": "pod triggered scale-up: [{gke-llm-gpu-pool-grp 1->2 (max: 3)}]",
+            "NotTriggerScaleUp": "pod didn't trigger scale-up: 1 max node group size reached",
+            "FailedScaleUp": "Node scale up in zones us-central1-a associated with this pod failed: "
+            "GCE out of resources.",
+        }[reason]
+    )
+    return EventInfo("Pod", pod, reason, message, "Normal", 1, _stamp(seconds_ago))
+
+
+@pytest.mark.parametrize(
+    ("pod", "events", "state", "words"),
+    [
+        (_pending(10), [], "progressing", "Waiting for a GPU node: 0/3"),
+        (_pending(200), [], "failed", "no scale-up within 180 s"),
+        (_pending(200), [_ca("NotTriggerScaleUp", 30)], "failed",
+         "(NotTriggerScaleUp: pod didn't trigger scale-up: 1 max node group size reached)"),
+        (_pending(200), [_ca("FailedScaleUp", 5)], "failed", "GCE out of resources"),
+        (_pending(10), [_ca("NotTriggerScaleUp", 5)], "progressing", "Waiting for a GPU node"),
+        # a node is coming: wait (the progress deadline still bounds it)
+        (_pending(900), [_ca("TriggeredScaleUp", 800)], "progressing", "autoscaler is adding"),
+        (_pending(200), [_ca("NotTriggerScaleUp", 100), _ca("TriggeredScaleUp", 50)],
+         "progressing", "autoscaler is adding"),
+        (_pending(200), [_ca("TriggeredScaleUp", 100), _ca("NotTriggerScaleUp", 50)],
+         "failed", "NotTriggerScaleUp"),
+        (_pending(200), [_ca("NotTriggerScaleUp", 50), _ca("TriggeredScaleUp", 50)],
+         "progressing", "autoscaler is adding"),  # same second: a node may be coming
+        (_pending(200), [_ca("TriggeredScaleUp", 50, pod="vllm-other")], "failed",
+         "no scale-up"),  # another pod's scale-up says nothing about this one
+        (_pending(None, created=200), [], "failed", "cannot be scheduled"),
+        (_pending(None), [], "progressing", "Waiting for a GPU node"),  # no time: keep waiting
+    ],
+)  # fmt: skip
+def test_unschedulable_new_pod(pod, events, state, words):
+    got, summary = classify_rollout(
+        _dep(available=0), [pod], events, new_hash="new", now=NOW, unschedulable_grace_s=180
+    )
+    assert (got, words in summary) == (state, True), summary
+    if state == "failed":
+        assert summary.startswith(
+            "the new pod cannot be scheduled: 0/3 nodes are available: 3 Insufficient "
+            "nvidia.com/gpu; the cluster autoscaler did not add a node ("
+        )
+        assert "raise the pool's maximum" in summary
+
+
+def test_unschedulable_grace_is_a_parameter():
+    pod, events = _pending(20), [_ca("NotTriggerScaleUp", 10)]
+    kw = {"new_hash": "new", "now": NOW}
+    assert classify_rollout(_dep(available=0), [pod], events, **kw)[0] == "progressing"
+    short = classify_rollout(_dep(available=0), [pod], events, unschedulable_grace_s=15, **kw)
+    assert short[0] == "failed"
 
 
 @pytest.mark.parametrize(

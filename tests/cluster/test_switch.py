@@ -169,6 +169,50 @@ def test_unschedulable_shows_failed_scheduling_then_deadline():
         assert any(e.reason == "FailedScheduling" for e in events)
 
 
+@pytest.mark.parametrize(
+    ("autoscaler", "words"),
+    [
+        ("no_scale_up", "(NotTriggerScaleUp: pod didn't trigger scale-up: 1 max node group size"),
+        ("off", "(no scale-up within 1 s)"),
+    ],
+)
+def test_unschedulable_without_a_node_coming_rolls_back_by_itself(autoscaler, words):
+    """A 2-GPU model on 1-GPU nodes: rolled back after the grace period, long before the
+    progress deadline (here 200 s in the fake's time), and the message says why."""
+    from tests.fakes.k8s_server import FakeCluster
+
+    with FakeCluster(gpu_nodes=[{"name": "gpu-a"}]) as fc:
+        seed_vllm(fc, deadline_s=100_000)
+        fc.set_autoscaler(autoscaler)
+        big = replace(QWEN, tensor_parallel_size=2)
+        opts = replace(FAST, unschedulable_grace_s=1.0)
+        steps, result = run(connect(fc.kubeconfig_path), big, options=opts)
+        assert result.outcome == "rolled_back", result
+        assert result.failure.startswith("the new pod cannot be scheduled: 0/1 nodes are")
+        assert "1 Insufficient nvidia.com/gpu" in result.message and words in result.message
+        assert result.message.endswith("llama-2-7b is served again.")
+        assert "ProgressDeadlineExceeded" not in result.message
+        assert fc.wait_for(lambda f: f.served_models(NS) == ["llama-2-7b"], 5)
+        events = {e.reason for s in steps if s.snapshot for e in s.snapshot.events}
+        assert autoscaler == "off" or "NotTriggerScaleUp" in events
+
+
+def test_unschedulable_waits_while_the_autoscaler_adds_a_node():
+    from tests.fakes.k8s_server import FakeCluster
+
+    with FakeCluster(gpu_nodes=[{"name": "gpu-a"}]) as fc:
+        seed_vllm(fc, deadline_s=100_000)
+        fc.set_autoscaler("scale_up", node={"name": "gpu-big", "gpus": 2}, delay_s=1.5)
+        big = replace(QWEN, tensor_parallel_size=2)
+        steps, result = run(
+            connect(fc.kubeconfig_path), big, options=replace(FAST, unschedulable_grace_s=0.2)
+        )
+        assert result.outcome == "switched", result
+        assert fc.served_models(NS) == [QWEN.name]
+        summaries = [s.snapshot.summary for s in steps if s.snapshot]
+        assert any("autoscaler is adding" in s for s in summaries)
+
+
 def test_cancel_rolls_back(fake, cluster):
     seed_vllm(fake)
     fake.slow_factor = 2000  # loads for minutes: the cancel always lands first

@@ -120,6 +120,22 @@ def test_failing_switch_is_rolled_back(admin_app, page, iap_key):
     assert fc.served_models(NS) == [LLAMA.name]
 
 
+def test_a_model_the_pool_cannot_schedule_is_blocked_with_what_to_change(admin_app, page, iap_key):
+    """2 x L4 for llama-2-13b, but gpu-pool's nodes have one L4 each: the admin reads why
+    and what to change, and cannot press Deploy (the running model is never stopped)."""
+    app, fc = admin_app
+    open_admin(page, app, iap_key[0])
+    choose_model(page, "llama-2-13b")
+    blocked = alert(page, "Deploy blocked: Nodes of gpu-pool have 1 × L4")
+    expect(blocked).to_be_visible(timeout=TIMEOUT_MS)
+    expect(blocked).to_contain_text("llama-2-13b needs 2 on one node")
+    expect(blocked).to_contain_text("create a pool with 2 GPUs per node (g2-standard-24)")
+    expect(page.get_by_role("button", name="Deploy llama-2-13b")).to_be_disabled()
+    expect(page.get_by_text("Strategy", exact=True)).to_have_count(0)
+    blocked.scroll_into_view_if_needed()  # for the screenshot
+    assert fc.served_models(NS) == [LLAMA.name]
+
+
 @pytest.mark.parametrize(
     ("email", "expected"),
     [("eve@example.com", "Not allowed"), (None, "No IAP identity on this request")],

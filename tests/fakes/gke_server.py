@@ -58,8 +58,13 @@ def gpu_pool(
     spot: bool = True,
     autoscaling: tuple[int, int] | None = (0, 2),
     initial_node_count: int = 1,
+    locations: tuple[str, ...] = (),
+    total_limits: bool = False,
 ) -> dict[str, Any]:
-    """A node pool resource as GKE returns it (the tutorial's spot L4 pool by default)."""
+    """A node pool resource as GKE returns it (the tutorial's spot L4 pool by default).
+
+    ``total_limits``: autoscaling bounds for the whole pool (``--total-max-nodes``, what
+    scripts/setup_gke.sh creates) instead of per zone; ``locations``: its zones."""
     pool: dict[str, Any] = {
         "name": name,
         "config": {
@@ -76,11 +81,14 @@ def gpu_pool(
         pool["config"]["accelerators"] = [
             {"acceleratorCount": str(accelerator_count), "acceleratorType": accelerator}
         ]
+    if locations:
+        pool["locations"] = list(locations)
     if autoscaling is not None:
+        prefix = "total" if total_limits else ""
         pool["autoscaling"] = {
             "enabled": True,
-            "minNodeCount": autoscaling[0],
-            "maxNodeCount": autoscaling[1],
+            ("totalMinNodeCount" if prefix else "minNodeCount"): autoscaling[0],
+            ("totalMaxNodeCount" if prefix else "maxNodeCount"): autoscaling[1],
             "locationPolicy": "ANY",
         }
     return pool
@@ -195,16 +203,16 @@ class FakeGke:
     def _pool(self, g: dict) -> tuple[dict | None, tuple[int, dict] | None]:
         pools = self._cluster(g)
         if pools is None:
-            return None, _error(404, "NOT_FOUND", f"Not found: cluster {g['c']!r}.")
+            return None, _not_found(g)
         pool = pools.get(g["np"])
         if pool is None:
-            return None, _error(404, "NOT_FOUND", f"Not found: node pool {g['np']!r}.")
+            return None, _not_found(g, g["np"])
         return pool, None
 
     def _list_pools(self, g: dict, _body: dict) -> tuple[int, dict]:
         pools = self._cluster(g)
         if pools is None:
-            return _error(404, "NOT_FOUND", f"Not found: cluster {g['c']!r}.")
+            return _not_found(g)
         return 200, {"nodePools": list(pools.values())}
 
     def _get_pool(self, g: dict, _body: dict) -> tuple[int, dict]:
@@ -295,6 +303,12 @@ class FakeGke:
 
 def _error(status: int, grpc_status: str, message: str) -> tuple[int, dict]:
     return status, {"error": {"code": status, "message": message, "status": grpc_status}}
+
+
+def _not_found(g: dict, pool: str | None = None) -> tuple[int, dict]:
+    """GKE's 404 names the full resource path of what is missing."""
+    path = f"projects/{g['p']}/locations/{g['l']}/clusters/{g['c']}"
+    return _error(404, "NOT_FOUND", f"Not found: {path}" + (f"/nodePools/{pool}." if pool else "."))
 
 
 def _enum_tables() -> dict[str, dict[str, int]]:

@@ -8,7 +8,10 @@ Deployment on a GPU node pool:
 * Deployment -> ReplicaSet (one per template hash) -> Pods; ``Recreate`` deletes old
   pods before the new ReplicaSet is scaled up, ``RollingUpdate`` surges then retires;
 * a scheduler that places pods on nodes with free ``nvidia.com/gpu`` matching the
-  nodeSelector, or leaves them Pending with a ``FailedScheduling`` event;
+  nodeSelector, or leaves them Pending (PodScheduled=False, Unschedulable) with a
+  ``FailedScheduling`` event;
+* a cluster autoscaler (``set_autoscaler``) that answers such a pod with GKE's events:
+  ``NotTriggerScaleUp``, or ``TriggeredScaleUp`` and a new node a little later;
 * a kubelet that makes containers ready after ``ready_delay`` seconds, or plays
   an injected fault (image pull error, crash loop, OOMKilled, slow start);
 * Deployment status and conditions, including ``ProgressDeadlineExceeded`` after
@@ -326,6 +329,8 @@ class FakeCluster:
         self.request_counts: Counter = Counter()
         self.forbidden: set[tuple[str, str]] = set()
         self.faults: list[tuple[str, str, str]] = []  # (field, value, kind)
+        self.autoscaler: tuple[str, str, dict | None, float] = ("off", "", None, 0.0)
+        self._coming_nodes: list[tuple[float, dict]] = []  # (due, add_node kwargs)
         self.pod_logs: dict[tuple[str, str], list[str]] = {}
         self._pstate: dict[tuple[str, str], dict] = {}
         self._dstate: dict[tuple[str, str], dict] = {}
@@ -436,6 +441,21 @@ class FakeCluster:
                 self.faults.append(("model", model, kind))
             if image:
                 self.faults.append(("image", image, kind))
+
+    def set_autoscaler(
+        self, mode: str, *, message: str = "", node: dict | None = None, delay_s: float = 0.0
+    ) -> None:
+        """How the cluster autoscaler answers a pod no node can take (once per pod).
+
+        mode ``off`` (the default): it says nothing, as when the pool has no autoscaling;
+        ``no_scale_up``: a ``NotTriggerScaleUp`` event (``message``, default: the pool is at
+        its maximum); ``scale_up``: a ``TriggeredScaleUp`` event, then ``add_node(**node)``
+        after ``delay_s`` seconds (the scheduler places the pod there).
+        """
+        assert mode in ("off", "no_scale_up", "scale_up"), mode
+        assert mode != "scale_up" or node is not None
+        with self.lock:
+            self.autoscaler = (mode, message, node, delay_s)
 
     def forbid(self, verb: str, resource: str) -> None:
         """Answer 403 for ``verb`` (get/list/watch/create/update/patch/delete) on ``resource``."""
@@ -831,6 +851,9 @@ class FakeCluster:
             for k, p in self.objects["pods"].items()
             if not p["spec"].get("nodeName") and k in self._pstate
         ]
+        for due, node in [c for c in self._coming_nodes if c[0] <= now]:
+            self._coming_nodes.remove((due, node))
+            self.add_node(**node)
         if not pending:
             return
         used: Counter = Counter()
@@ -862,18 +885,20 @@ class FakeCluster:
                 if mismatch:
                     parts.append(f"{mismatch} node(s) didn't match Pod's node affinity/selector")
                 msg = f"0/{len(nodes)} nodes are available: {', '.join(parts) or 'no nodes'}."
-                cond = [
-                    {
-                        "type": "PodScheduled",
-                        "status": "False",
-                        "reason": "Unschedulable",
-                        "message": msg,
-                    }
-                ]
-                if pod["status"].get("conditions") != cond:
-                    pod["status"]["conditions"] = cond
+                old = (pod["status"].get("conditions") or [{}])[0]
+                cond = {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": msg,
+                    # kept while the pod stays unschedulable, as the API server does
+                    "lastTransitionTime": old.get("lastTransitionTime") or _now_iso(),
+                }
+                if old != cond:
+                    pod["status"]["conditions"] = [cond]
                     self._bump("pods", "MODIFIED", pod)
                     self._event(pod, "FailedScheduling", msg, "Warning")
+                self._autoscale(key, pod, now)
                 continue
             nname = chosen["metadata"]["name"]
             used[nname] += need
@@ -887,6 +912,21 @@ class FakeCluster:
             self._pstate[key]["scheduled"] = now
             self._bump("pods", "MODIFIED", pod)
             self._event(pod, "Scheduled", f"Successfully assigned {key[0]}/{key[1]} to {nname}")
+
+    def _autoscale(self, key, pod: dict, now: float) -> None:
+        """The cluster autoscaler's one answer to an unschedulable pod (``set_autoscaler``)."""
+        mode, message, node, delay_s = self.autoscaler
+        st = self._pstate[key]
+        if mode == "off" or st.get("autoscaler"):
+            return
+        st["autoscaler"] = mode
+        if mode == "no_scale_up":
+            text = message or "pod didn't trigger scale-up: 1 max node group size reached"
+            self._event(pod, "NotTriggerScaleUp", text)
+            return
+        group = f"gke-fake-{(node or {}).get('pool', 'gpu-pool')}-grp"
+        self._event(pod, "TriggeredScaleUp", f"pod triggered scale-up: [{{{group} 0->1}}]")
+        self._coming_nodes.append((now + delay_s, dict(node or {})))
 
     def _kubelet(self, now) -> None:
         for key, pod in list(self.objects["pods"].items()):

@@ -10,8 +10,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.admin_world import admin_world, seed_from_manifest
+from tests.admin_world import CLUSTER, LOCATION, PROJECT, admin_world, seed_from_manifest
 from tests.cluster.conftest import LLAMA, NS
+from tests.fakes.gke_server import gpu_pool
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.identities import OIDC_SECRETS
 from webapp import warmup
@@ -233,6 +234,26 @@ def test_does_not_fit_blocks_deploy(world, page):
     assert at.button(key="deploy").disabled
 
 
+def test_a_model_the_pool_can_never_schedule_is_blocked_with_what_to_change(world, page):
+    """llama-2-13b on 2 x L4, but the nodes of gpu-pool (GKE) have one L4 each: neither
+    strategy is offered, the deploy button is disabled and the reason says what to change."""
+    at = page(world)
+    at.selectbox(key="model").set_value("llama-2-13b").run()
+    assert at.number_input(key="count_llama-2-13b").value == 2
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "Verdict: NEEDS_TENSOR_PARALLEL(2)" in shown  # sizing alone would allow it
+    assert (
+        "Deploy blocked: Nodes of gpu-pool have 1 × L4; llama-2-13b needs 2 on one node. "
+        "Choose 1 GPU(s) with a quantized or smaller variant, or create a pool with 2 GPUs "
+        "per node (g2-standard-24)."
+    ) in shown
+    assert not any(r.key == "strategy" for r in at.radio)
+    assert at.button(key="deploy").disabled
+    at.number_input(key="count_llama-2-13b").set_value(1).run()  # fp8 on one L4 fits
+    assert "Deploy blocked" not in texts(at) and not at.button(key="deploy").disabled
+
+
 def _deploy(at, model="mistral-7b"):
     at.selectbox(key="model").set_value(model).run()
     at.number_input(key=f"mml_{model}").set_value(4096).run()
@@ -275,6 +296,25 @@ def test_failing_switch_is_rolled_back_with_reason(world, page):
     at = run_until(_deploy(page(world)), lambda a: "Rolled back" in texts(a))
     shown = texts(at)
     assert "crashed" in shown and f"{LLAMA.name} is served again" in shown
+    assert world.fc.served_models(NS) == [LLAMA.name]
+
+
+def test_a_switch_no_node_can_take_is_rolled_back_with_the_reason(world, page):
+    """The GKE pool with 2 GPUs per node could grow, but the cluster autoscaler does not add
+    a node (NotTriggerScaleUp): after the grace period the switch rolls back by itself."""
+    pools = world.gke.pools[(PROJECT, LOCATION, CLUSTER)]
+    pools["gpu-pool-2x"] = gpu_pool("gpu-pool-2x", machine_type="g2-standard-24",
+                                    accelerator_count=2, autoscaling=(0, 1), initial_node_count=0)  # fmt: skip
+    world.fc.set_autoscaler("no_scale_up", message="pod didn't trigger scale-up: 1 in backoff")
+    at = page(world, SWITCH_UNSCHEDULABLE_GRACE_S="1")
+    at.selectbox(key="model").set_value("llama-2-13b").run()
+    assert at.number_input(key="count_llama-2-13b").value == 2
+    at = run_until(_deploy(at, "llama-2-13b"), lambda a: "Rolled back" in texts(a))
+    shown = texts(at)
+    assert "The switch to llama-2-13b failed: the new pod cannot be scheduled" in shown
+    assert "Insufficient nvidia.com/gpu" in shown
+    assert "the cluster autoscaler did not add a node (NotTriggerScaleUp: pod didn't" in shown
+    assert f"{LLAMA.name} is served again" in shown
     assert world.fc.served_models(NS) == [LLAMA.name]
 
 
@@ -337,6 +377,27 @@ def test_node_pool_change_refused_while_gke_busy(world, page):
     assert "Refused:" in texts(at)
     world.gke.finish_all()
     run_until(at, lambda a: "done." in texts(a))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "asked_gke"),
+    [
+        ("gpu/pool", "'gpu/pool' is not a valid node pool name", False),
+        ("no-such-pool", "Node pool 'no-such-pool' does not exist in cluster llm-cluster", True),
+    ],
+)
+def test_node_pool_name_problems_are_plain_messages(world, page, name, expected, asked_gke):
+    at = page(world)
+    at.text_input(key="resize_pool").set_value(name)
+    next(b for b in at.button if b.label == "Resize").click().run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert f"Refused: {expected}" in shown
+    assert "Unexpected error" not in shown and "http" not in shown and "projects/" not in shown
+    assert any(r["method"] == "POST" for r in world.gke.requests) is asked_gke
+    assert world.gke.node_counts["gpu-pool"] == 1 and not world.gke.operations
+    audit = table(at, "action")
+    assert (audit.iloc[0]["action"], audit.iloc[0]["result"]) == ("nodepool.resize", "refused")
 
 
 @pytest.mark.parametrize(

@@ -75,3 +75,12 @@ class SwitchInProgress(ClusterError):
 
 class StrategyNotAllowed(ClusterError):
     """The requested switch strategy cannot work on this pool (e.g. blue/green without room)."""
+
+
+class PoolCannotSchedule(ClusterError):
+    """No node of the GPU pool can ever take the model's pod (GPU type, GPUs per node, the
+    pool's maximum); ``reason`` says why and what to change, in words for the page."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

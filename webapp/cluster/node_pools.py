@@ -8,6 +8,8 @@ tests). Every mutation is a long-running Operation; ``resize`` and
 GKE runs one operation per cluster at a time and refuses a second one with
 HTTP 400 FAILED_PRECONDITION "Cluster is running incompatible operation ...":
 that becomes ``OperationInProgress`` (we refuse clearly rather than queue).
+Pool names are checked against GKE's rules before any call (``validate_pool_name``), and
+errors never carry the request URL (``gke_errors``).
 
 Note: the GKE NodePool resource has no "current size" field (only
 ``initialNodeCount``); the live node count comes from Kubernetes nodes labelled
@@ -24,50 +26,21 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
+# the errors live in gke_errors; re-exported (``name as name``) for the callers of this module
+from webapp.cluster.gke_errors import GkeForbidden as GkeForbidden
+from webapp.cluster.gke_errors import GkeNotConfigured as GkeNotConfigured
+from webapp.cluster.gke_errors import GkeUnavailable as GkeUnavailable
+from webapp.cluster.gke_errors import InvalidNodePoolRequest as InvalidNodePoolRequest
+from webapp.cluster.gke_errors import NodePoolError as NodePoolError
+from webapp.cluster.gke_errors import NodePoolNotFound as NodePoolNotFound
+from webapp.cluster.gke_errors import OperationFailed as OperationFailed
+from webapp.cluster.gke_errors import OperationInProgress as OperationInProgress
+from webapp.cluster.gke_errors import is_transport_error, map_error, plain_message
+
 OPERATION_POLL_INTERVAL_S = 2.0
 OPERATION_TIMEOUT_S = 30 * 60  # GPU node creation can take many minutes
 
-_OP_NAME = re.compile(r"operation-[A-Za-z0-9-]+")
-
-
-class NodePoolError(Exception):
-    """Base of all node-pool errors; the message is plain language for the admin page."""
-
-
-class GkeNotConfigured(NodePoolError):
-    """GKE project, location or cluster is not set."""
-
-
-class GkeForbidden(NodePoolError):
-    """The app's identity may not read or change the cluster (IAM)."""
-
-
-class GkeUnavailable(NodePoolError):
-    """The GKE API could not be reached or answered with a server error."""
-
-
-class NodePoolNotFound(NodePoolError):
-    """The cluster or node pool does not exist."""
-
-
-class InvalidNodePoolRequest(NodePoolError):
-    """The requested size or autoscaling bounds are not valid."""
-
-
-class OperationInProgress(NodePoolError):
-    """Another operation is running on the cluster; GKE allows one at a time."""
-
-    def __init__(self, operation: str | None) -> None:
-        self.operation = operation
-        which = f" ({operation})" if operation else ""
-        super().__init__(
-            f"Another change is already running on the cluster{which}. "
-            "GKE allows one at a time: wait for it to finish, then try again."
-        )
-
-
-class OperationFailed(NodePoolError):
-    """The long-running operation finished with an error, or took too long."""
+_POOL_NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -126,10 +99,17 @@ class NodePoolInfo:
     spot: bool
     status: str  # RUNNING, PROVISIONING, RECONCILING, ERROR, ...
     node_count: int | None = None  # live count, from Kubernetes (see with_node_counts)
+    zones: int = 1  # the pool's node locations; per-zone limits apply in each
+    total_limits: bool = False  # min/max are totals (``--total-max-nodes``), not per zone
 
     @property
     def has_gpus(self) -> bool:
         return bool(self.accelerator_type) and self.accelerator_count > 0
+
+    @property
+    def max_nodes_total(self) -> int:
+        """The most nodes the autoscaler may run in the whole pool."""
+        return self.max_nodes if self.total_limits else self.max_nodes * self.zones
 
 
 @dataclass(frozen=True)
@@ -192,6 +172,7 @@ def node_pool_info(pool: Any) -> NodePoolInfo:
     cfg = pool.config
     accel = list(cfg.accelerators)
     auto = pool.autoscaling
+    total = bool(auto.total_max_node_count)  # --total-max-nodes: the per-zone fields are 0
     return NodePoolInfo(
         name=pool.name,
         machine_type=cfg.machine_type,
@@ -199,10 +180,12 @@ def node_pool_info(pool: Any) -> NodePoolInfo:
         accelerator_count=sum(int(a.accelerator_count) for a in accel),
         initial_node_count=int(pool.initial_node_count),
         autoscaling_enabled=bool(auto.enabled),
-        min_nodes=int(auto.min_node_count),
-        max_nodes=int(auto.max_node_count),
+        min_nodes=int(auto.total_min_node_count if total else auto.min_node_count),
+        max_nodes=int(auto.total_max_node_count if total else auto.max_node_count),
         spot=bool(cfg.spot or cfg.preemptible),
         status=_enum_name(pool.status),
+        zones=max(1, len(pool.locations)),
+        total_limits=total,
     )
 
 
@@ -225,6 +208,26 @@ def with_node_counts(
 ) -> list[NodePoolInfo]:
     """Fill ``node_count`` from a pool-name -> count mapping (e.g. counted Kubernetes nodes)."""
     return [replace(p, node_count=counts.get(p.name, 0)) for p in pools]
+
+
+def validate_pool_name(pool: str) -> str:
+    """Return ``pool`` or raise InvalidNodePoolRequest unless it is a valid GKE node pool name.
+
+    GKE's rule (Cloud console and API, the same as for cluster names): 1-40 characters,
+    lowercase letters, digits and hyphens, starting with a letter and ending with a letter
+    or digit. Checked before any call: a name with ``/`` would otherwise fail inside the
+    client's URL template (a ValueError) or address another resource.
+    """
+    if isinstance(pool, str) and _POOL_NAME.match(pool):
+        return pool
+    if not isinstance(pool, str) or not pool:
+        what = "The node pool name is empty."
+    else:
+        what = f"{pool[:50] + ('...' if len(pool) > 50 else '')!r} is not a valid node pool name."
+    raise InvalidNodePoolRequest(
+        f"{what} GKE node pool names are 1-40 lowercase letters, digits and hyphens, "
+        "starting with a letter and ending with a letter or digit (e.g. gpu-pool)."
+    )
 
 
 def validate_size(node_count: int) -> None:
@@ -280,8 +283,7 @@ class NodePools:
 
     def get_node_pool(self, pool: str) -> NodePoolInfo:
         """One node pool by short name."""
-        resp = self._call(lambda: self._client.get_node_pool(name=self.cluster.pool_name(pool)))
-        return node_pool_info(resp)
+        return node_pool_info(self._pool_call(pool, self._client.get_node_pool))
 
     def get_operation(self, operation: str) -> OperationInfo:
         """Current state of an operation (short or full name)."""
@@ -293,8 +295,8 @@ class NodePools:
     def set_node_pool_size(self, pool: str, node_count: int) -> OperationInfo:
         """Start resizing ``pool`` to ``node_count`` nodes (0 = scale to zero)."""
         validate_size(node_count)
-        request = {"name": self.cluster.pool_name(pool), "node_count": node_count}
-        return operation_info(self._call(lambda: self._client.set_node_pool_size(request=request)))
+        call = self._client.set_node_pool_size
+        return operation_info(self._pool_call(pool, call, node_count=node_count))
 
     def set_node_pool_autoscaling(
         self, pool: str, min_nodes: int, max_nodes: int, *, enabled: bool = True
@@ -305,10 +307,8 @@ class NodePools:
         autoscaling = {"enabled": enabled}
         if enabled:
             autoscaling |= {"min_node_count": min_nodes, "max_node_count": max_nodes}
-        request = {"name": self.cluster.pool_name(pool), "autoscaling": autoscaling}
-        return operation_info(
-            self._call(lambda: self._client.set_node_pool_autoscaling(request=request))
-        )
+        call = self._client.set_node_pool_autoscaling
+        return operation_info(self._pool_call(pool, call, autoscaling=autoscaling))
 
     # --- mutations followed to DONE ---
 
@@ -353,59 +353,47 @@ class NodePools:
 
     # --- error mapping ---
 
+    def _pool_call(self, pool: str, method: Callable[..., Any], **fields: Any) -> Any:
+        """``method(request=...)`` on ``pool`` once its name is valid; a missing pool is named."""
+        request = {"name": self.cluster.pool_name(validate_pool_name(pool)), **fields}
+        try:
+            return self._call(lambda: method(request=request))
+        except NodePoolNotFound as exc:
+            raise self._missing_pool(pool) from exc
+
+    def _missing_pool(self, pool: str) -> NodePoolNotFound:
+        """Say which pools the cluster has (one more call), or that the cluster is missing."""
+        ref = self.cluster
+        try:
+            names: list[str] | None = [p.name for p in self.list_node_pools()]
+        except NodePoolNotFound:
+            return NodePoolNotFound(
+                f"Cluster {ref.cluster} does not exist in location {ref.location} (project "
+                f"{ref.project}): check GKE_PROJECT, GKE_LOCATION and GKE_CLUSTER."
+            )
+        except NodePoolError:
+            names = None
+        there = "" if names is None else f" Pools there: {', '.join(names) or 'none'}."
+        return NodePoolNotFound(
+            f"Node pool {pool!r} does not exist in cluster {ref.cluster} "
+            f"(location {ref.location}).{there}"
+        )
+
     def _call(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except gexc.GoogleAPICallError as exc:
-            raise _map_error(exc, self.cluster) from exc
+            raise map_error(exc, self.cluster.cluster, self.cluster.location) from exc
         except gexc.RetryError as exc:
-            raise GkeUnavailable(f"The GKE API did not answer: {exc.message}") from exc
+            said = plain_message(str(exc.message))
+            raise GkeUnavailable(f"The GKE API did not answer: {said}") from exc
         except Exception as exc:
             # requests' ConnectionError/Timeout and auth refresh errors land here
-            if _is_transport_error(exc):
+            if is_transport_error(exc):
                 raise GkeUnavailable(
                     "The GKE API could not be reached; check the network and try again."
                 ) from exc
             raise
-
-
-def _is_transport_error(exc: Exception) -> bool:
-    import requests
-    from google.auth import exceptions as auth_exc
-
-    return isinstance(exc, requests.exceptions.RequestException | auth_exc.TransportError)
-
-
-def _api_status(exc: gexc.GoogleAPICallError) -> str:
-    """The google.rpc status name from the error body (FAILED_PRECONDITION, ...), if any."""
-    resp = getattr(exc, "response", None)
-    try:
-        return str(resp.json()["error"].get("status", "")) if resp is not None else ""
-    except Exception:
-        return ""
-
-
-def _map_error(exc: gexc.GoogleAPICallError, cluster: ClusterRef) -> NodePoolError:
-    message = str(getattr(exc, "message", "") or exc)
-    status = _api_status(exc)
-    if isinstance(exc, gexc.FailedPrecondition | gexc.BadRequest) and (
-        "incompatible operation" in message.lower()
-        or (status == "FAILED_PRECONDITION" and _OP_NAME.search(message))
-    ):
-        found = _OP_NAME.search(message)
-        return OperationInProgress(found.group(0) if found else None)
-    if isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
-        return GkeForbidden(
-            f"The app is not allowed to manage cluster {cluster.cluster} "
-            "(it needs the Kubernetes Engine Cluster Admin or Developer role on the project)."
-        )
-    if isinstance(exc, gexc.NotFound):
-        return NodePoolNotFound(f"Not found in cluster {cluster.cluster}: {message}")
-    if isinstance(exc, gexc.InvalidArgument | gexc.BadRequest | gexc.FailedPrecondition):
-        return InvalidNodePoolRequest(f"GKE refused the request: {message}")
-    if isinstance(exc, gexc.ServerError | gexc.TooManyRequests):
-        return GkeUnavailable(f"The GKE API is unavailable right now ({exc.code}); try again.")
-    return NodePoolError(f"GKE API error: {message}")
 
 
 def _enum_name(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Following a vLLM rollout: typed snapshots of conditions, pods, events and logs.
 
 Short polling with a constant number of reads per tick; ``classify_rollout`` (pure)
-decides ready / failed (crash loop, OOM, image pull, deadline) / progressing.
+decides ready / failed (crash loop, OOM, image pull, deadline, a pod no node can take
+and the cluster autoscaler will not add one for) / progressing.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from webapp.cluster.inventory import EventInfo, parse_event, pod_reason, sort_events
-from webapp.cluster.k8s import Cluster, call
+from webapp.cluster.k8s import Cluster, call, parse_time
 
 RolloutState = Literal["progressing", "ready", "failed", "cancelled"]
 FATAL_WAITING = {
@@ -21,6 +23,11 @@ FATAL_WAITING = {
     "InvalidImageName": "the container image name is invalid",
     "CreateContainerConfigError": "the pod configuration is broken (missing Secret or key?)",
 }
+#: How long a new pod may stay unschedulable while the cluster autoscaler adds no node for it.
+UNSCHEDULABLE_GRACE_S = 180.0
+# the cluster autoscaler's verdicts, recorded as events on the pending pod
+SCALE_UP = "TriggeredScaleUp"
+NO_SCALE_UP = frozenset({"NotTriggerScaleUp", "FailedScaleUp"})
 
 # ---------------------------------------------------------------- rollout status
 
@@ -82,6 +89,77 @@ def _newest_rs_hash(replicasets: list[dict]) -> str | None:
     return (newest["metadata"].get("labels") or {}).get("pod-template-hash")
 
 
+def _container_failure(pods: list[dict], crash_threshold: int) -> str | None:
+    """Why a container of ``pods`` will never start (OOM, crash loop, bad image), if it won't."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            now = (cs.get("state") or {}).get("terminated") or {}
+            if "OOMKilled" in (last.get("reason"), now.get("reason")):
+                return (
+                    "vLLM was killed for using too much memory (OOMKilled): choose a smaller "
+                    "model, a shorter max_model_len or more GPUs."
+                )
+            if (cs.get("restartCount") or 0) >= crash_threshold:
+                return (
+                    f"vLLM crashed {cs['restartCount']} times while starting (CrashLoopBackOff); "
+                    "see the log lines below."
+                )
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in FATAL_WAITING:
+                return (
+                    f"{FATAL_WAITING[waiting['reason']]} ({waiting['reason']}): "
+                    f"{waiting.get('message', '')}".strip()
+                )
+    return None
+
+
+def _unschedulable_since(pod: dict) -> datetime | None:
+    """When the scheduler first failed to place ``pod`` (PodScheduled=False), else its creation."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            since = parse_time(cond.get("lastTransitionTime"))
+            if since is not None:
+                return since
+    return parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+
+
+def unschedulable_verdict(
+    pod: dict, events: list[EventInfo], *, now: datetime, grace_s: float
+) -> tuple[RolloutState, str]:
+    """A new pod no node can take: progressing while the cluster autoscaler is adding a node
+    (its latest word on the pod is ``TriggeredScaleUp``) or for ``grace_s``; after that,
+    with no scale-up or a ``NotTriggerScaleUp``/``FailedScaleUp``, failed: it would only
+    wait for the progress deadline (45 min) while, in place, nothing serves the chat."""
+    _, message = pod_reason(pod)
+    name = pod["metadata"]["name"]
+    said = [
+        e
+        for e in events
+        if e.kind == "Pod" and e.name == name and (e.reason == SCALE_UP or e.reason in NO_SCALE_UP)
+    ]
+    # newest first; on a tie the scale-up wins (never roll back while a node may be coming)
+    latest = max(said, key=lambda e: (e.last_seen, e.reason == SCALE_UP), default=None)
+    if latest is not None and latest.reason == SCALE_UP:
+        return (
+            "progressing",
+            f"Waiting for the GPU node the cluster autoscaler is adding: {message}",
+        )
+    since = _unschedulable_since(pod)
+    if since is None or (now - since).total_seconds() < grace_s:
+        return "progressing", f"Waiting for a GPU node: {message}"
+    autoscaler = (
+        f"{latest.reason}: {latest.message.rstrip('.')}"
+        if latest is not None
+        else f"no scale-up within {grace_s:.0f} s"
+    )
+    return "failed", (
+        f"the new pod cannot be scheduled: {message.rstrip('.')}; the cluster autoscaler did "
+        f"not add a node ({autoscaler}). Choose GPUs the node pool has room for, or raise "
+        "the pool's maximum number of nodes."
+    )
+
+
 def classify_rollout(
     deployment: dict,
     pods: list[dict],
@@ -89,8 +167,13 @@ def classify_rollout(
     *,
     new_hash: str | None,
     crash_threshold: int = 3,
+    now: datetime | None = None,
+    unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S,
 ) -> tuple[RolloutState, str]:
-    """Pure decision: is the rollout of ``deployment`` progressing, ready or failed, and why."""
+    """Pure decision: is the rollout of ``deployment`` progressing, ready or failed, and why.
+
+    ``now`` (default: the current time) dates how long a new pod has been unschedulable.
+    """
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
     desired = spec.get("replicas", 1)
     conds = {c.get("type"): c for c in status.get("conditions") or []}
@@ -100,26 +183,9 @@ def classify_rollout(
     new_pods = [
         p for p in pods if (p["metadata"].get("labels") or {}).get("pod-template-hash") == new_hash
     ]
-    for pod in new_pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            last = (cs.get("lastState") or {}).get("terminated") or {}
-            now = (cs.get("state") or {}).get("terminated") or {}
-            if "OOMKilled" in (last.get("reason"), now.get("reason")):
-                return "failed", (
-                    "vLLM was killed for using too much memory (OOMKilled): choose a smaller "
-                    "model, a shorter max_model_len or more GPUs."
-                )
-            if (cs.get("restartCount") or 0) >= crash_threshold:
-                return "failed", (
-                    f"vLLM crashed {cs['restartCount']} times while starting (CrashLoopBackOff); "
-                    "see the log lines below."
-                )
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in FATAL_WAITING:
-                return "failed", (
-                    f"{FATAL_WAITING[waiting['reason']]} ({waiting['reason']}): "
-                    f"{waiting.get('message', '')}".strip()
-                )
+    failure = _container_failure(new_pods, crash_threshold)
+    if failure:
+        return "failed", failure
     if prog.get("reason") == "ProgressDeadlineExceeded":
         secs = spec.get("progressDeadlineSeconds", 600)
         return "failed", (
@@ -136,7 +202,9 @@ def classify_rollout(
     for pod in new_pods:
         reason, message = pod_reason(pod)
         if reason == "Unschedulable":
-            return "progressing", f"Waiting for a GPU node: {message}"
+            return unschedulable_verdict(
+                pod, events, now=now or datetime.now(UTC), grace_s=unschedulable_grace_s
+            )
         if reason:
             return "progressing", f"New pod {pod['metadata']['name']}: {reason} {message}".strip()
     if any(e.reason == "FailedScheduling" for e in events):
@@ -153,6 +221,7 @@ def rollout_status(
     crash_threshold: int = 3,
     log_lines: int = 20,
     started: float | None = None,
+    unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S,
 ) -> RolloutSnapshot:
     """Read a Deployment's rollout once: 4 list/get calls, plus 1 log read of the new pod."""
     dep = call(
@@ -175,29 +244,13 @@ def rollout_status(
         f"list events in namespace {namespace}", cluster.core.list_namespaced_event, namespace
     )
     new_hash = _newest_rs_hash(rss)
-    names = {deployment} | {p["metadata"]["name"] for p in pods}
-    names |= {
-        rs["metadata"]["name"]
-        for rs in rss
-        if rs["metadata"]["labels"].get("pod-template-hash") == new_hash
-    }
-    evs = sort_events(e for e in map(parse_event, raw_events) if e.name in names)
+    evs = _rollout_events(deployment, pods, rss, new_hash, raw_events)
     state, summary = classify_rollout(
-        dep, pods, evs, new_hash=new_hash, crash_threshold=crash_threshold
-    )
+        dep, pods, evs, new_hash=new_hash, crash_threshold=crash_threshold,
+        unschedulable_grace_s=unschedulable_grace_s,
+    )  # fmt: skip
     progress = tuple(_pod_progress(p, new_hash) for p in pods)
-    loading = next((p for p in progress if p.new and p.phase == "Running"), None)
-    tail: tuple[str, ...] = ()
-    if loading and log_lines:
-        text = call(
-            f"read the log of pod {loading.name}",
-            cluster.core.read_namespaced_pod_log,
-            loading.name,
-            namespace,
-            tail_lines=log_lines,
-            text=True,
-        )
-        tail = tuple(text.splitlines())
+    tail = _log_tail(cluster, namespace, progress, log_lines)
     status = dep.get("status") or {}
     return RolloutSnapshot(
         deployment=deployment,
@@ -216,6 +269,37 @@ def rollout_status(
         desired_replicas=dep["spec"].get("replicas", 1),
         elapsed_s=0.0 if started is None else time.monotonic() - started,
     )
+
+
+def _rollout_events(
+    deployment: str, pods: list, rss: list, new_hash: str | None, raw_events: list
+) -> list[EventInfo]:
+    """Events about the Deployment, its pods and its newest ReplicaSet, newest first."""
+    names = {deployment} | {p["metadata"]["name"] for p in pods}
+    names |= {
+        rs["metadata"]["name"]
+        for rs in rss
+        if rs["metadata"]["labels"].get("pod-template-hash") == new_hash
+    }
+    return sort_events(e for e in map(parse_event, raw_events) if e.name in names)
+
+
+def _log_tail(
+    cluster: Cluster, namespace: str, progress: tuple[PodProgress, ...], log_lines: int
+) -> tuple[str, ...]:
+    """The last ``log_lines`` of the new pod that is loading (one read), if there is one."""
+    loading = next((p for p in progress if p.new and p.phase == "Running"), None)
+    if loading is None or not log_lines:
+        return ()
+    text = call(
+        f"read the log of pod {loading.name}",
+        cluster.core.read_namespaced_pod_log,
+        loading.name,
+        namespace,
+        tail_lines=log_lines,
+        text=True,
+    )
+    return tuple(text.splitlines())
 
 
 def _items(
@@ -256,6 +340,7 @@ def watch_rollout(
     crash_threshold: int = 3,
     log_lines: int = 20,
     on_tick: Callable[[], None] | None = None,
+    unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S,
 ) -> Iterator[RolloutSnapshot]:
     """Yield a snapshot per poll until ready/failed, or ``cancelled`` once ``cancel`` is set.
 
@@ -273,6 +358,7 @@ def watch_rollout(
             crash_threshold=crash_threshold,
             log_lines=log_lines,
             started=started,
+            unschedulable_grace_s=unschedulable_grace_s,
         )
         if not snap.terminal and timeout_s is not None and snap.elapsed_s > timeout_s:
             snap = _replace_state(snap, "failed", f"Not ready after {timeout_s:.0f} s.")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,6 +37,7 @@ from webapp.cluster.lock import acquire_lock as acquire_lock
 from webapp.cluster.lock import lease_body as lease_body
 from webapp.cluster.lock import lease_holder as lease_holder
 from webapp.cluster.rollout import FATAL_WAITING as FATAL_WAITING
+from webapp.cluster.rollout import UNSCHEDULABLE_GRACE_S as UNSCHEDULABLE_GRACE_S
 from webapp.cluster.rollout import Condition as Condition
 from webapp.cluster.rollout import PodProgress as PodProgress
 from webapp.cluster.rollout import RolloutSnapshot as RolloutSnapshot
@@ -44,62 +45,9 @@ from webapp.cluster.rollout import RolloutState as RolloutState
 from webapp.cluster.rollout import classify_rollout as classify_rollout
 from webapp.cluster.rollout import rollout_status as rollout_status
 from webapp.cluster.rollout import watch_rollout as watch_rollout
-
-Strategy = Literal["in_place", "blue_green"]
-
-# ---------------------------------------------------------------- strategies (pure)
-
-
-@dataclass(frozen=True)
-class StrategyOption:
-    """Whether a strategy may be offered, and why (in plain words)."""
-
-    name: Strategy
-    allowed: bool
-    reason: str
-
-
-def allowed_strategies(
-    *,
-    gpus_needed: int,
-    free_gpus_by_node: Mapping[str, int],
-    pool_nodes: int,
-    pool_max_nodes: int | None,
-    gpus_per_node: int,
-) -> tuple[StrategyOption, StrategyOption]:
-    """Decide which strategies fit the GPU pool.
-
-    Blue/green needs room for a second vLLM pod next to the running one: a node with
-    ``gpus_needed`` free GPUs now, or an autoscaling pool below its maximum whose nodes
-    have enough GPUs. In place always works (it frees the GPUs first).
-    """
-    in_place = StrategyOption(
-        "in_place",
-        True,
-        "The running model stops, then the new one loads: chat is unavailable meanwhile.",
-    )
-    roomy = sorted(n for n, free in free_gpus_by_node.items() if free >= gpus_needed)
-    if roomy:
-        why = f"Node {roomy[0]} has {free_gpus_by_node[roomy[0]]} free GPU(s): "
-        return in_place, StrategyOption(
-            "blue_green", True, why + "the new model loads next to the old one."
-        )
-    if gpus_per_node < gpus_needed:
-        why = f"Nodes of this pool have {gpus_per_node} GPU(s); the model needs {gpus_needed}."
-        return in_place, StrategyOption("blue_green", False, why)
-    if pool_max_nodes is not None and pool_nodes < pool_max_nodes:
-        why = (
-            f"The pool can grow from {pool_nodes} to {pool_max_nodes} nodes: the autoscaler "
-            "adds a node for the new model while the old one keeps serving."
-        )
-        return in_place, StrategyOption("blue_green", True, why)
-    limit = "has no autoscaling" if pool_max_nodes is None else f"is at its maximum ({pool_nodes})"
-    why = (
-        f"No node has {gpus_needed} free GPU(s) and the pool {limit}: two models cannot run "
-        "side by side. Use in place, or raise the pool's maximum."
-    )
-    return in_place, StrategyOption("blue_green", False, why)
-
+from webapp.cluster.scheduling import Strategy as Strategy
+from webapp.cluster.scheduling import StrategyOption as StrategyOption
+from webapp.cluster.scheduling import allowed_strategies as allowed_strategies
 
 # ---------------------------------------------------------------- switching
 
@@ -144,6 +92,7 @@ class SwitchOptions:
     lock_duration_s: int = 300
     timeout_s: float | None = None  # client-side guard over the progress deadline
     probe_attempts: int = 30  # /v1/models checks after Ready (blue/green)
+    unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S  # then fail unless a node is coming
 
 
 def switch_model(
@@ -227,6 +176,7 @@ def _follow(
         crash_threshold=opts.crash_threshold,
         log_lines=opts.log_lines,
         on_tick=lock.renew,
+        unschedulable_grace_s=opts.unschedulable_grace_s,
     ):
         last = snap
         yield SwitchStep(stage, snap.summary, snap)

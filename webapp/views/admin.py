@@ -53,7 +53,7 @@ API_KEY = settings.llm_api_key.get_secret_value()
 
 @st.cache_resource(show_spinner=False)
 def _registry() -> svc.JobRegistry:
-    return svc.JobRegistry()
+    return svc.JobRegistry(unschedulable_grace_s=settings.switch_unschedulable_grace_s)
 
 
 @st.cache_resource(show_spinner=False)
@@ -241,12 +241,12 @@ def _choose_strategy(plan: svc.DeployPlan) -> str | None:
         st.error(admin_error_message(status.cluster_error))
         return None
     in_place, blue_green = svc.strategy_options(
-        status.inventory,
-        list(status.pools or ()),
-        gpus_needed=plan.sizing.tensor_parallel,
-        gpu_type=plan.sizing.gpu.accelerator,
-        pool=settings.gke_node_pool,
-    )
+        status.inventory, status.pools, gpus_needed=plan.sizing.tensor_parallel,
+        gpu_type=plan.sizing.gpu.accelerator, pool=settings.gke_node_pool, model=plan.model.id,
+    )  # fmt: skip
+    if not in_place.allowed:  # the pool can never schedule it: neither strategy would work
+        st.error(f"Deploy blocked: {in_place.reason}")
+        return None
     offered = {"in_place": "In place (Recreate)"}
     if blue_green.allowed:
         offered["blue_green"] = "Blue/green (no downtime)"
@@ -276,7 +276,7 @@ def _start_switch(plan: svc.DeployPlan, strategy: str) -> None:
         registry.start_switch(
             cluster, plan.spec, admin=admin.email, namespace=settings.k8s_namespace,
             deployment=settings.vllm_deployment, service=settings.vllm_service,
-            strategy=strategy, model_probe=probe, audit=audit,
+            strategy=strategy, model_probe=probe, audit=audit, pools=pools_client,
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - typed errors become messages
         st.error(f"Switch refused: {admin_error_message(exc)}")

@@ -16,6 +16,7 @@ from webapp.cluster.errors import (
     Forbidden,
     InvalidModelSpec,
     NotFound,
+    PoolCannotSchedule,
     StrategyNotAllowed,
     SwitchInProgress,
 )
@@ -82,6 +83,8 @@ def admin_error_message(err: Exception) -> str:
         return f"The cluster rejected the change: {err.action}. {err.detail}".strip()
     if isinstance(err, InvalidModelSpec):
         return f"The model settings are not valid: {err.field} {err.reason}."
+    if isinstance(err, PoolCannotSchedule):
+        return err.reason  # says why and what to change already
     if isinstance(err, StrategyNotAllowed):
         return f"This switch strategy cannot be used here: {err}"
     if isinstance(err, ClusterError):
