@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import string
+
 from webapp.llm.errors import (
     BackendAuthError,
     BackendHTTPError,
@@ -15,6 +18,10 @@ from webapp.llm.errors import (
     PromptTooLong,
     StreamInterrupted,
 )
+from webapp.store.records import short_title
+
+#: every ASCII punctuation character: CommonMark lets each be escaped with a backslash
+_MARKDOWN_PUNCTUATION = re.compile(f"([{re.escape(string.punctuation)}])")
 
 
 def llm_error_message(err: LLMError) -> str:
@@ -112,3 +119,15 @@ def stats_line(meta: dict) -> str:
     if meta.get("model"):
         parts.append(str(meta["model"]))
     return " · ".join(parts)
+
+
+def as_plain_text(text: str) -> str:
+    """``text`` escaped so that Streamlit's markdown shows it as typed: no emphasis, code,
+    heading, link, colour, icon (``:material/x:``) or LaTeX. Only Streamlit's typography
+    stays (`` -- `` becomes a dash, ``->`` an arrow): it runs on the text, not the markup."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+def display_title(title: str) -> str:
+    """A conversation title for a heading or a sidebar button: short, one line, plain text."""
+    return as_plain_text(short_title(title))
