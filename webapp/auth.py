@@ -1,6 +1,6 @@
 """Who may use the admin page (pure logic; the view passes in what Streamlit knows).
 
-Two ways to know who the user is:
+Three ways to know who the user is:
 
 * ``iap`` - the app runs behind Identity-Aware Proxy, which adds a signed JWT in the
   ``x-goog-iap-jwt-assertion`` header; we verify it (ES256, Google's IAP keys,
@@ -11,10 +11,19 @@ Two ways to know who the user is:
 
 Either way the e-mail must be on ``ADMIN_EMAILS`` (case-insensitive). With neither
 configured, or an empty allowlist, the admin page is off.
+
+* ``local`` - ``LOCAL_ADMIN=true``: the console runs on the admin's own machine, the way
+  kubectl, k9s or Lens do. Only the person at this machine can reach an app that listens
+  on a loopback address, so they are the admin, named after their kubeconfig's current
+  user (``kubeconfig:<user>``); the cluster's RBAC for that user is the real gate, as for
+  kubectl. Refused when the app listens on any other address (anyone on the network
+  would be admin) and when ``IAP_AUDIENCE`` is set too (that means a deployed app).
+  It takes precedence over Streamlit login and needs no ``ADMIN_EMAILS``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
@@ -28,7 +37,9 @@ IAP_HEADER = "x-goog-iap-jwt-assertion"
 CERTS_TTL_S = 3600.0
 CLOCK_SKEW_S = 30
 
-AccessMode = Literal["oidc", "iap", "off"]
+LOCAL_PREFIX = "kubeconfig:"
+
+AccessMode = Literal["oidc", "iap", "local", "off"]
 CertsFetcher = Callable[[], Mapping[str, str]]
 
 
@@ -48,6 +59,14 @@ class InvalidIapToken(NotLoggedIn):
     """The IAP header is present but its JWT does not verify."""
 
 
+class NoLocalIdentity(NotLoggedIn):
+    """LOCAL_ADMIN is on, but the kubeconfig names no user (missing, broken, no context)."""
+
+
+class LocalAdminRefused(AuthError):
+    """LOCAL_ADMIN is set where it must not work: a non-loopback listen address, or IAP."""
+
+
 class NotAdmin(AuthError):
     """The user is known but not on the admin allowlist."""
 
@@ -58,16 +77,26 @@ class NotAdmin(AuthError):
 
 @dataclass(frozen=True)
 class AdminIdentity:
-    """A verified admin."""
+    """A verified admin: ``name`` is their e-mail (IAP, OIDC; lower-case) or, for a local
+    admin, ``kubeconfig:<user>``."""
 
-    email: str  # lower-case
-    via: Literal["oidc", "iap"]
+    name: str
+    via: Literal["oidc", "iap", "local"]
     subject: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log, the switch lock and progress lines name this admin."""
+        return f"{self.name} (local)" if self.via == "local" else self.name
 
 
 def admin_access_mode(settings: Any, oidc_configured: bool) -> AccessMode:
-    """How admins are identified: ``iap`` if IAP_AUDIENCE is set, else ``oidc`` if
-    Streamlit login is configured, else ``off``; also ``off`` when ADMIN_EMAILS is empty."""
+    """How admins are identified: ``local`` if LOCAL_ADMIN is set (whether it may work is
+    decided per request, see ``identify_local_admin``), else ``iap`` if IAP_AUDIENCE is set,
+    else ``oidc`` if Streamlit login is configured, else ``off``; also ``off`` when
+    ADMIN_EMAILS is empty."""
+    if settings.local_admin:
+        return "local"
     if not settings.admin_allowlist:
         return "off"
     if settings.iap_audience:
@@ -84,13 +113,18 @@ def identify_admin(
     user: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
     certs_fetcher: CertsFetcher | None = None,
+    listen_address: str | None = None,
+    kubeconfig_user: Callable[[], str] | None = None,
 ) -> AdminIdentity:
     """Return the admin identity for this request or raise an ``AuthError`` subclass.
 
     ``user`` is what ``st.user`` holds (is_logged_in, email, email_verified);
     ``headers`` the request headers (``st.context.headers``); ``certs_fetcher``
     returns IAP's {key id: PEM} map (default: Google's, cached for an hour).
+    ``listen_address`` and ``kubeconfig_user`` are for ``local``: see ``identify_local_admin``.
     """
+    if mode == "local":
+        return identify_local_admin(settings, listen_address, kubeconfig_user)
     if mode == "off":
         raise AdminAccessOff(
             "The admin page is off: set ADMIN_EMAILS and either IAP_AUDIENCE "
@@ -119,7 +153,59 @@ def identify_admin(
     email = email.lower()
     if email not in settings.admin_allowlist:
         raise NotAdmin(email)
-    return AdminIdentity(email=email, via=mode, subject=subject)
+    return AdminIdentity(name=email, via=mode, subject=subject)
+
+
+def identify_local_admin(
+    settings: Any, listen_address: str | None, kubeconfig_user: Callable[[], str] | None
+) -> AdminIdentity:
+    """The local admin (LOCAL_ADMIN=true), or ``LocalAdminRefused`` saying why not.
+
+    ``listen_address`` is where the app listens (Streamlit's ``server.address``; empty
+    means all interfaces); ``kubeconfig_user`` returns the kubeconfig's current user or
+    raises ``NoLocalIdentity``. It is called only once the address is known to be safe.
+    """
+    if settings.iap_audience:
+        raise LocalAdminRefused(
+            "LOCAL_ADMIN=true and IAP_AUDIENCE are both set: IAP_AUDIENCE means the app is "
+            "deployed behind Identity-Aware Proxy, LOCAL_ADMIN that it runs on your own "
+            "machine. Unset one of them."
+        )
+    if not is_loopback(listen_address):
+        raise LocalAdminRefused(
+            "LOCAL_ADMIN works only when the app listens on 127.0.0.1 (this machine only); "
+            f"it listens on {_where(listen_address)}, where anyone who can reach it would "
+            "be an admin. Start it with `make run` (it listens on 127.0.0.1 unless APP_ADDRESS "
+            "says otherwise) or `--server.address 127.0.0.1`; to serve admins over the "
+            "network, unset LOCAL_ADMIN and use IAP or Streamlit login with ADMIN_EMAILS."
+        )
+    if kubeconfig_user is None:
+        raise NoLocalIdentity("LOCAL_ADMIN is on but no kubeconfig user was given.")
+    return AdminIdentity(name=LOCAL_PREFIX + kubeconfig_user(), via="local")
+
+
+def _where(listen_address: str | None) -> str:
+    """The listen address as a refusal names it (Streamlit's unset address is 0.0.0.0)."""
+    address = (listen_address or "").strip() or "0.0.0.0"  # noqa: S104 - named, not bound
+    everywhere = address in ("0.0.0.0", "::")  # noqa: S104
+    return address + (" (all network interfaces)" if everywhere else "")
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether a listen address is reachable from this machine only: 127.0.0.0/8, ::1
+    (also IPv4-mapped or in brackets) or ``localhost``. Empty (Streamlit's default: all
+    interfaces), 0.0.0.0, :: and every other address or host name are not."""
+    host = (address or "").strip().lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
 
 
 def _oidc_email(user: Mapping[str, Any] | None) -> tuple[str, str | None]:

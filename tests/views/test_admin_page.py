@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from tests.admin_world import admin_world
@@ -17,6 +18,7 @@ from webapp import warmup
 from webapp.cluster.k8s import connect
 from webapp.cluster.switch import acquire_lock
 from webapp.settings import get_settings
+from webapp.views.messages import as_plain_text
 
 APP = str(Path(__file__).resolve().parents[2] / "webapp" / "app.py")
 ADMIN = "admin@example.com"
@@ -31,9 +33,11 @@ def world():
 
 @pytest.fixture
 def page(monkeypatch, tmp_path):
-    """``page(world, user=..., secrets=..., **env)`` -> AppTest of the router after one run."""
+    """``page(world, user=..., secrets=..., listen=..., **env)`` -> AppTest of the router after
+    one run; ``listen`` is the address Streamlit says it listens on (unset: all interfaces)."""
+    listening = config.get_option("server.address")
 
-    def make(world=None, *, user=None, secrets=None, **env):
+    def make(world=None, *, user=None, secrets=None, listen=None, **env):
         base = {
             "APP_MODE": "admin",
             "ADMIN_EMAILS": ADMIN,
@@ -50,6 +54,7 @@ def page(monkeypatch, tmp_path):
             monkeypatch.setenv(k, str(v))
         get_settings.cache_clear()
         st.cache_resource.clear()  # a fresh job registry and clients per test
+        config.set_option("server.address", listen)
         at = AppTest.from_file(APP, default_timeout=30)
         at.secrets = OIDC_SECRETS if secrets is None else secrets
         at.user = {"is_logged_in": True, "email": ADMIN} if user is None else user
@@ -57,6 +62,7 @@ def page(monkeypatch, tmp_path):
 
     yield make
     get_settings.cache_clear()
+    config.set_option("server.address", listening)
 
 
 def texts(at) -> str:
@@ -91,7 +97,7 @@ def table(at, column):
 def test_admin_sees_status_tables(world, page):
     at = page(world)
     assert not at.exception, at.exception
-    assert f"Signed in as **{ADMIN}**" in texts(at)
+    assert f"Signed in as **{as_plain_text(ADMIN)}** (via OIDC)" in texts(at)
     pods = table(at, "recent events")
     assert list(pods["phase"]) == ["Running"] and list(pods["model"]) == [LLAMA.name]
     nodes = table(at, "GPUs capacity")
@@ -187,6 +193,60 @@ def test_non_admins_see_only_a_refusal(world, page, user, env, expected):
     shown = texts(at)
     assert expected in shown
     assert "Deploy a model" not in shown and not at.dataframe
+
+
+LOCAL = {"LOCAL_ADMIN": "true", "ADMIN_EMAILS": ""}  # no allowlist needed on a laptop
+
+
+def test_local_admin_on_loopback_acts_and_is_audited_as_the_kubeconfig_user(world, page):
+    """``LOCAL_ADMIN=true make run``: the kubeconfig's current user (the fake cluster's is
+    "fake") is the admin, and every action is audited under that name, marked local."""
+    world.gke.op_polls = 2
+    at = page(world, listen="127.0.0.1", secrets={}, user={"is_logged_in": False}, **LOCAL)
+    assert not at.exception, at.exception
+    assert r"Signed in as **kubeconfig\:fake**, a local admin (LOCAL_ADMIN)" in texts(at)
+    assert table(at, "recent events") is not None  # the status of the cluster is shown
+    at.number_input(key="resize_size").set_value(0)
+    next(b for b in at.button if b.label == "Resize").click().run()
+    run_until(at, lambda a: "done." in texts(a))
+    assert world.gke.node_counts["gpu-pool"] == 0
+    audit = table(at, "action")
+    assert list(audit["result"])[:2] == ["done", "started"]
+    assert set(audit["who"]) == {"kubeconfig:fake (local)"}
+
+
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        (None, "it listens on 0.0.0.0 (all network interfaces)"),  # Streamlit's default
+        ("0.0.0.0", "it listens on 0.0.0.0 (all network interfaces)"),
+        ("192.168.1.20", "it listens on 192.168.1.20"),
+    ],
+)
+def test_local_admin_is_refused_with_the_reason_off_loopback(world, page, address, shown):
+    at = page(world, listen=address, **LOCAL)
+    assert not at.exception, at.exception
+    refusal = " ".join(e.value for e in at.error)
+    assert "LOCAL_ADMIN works only when the app listens on 127.0.0.1" in refusal
+    assert shown in refusal
+    assert "Deploy a model" not in texts(at) and not at.dataframe
+    assert not world.gke.operations  # nothing was done
+
+
+@pytest.mark.parametrize(
+    ("world_on", "env", "kind", "expected"),
+    [
+        (True, {"IAP_AUDIENCE": "/projects/1/global/backendServices/2"}, "error",
+         "LOCAL_ADMIN=true and IAP_AUDIENCE are both set"),
+        (False, {}, "warning",
+         "LOCAL_ADMIN names you after your kubeconfig's current user, but no kubeconfig was found"),
+    ],
+)  # fmt: skip
+def test_local_admin_without_a_usable_identity_says_why(world, page, world_on, env, kind, expected):
+    at = page(world if world_on else None, listen="127.0.0.1", **LOCAL, **env)
+    assert not at.exception, at.exception
+    assert expected in " ".join(e.value for e in getattr(at, kind))
+    assert "Deploy a model" not in texts(at)
 
 
 def test_does_not_fit_blocks_deploy(world, page):
