@@ -10,8 +10,8 @@
 # Environment: LLM_URL, LOCAL_MODEL, LOCAL_MAX_MODEL_LEN (4096), VLLM_PORT_LOCAL (8000,
 # another free port is picked when busy), VLLM_START_TIMEOUT (900 s), VLLM_EXTRA_ARGS,
 # VLLM_CPU_KVCACHE_SPACE (GiB, 1), APP_PORT (8501), APP_ADDRESS (127.0.0.1: this machine
-# only; 0.0.0.0 serves the network). LOCAL_ADMIN=true with a kubeconfig gives you the admin
-# page as your kubeconfig's user, on a loopback APP_ADDRESS only.
+# only, and only under loopback names; 0.0.0.0 serves the network). LOCAL_ADMIN=true with a
+# kubeconfig gives you the admin page as your kubeconfig's user, on a loopback APP_ADDRESS only.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,6 +41,16 @@ app_cmd() {
     echo
     app_args=(-m streamlit run webapp/app.py
         --server.port "$app_port" --server.address "$app_address" --server.headless true)
+    # Listening on loopback, the app answers only to loopback names: a web page cannot reach
+    # it under its own name pointed at 127.0.0.1 (DNS rebinding). LOCAL_ADMIN requires it.
+    case "$app_address" in
+    127.* | ::1 | localhost)
+        local name
+        for name in localhost 127.0.0.1 ::1 "$app_address"; do
+            app_args+=(--server.allowedHosts "$name")
+        done
+        ;;
+    esac
 }
 
 stop_vllm() {

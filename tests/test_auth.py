@@ -17,6 +17,7 @@ from webapp.auth import (
     AdminIdentity,
     HttpCertsFetcher,
     InvalidIapToken,
+    Listener,
     LocalAdminRefused,
     NoLocalIdentity,
     NotAdmin,
@@ -119,9 +120,13 @@ def _never() -> str:
     raise AssertionError("the kubeconfig must not be read when local admin is refused")
 
 
-def _local(address, settings=None, user=_alice):
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")  # what make run accepts
+
+
+def _local(address, settings=None, user=_alice, hosts=LOOPBACK_NAMES):
     settings = settings or Settings(local_admin=True)
-    return identify_admin(settings, "local", listen_address=address, kubeconfig_user=user)
+    listener = Listener(address, hosts)
+    return identify_admin(settings, "local", listener=listener, kubeconfig_user=user)
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "::1", "localhost"])
@@ -151,6 +156,28 @@ def test_local_admin_refused_off_loopback_with_the_reason(address, shown):
     assert "LOCAL_ADMIN works only when the app listens on 127.0.0.1" in msg
     assert shown in msg
     assert "make run" in msg and "IAP or Streamlit login" in msg  # what to do instead
+
+
+@pytest.mark.parametrize(
+    ("hosts", "refusal"),
+    [
+        ((), "it accepts any name"),  # Streamlit's default
+        (("*",), "it accepts *,"),
+        (("localhost", "*.example.com"), "it accepts localhost, *.example.com,"),
+        (("localhost", "admin.example.com"), "it accepts localhost, admin.example.com,"),
+        (("localhost",), None),
+        (("LOCALHOST", "127.0.0.1", "::1"), None),
+    ],
+)
+def test_local_admin_needs_an_app_that_accepts_loopback_names_only(hosts, refusal):
+    """Else a web page whose name resolves to 127.0.0.1 reaches the app (DNS rebinding)."""
+    if refusal is None:
+        assert _local("127.0.0.1", hosts=hosts).name == "kubeconfig:alice"
+        return
+    with pytest.raises(LocalAdminRefused) as info:
+        _local("127.0.0.1", hosts=hosts, user=_never)
+    assert refusal in str(info.value)
+    assert "DNS rebinding" in str(info.value) and "--server.allowedHosts" in str(info.value)
 
 
 def test_local_admin_refused_behind_iap():

@@ -17,7 +17,9 @@ configured, or an empty allowlist, the admin page is off.
   on a loopback address, so they are the admin, named after their kubeconfig's current
   user (``kubeconfig:<user>``); the cluster's RBAC for that user is the real gate, as for
   kubectl. Refused when the app listens on any other address (anyone on the network
-  would be admin) and when ``IAP_AUDIENCE`` is set too (that means a deployed app).
+  would be admin), when it accepts Host names other than loopback ones (a web page could
+  reach it under its own name resolved to 127.0.0.1: DNS rebinding), and when
+  ``IAP_AUDIENCE`` is set too (that means a deployed app).
   It takes precedence over Streamlit login and needs no ``ADMIN_EMAILS``.
 """
 
@@ -76,6 +78,15 @@ class NotAdmin(AuthError):
 
 
 @dataclass(frozen=True)
+class Listener:
+    """Where the app listens (Streamlit's ``server.address``; unset: every interface) and
+    the Host names its WebSocket accepts (``server.allowedHosts``; empty: any)."""
+
+    address: str | None
+    allowed_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AdminIdentity:
     """A verified admin: ``name`` is their e-mail (IAP, OIDC; lower-case) or, for a local
     admin, ``kubeconfig:<user>``."""
@@ -113,7 +124,7 @@ def identify_admin(
     user: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
     certs_fetcher: CertsFetcher | None = None,
-    listen_address: str | None = None,
+    listener: Listener | None = None,
     kubeconfig_user: Callable[[], str] | None = None,
 ) -> AdminIdentity:
     """Return the admin identity for this request or raise an ``AuthError`` subclass.
@@ -121,10 +132,10 @@ def identify_admin(
     ``user`` is what ``st.user`` holds (is_logged_in, email, email_verified);
     ``headers`` the request headers (``st.context.headers``); ``certs_fetcher``
     returns IAP's {key id: PEM} map (default: Google's, cached for an hour).
-    ``listen_address`` and ``kubeconfig_user`` are for ``local``: see ``identify_local_admin``.
+    ``listener`` and ``kubeconfig_user`` are for ``local``: see ``identify_local_admin``.
     """
     if mode == "local":
-        return identify_local_admin(settings, listen_address, kubeconfig_user)
+        return identify_local_admin(settings, listener, kubeconfig_user)
     if mode == "off":
         raise AdminAccessOff(
             "The admin page is off: set ADMIN_EMAILS and either IAP_AUDIENCE "
@@ -157,13 +168,13 @@ def identify_admin(
 
 
 def identify_local_admin(
-    settings: Any, listen_address: str | None, kubeconfig_user: Callable[[], str] | None
+    settings: Any, listener: Listener | None, kubeconfig_user: Callable[[], str] | None
 ) -> AdminIdentity:
     """The local admin (LOCAL_ADMIN=true), or ``LocalAdminRefused`` saying why not.
 
-    ``listen_address`` is where the app listens (Streamlit's ``server.address``; empty
-    means all interfaces); ``kubeconfig_user`` returns the kubeconfig's current user or
-    raises ``NoLocalIdentity``. It is called only once the address is known to be safe.
+    ``listener`` says where the app listens and which Host names it accepts;
+    ``kubeconfig_user`` returns the kubeconfig's current user or raises ``NoLocalIdentity``.
+    It is called only once the listener is known to be safe.
     """
     if settings.iap_audience:
         raise LocalAdminRefused(
@@ -171,13 +182,24 @@ def identify_local_admin(
             "deployed behind Identity-Aware Proxy, LOCAL_ADMIN that it runs on your own "
             "machine. Unset one of them."
         )
-    if not is_loopback(listen_address):
+    listener = listener or Listener(None)
+    if not is_loopback(listener.address):
         raise LocalAdminRefused(
             "LOCAL_ADMIN works only when the app listens on 127.0.0.1 (this machine only); "
-            f"it listens on {_where(listen_address)}, where anyone who can reach it would "
+            f"it listens on {_where(listener.address)}, where anyone who can reach it would "
             "be an admin. Start it with `make run` (it listens on 127.0.0.1 unless APP_ADDRESS "
             "says otherwise) or `--server.address 127.0.0.1`; to serve admins over the "
             "network, unset LOCAL_ADMIN and use IAP or Streamlit login with ADMIN_EMAILS."
+        )
+    hosts = listener.allowed_hosts
+    if not hosts or not all(is_loopback(h) for h in hosts):
+        accepted = ", ".join(hosts) if hosts else "any name"
+        raise LocalAdminRefused(
+            "LOCAL_ADMIN works only when the app accepts loopback names alone (localhost, "
+            f"127.0.0.1, ::1); it accepts {accepted}, so a web page could reach it under its "
+            "own name pointed at 127.0.0.1 (DNS rebinding) and act as you. `make run` sets "
+            "this; by hand add `--server.allowedHosts localhost --server.allowedHosts "
+            "127.0.0.1 --server.allowedHosts ::1`."
         )
     if kubeconfig_user is None:
         raise NoLocalIdentity("LOCAL_ADMIN is on but no kubeconfig user was given.")

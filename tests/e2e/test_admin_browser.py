@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 from tests.admin_world import admin_world
 from tests.cluster.conftest import LLAMA, NS
-from tests.conftest import ROOT, free_port
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.identities import iap_keypair, iap_token
 from webapp.audit import AuditLog
@@ -202,3 +202,28 @@ def test_local_admin_is_refused_with_the_reason_when_make_run_serves_the_network
         expect(refusal).to_contain_text("it listens on 0.0.0.0 (all network interfaces)")
         expect(page.get_by_text("Pods in vllm")).to_have_count(0)
         expect(page.get_by_text("Deploy a model")).to_have_count(0)
+
+
+def test_make_run_answers_only_to_loopback_names(run_local, browser):
+    """DNS rebinding: a web page whose own name resolves to 127.0.0.1 would drive the local
+    admin page with the admin's rights. The app that make run starts refuses its WebSocket."""
+    with admin_world() as world:
+        url, _ = run_local(LOCAL_ADMIN="true", **world.env())
+        port = url.rsplit(":", 1)[1]
+        rebinding = browser.browser_type.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP rebind.test 127.0.0.1"],
+        )
+        try:
+            evil = rebinding.new_page()
+            with evil.expect_websocket() as opened:
+                evil.goto(f"http://rebind.test:{port}/admin")
+            assert "403" in opened.value.wait_for_event("socketerror", timeout=TIMEOUT_MS)
+            expect(evil.get_by_text("Signed in as")).to_have_count(0)
+            mine = rebinding.new_page()  # the same browser, under the loopback name
+            mine.goto(f"http://localhost:{port}/admin")
+            expect(mine.get_by_text("Signed in as kubeconfig:fake")).to_be_visible(
+                timeout=TIMEOUT_MS
+            )
+        finally:
+            rebinding.close()

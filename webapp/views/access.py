@@ -2,7 +2,8 @@
 
 ``webapp.auth`` is pure; this module hands it what Streamlit knows for the access mode in
 force: ``st.user`` under Streamlit login (OIDC), the request headers and IAP's keys behind
-Identity-Aware Proxy, the listen address and the kubeconfig's user for a local admin.
+Identity-Aware Proxy, the listen address, the accepted Host names and the kubeconfig's
+user for a local admin.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import streamlit as st
 from webapp.auth import (
     AccessMode,
     AdminIdentity,
+    Listener,
     NoLocalIdentity,
     admin_access_mode,
     certs_fetcher_for,
@@ -35,9 +37,11 @@ def access_mode(settings: Settings) -> AccessMode:
     return admin_access_mode(settings, oidc_configured())
 
 
-def listen_address() -> str | None:
-    """Where this Streamlit server listens (``--server.address``; unset: all interfaces)."""
-    return st.get_option("server.address")
+def listener() -> Listener:
+    """Where this Streamlit server listens (``--server.address``; unset: all interfaces) and
+    the Host names it accepts (``--server.allowedHosts``; empty: any)."""
+    hosts = st.get_option("server.allowedHosts") or ()
+    return Listener(st.get_option("server.address"), tuple(str(h) for h in hosts))
 
 
 def identify(settings: Settings, mode: AccessMode) -> AdminIdentity:
@@ -49,7 +53,7 @@ def identify(settings: Settings, mode: AccessMode) -> AdminIdentity:
         user=st.user.to_dict() if mode == "oidc" else None,
         headers=dict(st.context.headers or {}) if mode == "iap" else None,
         certs_fetcher=certs_fetcher_for(settings) if mode == "iap" else None,
-        listen_address=listen_address() if local else None,
+        listener=listener() if local else None,
         kubeconfig_user=(lambda: _kubeconfig_user(settings)) if local else None,
     )
 
