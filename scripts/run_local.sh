@@ -34,10 +34,13 @@ app_cmd() {
     esac
     echo
     echo "Chat app: http://${host}:${app_port}  (LLM_URL=${LLM_URL}; listening on ${app_address})"
-    if [[ -n "${LOCAL_ADMIN:-}" ]]; then
+    case "${LOCAL_ADMIN:-}" in
+    "" | 0 | [Ff]alse | FALSE | [Nn]o | [Oo]ff) ;;
+    *)
         # the page itself says so when LOCAL_ADMIN cannot work (e.g. APP_ADDRESS=0.0.0.0)
-        echo "Admin page: http://${host}:${app_port}/admin  (LOCAL_ADMIN=${LOCAL_ADMIN}: as your kubeconfig's user)"
-    fi
+        echo "Admin page: http://${host}:${app_port}/admin  (LOCAL_ADMIN: as your kubeconfig's user)"
+        ;;
+    esac
     echo
     app_args=(-m streamlit run webapp/app.py
         --server.port "$app_port" --server.address "$app_address" --server.headless true)

@@ -8,10 +8,6 @@ Three ways to know who the user is:
   the one door to the app and its signature is checked on every request.
 * ``oidc`` - Streamlit's own login (``st.login``, configured in secrets.toml
   ``[auth]``); the view passes ``st.user`` as a mapping.
-
-Either way the e-mail must be on ``ADMIN_EMAILS`` (case-insensitive). With neither
-configured, or an empty allowlist, the admin page is off.
-
 * ``local`` - ``LOCAL_ADMIN=true``: the console runs on the admin's own machine, the way
   kubectl, k9s or Lens do. Only the person at this machine can reach an app that listens
   on a loopback address, so they are the admin, named after their kubeconfig's current
@@ -21,6 +17,9 @@ configured, or an empty allowlist, the admin page is off.
   reach it under its own name resolved to 127.0.0.1: DNS rebinding), and when
   ``IAP_AUDIENCE`` is set too (that means a deployed app).
   It takes precedence over Streamlit login and needs no ``ADMIN_EMAILS``.
+
+For IAP and OIDC the e-mail must be on ``ADMIN_EMAILS`` (case-insensitive). Without
+LOCAL_ADMIN, with neither configured or with an empty allowlist, the admin page is off.
 """
 
 from __future__ import annotations
@@ -66,7 +65,8 @@ class NoLocalIdentity(NotLoggedIn):
 
 
 class LocalAdminRefused(AuthError):
-    """LOCAL_ADMIN is set where it must not work: a non-loopback listen address, or IAP."""
+    """LOCAL_ADMIN is set where it must not work: a listen address or accepted Host names
+    beyond loopback, or together with IAP."""
 
 
 class NotAdmin(AuthError):
