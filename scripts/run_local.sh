@@ -9,7 +9,9 @@
 #
 # Environment: LLM_URL, LOCAL_MODEL, LOCAL_MAX_MODEL_LEN (4096), VLLM_PORT_LOCAL (8000,
 # another free port is picked when busy), VLLM_START_TIMEOUT (900 s), VLLM_EXTRA_ARGS,
-# VLLM_CPU_KVCACHE_SPACE (GiB, 1), APP_PORT (8501).
+# VLLM_CPU_KVCACHE_SPACE (GiB, 1), APP_PORT (8501), APP_ADDRESS (127.0.0.1: this machine
+# only, and only under loopback names; 0.0.0.0 serves the network). LOCAL_ADMIN=true with a
+# kubeconfig gives you the admin page as your kubeconfig's user, on a loopback APP_ADDRESS only.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,17 +20,40 @@ cd "$repo_root"
 app_python=".venv/bin/python"
 vllm_python=".venv-vllm/bin/python"
 app_port="${APP_PORT:-8501}"
+app_address="${APP_ADDRESS:-127.0.0.1}"
 run_dir=".run"
 vllm_log="$run_dir/vllm.log"
 vllm_pid=""
 app_pid=""
 
 app_cmd() {
+    local host="$app_address"
+    case "$host" in
+    0.0.0.0 | "::") host=localhost ;;
+    *:*) host="[$host]" ;;
+    esac
     echo
-    echo "Chat app: http://localhost:${app_port}  (LLM_URL=${LLM_URL})"
+    echo "Chat app: http://${host}:${app_port}  (LLM_URL=${LLM_URL}; listening on ${app_address})"
+    case "${LOCAL_ADMIN:-}" in
+    "" | 0 | [Ff]alse | FALSE | [Nn]o | [Oo]ff) ;;
+    *)
+        # the page itself says so when LOCAL_ADMIN cannot work (e.g. APP_ADDRESS=0.0.0.0)
+        echo "Admin page: http://${host}:${app_port}/admin  (LOCAL_ADMIN: as your kubeconfig's user)"
+        ;;
+    esac
     echo
     app_args=(-m streamlit run webapp/app.py
-        --server.port "$app_port" --server.address 0.0.0.0 --server.headless true)
+        --server.port "$app_port" --server.address "$app_address" --server.headless true)
+    # Listening on loopback, the app answers only to loopback names: a web page cannot reach
+    # it under its own name pointed at 127.0.0.1 (DNS rebinding). LOCAL_ADMIN requires it.
+    case "$app_address" in
+    127.* | ::1 | localhost)
+        local name
+        for name in localhost 127.0.0.1 ::1 "$app_address"; do
+            app_args+=(--server.allowedHosts "$name")
+        done
+        ;;
+    esac
 }
 
 stop_vllm() {

@@ -17,10 +17,14 @@ from webapp.auth import (
     AdminIdentity,
     HttpCertsFetcher,
     InvalidIapToken,
+    Listener,
+    LocalAdminRefused,
+    NoLocalIdentity,
     NotAdmin,
     NotLoggedIn,
     admin_access_mode,
     identify_admin,
+    is_loopback,
 )
 from webapp.settings import Settings
 
@@ -55,24 +59,139 @@ def _settings(**kw) -> Settings:
 
 
 @pytest.mark.parametrize(
-    ("admin_emails", "iap_audience", "oidc", "mode"),
+    ("admin_emails", "iap_audience", "oidc", "local", "mode"),
     [
-        ("a@x.com", "", False, "off"),
-        ("a@x.com", "", True, "oidc"),
-        ("a@x.com", AUDIENCE, False, "iap"),
-        ("a@x.com", AUDIENCE, True, "iap"),  # behind IAP, the proxy's signature wins
-        ("", AUDIENCE, True, "off"),  # nobody could be admin
-        (" , ", "", True, "off"),
+        ("a@x.com", "", False, False, "off"),
+        ("a@x.com", "", True, False, "oidc"),
+        ("a@x.com", AUDIENCE, False, False, "iap"),
+        ("a@x.com", AUDIENCE, True, False, "iap"),  # behind IAP, the proxy's signature wins
+        ("", AUDIENCE, True, False, "off"),  # nobody could be admin
+        (" , ", "", True, False, "off"),
+        # LOCAL_ADMIN wins over login and needs no allowlist; with IAP it is refused later
+        ("", "", False, True, "local"),
+        ("a@x.com", "", True, True, "local"),
+        ("a@x.com", AUDIENCE, True, True, "local"),
     ],
 )
-def test_admin_access_mode(admin_emails, iap_audience, oidc, mode):
-    s = Settings(admin_emails=admin_emails, iap_audience=iap_audience)
+def test_admin_access_mode(admin_emails, iap_audience, oidc, local, mode):
+    s = Settings(admin_emails=admin_emails, iap_audience=iap_audience, local_admin=local)
     assert admin_access_mode(s, oidc_configured=oidc) == mode
 
 
 def test_off_refuses():
     with pytest.raises(AdminAccessOff, match="ADMIN_EMAILS"):
         identify_admin(_settings(), "off")
+
+
+# --- local admin (LOCAL_ADMIN=true) ---
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.53", True),  # all of 127.0.0.0/8
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("localhost", True),
+        ("LocalHost ", True),
+        (None, False),  # Streamlit's default: every interface
+        ("", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.20", False),
+        ("10.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("128.0.0.1", False),
+        ("localhost.example.com", False),  # a name we cannot vouch for
+        ("my-laptop", False),
+    ],
+)
+def test_is_loopback(address, loopback):
+    assert is_loopback(address) is loopback
+
+
+def _alice() -> str:
+    return "alice"
+
+
+def _never() -> str:
+    raise AssertionError("the kubeconfig must not be read when local admin is refused")
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")  # what make run accepts
+
+
+def _local(address, settings=None, user=_alice, hosts=LOOPBACK_NAMES):
+    settings = settings or Settings(local_admin=True)
+    listener = Listener(address, hosts)
+    return identify_admin(settings, "local", listener=listener, kubeconfig_user=user)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "localhost"])
+def test_local_admin_on_loopback_is_the_kubeconfig_user(address):
+    who = _local(address)
+    assert who == AdminIdentity("kubeconfig:alice", "local")
+    assert who.actor == "kubeconfig:alice (local)"
+
+
+def test_other_admins_are_named_by_their_email():
+    assert AdminIdentity("admin@example.com", "iap").actor == "admin@example.com"
+
+
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        (None, "it listens on 0.0.0.0 (all network interfaces)"),
+        ("0.0.0.0", "it listens on 0.0.0.0 (all network interfaces)"),
+        ("::", "it listens on :: (all network interfaces)"),
+        ("192.168.1.20", "it listens on 192.168.1.20,"),
+    ],
+)
+def test_local_admin_refused_off_loopback_with_the_reason(address, shown):
+    with pytest.raises(LocalAdminRefused) as info:
+        _local(address, user=_never)
+    msg = str(info.value)
+    assert "LOCAL_ADMIN works only when the app listens on 127.0.0.1" in msg
+    assert shown in msg
+    assert "make run" in msg and "IAP or Streamlit login" in msg  # what to do instead
+
+
+@pytest.mark.parametrize(
+    ("hosts", "refusal"),
+    [
+        ((), "it accepts any name"),  # Streamlit's default
+        (("*",), "it accepts *,"),
+        (("localhost", "*.example.com"), "it accepts localhost, *.example.com,"),
+        (("localhost", "admin.example.com"), "it accepts localhost, admin.example.com,"),
+        (("localhost",), None),
+        (("LOCALHOST", "127.0.0.1", "::1"), None),
+    ],
+)
+def test_local_admin_needs_an_app_that_accepts_loopback_names_only(hosts, refusal):
+    """Else a web page whose name resolves to 127.0.0.1 reaches the app (DNS rebinding)."""
+    if refusal is None:
+        assert _local("127.0.0.1", hosts=hosts).name == "kubeconfig:alice"
+        return
+    with pytest.raises(LocalAdminRefused) as info:
+        _local("127.0.0.1", hosts=hosts, user=_never)
+    assert refusal in str(info.value)
+    assert "DNS rebinding" in str(info.value) and "--server.allowedHosts" in str(info.value)
+
+
+def test_local_admin_refused_behind_iap():
+    settings = Settings(local_admin=True, iap_audience=AUDIENCE, admin_emails="a@x.com")
+    with pytest.raises(LocalAdminRefused, match="LOCAL_ADMIN=true and IAP_AUDIENCE are both set"):
+        _local("127.0.0.1", settings=settings, user=_never)
+
+
+def test_local_admin_without_a_kubeconfig_user():
+    def missing() -> str:
+        raise NoLocalIdentity("no kubeconfig")
+
+    with pytest.raises(NotLoggedIn, match="no kubeconfig"):
+        _local("127.0.0.1", user=missing)
 
 
 # --- Streamlit login (st.user) ---
@@ -104,7 +223,7 @@ def test_oidc(user, outcome):
     if outcome == "admin":
         ident = identify_admin(_settings(), "oidc", user=user)
         assert ident.via == "oidc"
-        assert ident.email == user["email"].lower()
+        assert ident.name == user["email"].lower()
     else:
         with pytest.raises(outcome):
             identify_admin(_settings(), "oidc", user=user)
@@ -139,7 +258,7 @@ def test_iap_valid_token():
 
 
 def test_iap_header_is_case_insensitive():
-    assert _iap(_token(), header="x-goog-iap-jwt-assertion").email == "admin@example.com"
+    assert _iap(_token(), header="x-goog-iap-jwt-assertion").name == "admin@example.com"
 
 
 @pytest.mark.parametrize(
@@ -196,7 +315,7 @@ def test_iap_missing_header():
 
 
 def test_iap_email_with_accounts_prefix():
-    assert _iap(_token(email="accounts.google.com:ops@example.com")).email == "ops@example.com"
+    assert _iap(_token(email="accounts.google.com:ops@example.com")).name == "ops@example.com"
 
 
 def test_iap_keys_unavailable():
@@ -236,7 +355,7 @@ def test_http_certs_fetcher_verifies_and_caches():
             ident = identify_admin(
                 _settings(), "iap", headers={IAP_HEADER_NAME: _token()}, certs_fetcher=fetcher
             )
-            assert ident.email == "admin@example.com"
+            assert ident.name == "admin@example.com"
         assert handler.hits == 1  # cached
     finally:
         httpd.shutdown()
@@ -255,7 +374,7 @@ def test_certs_file_fetcher(tmp_path):
     who = identify_admin(
         settings, "iap", headers={IAP_HEADER_NAME: _token()}, certs_fetcher=fetcher
     )
-    assert who.email == "admin@example.com"
+    assert who.name == "admin@example.com"
     assert not isinstance(certs_fetcher_for(_settings()), FileCertsFetcher)
 
 
@@ -302,11 +421,11 @@ def test_iap_key_rotation_refetches_on_an_unknown_key_id(keys_server):
     handler, url = keys_server
     now = [1000.0]
     fetcher = HttpCertsFetcher(url=url, min_refresh_s=30, clock=lambda: now[0])
-    assert _admin(fetcher).email == "admin@example.com" and handler.hits == 1
+    assert _admin(fetcher).name == "admin@example.com" and handler.hits == 1
     now[0] += 31
     rotated, rotated_pem = iap_keypair("iap-key-2")
     handler.keys = {**CERTS, "iap-key-2": rotated_pem}  # IAP publishes a new key
-    assert _admin(fetcher, _token(rotated)).email == "admin@example.com"
+    assert _admin(fetcher, _token(rotated)).name == "admin@example.com"
     assert handler.hits == 2  # fetched again at once, not after the hour's cache
     # made-up key ids do not make us fetch again and again: once per 30 s at most
     stranger, _ = iap_keypair("made-up")
@@ -324,9 +443,9 @@ def test_iap_key_rotation_refetches_on_an_unknown_key_id(keys_server):
 def test_iap_keys_kept_when_a_refresh_fails(keys_server):
     handler, url = keys_server
     fetcher = HttpCertsFetcher(url=url, ttl_s=0, min_refresh_s=0)
-    assert _admin(fetcher).email == "admin@example.com"
+    assert _admin(fetcher).name == "admin@example.com"
     handler.broken = True  # Google's key endpoint fails: the last good keys stay in use
-    assert _admin(fetcher).email == "admin@example.com"
+    assert _admin(fetcher).name == "admin@example.com"
     assert handler.hits == 2  # it did try
 
 

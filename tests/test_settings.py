@@ -19,6 +19,8 @@ from webapp.settings import Settings
         ({"DATABASE_POOL_SIZE": "20"}, "database_pool_size", 20),
         ({"DATABASE_MAX_OVERFLOW": "0"}, "database_max_overflow", 0),
         ({"DATABASE_POOL_TIMEOUT_S": "2.5"}, "database_pool_timeout_s", 2.5),
+        ({"LOCAL_ADMIN": "true"}, "local_admin", True),
+        ({"LOCAL_ADMIN": "0"}, "local_admin", False),
     ],
 )
 def test_settings_from_env(monkeypatch, env, field, expected):
@@ -38,6 +40,7 @@ def test_settings_from_env(monkeypatch, env, field, expected):
         ({"DATABASE_POOL_SIZE": "0"},),
         ({"DATABASE_MAX_OVERFLOW": "-1"},),
         ({"DATABASE_POOL_TIMEOUT_S": "0"},),
+        ({"LOCAL_ADMIN": "maybe"},),
     ],
 )
 def test_settings_reject_bad_values(monkeypatch, env):

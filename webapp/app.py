@@ -19,16 +19,22 @@ if settings.app_mode == "admin":
 st.set_page_config(page_title=settings.app_title, page_icon="💬", layout="wide")
 
 
-def _is_admin() -> bool:
+def _admin_listed() -> bool:
+    """Whether the menu lists the admin page: for admins, and always under LOCAL_ADMIN, so that
+    a local run that cannot grant it (see the page) says why instead of hiding the page."""
+    mode = access_mode(settings)
+    if mode == "local":
+        return True
     try:
-        identify(settings, access_mode(settings))
+        identify(settings, mode)
         return True
     except AuthError:
         return False
 
 
-# The admin page is listed only for admins; for anyone else it stays reachable by URL
-# (hidden) and says why they cannot use it. APP_MODE=chat has no admin page at all.
+# The admin page is listed only for admins (and under LOCAL_ADMIN, see above); for anyone
+# else it stays reachable by URL (hidden) and says why they cannot use it. APP_MODE=chat has
+# no admin page at all.
 pages = []
 if settings.app_mode in ("chat", "all"):
     pages.append(
@@ -44,7 +50,7 @@ if settings.app_mode in ("admin", "all"):
             icon=":material/admin_panel_settings:",
             url_path="admin",
             default=settings.app_mode == "admin",
-            visibility="visible" if settings.app_mode == "admin" or _is_admin() else "hidden",
+            visibility="visible" if settings.app_mode == "admin" or _admin_listed() else "hidden",
         )
     )
 nav = st.navigation(pages, position="sidebar" if len(pages) > 1 else "hidden")

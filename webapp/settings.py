@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     iap_certs_file: str = Field(
         "", description="JSON {key id: PEM} of IAP public keys; default: Google's (for tests)"
     )
+    local_admin: bool = Field(
+        False,
+        description="admin page for the person at this machine, named by the kubeconfig's "
+        "current user; works only when the app listens on a loopback address",
+    )
 
     # --- cluster ---
     kubeconfig: str = Field(

@@ -19,7 +19,7 @@ from webapp.cluster.errors import (
     Forbidden,
     NotFound,
 )
-from webapp.cluster.k8s import call, connect
+from webapp.cluster.k8s import call, connect, kubeconfig_user
 
 
 def test_no_cluster_configured(tmp_path):
@@ -40,6 +40,68 @@ def test_broken_kubeconfig(tmp_path):
     with pytest.raises(ClusterNotConfigured) as err:
         connect(str(path))
     assert str(path) in str(err.value)
+
+
+SECRET = "kubeconfig-token-that-must-never-be-shown"  # noqa: S105
+
+KUBECONFIG = f"""\
+apiVersion: v1
+kind: Config
+current-context: {{current}}
+clusters:
+- name: gke_demo
+  cluster: {{{{server: https://203.0.113.7}}}}
+contexts:
+- name: dev
+  context: {{{{cluster: gke_demo, user: alice@example.com}}}}
+- name: prod
+  context: {{{{cluster: gke_demo, user: gke_demo_us-central1_prod}}}}
+- name: nobody
+  context: {{{{cluster: gke_demo}}}}
+users:
+- name: alice@example.com
+  user: {{{{token: {SECRET}}}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "user_or_error"),
+    [
+        (KUBECONFIG.format(current="dev"), "alice@example.com"),
+        (KUBECONFIG.format(current="prod"), "gke_demo_us-central1_prod"),
+        (KUBECONFIG.format(current="nobody"), "the current context 'nobody' of the kubeconfig"),
+        (KUBECONFIG.format(current="ghost"), "cannot be used: Invalid kube-config file"),
+        (
+            KUBECONFIG.format(current="dev").replace("current-context: dev\n", ""),
+            "Expected key current-context",
+        ),
+        ("", "is empty"),
+        ("just a string\n", "cannot be used"),
+        (f'users:\n- name: a\n  user: {{token: "{SECRET}\n', "is not valid YAML (line"),
+    ],
+)
+def test_kubeconfig_user_is_the_current_contexts_user(tmp_path, text, user_or_error):
+    path = tmp_path / "config"
+    path.write_text(text)
+    if "@" in user_or_error or user_or_error.startswith("gke_"):
+        assert kubeconfig_user(str(path)) == user_or_error
+        return
+    with pytest.raises(ClusterNotConfigured) as err:
+        kubeconfig_user(str(path))
+    assert user_or_error in str(err.value) and str(path) in str(err.value)
+    assert SECRET not in str(err.value)  # a YAML error quotes the file: never shown
+
+
+def test_kubeconfig_user_finds_the_file_as_connect_does(tmp_path):
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text(KUBECONFIG.format(current="dev"))
+    assert kubeconfig_user(environ={"HOME": str(tmp_path)}) == "alice@example.com"
+    other = tmp_path / "other"
+    other.write_text(KUBECONFIG.format(current="prod"))
+    env = {"HOME": str(tmp_path), "KUBECONFIG": f"{tmp_path}/missing:{other}"}
+    assert kubeconfig_user(environ=env) == "gke_demo_us-central1_prod"
+    with pytest.raises(ClusterNotConfigured, match="no kubeconfig was found"):
+        kubeconfig_user(environ={"HOME": str(tmp_path / "nowhere")})
 
 
 def test_unreachable_api_server(fake, tmp_path):

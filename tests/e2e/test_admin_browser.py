@@ -8,6 +8,10 @@ a local key whose public half the app reads from IAP_CERTS_FILE.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ from playwright.sync_api import expect
 
 from tests.admin_world import admin_world
 from tests.cluster.conftest import LLAMA, NS
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.identities import iap_keypair, iap_token
 from webapp.audit import AuditLog
@@ -148,3 +153,100 @@ def test_non_admin_cannot_reach_the_page(admin_app, page, iap_key, email, expect
     expect(page.get_by_text("Pods in vllm")).to_have_count(0)
     # the navigation lists the admin page only for admins
     expect(page.get_by_test_id("stSidebarNav").get_by_text("Admin")).to_have_count(0)
+
+
+@pytest.fixture
+def run_local(tmp_path):
+    """``make run``'s script with LLM_URL set (so no local vLLM), as a person starts it on a
+    laptop: ``run_local(**env)`` -> (the app's URL, the script's output file)."""
+    procs: list[subprocess.Popen] = []
+
+    def start(**env: str) -> tuple[str, Path]:
+        port = free_port()
+        unset = ("APP_ADDRESS", "ADMIN_EMAILS", "IAP_AUDIENCE", "KUBERNETES_SERVICE_HOST")
+        full = {k: v for k, v in os.environ.items() if k not in unset}
+        full |= {"APP_PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp_path / 'app.db'}"}
+        out = tmp_path / "run_local.out"
+        procs.append(
+            subprocess.Popen(
+                [str(ROOT / "scripts" / "run_local.sh")], cwd=ROOT, env=full | env,
+                stdout=out.open("ab"), stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1):
+                    return url, out
+            except OSError:
+                if procs[-1].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"run_local.sh did not start: {out.read_text()}") from None
+                time.sleep(0.2)
+
+    yield start
+    for proc in procs:  # the script execs streamlit: this is the app itself
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_make_run_gives_a_local_admin_the_admin_page_on_localhost(run_local, page, tmp_path):
+    """``LOCAL_ADMIN=true LLM_URL=... make run`` with a kubeconfig: the app listens on
+    127.0.0.1, the admin page opens as the kubeconfig's user, and the audit log names them."""
+    with admin_world() as world:
+        url, out = run_local(LOCAL_ADMIN="true", ADMIN_STATUS_REFRESH_S="3600", **world.env())
+        assert f"Admin page: {url}/admin" in out.read_text()
+        page.goto(f"{url}/admin")
+        signed_in = page.get_by_text("Signed in as kubeconfig:fake, a local admin (LOCAL_ADMIN)")
+        expect(signed_in).to_be_visible(timeout=TIMEOUT_MS)
+        expect(signed_in).to_contain_text("the audit log names you kubeconfig:fake (local)")
+        expect(page.get_by_text("Pods in vllm")).to_be_visible()
+        choose_model(page, "mistral-7b")
+        page.get_by_role("button", name="Deploy mistral-7b").click()
+        expect(alert(page, "Now serving mistral-7b")).to_be_visible(timeout=TIMEOUT_MS)
+        assert world.fc.served_models(NS) == ["mistral-7b"]
+        entries = AuditLog.from_url(f"sqlite:///{tmp_path / 'app.db'}").recent()
+        assert [(e.actor, e.action) for e in entries] == [
+            ("kubeconfig:fake (local)", "switch.result"),
+            ("kubeconfig:fake (local)", "switch.start"),
+        ]
+        signed_in.scroll_into_view_if_needed()  # for the screenshot
+
+
+def test_local_admin_is_refused_with_the_reason_when_make_run_serves_the_network(run_local, page):
+    """``APP_ADDRESS=0.0.0.0``: anyone on the network could open the page, so LOCAL_ADMIN
+    grants nothing; the menu still lists the admin page, which says why and what to do."""
+    with admin_world() as world:
+        url, _ = run_local(APP_ADDRESS="0.0.0.0", LOCAL_ADMIN="true", **world.env())  # noqa: S104
+        page.goto(url)
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name="Admin").click()
+        refusal = alert(page, "LOCAL_ADMIN works only when the app listens on 127.0.0.1")
+        expect(refusal).to_be_visible(timeout=TIMEOUT_MS)
+        expect(refusal).to_contain_text("it listens on 0.0.0.0 (all network interfaces)")
+        expect(page.get_by_text("Pods in vllm")).to_have_count(0)
+        expect(page.get_by_text("Deploy a model")).to_have_count(0)
+
+
+def test_make_run_answers_only_to_loopback_names(run_local, browser):
+    """DNS rebinding: a web page whose own name resolves to 127.0.0.1 would drive the local
+    admin page with the admin's rights. The app that make run starts refuses its WebSocket."""
+    with admin_world() as world:
+        url, _ = run_local(LOCAL_ADMIN="true", **world.env())
+        port = url.rsplit(":", 1)[1]
+        rebinding = browser.browser_type.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP rebind.test 127.0.0.1"],
+        )
+        try:
+            evil = rebinding.new_page()
+            with evil.expect_websocket() as opened:
+                evil.goto(f"http://rebind.test:{port}/admin")
+            assert "403" in opened.value.wait_for_event("socketerror", timeout=TIMEOUT_MS)
+            expect(evil.get_by_text("Signed in as")).to_have_count(0)
+            mine = rebinding.new_page()  # the same browser, under the loopback name
+            mine.goto(f"http://localhost:{port}/admin")
+            expect(mine.get_by_text("Signed in as kubeconfig:fake")).to_be_visible(
+                timeout=TIMEOUT_MS
+            )
+        finally:
+            rebinding.close()

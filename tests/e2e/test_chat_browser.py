@@ -88,3 +88,27 @@ def test_html_in_messages_is_text_not_code(fake, streamlit_app, page):
     expect(assistant(page)).to_contain_text("<img src=x")
     assert page.evaluate("window.__pwned") is None
     assert assistant(page).locator("img").count() == 0
+
+
+def test_conversation_title_is_a_plain_heading_not_formatted_markdown(fake, streamlit_app, page):
+    """The first prompt names the conversation in its words (no bold, no code, no H1); a
+    title typed with markup shows exactly as typed, in the heading and the sidebar."""
+    fake.set_script(Script(tokens=["ok"]))
+    app = streamlit_app(LLM_URL=fake.url)
+    open_chat(page, app.url)
+    send(page, "Why is **this** `query` so slow?")
+    heading = page.locator("h3")
+    expect(heading).to_have_text("Why is this query so slow?")
+    expect(page.locator("h1")).to_have_count(0)
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_role("button", name="Why is this query so slow?")).to_be_visible()
+    typed = "**mine** `as typed` _x_ [link](http://x) :material/home: $x$"
+    sidebar.get_by_text("This conversation").click()
+    title = sidebar.get_by_label("Title")
+    title.fill(typed)
+    title.press("Enter")
+    expect(heading).to_have_text(typed)
+    expect(sidebar.get_by_role("button", name=typed)).to_be_visible()
+    formatting = "strong, em, code, a, [role=img], .katex"
+    assert heading.locator(formatting).count() == 0
+    assert sidebar.get_by_role("button", name=typed).locator(formatting).count() == 0

@@ -8,6 +8,7 @@ from webapp.store.records import (
     DEFAULT_TITLE,
     is_valid_conversation_id,
     new_conversation_id,
+    short_title,
     title_from_prompt,
 )
 
@@ -28,11 +29,43 @@ from webapp.store.records import (
             ("Explain the difference between TCP and UDP, please, in…"),
         ),
         ("tab\tseparated\twords", "tab separated words"),
+        # markdown is markup, not title: the words stay, the formatting goes
+        ("Why is **this** `code` so _slow_?", "Why is this code so slow?"),
+        ("# Heading\nbody", "Heading"),
+        ("> quoted *and* ~~struck~~ ***both***", "quoted and struck both"),
+        ("- item one", "item one"),
+        ("1. first step", "first step"),
+        ("See [the docs](http://x.example/a) and ![logo](x.png)", "See the docs and logo"),
+        ("```python\nprint(1)\n```\nwhat does it print?", "print(1)"),
+        ("``` \n\n", DEFAULT_TITLE),
+        # ...but what only looks like markup is kept
+        ("fix my_snake_case_name", "fix my_snake_case_name"),
+        ("what is 2*3?", "what is 2*3?"),
+        ("<b>not html</b>", "<b>not html</b>"),
+        # control and invisible format characters never reach a title
+        ("bell\x07 and\x1b[31m escape", "bell and [31m escape"),
+        ("abc\u202eevil\u200b zero", "abcevil zero"),
+        ("family 👨\u200d👩\u200d👧", "family 👨\u200d👩\u200d👧"),
     ],
 )
 def test_title_from_prompt(prompt, title):
     assert title_from_prompt(prompt) == title
     assert len(title_from_prompt(prompt)) <= 60
+
+
+@pytest.mark.parametrize(
+    ("title", "short"),
+    [
+        ("Renamed", "Renamed"),
+        ("  spaced \n out  ", "spaced out"),
+        ("**kept as typed**", "**kept as typed**"),  # a title the user typed is not rewritten
+        ("rtl\u202e override", "rtl override"),
+        ("word " * 30, " ".join(["word"] * 12) + "…"),
+        ("", ""),
+    ],
+)
+def test_short_title(title, short):
+    assert short_title(title) == short
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from tests.admin_world import CLUSTER, LOCATION, PROJECT, admin_world, seed_from_manifest
@@ -33,9 +34,12 @@ def world():
 
 @pytest.fixture
 def page(monkeypatch, tmp_path):
-    """``page(world, user=..., secrets=..., **env)`` -> AppTest of the router after one run."""
+    """``page(world, user=..., secrets=..., listen=..., **env)`` -> AppTest of the router after
+    one run; ``listen`` is the address Streamlit says it listens on (unset: all interfaces),
+    ``hosts`` the Host names it accepts (unset: any)."""
+    listening = config.get_option("server.address"), config.get_option("server.allowedHosts")
 
-    def make(world=None, *, user=None, secrets=None, **env):
+    def make(world=None, *, user=None, secrets=None, listen=None, hosts=(), **env):
         base = {
             "APP_MODE": "admin",
             "ADMIN_EMAILS": ADMIN,
@@ -52,6 +56,8 @@ def page(monkeypatch, tmp_path):
             monkeypatch.setenv(k, str(v))
         get_settings.cache_clear()
         st.cache_resource.clear()  # a fresh job registry and clients per test
+        config.set_option("server.address", listen)
+        config.set_option("server.allowedHosts", list(hosts))
         at = AppTest.from_file(APP, default_timeout=30)
         at.secrets = OIDC_SECRETS if secrets is None else secrets
         at.user = (
@@ -61,6 +67,8 @@ def page(monkeypatch, tmp_path):
 
     yield make
     get_settings.cache_clear()
+    config.set_option("server.address", listening[0])
+    config.set_option("server.allowedHosts", listening[1])
 
 
 def texts(at) -> str:
@@ -95,7 +103,7 @@ def table(at, column):
 def test_admin_sees_status_tables(world, page):
     at = page(world)
     assert not at.exception, at.exception
-    assert f"Signed in as **{ADMIN}**" in texts(at)
+    assert f"Signed in as **{ADMIN}** (via OIDC)" in texts(at)
     pods = table(at, "recent events")
     assert list(pods["phase"]) == ["Running"] and list(pods["model"]) == [LLAMA.name]
     nodes = table(at, "GPUs capacity")
@@ -220,6 +228,67 @@ def test_non_admins_see_only_a_refusal(world, page, user, env, expected):
     shown = texts(at)
     assert expected in shown
     assert "Deploy a model" not in shown and not at.dataframe
+
+
+LOCAL = {"LOCAL_ADMIN": "true", "ADMIN_EMAILS": ""}  # no allowlist needed on a laptop
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")  # the Host names make run accepts
+
+
+def test_local_admin_on_loopback_acts_and_is_audited_as_the_kubeconfig_user(world, page):
+    """``LOCAL_ADMIN=true make run``: the kubeconfig's current user (the fake cluster's is
+    "fake") is the admin, and every action is audited under that name, marked local."""
+    world.gke.op_polls = 2
+    at = page(
+        world, listen="127.0.0.1", hosts=LOOPBACK_NAMES, secrets={}, user={"is_logged_in": False},
+        **LOCAL,
+    )  # fmt: skip
+    assert not at.exception, at.exception
+    assert "Signed in as **kubeconfig:fake**, a local admin (LOCAL_ADMIN)" in texts(at)
+    assert table(at, "recent events") is not None  # the status of the cluster is shown
+    at.number_input(key="resize_size").set_value(0)
+    next(b for b in at.button if b.label == "Resize").click().run()
+    run_until(at, lambda a: "done." in texts(a))
+    assert world.gke.node_counts["gpu-pool"] == 0
+    audit = table(at, "action")
+    assert list(audit["result"])[:2] == ["done", "started"]
+    assert set(audit["who"]) == {"kubeconfig:fake (local)"}
+
+
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        (None, "it listens on 0.0.0.0 (all network interfaces)"),  # Streamlit's default
+        ("0.0.0.0", "it listens on 0.0.0.0 (all network interfaces)"),
+        ("192.168.1.20", "it listens on 192.168.1.20"),
+    ],
+)
+def test_local_admin_is_refused_with_the_reason_off_loopback(world, page, address, shown):
+    at = page(world, listen=address, hosts=LOOPBACK_NAMES, **LOCAL)
+    assert not at.exception, at.exception
+    refusal = " ".join(e.value for e in at.error)
+    assert "LOCAL_ADMIN works only when the app listens on 127.0.0.1" in refusal
+    assert shown in refusal
+    assert "Deploy a model" not in texts(at) and not at.dataframe
+    assert not world.gke.operations  # nothing was done
+
+
+@pytest.mark.parametrize(
+    ("world_on", "env", "kind", "expected"),
+    [
+        (True, {"IAP_AUDIENCE": "/projects/1/global/backendServices/2"}, "error",
+         "LOCAL_ADMIN=true and IAP_AUDIENCE are both set"),
+        (True, {"hosts": ()}, "error",
+         "LOCAL_ADMIN works only when the app accepts loopback names alone"),
+        (False, {}, "warning",
+         "LOCAL_ADMIN names you after your kubeconfig's current user, but no kubeconfig was found"),
+    ],
+)  # fmt: skip
+def test_local_admin_without_a_usable_identity_says_why(world, page, world_on, env, kind, expected):
+    env = {"hosts": LOOPBACK_NAMES} | env
+    at = page(world if world_on else None, listen="127.0.0.1", **LOCAL, **env)
+    assert not at.exception, at.exception
+    assert expected in " ".join(e.value for e in getattr(at, kind))
+    assert "Deploy a model" not in texts(at)
 
 
 def test_does_not_fit_blocks_deploy(world, page):

@@ -191,9 +191,28 @@ def test_conversation_has_url_and_survives_new_session(fake, page):
     at2.query_params["chat"] = cid
     at2.run()
     assert chat(at2) == [("user", ["remember me"]), ("assistant", ["stored answer"])]
-    assert at2.title[0].value == "remember me"
+    assert [h.value for h in at2.subheader] == ["remember me"]
     # the guest who only has the link cannot rename or delete it
     assert "only its owner" in " ".join(c.value for c in at2.sidebar.caption)
+
+
+def conversation_labels(at):
+    return [b.label for b in at.sidebar.button if b.key.startswith("conv_")]
+
+
+def test_the_conversation_title_is_a_short_plain_heading(fake, page):
+    """A first prompt with markdown names the conversation in its plain words, in a heading
+    (not the page-wide H1) and in the sidebar; a title typed with markup shows as typed."""
+    fake.set_script(Script(tokens=["ok"]))
+    at = send(page(fake.url), "Why is **this** `query` slow?\n\n```sql\nSELECT 1\n```")
+    assert not at.exception
+    cid = conv_id(at)
+    assert not at.title  # the page-wide H1 names the app on an empty chat only
+    assert [h.value for h in at.subheader] == [r"Why is this query slow\?"]
+    assert conversation_labels(at) == [r"Why is this query slow\?"]
+    at.text_input(key=f"title_{cid}").set_value("**mine**, `as typed`").run()
+    assert [h.value for h in at.subheader] == [r"\*\*mine\*\*\, \`as typed\`"]
+    assert conversation_labels(at) == [r"\*\*mine\*\*\, \`as typed\`"]
 
 
 def test_unknown_conversation_link(fake, page):
@@ -216,7 +235,7 @@ def test_sidebar_lists_switches_renames_and_deletes(fake, page):
     at.button(key=f"conv_{first}").click().run()
     assert chat(at)[0] == ("user", ["first topic"])
     at.text_input(key=f"title_{first}").set_value("Renamed").run()
-    assert at.title[0].value == "Renamed"
+    assert [h.value for h in at.subheader] == ["Renamed"]
     assert [b.label for b in at.sidebar.button if b.key.startswith("conv_")][1] == "Renamed"
     at.button(key="delete").click().run()
     assert "for good" in at.sidebar.warning[0].value

@@ -3,7 +3,7 @@
 import pytest
 
 from webapp.llm import errors as E
-from webapp.views.messages import answer_note, llm_error_message, stats_line
+from webapp.views.messages import answer_note, display_title, llm_error_message, stats_line
 
 
 @pytest.mark.parametrize(
@@ -69,3 +69,20 @@ def test_answer_note(status, ended, expected):
 )
 def test_stats_line(meta, expected):
     assert stats_line(meta) == expected
+
+
+@pytest.mark.parametrize(
+    ("title", "shown"),
+    [
+        ("plain words", "plain words"),
+        ("**bold** `code`", r"\*\*bold\*\* \`code\`"),
+        ("# not a heading", r"\# not a heading"),
+        ("[link](http://x)", r"\[link\]\(http\:\/\/x\)"),
+        (":red[red] :material/home: $x$", r"\:red\[red\] \:material\/home\: \$x\$"),
+        ("<b>b</b> a\\b", r"\<b\>b\<\/b\> a\\b"),
+        ("word " * 30, " ".join(["word"] * 12) + "…"),
+        ("zero\u200bwidth", "zerowidth"),
+    ],
+)
+def test_display_title_is_markdown_that_shows_the_text_as_typed(title, shown):
+    assert display_title(title) == shown

@@ -80,6 +80,41 @@ def connect(
     return _clients(client, api, f"kubeconfig {path}")
 
 
+def kubeconfig_user(
+    kubeconfig: str | None = None, *, environ: Mapping[str, str] | None = None
+) -> str:
+    """The user of the kubeconfig's current context: who kubectl acts as on this machine.
+
+    Reads the kubeconfig that ``connect`` would use outside a cluster (``kubeconfig``, else
+    ``KUBECONFIG``, else ~/.kube/config); no API call, no credential used. It names a
+    local admin (``LOCAL_ADMIN``). Raises ``ClusterNotConfigured`` with a plain reason.
+    """
+    import yaml
+    from kubernetes import config
+
+    path = kubeconfig or _kubeconfig_path(os.environ if environ is None else environ)
+    if not path:
+        raise ClusterNotConfigured(
+            "no kubeconfig was found (KUBECONFIG or ~/.kube/config). For GKE: "
+            "`gcloud container clusters get-credentials CLUSTER --location LOCATION`."
+        )
+    try:
+        _, active = config.list_kube_config_contexts(config_file=path)
+    except yaml.YAMLError as exc:  # its text may quote the file, tokens included
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ClusterNotConfigured(f"the kubeconfig {path} is not valid YAML{where}.") from None
+    except (config.ConfigException, OSError, TypeError, AttributeError) as exc:
+        raise ClusterNotConfigured(f"the kubeconfig {path} cannot be used: {exc}") from None
+    name = str(active.get("name") or "")
+    user = str((active.get("context") or {}).get("user") or "").strip()
+    if not user:
+        raise ClusterNotConfigured(
+            f"the current context {name!r} of the kubeconfig {path} names no user."
+        )
+    return user
+
+
 def preload() -> None:
     """Import what ``connect`` uses (the API classes pull in their models: ~0.8 s), so the
     admin console can do it before its first session (``webapp.warmup``)."""

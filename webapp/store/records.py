@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -38,15 +39,31 @@ def is_valid_conversation_id(value: str | None) -> bool:
 
 
 def title_from_prompt(prompt: str, max_chars: int = TITLE_MAX_CHARS) -> str:
-    """Title from a first prompt: its first non-blank line, whitespace collapsed, cut on a word.
+    """Title from a first prompt: its first line with words, as plain text, cut on a word.
+
+    A title is a name for the conversation, not a copy of the prompt: markdown markup
+    (emphasis, code ticks, heading / quote / list markers, link syntax, code fences) is
+    dropped and the words kept; what only looks like markup (``my_var``, ``2*3``) stays.
+    Then ``short_title``. Blank prompts give ``DEFAULT_TITLE``.
+    """
+    for line in prompt.splitlines():
+        if _FENCE.match(line):
+            continue
+        title = short_title(_without_markdown(_without_controls(line)), max_chars)
+        if title:
+            return title
+    return DEFAULT_TITLE
+
+
+def short_title(text: str, max_chars: int = TITLE_MAX_CHARS) -> str:
+    """One line of plain text of at most ``max_chars``: control and invisible format
+    characters (bidi overrides, zero-width spaces) dropped, whitespace collapsed.
 
     Longer lines are cut at the last word boundary that fits and end with "…";
-    a single over-long word is cut hard. Blank prompts give ``DEFAULT_TITLE``.
+    a single over-long word is cut hard. The text is not otherwise rewritten, so a
+    title the user typed stays as typed.
     """
-    line = next((ln for ln in prompt.splitlines() if ln.strip()), "")
-    line = " ".join(line.split())
-    if not line:
-        return DEFAULT_TITLE
+    line = " ".join(_without_controls(text).split())
     if len(line) <= max_chars:
         return line
     room = max_chars - 1  # keep one character for the ellipsis
@@ -54,6 +71,33 @@ def title_from_prompt(prompt: str, max_chars: int = TITLE_MAX_CHARS) -> str:
     if line[room] != " " and " " in cut:
         cut = cut[: cut.rfind(" ")]
     return cut.rstrip(" .,;:-") + "…"
+
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_LINE_MARKERS = re.compile(r"^\s*(?:(?:#{1,6}|>|[-*+]|\d{1,9}[.)])(?:\s+|$))+")
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS = re.compile(
+    r"(\*{1,3}|~~)(?=\S)(.+?)(?<=\S)\1"  # *a*, **a**, ***a***, ~~a~~
+    r"|(?<!\w)(_{1,3})(?=\S)(.+?)(?<=\S)\3(?!\w)"  # _a_, __a__ (not snake_case)
+)
+_ZWJ = "\u200d"  # joins emoji sequences (family, flags): keep it
+
+
+def _without_markdown(line: str) -> str:
+    line = _LINE_MARKERS.sub("", line)
+    line = _LINK.sub(r"\1", line).replace("`", "")
+    for _ in range(3):  # nested emphasis, e.g. **a *b* c**
+        line = _EMPHASIS.sub(lambda m: m.group(2) or m.group(4), line)
+    return line
+
+
+def _without_controls(text: str) -> str:
+    """Control characters become spaces; format characters (Cf) go, except the emoji ZWJ."""
+    return "".join(
+        " " if unicodedata.category(ch) == "Cc" else ch
+        for ch in text
+        if ch == _ZWJ or unicodedata.category(ch) != "Cf"
+    )
 
 
 def utcnow() -> datetime:

@@ -41,7 +41,7 @@ from webapp.llm.server import BackendState, health, list_models
 from webapp.settings import get_settings
 from webapp.sizing import GPUS, SizingError, Verdict
 from webapp.views.access import access_mode, identify
-from webapp.views.admin_messages import admin_error_message
+from webapp.views.admin_messages import admin_error_message, signed_in_line
 from webapp.views.text import literal
 
 settings = get_settings()
@@ -110,7 +110,7 @@ def _identify() -> AdminIdentity:
 
 st.title("Admin console")
 admin = _identify()
-st.caption(f"Signed in as **{admin.email}** (via {admin.via.upper()}).")
+st.caption(signed_in_line(admin))
 
 registry = _registry()
 audit = _audit(settings.database_url)
@@ -274,7 +274,7 @@ def _start_switch(plan: svc.DeployPlan, strategy: str) -> None:
 
     try:
         registry.start_switch(
-            cluster, plan.spec, admin=admin.email, namespace=settings.k8s_namespace,
+            cluster, plan.spec, admin=admin.actor, namespace=settings.k8s_namespace,
             deployment=settings.vllm_deployment, service=settings.vllm_service,
             strategy=strategy, model_probe=probe, audit=audit, pools=pools_client,
         )  # fmt: skip
@@ -303,7 +303,7 @@ def _switch_progress() -> None:
             view.messages[-1] if view.messages else "Starting…", icon=":material/hourglass_top:"
         )
         if st.button("Cancel and roll back", key="cancel_switch", disabled=view.cancel_requested):
-            registry.cancel_switch(admin.email, audit)
+            registry.cancel_switch(admin.actor, audit)
     elif isinstance(res, SwitchResult):
         text = f"**{res.outcome.replace('_', ' ').capitalize()}** — {res.message}"
         if res.outcome in ("switched", "unchanged"):
@@ -557,7 +557,7 @@ def _start_pool_change(pool: str, **change) -> None:
     assert pools_client is not None
     try:
         registry.start_node_pool_change(
-            pools_client, pool, admin=admin.email, audit=audit, **change
+            pools_client, pool, admin=admin.actor, audit=audit, **change
         )
     except Exception as exc:  # noqa: BLE001 - typed errors become messages
         st.error(f"Refused: {admin_error_message(exc)}")

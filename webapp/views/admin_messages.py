@@ -6,7 +6,7 @@ import re
 
 from webapp.admin_service import JobBusy
 from webapp.audit import AuditError
-from webapp.auth import AuthError
+from webapp.auth import AdminIdentity, AuthError
 from webapp.cluster.errors import (
     ApiRejected,
     ClusterError,
@@ -23,6 +23,7 @@ from webapp.cluster.errors import (
 from webapp.cluster.node_pools import NodePoolError
 from webapp.llm.errors import LLMError
 from webapp.sizing import SizingError
+from webapp.views.text import literal
 
 # action phrase (as written by webapp.cluster) -> the RBAC rule it needs
 _RBAC = (
@@ -98,3 +99,15 @@ def admin_error_message(err: Exception) -> str:
     if isinstance(err, LLMError):
         return f"The model server's metrics are unavailable: {err}"
     return f"Unexpected error ({type(err).__name__}). Check the console's log."
+
+
+def signed_in_line(who: AdminIdentity) -> str:
+    """The line under the admin page's title: who is signed in, and how."""
+    name = literal(who.name)  # an e-mail or a kubeconfig user name, shown as typed
+    if who.via == "local":
+        return (
+            f"Signed in as **{name}**, a local admin (LOCAL_ADMIN): your kubeconfig's current "
+            "user, with its permissions in the cluster. This app listens on this machine only; "
+            f"the audit log names you {literal(who.actor)}."
+        )
+    return f"Signed in as **{name}** (via {who.via.upper()})."

@@ -32,7 +32,7 @@ from webapp.store import (
 )
 from webapp.store.expiry import start_expiry
 from webapp.views.access import oidc_configured
-from webapp.views.messages import answer_note, llm_error_message, stats_line
+from webapp.views.messages import answer_note, display_title, llm_error_message, stats_line
 
 settings = get_settings()
 ss = st.session_state
@@ -226,7 +226,7 @@ def _conversation_list() -> None:
     box.caption("Conversations")
     for c in convs:
         box.button(
-            c.title,
+            display_title(c.title),
             key=f"conv_{c.id}",
             on_click=_open_chat,
             args=(c.id,),
@@ -518,12 +518,21 @@ def _fail(msg: dict, err: LLMError) -> None:
 
 
 # ---------------------------------------------------------------- page
+def _heading() -> None:
+    """The app's name on an empty chat; a conversation's title as a smaller heading in plain
+    text (a title comes from a prompt or the user: it is never formatted as markdown)."""
+    if ss.conv_id and ss.conv_title:
+        st.subheader(display_title(ss.conv_title), anchor=False)
+    else:
+        st.title(settings.app_title)
+
+
 _init_state()
 _sync_with_url()
 _apply_redo()
 model, max_len = _sidebar()
 _conversation_tools()
-st.title(ss.conv_title if ss.conv_id and ss.conv_title else settings.app_title)
+_heading()
 if settings.llm_notice:
     st.warning(settings.llm_notice, icon=":material/science:")
 notice = st.empty()  # the empty-chat hint, cleared when the first message is sent

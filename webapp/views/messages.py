@@ -15,6 +15,10 @@ from webapp.llm.errors import (
     PromptTooLong,
     StreamInterrupted,
 )
+from webapp.store.records import short_title
+from webapp.views.text import literal
+
+#: every ASCII punctuation character: CommonMark lets each be escaped with a backslash
 
 
 def llm_error_message(err: LLMError) -> str:
@@ -112,3 +116,8 @@ def stats_line(meta: dict) -> str:
     if meta.get("model"):
         parts.append(str(meta["model"]))
     return " · ".join(parts)
+
+
+def display_title(title: str) -> str:
+    """A conversation title for a heading or a sidebar button: short, one line, plain text."""
+    return literal(short_title(title))

@@ -5,11 +5,13 @@ markdown elements, which would otherwise format ``*``, ``_``, backticks, links, 
 from __future__ import annotations
 
 import re
+import string
 
 # CommonMark lets every ASCII punctuation character be escaped with a backslash; ':' and
 # '[' also stop Streamlit's icon/colour directives, '$' its LaTeX, '@' and '/' GFM's
-# autolinks of e-mail addresses and URLs.
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&\"'=@/])")
+# autolinks of e-mail addresses and URLs. Only Streamlit's typography stays (`` -- ``
+# becomes a dash, ``->`` an arrow): it runs on the text, not the markup.
+_SPECIAL = re.compile(f"([{re.escape(string.punctuation)}])")
 
 
 def literal(text: str) -> str:
