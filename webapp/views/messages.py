@@ -15,6 +15,7 @@ from webapp.llm.errors import (
     PromptTooLong,
     StreamInterrupted,
 )
+from webapp.views.text import literal
 
 
 def llm_error_message(err: LLMError) -> str:
@@ -110,5 +111,5 @@ def stats_line(meta: dict) -> str:
     if tps:
         parts.append(f"{tps:.1f} tokens/s")
     if meta.get("model"):
-        parts.append(str(meta["model"]))
+        parts.append(literal(str(meta["model"])))  # the server's name for it, as text
     return " · ".join(parts)
