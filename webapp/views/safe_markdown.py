@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -84,7 +85,7 @@ def rewrite(text: str) -> str:
     for _ in range(MAX_ROUNDS):
         try:
             spots = _unsafe_spots(source)
-        except _Unplaceable:
+        except (_Unplaceable, RecursionError):
             break
         if not spots:
             return source.text()
@@ -226,11 +227,13 @@ def _parser() -> MarkdownIt:
     """CommonMark as Streamlit reads it, where it matters for images and links.
 
     Raw HTML off: Streamlit shows it as text, and markdown-it would hide what is in an
-    HTML block from the search. GFM footnotes on: Streamlit renders their content (an
+    HTML block from the search. No limit on nesting (see below). GFM footnotes on: Streamlit renders their content (an
     image in a footnote loads). Every URL accepted and kept as written: markdown-it would
     drop ``javascript:`` links that Streamlit makes. Tables, math and bare-URL autolinks
     stay off: each only hides text from the search, none makes an image."""
-    md = MarkdownIt("commonmark", {"html": False})
+    # No nesting limit: past it markdown-it stops parsing (Streamlit does not), and an image
+    # nested deeper would go unseen; nesting too deep for Python's stack ends in verbatim.
+    md = MarkdownIt("commonmark", {"html": False, "maxNesting": sys.maxsize})
     footnote_plugin(md, inline=False)  # GFM has no inline ^[...] footnotes
     md.validateLink = lambda url: True  # type: ignore[method-assign]
     md.normalizeLink = lambda url: url  # type: ignore[method-assign]
