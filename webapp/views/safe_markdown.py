@@ -10,7 +10,8 @@ exfiltration channel. :func:`safe_markdown` keeps the formatting and turns
 - every link or autolink whose URL has a scheme other than http, https or mailto
   (``javascript:``, ``data:``, ``vbscript:``, …) into plain text.
 
-Code is never touched: fenced and indented code blocks and code spans stay byte for byte.
+Code is never touched: fenced and indented code blocks and code spans stay byte for byte
+(as Streamlit reads the text: it dedents and strips it before drawing, and so does this).
 Raw HTML such as ``<img src=…>`` needs nothing: Streamlit shows it as text
 (``unsafe_allow_html`` is never used for untrusted text).
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -81,6 +83,7 @@ def safe_markdown(text: str) -> str:
 
 def rewrite(text: str) -> str:
     """:func:`safe_markdown` without the shortcut for text that has nothing to rewrite."""
+    text = as_streamlit_reads(text)
     source = _Source.of(text)
     for _ in range(MAX_ROUNDS):
         try:
@@ -91,6 +94,12 @@ def rewrite(text: str) -> str:
             return source.text()
         source = source.rewritten(spots)
     return verbatim(text)
+
+
+def as_streamlit_reads(text: str) -> str:
+    """``text`` as Streamlit draws it: its markdown, caption, alert and heading elements
+    dedent and strip their body first, so ``"    ![x](u)"`` is an image there, not code."""
+    return textwrap.dedent(text).strip()
 
 
 def verbatim(text: str) -> str:
