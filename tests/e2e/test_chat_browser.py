@@ -1,8 +1,6 @@
 """What a person sees: the chat page in headless Chromium against the scripted fake."""
 
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
@@ -11,6 +9,7 @@ from playwright.sync_api import expect
 from tests.conftest import ROOT, StreamlitServer, free_port
 from tests.delivery.helpers import base_response_headers
 from tests.fakes.openai_server import FakeOpenAI, Script
+from tests.fakes.tracker import Tracker
 from webapp.store import title_from_prompt
 
 pytestmark = pytest.mark.e2e
@@ -35,34 +34,10 @@ def shared(tmp_path_factory):
             app.stop()
 
 
-class Tracker:
-    """An HTTP server elsewhere (another loopback address) that records what reaches it:
-    where a markdown image from untrusted text would send a viewer's browser."""
-
-    def __init__(self) -> None:
-        hits: list[str] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - stdlib naming
-                hits.append(self.path)
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                """Quiet."""
-
-        self.hits = hits
-        self.server = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
-        self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
-
-
 @pytest.fixture
 def tracker():
-    t = Tracker()
-    threading.Thread(target=t.server.serve_forever, daemon=True).start()
-    yield t
-    t.server.shutdown()
-    t.server.server_close()
+    with Tracker() as t:
+        yield t
 
 
 def requests_elsewhere(page, app) -> list[str]:
