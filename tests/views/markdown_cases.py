@@ -51,6 +51,7 @@ CASES = [
     ("[js](javascript:alert(1))", "\\[js](javascript:alert(1))"),
     ("<javascript:alert(1)>", "\\<javascript:alert(1)>"),
     ("[x](&#106;avascript:alert(1))", "\\[x](&#106;avascript:alert(1))"),
+    ("[x](javascript&#58;alert(1))", "\\[x](javascript&#58;alert(1))"),
     ("[x](<java\tscript:alert(1)>)", "\\[x](<java\tscript:alert(1)>)"),
     ("[x][r]\n\n[r]: javascript:alert(1)", "\\[x]\\[r]\n\n[r]: javascript:alert(1)"),
     ("![x](data:image/png;base64,iVBO)", "\\[image: x](data:image/png;base64,iVBO)"),
