@@ -251,3 +251,25 @@ def deploy_dry_run(
         " '--format=value(address)'",
     ]
     return out
+
+
+# --- browser security headers (BackendConfig customResponseHeaders) -------------------------
+
+
+def response_headers(backend_config: dict) -> dict[str, str]:
+    """The custom response headers of a BackendConfig ("Name: value" strings) as a dict."""
+    items = backend_config["spec"].get("customResponseHeaders", {}).get("headers", [])
+    return dict(tuple(part.strip() for part in h.split(":", 1)) for h in items)
+
+
+def base_response_headers(name: str) -> dict[str, str]:
+    """What the load balancer adds to the responses of backend ``name`` (the base manifest,
+    read without kustomize: the browser tests use it to serve the app as deployed)."""
+    docs = yaml.safe_load_all((K8S / "base" / "backendconfig.yaml").read_text())
+    return response_headers(next(d for d in docs if d["metadata"]["name"] == name))
+
+
+def csp_directives(policy: str) -> dict[str, list[str]]:
+    """A Content-Security-Policy value as {directive: [sources]}."""
+    parts = (d.split() for d in policy.split(";") if d.strip())
+    return {p[0]: p[1:] for p in parts}

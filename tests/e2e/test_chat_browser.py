@@ -1,20 +1,58 @@
 """What a person sees: the chat page in headless Chromium against the scripted fake."""
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import free_port
+from tests.conftest import ROOT, StreamlitServer, free_port
+from tests.delivery.helpers import base_response_headers
 from tests.fakes.openai_server import FakeOpenAI, Script
+from tests.fakes.tracker import Tracker
+from webapp.store import title_from_prompt
+from webapp.store.records import short_title
 
 pytestmark = pytest.mark.e2e
+SHOTS = ROOT / "test-results" / "screenshots"
 
 
 @pytest.fixture
 def fake():
     with FakeOpenAI(model="fake-chat", max_model_len=2048) as srv:
         yield srv
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """(fake, app): one scripted model server and one app for the tests here that need no
+    settings of their own (each test has its own browser context, so its own session)."""
+    with FakeOpenAI(model="fake-chat", max_model_len=2048) as srv:
+        app = StreamlitServer({"LLM_URL": srv.url}, tmp_path_factory.mktemp("shared")).start()
+        try:
+            yield srv, app
+        finally:
+            app.stop()
+
+
+@pytest.fixture
+def tracker():
+    with Tracker() as t:
+        yield t
+
+
+def requests_elsewhere(page, app) -> list[str]:
+    """A live list of the page's HTTP requests to any origin but the app's."""
+    origin = urlsplit(app.url).netloc
+    seen: list[str] = []
+
+    def note(request):
+        url = urlsplit(request.url)
+        if url.scheme in ("http", "https") and url.netloc != origin:
+            seen.append(request.url)
+
+    page.on("request", note)
+    return seen
 
 
 def open_chat(page, url):
@@ -32,10 +70,10 @@ def assistant(page):
     return page.locator('[data-testid="stChatMessage"]').nth(1)
 
 
-def test_streamed_answer_renders_markdown_and_stats(fake, streamlit_app, page):
+def test_streamed_answer_renders_markdown_and_stats(shared, page):
+    fake, app = shared
     tokens = ["Here ", "is ", "**bold** ", "code:\n\n", "```python\n", "print('hi')\n", "```\n"]
     fake.set_script(Script(tokens=tokens, ttft_s=0.1, tokens_per_s=20))
-    app = streamlit_app(LLM_URL=fake.url)
     open_chat(page, app.url)
     send(page, "show me code")
     expect(page.get_by_test_id("stChatMessage").first).to_contain_text("show me code")
@@ -79,9 +117,9 @@ def test_unreachable_backend_message(streamlit_app, page):
     expect(page.get_by_test_id("stChatMessage").first).to_contain_text("hello?")
 
 
-def test_html_in_messages_is_text_not_code(fake, streamlit_app, page):
+def test_html_in_messages_is_text_not_code(shared, page):
+    fake, app = shared
     fake.set_script(Script(tokens=['<img src=x onerror="window.__pwned=1">', " <b>x</b>"]))
-    app = streamlit_app(LLM_URL=fake.url)
     open_chat(page, app.url)
     send(page, "<script>window.__pwned=1</script> hi")
     expect(page.get_by_test_id("stChatMessage").first).to_contain_text("<script>")
@@ -112,3 +150,94 @@ def test_conversation_title_is_a_plain_heading_not_formatted_markdown(fake, stre
     formatting = "strong, em, code, a, [role=img], .katex"
     assert heading.locator(formatting).count() == 0
     assert sidebar.get_by_role("button", name=typed).locator(formatting).count() == 0
+
+
+def test_images_in_untrusted_text_load_nothing(shared, tracker, page):
+    """Issue 10.3: markdown images in an answer, in a prompt and so in the conversation's
+    title make no request anywhere; each shows as a link, the <img> tag as text."""
+    fake, app = shared
+    img = f"{tracker.url}/img?d=secret"
+    answer = [
+        f"See ![chart]({img}) and ![logo][r], ",
+        f'<img src="{img}&tag=1"> and `![code]({img})`.\n\n',
+        f"[r]: {img}&ref=1\n",
+    ]
+    fake.set_script(Script(tokens=answer, tokens_per_s=20))
+    elsewhere = requests_elsewhere(page, app)
+    open_chat(page, app.url)
+    prompt = f"Title ![t]({img}&title=1) please"
+    send(page, prompt)
+    title = short_title(title_from_prompt(prompt))
+    for _ in ("as streamed", "reloaded, from the store"):
+        bot = assistant(page)
+        # drawn to the end, and the page redrawn for the new conversation (title, sidebar)
+        expect(bot).to_contain_text(re.compile(r"tokens · first token"))
+        expect(page.get_by_text("This conversation")).to_be_visible()
+        assert page.locator("img[src*='127.0.0.2']").count() == 0
+        assert tracker.hits == []
+        expect(bot.get_by_role("link", name="image: chart")).to_have_attribute("href", img)
+        expect(bot.get_by_role("link", name="image: logo")).to_have_attribute(
+            "href", f"{img}&ref=1"
+        )
+        expect(bot).to_contain_text(f'<img src="{img}&tag=1">')
+        expect(bot.locator("code")).to_have_text(f"![code]({img})")
+        user = page.get_by_test_id("stChatMessage").first
+        expect(user.get_by_role("link", name="image: t")).to_be_visible()
+        # the conversation's title, on the page and in the sidebar, as it was typed
+        expect(page.locator("h3")).to_have_text(title)
+        sidebar = page.get_by_test_id("stSidebar")
+        expect(sidebar.get_by_role("button", name=title, exact=True)).to_be_visible()
+        page.reload()
+    assert tracker.hits == []
+    assert elsewhere == []
+
+
+def test_the_app_works_behind_its_security_headers_which_stop_images_and_framing(
+    shared, tracker, browser
+):
+    """The headers the load balancer adds (k8s/base/backendconfig.yaml) on every response:
+    the page streams an answer with code, maths and icons without one CSP violation; an
+    image from elsewhere is refused; a page elsewhere cannot frame the app."""
+    fake, app = shared
+    headers = base_response_headers("webapp-chat")
+    # a response fulfilled by the test counts as from the internet for Chromium's local
+    # network checks, which would then refuse the app's own websocket on 127.0.0.1
+    ctx = browser.new_context(permissions=["local-network-access"])
+    ctx.add_init_script(
+        "window.__csp = []; document.addEventListener('securitypolicyviolation',"
+        " e => window.__csp.push([e.effectiveDirective, e.blockedURI]))"
+    )
+
+    def as_deployed(route):
+        response = route.fetch()
+        route.fulfill(response=response, headers={**response.headers, **headers})
+
+    ctx.route(f"{app.url}/**", as_deployed)
+    page = ctx.new_page()
+    try:
+        fake.set_script(
+            Script(tokens=["**Hi** $x^2$ :material/home:\n\n", "```python\nprint(1)\n```"])
+        )
+        open_chat(page, app.url)
+        send(page, "hello")
+        expect(assistant(page).locator("code").last).to_contain_text("print(1)")
+        expect(assistant(page)).to_contain_text(re.compile(r"2 tokens · first token"))
+        assert page.evaluate("window.__csp") == []
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "chat_behind_security_headers.png"), full_page=True)
+
+        page.evaluate("url => { const i = new Image(); i.src = url }", f"{tracker.url}/csp")
+        page.wait_for_function("window.__csp.length > 0")
+        assert page.evaluate("window.__csp") == [["img-src", f"{tracker.url}/csp"]]
+
+        framer = f"{tracker.url}/framer"  # answered here: it never reaches the tracker
+        ctx.route(framer, lambda route: route.fulfill(
+            content_type="text/html",
+            body=f'<iframe src="{app.url}/" onload="window.__framed = true"></iframe>',
+        ))  # fmt: skip
+        page.goto(framer)
+        page.wait_for_function("window.__framed === true")
+        assert page.frames[1].url.startswith("chrome-error://")  # refused, not the app
+    finally:
+        ctx.close()
+    assert tracker.hits == []

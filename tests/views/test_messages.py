@@ -64,6 +64,10 @@ def test_answer_note(status, ended, expected):
         ({"completion_tokens": 5, "usage_source": "counted"}, "≈5 tokens"),
         ({"completion_tokens": 5, "usage_source": "server", "model": "m"}, "5 tokens · m"),
         ({"completion_tokens": 1, "usage_source": "server"}, "1 token"),
+        (
+            {"completion_tokens": 2, "usage_source": "server", "model": "![m](http://x.example)"},
+            "2 tokens · \\!\\[m\\]\\(http\\:\\/\\/x\\.example\\)",
+        ),
         ({"completion_tokens": 0, "usage_source": "server"}, "0 tokens"),
     ],
 )

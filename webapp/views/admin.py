@@ -42,6 +42,7 @@ from webapp.settings import get_settings
 from webapp.sizing import GPUS, SizingError, Verdict
 from webapp.views.access import access_mode, identify
 from webapp.views.admin_messages import admin_error_message, signed_in_line
+from webapp.views.safe_markdown import safe_markdown
 from webapp.views.text import literal
 
 settings = get_settings()
@@ -300,12 +301,13 @@ def _switch_progress() -> None:
     res = view.result
     if view.running:
         st.info(
-            view.messages[-1] if view.messages else "Starting…", icon=":material/hourglass_top:"
+            safe_markdown(view.messages[-1] if view.messages else "Starting…"),
+            icon=":material/hourglass_top:",
         )
         if st.button("Cancel and roll back", key="cancel_switch", disabled=view.cancel_requested):
             registry.cancel_switch(admin.actor, audit)
     elif isinstance(res, SwitchResult):
-        text = f"**{res.outcome.replace('_', ' ').capitalize()}** — {res.message}"
+        text = safe_markdown(f"**{res.outcome.replace('_', ' ').capitalize()}** — {res.message}")
         if res.outcome in ("switched", "unchanged"):
             st.success(text)
         elif res.outcome == "rolled_back":
@@ -316,12 +318,14 @@ def _switch_progress() -> None:
         st.error(f"The switch stopped: {admin_error_message(view.error)}")
     failed = view.failed_snapshot
     if failed is not None and not view.running:
-        st.caption(f"Why the new model failed: {failed.summary}")
+        st.caption(safe_markdown(f"Why the new model failed: {failed.summary}"))
         if failed.events:
             warn = [e for e in failed.events if e.warning][:5]
             for e in warn:
                 st.caption(
-                    f":material/warning: {e.reason}: {e.message} ({e.kind}/{e.name}, x{e.count})"
+                    safe_markdown(
+                        f":material/warning: {e.reason}: {e.message} ({e.kind}/{e.name}, x{e.count})"
+                    )
                 )
         if failed.log_tail:
             st.caption("Last log lines of the failed pod")
@@ -329,8 +333,10 @@ def _switch_progress() -> None:
     snap = view.snapshot
     if snap is not None:
         st.caption(
-            f"Deployment {snap.deployment}: {snap.state} — {snap.summary} "
-            f"({snap.ready_replicas}/{snap.desired_replicas} ready)"
+            safe_markdown(
+                f"Deployment {snap.deployment}: {snap.state} — {snap.summary} "
+                f"({snap.ready_replicas}/{snap.desired_replicas} ready)"
+            )
         )
         if snap.pods:
             st.dataframe(
@@ -343,8 +349,10 @@ def _switch_progress() -> None:
             )  # fmt: skip
         if snap.conditions:
             st.caption(
-                "Conditions: "
-                + "; ".join(f"{c.type}={c.status} ({c.reason})" for c in snap.conditions)
+                safe_markdown(
+                    "Conditions: "
+                    + "; ".join(f"{c.type}={c.status} ({c.reason})" for c in snap.conditions)
+                )
             )
         if snap.events:
             st.dataframe(
@@ -572,11 +580,12 @@ def _pool_progress() -> None:
     last = view.messages[-1] if view.messages else ""
     what = view.messages[0] if view.messages else ""
     if view.running:
-        st.info(f"{what} — {last}" if last != what else what, icon=":material/hourglass_top:")
+        text = f"{what} — {last}" if last != what else what
+        st.info(safe_markdown(text), icon=":material/hourglass_top:")
     elif view.error is not None:
         st.error(f"Node pool change failed: {admin_error_message(view.error)}")
     else:
-        st.success(last, icon=":material/check_circle:")
+        st.success(safe_markdown(last), icon=":material/check_circle:")
 
 
 # ---------------------------------------------------------------- audit log

@@ -23,6 +23,7 @@ from webapp.cluster.errors import (
 from webapp.cluster.node_pools import NodePoolError
 from webapp.llm.errors import LLMError
 from webapp.sizing import SizingError
+from webapp.views.safe_markdown import safe_markdown
 from webapp.views.text import literal
 
 # action phrase (as written by webapp.cluster) -> the RBAC rule it needs
@@ -51,7 +52,13 @@ def rbac_rule(action: str) -> str | None:
 
 
 def admin_error_message(err: Exception) -> str:
-    """One or two sentences: what went wrong and what to do. Never a traceback."""
+    """One or two sentences: what went wrong and what to do. Never a traceback.
+
+    Markdown-safe: what it quotes from the cluster, GKE or vLLM draws no image."""
+    return safe_markdown(_message(err))
+
+
+def _message(err: Exception) -> str:
     if isinstance(err, SwitchInProgress):
         since = f" (since {err.since})" if err.since else ""
         return (

@@ -33,6 +33,8 @@ from webapp.store import (
 from webapp.store.expiry import start_expiry
 from webapp.views.access import oidc_configured
 from webapp.views.messages import answer_note, display_title, llm_error_message, stats_line
+from webapp.views.safe_markdown import safe_markdown
+from webapp.views.text import literal
 
 settings = get_settings()
 ss = st.session_state
@@ -201,7 +203,7 @@ def _sidebar() -> tuple[str | None, int | None]:
             try:
                 models = _models(settings.llm_url)
             except LLMError as e:
-                st.caption(f"Could not list models: {llm_error_message(e)}")
+                st.caption(safe_markdown(f"Could not list models: {llm_error_message(e)}"))
         model, max_len = _pick_model(models)
         with st.expander("Settings", expanded=False):
             st.text_area(
@@ -308,7 +310,7 @@ def _pick_model(models: list[ModelInfo]) -> tuple[str | None, int | None]:
     if name:
         info = by_id.get(name)
         limit = f" · context {info.max_model_len:,} tokens" if info and info.max_model_len else ""
-        st.caption(f"Model: **{name}**{limit}")
+        st.caption(f"Model: **{literal(name)}**{limit}")
     return name, (by_id[name].max_model_len if name in by_id else None)
 
 
@@ -318,13 +320,13 @@ def _render_message(m: dict) -> None:
         if m.get("reasoning"):
             _render_thinking(m["reasoning"])
         if m["content"]:
-            st.markdown(m["content"])
+            st.markdown(safe_markdown(m["content"]))
         _render_notes(m)
 
 
 def _render_thinking(text: str) -> None:
     with st.expander("Thinking", icon=":material/psychology:"):
-        st.markdown(text)
+        st.markdown(safe_markdown(text))
 
 
 def _render_notes(m: dict) -> None:
@@ -333,7 +335,7 @@ def _render_notes(m: dict) -> None:
     if note:
         st.caption(note)
     if m.get("error"):
-        st.error(m["error"], icon=":material/warning:")
+        st.error(safe_markdown(m["error"]), icon=":material/warning:")
     meta = m.get("meta") or {}
     if m["role"] == "assistant" and meta.get("completion_tokens"):
         st.caption(stats_line(meta))
@@ -431,15 +433,15 @@ def _generate(model: str | None, max_len: int | None) -> None:
             now = time.monotonic()
             if now - last_draw >= REDRAW_EVERY_S:
                 if gen.reasoning and not gen.text:
-                    thinking.caption(_tail(gen.reasoning))
-                box.markdown(gen.text + " ▌")
+                    thinking.caption(safe_markdown(_tail(gen.reasoning)))
+                box.markdown(safe_markdown(gen.text + " ▌"))
                 last_draw = now
             # saved after drawing, so the database never delays what the user sees
             if msg["id"] is None:
                 msg["id"] = history.begin_answer(ss.conv_id, gen.text)
             else:
                 history.checkpoint(msg["id"], gen.text)
-        box.markdown(gen.text)  # the whole answer, before any bookkeeping
+        box.markdown(safe_markdown(gen.text))  # the whole answer, before any bookkeeping
         msg["status"] = "cut" if gen.stats.finish_reason == "length" else "complete"
     except LLMError as e:
         _fail(msg, e)
@@ -478,7 +480,7 @@ def _generate(model: str | None, max_len: int | None) -> None:
     else:
         thinking.empty()
     if msg["content"]:
-        box.markdown(msg["content"])
+        box.markdown(safe_markdown(msg["content"]))
     else:
         box.empty()
     with bubble:

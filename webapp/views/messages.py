@@ -18,8 +18,6 @@ from webapp.llm.errors import (
 from webapp.store.records import short_title
 from webapp.views.text import literal
 
-#: every ASCII punctuation character: CommonMark lets each be escaped with a backslash
-
 
 def llm_error_message(err: LLMError) -> str:
     """One or two sentences: what happened and what the user can do."""
@@ -114,7 +112,7 @@ def stats_line(meta: dict) -> str:
     if tps:
         parts.append(f"{tps:.1f} tokens/s")
     if meta.get("model"):
-        parts.append(str(meta["model"]))
+        parts.append(literal(str(meta["model"])))  # the server's name for it, as text
     return " · ".join(parts)
 
 

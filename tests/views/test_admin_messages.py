@@ -1,0 +1,30 @@
+"""Admin error messages quote what the cluster, GKE or vLLM said: never as an image."""
+
+from __future__ import annotations
+
+import pytest
+
+from webapp.cluster.errors import ApiRejected, ClusterUnavailable, Forbidden, NotFound
+from webapp.cluster.node_pools import NodePoolError
+from webapp.llm.errors import LLMError
+from webapp.views.admin_messages import admin_error_message
+
+IMG = "![x](http://127.0.0.2:9/img?d=secret)"
+
+
+@pytest.mark.parametrize(
+    ("err", "kept"),
+    [
+        (ApiRejected("patch Deployment vllm", IMG), "The cluster rejected the change"),
+        (NotFound("get Deployment vllm", IMG), "Not found while trying to get Deployment"),
+        (ClusterUnavailable(IMG), "cannot be reached right now"),
+        (Forbidden(f"patch Deployment {IMG}"), "patch on deployments (apps)"),
+        (NodePoolError(f"operation failed: {IMG}"), "operation failed"),
+        (LLMError(IMG), "metrics are unavailable"),
+    ],
+)
+def test_server_text_in_admin_errors_draws_no_image(err, kept):
+    message = admin_error_message(err)
+    assert kept in message
+    assert "![" not in message
+    assert "[image: x](http://127.0.0.2:9/img?d=secret)" in message
