@@ -454,3 +454,11 @@ def test_iap_keys_never_fetched_is_a_clean_refusal(keys_server):
     handler.broken = True
     with pytest.raises(InvalidIapToken, match="Could not fetch IAP public keys"):
         _admin(HttpCertsFetcher(url=url))
+
+
+def test_an_expired_iap_token_says_to_reload():
+    from webapp.auth import IapTokenExpired
+
+    now = int(time.time())
+    with pytest.raises(IapTokenExpired, match="Reload the page"):
+        _iap(_token(exp=now - 3600, iat=now - 7200))

@@ -63,6 +63,17 @@ class InvalidIapToken(NotLoggedIn):
     """The IAP header is present but its JWT does not verify."""
 
 
+class IapTokenExpired(InvalidIapToken):
+    """The IAP JWT has expired: a Streamlit page keeps the one its connection opened with
+    (IAP issues them for about ten minutes), so a page left open outlives it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Your sign-in on this page has expired (Identity-Aware Proxy renews it only when "
+            "the page is loaded). Reload the page to go on; nothing was changed."
+        )
+
+
 class NoLocalIdentity(NotLoggedIn):
     """LOCAL_ADMIN is on, but the kubeconfig names no user (missing, broken, no context)."""
 
@@ -285,7 +296,10 @@ def verify_iap_jwt(token: str, audience: str, *, certs_fetcher: CertsFetcher) ->
         )
     except (ValueError, TypeError, auth_exc.GoogleAuthError) as exc:
         # TypeError: a claim of the wrong type, e.g. "exp": "tomorrow"
-        raise InvalidIapToken(f"The IAP token is not valid: {_reason(exc)}") from None
+        reason = _reason(exc)
+        if reason == "it has expired":
+            raise IapTokenExpired() from None
+        raise InvalidIapToken(f"The IAP token is not valid: {reason}") from None
     if claims.get("iss") != IAP_ISSUER:
         raise InvalidIapToken("The IAP token is not valid: wrong issuer.")
     return claims

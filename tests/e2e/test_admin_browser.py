@@ -125,6 +125,32 @@ def test_failing_switch_is_rolled_back(admin_app, page, iap_key):
     assert fc.served_models(NS) == [LLAMA.name]
 
 
+def test_a_sign_in_that_stops_verifying_is_refused_inside_the_fragments(admin_app, page, iap_key):
+    """Issue 10.5: the fragments (switch progress with its Cancel, audit log) check the
+    identity again on each run. IAP's key is withdrawn while a switch loads: the open page's
+    token no longer verifies, Cancel is refused, and the page says to reload."""
+    app, fc = admin_app
+    fc.slow_factor = 2000  # loads for minutes: the switch is still running at the end
+    fc.inject_fault(kind="slow", model="mistralai/Mistral-7B-v0.1")
+    open_admin(page, app, iap_key[0])
+    choose_model(page, "mistral-7b")
+    page.get_by_role("button", name="Deploy mistral-7b").click()
+    cancel = page.get_by_role("button", name="Cancel and roll back")
+    expect(cancel).to_be_visible(timeout=TIMEOUT_MS)
+    keys = Path(iap_key[1])
+    good = keys.read_text()
+    keys.write_text(json.dumps({"other-key": iap_keypair("other-key")[1]}))
+    try:
+        stopped = alert(page, "Paused: The IAP token is not valid: unknown signing key. Reload")
+        expect(stopped.first).to_be_visible(timeout=TIMEOUT_MS)
+        expect(cancel).to_have_count(0)  # the fragment that draws Cancel refuses to run
+        page.screenshot(path=str(SHOTS / "admin-sign-in-stopped.png"), full_page=True)
+    finally:
+        keys.write_text(good)
+    actions = [e.action for e in AuditLog.from_url(app.env["DATABASE_URL"]).recent()]
+    assert "switch.cancel" not in actions
+
+
 def test_a_model_the_pool_cannot_schedule_is_blocked_with_what_to_change(admin_app, page, iap_key):
     """2 x L4 for llama-2-13b, but gpu-pool's nodes have one L4 each: the admin reads why
     and what to change, and cannot press Deploy (the running model is never stopped)."""

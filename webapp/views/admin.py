@@ -109,6 +109,24 @@ def _identify() -> AdminIdentity:
     raise AssertionError("unreachable")  # st.stop() raises
 
 
+def _still_admin() -> bool:
+    """Identity checked again in every fragment run: a fragment (status refresh, switch
+    progress and its Cancel, pod log, audit log) reruns only itself, not the sign-in at
+    the top of the page, so an expired IAP token or a revoked admin would go unnoticed."""
+    try:
+        who = identify(settings, access_mode(settings))
+    except AuthError as exc:
+        problem = str(exc)
+    else:
+        if who.actor == admin.actor:
+            return True
+        problem = "This page was opened by someone else."
+    if "Reload the page" not in problem:
+        problem = problem.rstrip(".") + ". Reload the page to sign in again."
+    st.warning(f"Paused: {problem}", icon=":material/lock_clock:")
+    return False
+
+
 st.title("Admin console")
 admin = _identify()
 st.caption(signed_in_line(admin))
@@ -285,6 +303,8 @@ def _start_switch(plan: svc.DeployPlan, strategy: str) -> None:
 
 @st.fragment(run_every="1s")
 def _switch_progress() -> None:
+    if not _still_admin():
+        return
     job = registry.current("switch")
     if job is None:
         return
@@ -394,6 +414,8 @@ def _read_status(*, shared: bool) -> svc.Status:
 
 @st.fragment(run_every=settings.admin_status_refresh_s)
 def _status() -> None:
+    if not _still_admin():
+        return
     st.header("Status")
     status = _read_status(shared=True)
     _serving_line(status.serving(settings.k8s_namespace))
@@ -573,6 +595,8 @@ def _start_pool_change(pool: str, **change) -> None:
 
 @st.fragment(run_every="2s")
 def _pool_progress() -> None:
+    if not _still_admin():
+        return
     job = registry.current("node_pool")
     if job is None:
         return
@@ -593,6 +617,8 @@ def _pool_progress() -> None:
 
 @st.fragment(run_every="5s")
 def _audit_log() -> None:
+    if not _still_admin():
+        return
     st.header("Audit log")
     try:
         entries = audit.recent(20)
