@@ -1,4 +1,5 @@
 # The web app image (chat and admin: APP_MODE chooses). Runs on GKE and on Cloud Run.
+# Base image by tag and, once scripts/pin_images.sh has run (images.lock), by digest too.
 FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

