@@ -74,6 +74,7 @@ class ApiRequest(NamedTuple):
     namespace: str | None
     name: str | None
 
+
 # strategic-merge-patch list merge keys (subset used by Deployments/Pods)
 SMP_KEYS = {
     "containers": "name",
