@@ -1,4 +1,5 @@
 # The web app image (chat and admin: APP_MODE chooses). Runs on GKE and on Cloud Run.
+# Base image by tag and, once scripts/pin_images.sh has run (images.lock), by digest too.
 FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,9 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, in their own layer: a code change does not reinstall them.
+# Dependencies first, in their own layer: a code change does not reinstall them. The lock
+# carries a sha256 hash for every file: pip installs exactly those bytes or fails.
 COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir --require-hashes -r requirements.txt
 
 # Code owned by root and read-only for the app user.
 COPY webapp/ webapp/

@@ -1,5 +1,8 @@
 # Two entry points for a fresh machine: `make run` and `make test`.
-# Each creates the virtual environments it needs and installs pinned packages.
+# Each creates the virtual environments it needs and installs pinned packages: the lock files
+# requirements*.txt carry a sha256 hash for every file (`make lock` writes them from the .in
+# files) and every install is `pip install --require-hashes`. pip itself is not upgraded from
+# the index: that would be the one download without a hash.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,13 +10,12 @@ VLLM_VENV := .venv-vllm
 TOOLS_VENV := .venv-tools
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast lint format bench venv vllm-venv tools-venv prereqs browsers clean
+.PHONY: run test test-fast lint format bench venv vllm-venv tools-venv lock prereqs browsers clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.txt
 	touch $@
 
 # vLLM (CPU build) lives in its own venv: it pins torch/transformers/fastapi
@@ -29,9 +31,13 @@ $(VLLM_VENV)/.installed: requirements-vllm.txt scripts/setup_vllm_venv.sh
 tools-venv: $(TOOLS_VENV)/.installed
 $(TOOLS_VENV)/.installed: requirements-tools.txt
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/python -m pip install -q --upgrade pip
-	$(TOOLS_VENV)/bin/python -m pip install -q -r requirements-tools.txt
+	$(TOOLS_VENV)/bin/python -m pip install -q --require-hashes -r requirements-tools.txt
 	touch $@
+
+# requirements*.in -> the hashed lock files requirements*.txt (uv from .venv-tools; needs the
+# package index). Run after editing a .in file; commit both.
+lock: tools-venv
+	./scripts/lock_requirements.sh
 
 ## make run: local vLLM (embedded default) + the app; LLM_URL=... skips the local vLLM
 run: venv

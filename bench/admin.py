@@ -61,7 +61,7 @@ def status_refresh(cluster, namespace: str = NS, *, with_gpu_nodes: bool = False
     from webapp.cluster import inventory as inv
 
     invent = inv.inventory(cluster, namespace)
-    return invent, (inv.gpu_nodes(cluster) if with_gpu_nodes else list(invent.nodes))
+    return invent, (inv.gpu_nodes(cluster, namespace) if with_gpu_nodes else list(invent.nodes))
 
 
 def run_status(sizes: list[tuple[int, int]], refreshes: int, log) -> list[StatusRow]:

@@ -33,6 +33,14 @@ Environment (defaults in brackets):
   DOMAIN           serve HTTPS for this DNS name (or --domain NAME; optional): adds
                    k8s/components/https with a Google-managed certificate for it. Its DNS
                    A record must point at STATIC_IP_NAME's address.
+  DATABASE_CIDR    the PostgreSQL server's address range, e.g. Cloud SQL's private IP
+                   10.20.0.3/32 (optional): both web apps may connect to it (egress
+                   NetworkPolicy). Not needed for SQLite, an in-cluster server or a proxy
+                   sidecar
+  DATABASE_PORT    its port [5432]
+  KUBE_API_CIDR    the Kubernetes API server when it has a private address, e.g.
+                   172.16.0.2/32 from `kubectl get endpoints kubernetes -n default`
+                   (optional): the admin console may connect to it on 443
   WAIT_FOR_VLLM    1: also wait for the model server (can take 30+ min) [0]
   SKIP_CREDENTIALS 1: use the current kubectl context [0]
   OVERLAY_DIR      where to write the generated kustomization [a temporary directory]
@@ -47,6 +55,27 @@ IMAGE="${IMAGE:-${REGION}-docker.pkg.dev/${PROJECT_ID}/${AR_REPO}/webapp:latest}
 ADMIN_EMAILS="${ADMIN_EMAILS:-}"
 IAP_AUDIENCE="${IAP_AUDIENCE:-}"
 WAIT_FOR_VLLM="${WAIT_FOR_VLLM:-0}"
+DATABASE_CIDR="${DATABASE_CIDR:-}"
+DATABASE_PORT="${DATABASE_PORT:-5432}"
+KUBE_API_CIDR="${KUBE_API_CIDR:-}"
+
+# One IPv4 range (a.b.c.d/n), as a NetworkPolicy ipBlock takes it.
+valid_cidr() {
+  local ip="${1%/*}" bits="${1##*/}" octet
+  [[ "$1" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$ ]] || return 1
+  ((10#$bits <= 32)) || return 1
+  for octet in ${ip//./ }; do
+    ((10#$octet <= 255)) || return 1
+  done
+}
+for name in DATABASE_CIDR KUBE_API_CIDR; do
+  value="${!name}"
+  [[ -z "$value" ]] || valid_cidr "$value" ||
+    die "$name is not an IPv4 range like 10.20.0.3/32: $(shell_quote "$value")"
+done
+if [[ ! "$DATABASE_PORT" =~ ^[1-9][0-9]{0,4}$ ]] || ((DATABASE_PORT > 65535)); then
+  die "DATABASE_PORT is not a port number: $(shell_quote "$DATABASE_PORT")"
+fi
 SKIP_CREDENTIALS="${SKIP_CREDENTIALS:-0}"
 
 OVERLAY_PATH="$REPO_DIR/k8s/overlays/$OVERLAY"
@@ -67,6 +96,21 @@ fi
 yaml_str() {
   local s="${1//\\/\\\\}"
   printf '"%s"' "${s//\"/\\\"}"
+}
+
+# A patch letting the egress NetworkPolicy $1 reach range $2 on TCP port $3.
+egress_patch() {
+  cat <<YAML
+  - target:
+      kind: NetworkPolicy
+      name: $1
+    patch: |-
+      - op: add
+        path: /spec/egress/-
+        value:
+          to: [{ipBlock: {cidr: $(yaml_str "$2")}}]
+          ports: [{port: $3, protocol: TCP}]
+YAML
 }
 
 if [[ -z "${OVERLAY_DIR:-}" ]]; then
@@ -150,6 +194,14 @@ patches:
         path: /metadata/annotations/kubernetes.io~1ingress.global-static-ip-name
         value: $(yaml_str "$STATIC_IP_NAME")
 YAML
+  if [[ -n "$DATABASE_CIDR" ]]; then
+    for policy in webapp-chat-egress webapp-admin-egress; do
+      egress_patch "$policy" "$DATABASE_CIDR" "$DATABASE_PORT"
+    done
+  fi
+  if [[ -n "$KUBE_API_CIDR" ]]; then
+    egress_patch webapp-admin-egress "$KUBE_API_CIDR" 443
+  fi
   if [[ -n "$DOMAIN" ]]; then
     cat <<YAML
   - target:

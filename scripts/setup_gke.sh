@@ -33,6 +33,10 @@ Environment (defaults in brackets):
   AR_REPO             Artifact Registry repository [llm-console]
   ADMIN_GSA           Google service account of the admin page [llm-console-admin]
   ADMIN_ROLE_ID       custom IAM role id [llmConsoleGpuPoolOperator]
+  ADMIN_IAM_SCOPE     cluster: the role is bound with an IAM condition on this cluster (its
+                      node pools and GKE operations in REGION) | project: unconditional, on
+                      every cluster of the project (only if the condition refuses a call)
+                      [cluster]
   DOMAIN              DNS name for HTTPS (or --domain NAME; optional): checked, and the
                       static IP its A record must point at is printed
 USAGE
@@ -47,6 +51,19 @@ GPU_COUNT="${GPU_COUNT:-1}"
 GPU_POOL_MAX_NODES="${GPU_POOL_MAX_NODES:-2}"
 ADMIN_ROLE_ID="${ADMIN_ROLE_ID:-llmConsoleGpuPoolOperator}"
 ADMIN_KSA="webapp-admin"
+ADMIN_IAM_SCOPE="${ADMIN_IAM_SCOPE:-cluster}"
+# The names go into an IAM condition (CEL) below: GCP's own rules, so no quote gets in.
+[[ "$PROJECT_ID" =~ ^[a-z]([-a-z0-9]{0,28}[a-z0-9])?$ ]] ||
+  die "PROJECT_ID is not a GCP project id (lowercase letters, digits, hyphens):" \
+    "$(shell_quote "$PROJECT_ID")"
+[[ "$REGION" =~ ^[a-z]+-[a-z]+[0-9]+$ ]] ||
+  die "REGION is not a GCP region (e.g. us-central1): $(shell_quote "$REGION")"
+[[ "$CLUSTER_NAME" =~ ^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$ ]] ||
+  die "CLUSTER_NAME is not a GKE cluster name: $(shell_quote "$CLUSTER_NAME")"
+case "$ADMIN_IAM_SCOPE" in
+  cluster | project) ;;
+  *) die "ADMIN_IAM_SCOPE must be cluster or project, not $(shell_quote "$ADMIN_IAM_SCOPE")" ;;
+esac
 
 # The machine family that carries GPU_COUNT GPUs of GPU_TYPE.
 default_machine_type() {
@@ -79,6 +96,18 @@ ADMIN_GSA_EMAIL="${ADMIN_GSA}@${PROJECT_ID}.iam.gserviceaccount.com"
 # cannot resize; roles/container.clusterAdmin can do far more (delete clusters, ...):
 # a custom role holds exactly these four permissions.
 ADMIN_PERMISSIONS="container.clusters.get,container.clusters.update,container.operations.get,container.operations.list"
+# Least privilege in space too: IAM grants on projects, not on single clusters, so the role is
+# bound on the project with an IAM condition (CEL on the request's resource name) that holds
+# only for this cluster, its node pools and the GKE operations of its location. Without it,
+# the admin page's Google identity could resize or reconfigure every cluster of the project.
+# No commas in it: gcloud's --condition splits on them.
+CLUSTER_RESOURCE="projects/${PROJECT_ID}/locations/${REGION}/clusters/${CLUSTER_NAME}"
+ADMIN_CONDITION="expression=resource.name == \"${CLUSTER_RESOURCE}\""
+ADMIN_CONDITION+=" || resource.name.startsWith(\"${CLUSTER_RESOURCE}/\")"
+ADMIN_CONDITION+=" || resource.name.startsWith(\"projects/${PROJECT_ID}/locations/${REGION}/operations/\")"
+ADMIN_CONDITION+=" || resource.name == \"projects/${PROJECT_ID}/locations/${REGION}\""
+ADMIN_CONDITION+=",title=llm-console-${CLUSTER_NAME}"
+ADMIN_CONDITION+=",description=Only GKE cluster ${CLUSTER_NAME} in ${REGION} and its operations"
 
 require_tools gcloud kubectl
 
@@ -150,9 +179,21 @@ ensure "service account exists" \
   gcloud iam service-accounts describe "$ADMIN_GSA_EMAIL" --project="$PROJECT_ID" -- \
   gcloud iam service-accounts create "$ADMIN_GSA" --project="$PROJECT_ID" \
   --display-name="LLM console admin page"
-run gcloud projects add-iam-policy-binding "$PROJECT_ID" \
-  --member="serviceAccount:${ADMIN_GSA_EMAIL}" \
-  --role="projects/${PROJECT_ID}/roles/${ADMIN_ROLE_ID}" --condition=None --quiet
+if [[ "$ADMIN_IAM_SCOPE" == "cluster" ]]; then
+  run gcloud projects add-iam-policy-binding "$PROJECT_ID" \
+    --member="serviceAccount:${ADMIN_GSA_EMAIL}" \
+    --role="projects/${PROJECT_ID}/roles/${ADMIN_ROLE_ID}" --condition="$ADMIN_CONDITION" --quiet
+  # An earlier run of this script bound the role project-wide: take that binding away.
+  run gcloud projects remove-iam-policy-binding "$PROJECT_ID" \
+    --member="serviceAccount:${ADMIN_GSA_EMAIL}" \
+    --role="projects/${PROJECT_ID}/roles/${ADMIN_ROLE_ID}" --condition=None --quiet ||
+    log "no project-wide binding of $ADMIN_ROLE_ID to remove"
+else
+  log "ADMIN_IAM_SCOPE=project: $ADMIN_ROLE_ID on every cluster of $PROJECT_ID"
+  run gcloud projects add-iam-policy-binding "$PROJECT_ID" \
+    --member="serviceAccount:${ADMIN_GSA_EMAIL}" \
+    --role="projects/${PROJECT_ID}/roles/${ADMIN_ROLE_ID}" --condition=None --quiet
+fi
 # Workload Identity: the Kubernetes ServiceAccount of the admin pods may act as the GSA.
 run gcloud iam service-accounts add-iam-policy-binding "$ADMIN_GSA_EMAIL" \
   --project="$PROJECT_ID" --role=roles/iam.workloadIdentityUser \

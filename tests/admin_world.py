@@ -26,7 +26,9 @@ from webapp.cluster import manifests as mf
 from webapp.settings import Settings
 
 PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
-BASE_MANIFEST = Path(__file__).resolve().parents[1] / "k8s" / "base" / "vllm-deployment.yaml"
+BASE_MANIFEST = (
+    Path(__file__).resolve().parents[1] / "k8s" / "base" / "vllm" / "vllm-deployment.yaml"
+)
 
 
 def base_manifest_deployment(*, annotated: bool = True) -> dict:
@@ -40,9 +42,11 @@ def base_manifest_deployment(*, annotated: bool = True) -> dict:
 
 
 def seed_from_manifest(fc: FakeCluster, *, annotated: bool = True) -> None:
-    """Create the base manifest's Deployment + a Service on its labels; wait until ready."""
+    """Create the base manifest's Deployment, its stopped blue/green slot ``vllm-green`` (as
+    k8s/base/vllm-green ships it) and a Service on its labels; wait until ready."""
     dep = base_manifest_deployment(annotated=annotated)
     fc.create("deployments", dep)
+    fc.create("deployments", mf.idle_slot(dep, "vllm"))
     selector = dep["spec"]["selector"]["matchLabels"]
     fc.create("services", mf.build_service("vllm", NS, selector))
     assert fc.wait_for(lambda f: f.served_models(NS) == ["llama-2-7b"], 10)

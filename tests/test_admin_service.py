@@ -279,8 +279,9 @@ def test_switch_the_pool_cannot_schedule_is_refused_before_anything_changes(
 
 def test_blue_green_needs_room_beside_the_running_model(fake, audit, gke):
     """Both 1-GPU nodes busy and the pool at its maximum (2): in place can reuse the running
-    model's GPU, blue/green cannot schedule its second pod and is refused."""
-    fake.add_pod("batch-job", node="gpu-b", namespace="jobs", gpus=1)
+    model's GPU, blue/green cannot schedule its second pod and is refused. (The busy pod is
+    in the console's namespace: pods of other namespaces are not listed, see below.)"""
+    fake.add_pod("batch-job", node="gpu-b", namespace=NS, gpus=1)
     with pytest.raises(PoolCannotSchedule, match="gpu-pool is at its maximum of 2 node"):
         _start(svc.JobRegistry(), fake, _spec(), audit, strategy="blue_green",
                model_probe=fake.model_probe, pools=_pools(gke))  # fmt: skip
@@ -291,3 +292,16 @@ def test_blue_green_needs_room_beside_the_running_model(fake, audit, gke):
     assert in_place.allowed and not bg.allowed
     job = _start(svc.JobRegistry(), fake, _spec(), audit, pools=_pools(gke))
     assert job.wait(20) and job.view().result.outcome == "switched"
+
+
+def test_gpus_held_in_other_namespaces_are_not_seen(fake, gke):
+    """Least privilege: the console lists pods of its own namespace only, so a GPU held by
+    another namespace's pod looks free (the scheduler would keep a second vLLM pod Pending,
+    and a switch whose pod stays unschedulable rolls back)."""
+    fake.add_pod("batch-job", node="gpu-b", namespace="jobs", gpus=1)
+    st = svc.read_status(connect(fake.kubeconfig_path), NS, _pools(gke))
+    assert {n.name: n.gpu_requested for n in st.inventory.nodes} == {"gpu-a": 1, "gpu-b": 0}
+    _, bg = svc.strategy_options(
+        st.inventory, st.pools, gpus_needed=1, gpu_type="nvidia-l4", pool="gpu-pool"
+    )
+    assert bg.allowed

@@ -18,9 +18,16 @@ QWEN = mf.ModelSpec(name="qwen2-7b", hf_repo="Qwen/Qwen2-7B-Instruct", max_model
 FAST = SwitchOptions(poll_s=0.03, probe_attempts=3, lock_duration_s=60)
 
 
-def seed_vllm(fc: FakeCluster, spec: mf.ModelSpec = LLAMA, *, deadline_s: int = 1800) -> None:
-    """Create Deployment + Service ``vllm`` serving ``spec`` and wait until it is ready."""
-    fc.create("deployments", mf.build_deployment("vllm", NS, spec, progress_deadline_s=deadline_s))
+def seed_vllm(
+    fc: FakeCluster, spec: mf.ModelSpec = LLAMA, *, deadline_s: int = 1800, green: bool = True
+) -> None:
+    """Create Deployment + Service ``vllm`` serving ``spec`` and wait until it is ready; with
+    ``green``, also the stopped blue/green slot ``vllm-green``, as the manifests ship it (the
+    console never creates a Deployment)."""
+    dep = mf.build_deployment("vllm", NS, spec, progress_deadline_s=deadline_s)
+    fc.create("deployments", dep)
+    if green:
+        fc.create("deployments", mf.idle_slot(dep, "vllm"))
     fc.create("services", mf.build_service("vllm", NS, {"app": "vllm"}))
     assert fc.wait_for(lambda f: f.served_models(NS) == [spec.name], 10)
 

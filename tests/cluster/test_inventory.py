@@ -24,24 +24,33 @@ def build(fc: FakeCluster, nodes: int, pods_per_node: int) -> None:
             fc.add_pod(f"job-{i}-{j}", node=f"gpu-{i:03d}", namespace="batch", gpus=1)
 
 
-def test_gpu_nodes_numbers():
+@pytest.mark.parametrize(
+    ("namespace", "requested"),
+    [
+        ("batch", [2, 2, 0, 0]),  # finished pods hold no GPU
+        # Least privilege: only the asked namespace's pods are listed (its Role), so GPUs
+        # held by pods of other namespaces are not counted.
+        (NS, [0, 0, 0, 0]),
+    ],
+)
+def test_gpu_nodes_numbers(namespace, requested):
     with FakeCluster() as fc:
         build(fc, nodes=4, pods_per_node=2)
         fc.add_pod("done", node="gpu-003", namespace="batch", gpus=1)
         fc.objects["pods"][("batch", "done")]["status"]["phase"] = "Succeeded"
-        nodes = inv.gpu_nodes(connect(fc.kubeconfig_path))
+        fc.reset_counts()
+        nodes = inv.gpu_nodes(connect(fc.kubeconfig_path), namespace)
+        assert dict(fc.request_counts) == {("list", "nodes"): 1, ("list", "pods"): 1}
+        assert not [p for p in fc.requests if p.namespace is None and p.resource == "pods"]
     assert [n.name for n in nodes] == ["gpu-000", "gpu-001", "gpu-002", "gpu-003"]
-    assert [n.gpu_requested for n in nodes] == [2, 2, 0, 0]  # finished pods hold no GPU
-    assert [n.gpu_free for n in nodes] == [0, 0, 2, 2]
+    assert [n.gpu_requested for n in nodes] == requested
+    assert [n.gpu_free for n in nodes] == [2 - r for r in requested]
     assert all(n.gpu_capacity == 2 and n.gpu_allocatable == 2 for n in nodes)
     assert [n.spot for n in nodes] == [True, False, True, False]
     assert {n.pool for n in nodes} == {"gpu-pool"}
     assert {n.accelerator for n in nodes} == {"nvidia-l4"}
     assert inv.free_gpus(nodes, "nvidia-l4") == {
-        "gpu-000": 0,
-        "gpu-001": 0,
-        "gpu-002": 2,
-        "gpu-003": 2,
+        f"gpu-{i:03d}": 2 - r for i, r in enumerate(requested)
     }
     assert inv.free_gpus(nodes, "nvidia-h100-80gb") == {}
 
@@ -58,7 +67,7 @@ def test_inventory_uses_a_constant_number_of_calls(nodes, pods_per_node):
     assert counts == {("list", "pods"): 1, ("list", "nodes"): 1, ("list", "events"): 1}
     assert len(snap.nodes) == nodes + 0  # the CPU node is not a GPU node
     requested = sum(n.gpu_requested for n in snap.nodes)
-    assert requested == (nodes // 2) * pods_per_node + 1  # + the vLLM pod
+    assert requested == 1  # the vLLM pod; the "batch" pods are another namespace's
     assert [p.model for p in snap.pods] == ["llama-2-7b"]
     vllm = snap.pods[0]
     assert vllm.ready and vllm.phase == "Running" and vllm.restarts == 0 and vllm.node
@@ -110,7 +119,7 @@ def test_unschedulable_pod_reason(one_node):
 def test_forbidden_and_missing(fake, cluster):
     fake.forbid("list", "nodes")
     with pytest.raises(Forbidden) as err:
-        inv.gpu_nodes(cluster)
+        inv.gpu_nodes(cluster, NS)
     assert err.value.action == "list nodes"
     with pytest.raises(NotFound):
         inv.pod_logs(cluster, NS, "no-such-pod")

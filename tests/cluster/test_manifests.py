@@ -193,14 +193,26 @@ def test_slots_alternate_with_disjoint_selectors(base, active, target, sel, expe
     assert mf.slot_labels(sel, active, target, base) == expected
 
 
-def test_green_deployment_has_own_selector_and_matching_template():
-    active = mf.build_deployment("vllm", "vllm", LLAMA)
-    t = mf.build_pod_template(MISTRAL_LIKE, labels={"app": "vllm-green"})
-    green = mf.green_deployment(active, "vllm-green", {"app": "vllm-green"}, t)
-    assert green["metadata"]["name"] == "vllm-green"
-    assert green["spec"]["selector"] == {"matchLabels": {"app": "vllm-green"}}
-    assert green["spec"]["template"]["metadata"]["labels"]["app"] == "vllm-green"
-    assert green["spec"]["replicas"] == 1
+@pytest.mark.parametrize(
+    ("active_name", "idle_name"), [("vllm", "vllm-green"), ("vllm-green", "vllm")]
+)
+def test_idle_slot_is_the_other_slot_stopped_with_its_own_selector(active_name, idle_name):
+    labels = {"app": active_name}
+    active = mf.build_deployment(active_name, "vllm", LLAMA, labels=labels)
+    idle = mf.idle_slot(active, "vllm")
+    assert idle["metadata"] == {
+        "name": idle_name,
+        "namespace": "vllm",
+        "labels": {"app": idle_name},
+    }
+    assert idle["spec"]["replicas"] == 0
+    assert idle["spec"]["selector"] == {"matchLabels": {"app": idle_name}}
+    assert idle["spec"]["template"]["metadata"]["labels"] == {"app": idle_name}
+    assert idle["spec"]["strategy"] == {"type": "Recreate"}
+    # the same model and pod as the active slot, nothing else changed
+    assert mf.template_model(idle["spec"]["template"]) == LLAMA.name
+    assert idle["spec"]["template"]["spec"] == active["spec"]["template"]["spec"]
+    assert active["spec"]["selector"] == {"matchLabels": labels}  # not modified
 
 
 MISTRAL_LIKE = replace(LLAMA, name="mistral")

@@ -12,6 +12,7 @@ from webapp.cluster import manifests as mf
 from webapp.cluster.errors import (
     Forbidden,
     InvalidModelSpec,
+    SlotMissing,
     StrategyNotAllowed,
     SwitchInProgress,
 )
@@ -89,6 +90,32 @@ def test_blue_green_flips_the_service_and_scales_old_down(fake, cluster):
     assert result.outcome == "switched" and result.model_before == MISTRAL.name
     assert fake.get("services", "vllm", NS)["spec"]["selector"] == {"app": "vllm"}
     assert fake.get("deployments", "vllm-green", NS)["spec"]["replicas"] == 0
+
+
+def test_blue_green_only_patches_the_shipped_slots(fake, cluster):
+    """Both slots exist (as the manifests ship them): the switch and the switch back patch
+    them, never create a Deployment (the Role has no create)."""
+    seed_vllm(fake)
+    fake.reset_counts()
+    for spec in (MISTRAL, QWEN):
+        _, result = run(cluster, spec, strategy="blue_green", model_probe=fake.model_probe)
+        assert result.outcome == "switched"
+    touched = {(r.verb, r.resource, r.name) for r in fake.requests if r.group == "apps"}
+    assert not [r for r in fake.requests if r.verb == "create" and r.resource != "leases"]
+    assert {name for verb, res, name in touched if res == "deployments"} == {"vllm", "vllm-green"}
+    assert {verb for verb, res, _ in touched if res == "deployments"} == {"get", "patch"}
+
+
+def test_blue_green_without_the_idle_slot_says_apply_the_manifests(fake, cluster):
+    seed_vllm(fake, green=False)
+    fake.reset_counts()
+    with pytest.raises(SlotMissing) as err:
+        run(cluster, MISTRAL, strategy="blue_green", model_probe=fake.model_probe)
+    assert (err.value.namespace, err.value.deployment) == (NS, "vllm-green")
+    assert fake.get("deployments", "vllm-green", NS) is None
+    assert not [r for r in fake.requests if r.verb in ("create", "patch") and r.group == "apps"]
+    assert fake.served_models(NS) == ["llama-2-7b"]
+    assert lease_holder(fake) is None  # lock released
 
 
 def test_blue_green_requires_a_probe(fake, cluster):

@@ -57,7 +57,8 @@ def test_checkov_dockerfile_is_clean():
 def test_production_properties(instructions):
     ops = [i.op for i in instructions]
     (base,) = [i.value for i in instructions if i.op == "FROM"]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base
+    # digest: test_images.py (pinned, or pending scripts/pin_images.sh)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base), base
 
     # Dependencies in their own cached layer: requirements copied and installed before code.
     copies = [i.value for i in instructions if i.op == "COPY"]

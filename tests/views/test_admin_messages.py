@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from webapp.cluster.errors import ApiRejected, ClusterUnavailable, Forbidden, NotFound
+from webapp.cluster.errors import (
+    ApiRejected,
+    ClusterUnavailable,
+    Forbidden,
+    NotFound,
+    SlotMissing,
+)
 from webapp.cluster.node_pools import NodePoolError
 from webapp.llm.errors import LLMError
 from webapp.views.admin_messages import admin_error_message
@@ -28,3 +34,9 @@ def test_server_text_in_admin_errors_draws_no_image(err, kept):
     assert kept in message
     assert "![" not in message
     assert "[image: x](http://127.0.0.2:9/img?d=secret)" in message
+
+
+def test_a_missing_blue_green_slot_says_apply_the_manifests():
+    message = admin_error_message(SlotMissing("vllm", "vllm-green"))
+    assert "Deployment vllm-green in namespace vllm" in message
+    assert "apply the manifests" in message and "kubectl apply -k" in message

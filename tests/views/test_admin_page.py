@@ -12,7 +12,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from tests.admin_world import CLUSTER, LOCATION, PROJECT, admin_world, seed_from_manifest
-from tests.cluster.conftest import LLAMA, NS
+from tests.cluster.conftest import LLAMA, NS, seed_vllm
 from tests.fakes.gke_server import gpu_pool
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.identities import OIDC_SECRETS
@@ -109,6 +109,7 @@ def test_admin_sees_status_tables(world, page):
     nodes = table(at, "GPUs capacity")
     assert sorted(nodes["node"]) == ["gpu-a", "gpu-b"]
     assert list(nodes["requested"]).count(1) == 1
+    assert f"requested: GPUs asked for by pods of {NS}." in texts(at)
     pools = table(at, "machine type").set_index("pool")
     assert pools.loc["gpu-pool", "autoscaling"] == "0..2"
     assert pools.loc["gpu-pool", "nodes"] == 2
@@ -368,6 +369,23 @@ def test_failing_switch_is_rolled_back_with_reason(world, page):
     assert world.fc.served_models(NS) == [LLAMA.name]
 
 
+def test_blue_green_without_the_green_slot_says_apply_the_manifests(page):
+    """The console never creates a Deployment: without the shipped slot vllm-green a
+    blue/green switch stops before any change, saying to apply the manifests."""
+    with admin_world(seed=lambda fc: seed_vllm(fc, green=False)) as world:
+        at = page(world)
+        at.selectbox(key="model").set_value("mistral-7b").run()
+        at.number_input(key="mml_mistral-7b").set_value(4096).run()
+        at.radio(key="strategy").set_value("blue_green").run()
+        at = run_until(at.button(key="deploy").click().run(), lambda a: "stopped" in texts(a))
+        assert not at.exception, at.exception
+        shown = texts(at)
+        assert "The switch stopped: Blue/green needs the Deployment vllm-green" in shown
+        assert "apply the manifests" in shown and "Unexpected error" not in shown
+        assert world.fc.get("deployments", "vllm-green", NS) is None
+        assert world.fc.served_models(NS) == [LLAMA.name]
+
+
 def test_a_switch_no_node_can_take_is_rolled_back_with_the_reason(world, page):
     """The GKE pool with 2 GPUs per node could grow, but the cluster autoscaler does not add
     a node (NotTriggerScaleUp): after the grace period the switch rolls back by itself."""
@@ -475,12 +493,11 @@ def test_node_pool_name_problems_are_plain_messages(world, page, name, expected,
         ("take the model-switch lock", "get/create/update on leases (coordination.k8s.io)"),
         ("switch model (patch Deployment vllm/vllm)", "patch on deployments (apps)"),
         ("read Deployment vllm/vllm", "get on deployments (apps)"),
-        ("create Deployment vllm/vllm-green", "create on deployments (apps)"),
         ("switch Service vllm/vllm to vllm-green", "patch on services"),
         ("read Service vllm/vllm", "get on services"),
         ("list ReplicaSets of vllm", "list on replicasets (apps)"),
         ("read the log of pod vllm/x", "get on pods/log"),
-        ("list pods in all namespaces", "list on pods (cluster-wide, a ClusterRole)"),
+        ("list pods in namespace vllm", "list on pods"),
         ("list pods of vllm", "list on pods"),
         ("list events in namespace vllm", "list on events"),
         ("list nodes", "list on nodes (cluster-wide, a ClusterRole)"),

@@ -73,6 +73,17 @@ class SwitchInProgress(ClusterError):
         super().__init__(f"a model switch by {holder} is in progress since {since}")
 
 
+class SlotMissing(ClusterError):
+    """Blue/green needs the idle slot Deployment (``vllm-green``), which the manifests ship
+    stopped; the console does not create Deployments (its Role may only change the two
+    slots), so a cluster without it needs the manifests applied."""
+
+    def __init__(self, namespace: str, deployment: str) -> None:
+        self.namespace = namespace
+        self.deployment = deployment
+        super().__init__(f"Deployment {namespace}/{deployment} (the blue/green slot) is missing")
+
+
 class StrategyNotAllowed(ClusterError):
     """The requested switch strategy cannot work on this pool (e.g. blue/green without room)."""
 

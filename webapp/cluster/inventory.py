@@ -4,6 +4,11 @@ Each refresh costs a constant number of API calls — one LIST of pods, one of
 nodes, one of events — never one call per pod or node, so the admin page stays
 cheap on a pool of 50 nodes and hundreds of pods. The parsing functions are pure
 (dicts as the API server returns them in, frozen dataclasses out).
+
+Least privilege: pods are listed in the console's namespace only (its Role), nodes
+cluster-wide (a read-only ClusterRole: nodes are cluster-scoped). So the GPUs a node has
+"requested" are those of this namespace's pods; GPU pods of other namespaces are not
+counted, and a node they fill looks free here (the scheduler still refuses it).
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ class PodInfo:
 
 @dataclass(frozen=True)
 class GpuNode:
-    """A node with GPUs and how many of them pods have requested."""
+    """A node with GPUs and how many of them the console namespace's pods have requested
+    (other namespaces' pods are not counted: the console may not list them)."""
 
     name: str
     pool: str
@@ -290,11 +296,16 @@ def pods(
     ]
 
 
-def _all_pods(cluster: Cluster, *, active_only: bool) -> list[dict]:
+def _namespace_pods(cluster: Cluster, namespace: str, *, active_only: bool) -> list[dict]:
     kwargs = (
         {"field_selector": "status.phase!=Succeeded,status.phase!=Failed"} if active_only else {}
     )
-    raw = call("list pods in all namespaces", cluster.core.list_pod_for_all_namespaces, **kwargs)
+    raw = call(
+        f"list pods in namespace {namespace}",
+        cluster.core.list_namespaced_pod,
+        namespace,
+        **kwargs,
+    )
     return raw.get("items") or []
 
 
@@ -306,10 +317,11 @@ def _by_pod(evs: Iterable[EventInfo]) -> dict[str, list[EventInfo]]:
     return grouped
 
 
-def gpu_nodes(cluster: Cluster) -> list[GpuNode]:
-    """GPU nodes with capacity, allocatable and requested GPUs. Two calls (nodes, pods)."""
+def gpu_nodes(cluster: Cluster, namespace: str) -> list[GpuNode]:
+    """GPU nodes with capacity, allocatable and the GPUs requested by ``namespace``'s pods
+    (other namespaces' pods are not counted, see the module's docstring). Two calls."""
     nodes = call("list nodes", cluster.core.list_node).get("items") or []
-    return parse_nodes(nodes, _all_pods(cluster, active_only=True))
+    return parse_nodes(nodes, _namespace_pods(cluster, namespace, active_only=True))
 
 
 def pod_logs(
@@ -339,15 +351,15 @@ def pod_logs(
 
 
 def inventory(cluster: Cluster, namespace: str, *, now: datetime | None = None) -> Inventory:
-    """Pods of ``namespace``, all GPU nodes and the namespace's events: exactly three calls."""
-    all_pods = _all_pods(cluster, active_only=False)
+    """Pods of ``namespace``, all GPU nodes (GPUs requested by this namespace's pods) and the
+    namespace's events: exactly three calls."""
+    ns_pods = _namespace_pods(cluster, namespace, active_only=False)
     nodes = call("list nodes", cluster.core.list_node).get("items") or []
     evs = events(cluster, namespace, limit=10_000)
     grouped = _by_pod(evs)
-    ns_pods = [p for p in all_pods if (p.get("metadata") or {}).get("namespace") == namespace]
     return Inventory(
         pods=tuple(parse_pod(p, grouped.get(p["metadata"]["name"], ()), now) for p in ns_pods),
-        nodes=tuple(parse_nodes(nodes, all_pods)),
+        nodes=tuple(parse_nodes(nodes, ns_pods)),
         events=tuple(evs[:100]),
         pool_node_counts=count_pool_nodes(nodes),
     )

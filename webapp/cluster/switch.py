@@ -5,10 +5,12 @@ Two strategies:
 * ``in_place`` — patch the existing Deployment's pod template (strategy ``Recreate``)
   in one request; the old pod goes away before the new one starts, so it works even
   when the pool can hold only one vLLM pod, at the price of a gap in service.
-* ``blue_green`` — start the new model in a second Deployment (``<name>-green`` or back
-  to ``<name>``), wait until it is Ready and ``/v1/models`` lists the model, flip the
+* ``blue_green`` — start the new model in the idle slot Deployment (``<name>-green`` or
+  back to ``<name>``), wait until it is Ready and ``/v1/models`` lists the model, flip the
   Service selector, scale the old one to zero. Offered only when the pool has room
-  (see :func:`allowed_strategies`).
+  (see :func:`allowed_strategies`). Both slots come with the manifests (the idle one at
+  zero replicas): the console only patches the two named Deployments, it never creates one
+  (RBAC cannot limit ``create`` by name), and says so (``SlotMissing``) when one is absent.
 
 Progress is a generator of typed values (``SwitchStep`` with a ``RolloutSnapshot``,
 finally a ``SwitchResult``) that the admin page renders. Rollouts are followed by
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from webapp.cluster import manifests as mf
-from webapp.cluster.errors import NotFound, StrategyNotAllowed
+from webapp.cluster.errors import NotFound, SlotMissing, StrategyNotAllowed
 from webapp.cluster.k8s import Cluster, call
 
 # re-exported (``name as name``): callers import the lock and rollout API from here too
@@ -112,7 +114,7 @@ def switch_model(
 
     Nothing happens until the generator is iterated. Raises (on iteration) the typed
     errors ``InvalidModelSpec``, ``SwitchInProgress``, ``StrategyNotAllowed``,
-    ``Forbidden``, ``NotFound``, ``Conflict``, ``ClusterUnavailable``. ``model_probe(url)``
+    ``SlotMissing``, ``Forbidden``, ``NotFound``, ``Conflict``, ``ClusterUnavailable``. ``model_probe(url)``
     returns the model ids served at ``url`` (``http://<pod ip>:8000``); blue/green
     requires it, in place uses it to double-check when given.
     """
@@ -326,27 +328,14 @@ def _blue_green(cluster, spec, namespace, base, service_name, model_probe, cance
     try:
         target = _read_deployment(cluster, namespace, target_name)
     except NotFound:
-        target = None
-    active_sel = active["spec"]["selector"]["matchLabels"]
-    if target is None:
-        selector = mf.slot_labels(active_sel, active_name, target_name, base)
-    else:
-        selector = target["spec"]["selector"]["matchLabels"]
+        raise SlotMissing(namespace, target_name) from None
+    selector = target["spec"]["selector"]["matchLabels"]
     old_t = active["spec"]["template"]
     labels = {**((old_t.get("metadata") or {}).get("labels") or {}), **selector}
     template = mf.build_pod_template(spec, labels=labels, base_template=old_t)
-    if target is None:
-        body = mf.green_deployment(active, target_name, selector, template)
-        call(
-            f"create Deployment {namespace}/{target_name}",
-            cluster.apps.create_namespaced_deployment,
-            namespace,
-            body,
-        )
-    else:
-        _patch_deployment(
-            cluster, namespace, target_name, mf.slot_update_patch(target, template), "start model"
-        )
+    _patch_deployment(
+        cluster, namespace, target_name, mf.slot_update_patch(target, template), "start model"
+    )
     yield SwitchStep(
         "patched",
         f"Starting {spec.name} in {target_name}; {before} keeps serving meanwhile.",

@@ -464,6 +464,11 @@ def _pods_and_nodes(inv) -> None:
             ],
             key="nodes", hide_index=True,
         )  # fmt: skip
+        st.caption(
+            f"requested: GPUs asked for by pods of {literal(settings.k8s_namespace)}. The "
+            "console may list pods of its own namespace only, so GPUs held by other "
+            "namespaces' pods are not counted."
+        )
 
 
 def _pod_log(pods) -> None:

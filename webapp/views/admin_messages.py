@@ -17,6 +17,7 @@ from webapp.cluster.errors import (
     InvalidModelSpec,
     NotFound,
     PoolCannotSchedule,
+    SlotMissing,
     StrategyNotAllowed,
     SwitchInProgress,
 )
@@ -31,12 +32,10 @@ _RBAC = (
     (r"model-switch lock", "get/create/update on leases (coordination.k8s.io)"),
     (r"switch Service", "patch on services"),
     (r"Service", "get on services"),
-    (r"create Deployment", "create on deployments (apps)"),
     (r"patch Deployment", "patch on deployments (apps)"),
     (r"Deployment", "get on deployments (apps)"),
     (r"ReplicaSets", "list on replicasets (apps)"),
     (r"log of pod", "get on pods/log"),
-    (r"pods in all namespaces", "list on pods (cluster-wide, a ClusterRole)"),
     (r"pods", "list on pods"),
     (r"events", "list on events"),
     (r"nodes", "list on nodes (cluster-wide, a ClusterRole)"),
@@ -78,6 +77,14 @@ def _message(err: Exception) -> str:
         return (
             f"The Kubernetes API cannot be reached right now ({err}). "
             "Check the cluster and the network, then reload."
+        )
+    if isinstance(err, SlotMissing):
+        return (
+            f"Blue/green needs the Deployment {err.deployment} in namespace {err.namespace}, "
+            "which is missing. The console never creates Deployments (it may only change the "
+            "two blue/green slots): apply the manifests, which ship it stopped "
+            "(`kubectl apply -k k8s/overlays/<gpu>` or scripts/deploy.sh), then retry. "
+            "In place works without it."
         )
     if isinstance(err, NotFound):
         return (
