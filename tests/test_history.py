@@ -186,3 +186,23 @@ def test_an_over_long_system_prompt_is_refused_before_anything_is_counted(tmp_pa
         history.admit_message("hello", "s" * 300)
     history.admit_message("hello", "s" * 100)  # the refusal counted nothing: one fits
     store.dispose()
+
+
+def test_a_conversation_deleted_under_an_answer_is_a_plain_problem_not_a_crash(tmp_path):
+    """Issue 10.4: the owner deletes the conversation while a link holder's answer streams:
+    every later write says so in plain words instead of raising."""
+    from webapp.history import DELETED
+
+    store = ConversationStore(f"sqlite:///{tmp_path / 'chat.db'}")
+    limits = UsageLimits(store, messages_per_minute=5, max_prompt_chars=100, max_conversations=5)
+    owner = resolve_owner(None, "Zx9" * 8)
+    history = History(store, limits, owner)
+    conv = history.start()
+    answer = history.begin_answer(conv, "partial")
+    store.delete(owner.key, conv)
+    history.checkpoint(answer, "partial and more")
+    history.finish_answer(answer, content="partial and more", status="complete")
+    assert history.add(conv, "user", "next") is None
+    history.truncate_after(conv, answer)
+    assert history.problem == DELETED
+    store.dispose()

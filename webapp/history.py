@@ -19,6 +19,7 @@ from webapp.identity import Owner
 from webapp.limits import GenerationLease, UsageLimits
 from webapp.store import (
     Conversation,
+    ConversationNotFound,
     ConversationStore,
     ConversationSummary,
     SettingsTooLarge,
@@ -26,6 +27,13 @@ from webapp.store import (
 )
 
 _log = logging.getLogger(__name__)
+
+#: what the page says when a conversation went away under an answer (its owner deleted it
+#: in another tab, or it expired): the text on screen stays; it is no longer saved
+DELETED = (
+    "this conversation was deleted (by its owner, or it expired) while you were in it. "
+    "What you see here stays on this page until you leave it; start a new chat to keep going."
+)
 
 #: streaming answers are written to the database behind the streams, one round every
 #: this often: a killed process loses only the tokens received in the last round's
@@ -198,7 +206,9 @@ class History:
             )
         except StoreUnavailable as e:
             self.problem = str(e)
-            return None
+        except ConversationNotFound:
+            self.problem = DELETED
+        return None
 
     def begin_answer(self, conversation_id: str | None, content: str) -> int | None:
         """Save an answer when its first token arrives (status "streaming").
@@ -238,6 +248,8 @@ class History:
             self.store.update_message(self.owner.key, message_id, **changes)
         except StoreUnavailable as e:
             self.problem = str(e)
+        except ConversationNotFound:
+            self.problem = DELETED
 
     def truncate_after(self, conversation_id: str | None, message_id: int | None) -> None:
         """Delete what follows ``message_id`` (regenerate replaces the last answer)."""
@@ -247,6 +259,8 @@ class History:
             self.store.truncate_after(self.owner.key, conversation_id, message_id)
         except StoreUnavailable as e:
             self.problem = str(e)
+        except ConversationNotFound:
+            self.problem = DELETED
 
     def rename(self, conversation_id: str, title: str) -> str:
         return self.store.rename(self.owner.key, conversation_id, title)

@@ -404,3 +404,25 @@ def test_the_system_prompt_is_held_to_the_message_limit(fake, page):
     (sent,) = [r for r in fake.requests if r["path"].endswith("completions")]
     system = [m["content"] for m in sent["body"]["messages"] if m["role"] == "system"]
     assert system == ["s" * 100]
+
+
+def test_a_conversation_deleted_mid_chat_is_said_plainly_and_frees_the_answer_slot(
+    fake, page, tmp_path
+):
+    """Issue 10.4: the conversation is deleted elsewhere (its owner's other tab) while it is
+    open here: the next turn is answered, the page says it is no longer saved, no crash, and
+    the user's one-answer slot is free for the turn after."""
+    import sqlite3
+
+    at = send(page(fake.url), "hello")
+    with sqlite3.connect(tmp_path / "chat.db") as db:
+        db.execute("DELETE FROM messages")
+        db.execute("DELETE FROM conversations")
+    fake.set_script(Script(tokens=["still", " answering"]))
+    at = send(at, "are you there?")
+    assert not at.exception
+    assert chat(at)[-1] == ("assistant", ["still answering"])
+    assert "this conversation was deleted" in " ".join(w.value for w in at.warning)
+    fake.set_script(Script(tokens=["and again"]))
+    at = send(at, "once more")
+    assert chat(at)[-1] == ("assistant", ["and again"])  # not "already being generated"
