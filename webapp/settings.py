@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr = Field(SecretStr("EMPTY"), description="vLLM --api-key, if set")
     llm_mode: Literal["auto", "chat", "completion"] = "auto"
     llm_timeout_s: float = Field(60.0, gt=0, description="connect/read timeout per request")
+    llm_answer_deadline_s: float = Field(
+        600.0, gt=0, le=86_400, description="total time one answer may stream"
+    )
     llm_notice: str = Field("", description="banner shown on the chat page (e.g. test model)")
 
     # --- what this process serves ---

@@ -426,3 +426,17 @@ def test_a_conversation_deleted_mid_chat_is_said_plainly_and_frees_the_answer_sl
     fake.set_script(Script(tokens=["and again"]))
     at = send(at, "once more")
     assert chat(at)[-1] == ("assistant", ["and again"])  # not "already being generated"
+
+
+def test_an_endless_answer_stops_at_its_deadline_and_keeps_its_text(fake, page):
+    """Issue 10.4: LLM_ANSWER_DEADLINE_S bounds one answer (the read timeout is per chunk)."""
+    fake.set_script(Script(n_tokens=5000, tokens_per_s=50))
+    at = send(page(fake.url, LLM_ANSWER_DEADLINE_S=1), "go on forever")
+    assert not at.exception
+    bot = at.chat_message[1]
+    assert bot.markdown[0].value.strip()  # what arrived is kept
+    assert "still running after 1 seconds" in bot.error[0].value
+    assert at.button(key="redo").label == "Retry"
+    fake.set_script(Script(tokens=["short"]))
+    at = send(at, "then briefly")  # the answer slot was released
+    assert chat(at)[-1] == ("assistant", ["short"])

@@ -21,6 +21,7 @@ from webapp.llm.budget import (
     trim_history,
 )
 from webapp.llm.errors import (
+    AnswerDeadline,
     BackendAuthError,
     BackendHTTPError,
     BackendTimeout,
@@ -183,7 +184,7 @@ class Generation:
         mode = client.mode_for(req.model)
         try:
             try:
-                yield from self._stream_mode(mode, started)
+                yield from self._within_deadline(self._stream_mode(mode, started), started)
             except GeneratorExit:
                 raise
             except Exception as exc:  # noqa: BLE001 - mapped to a typed error right here
@@ -193,7 +194,7 @@ class Generation:
                     raise err from exc
                 # a base model: remember it and answer through /v1/completions instead
                 client.remember_mode(req.model, "completion")
-                yield from self._stream_mode("completion", started)
+                yield from self._within_deadline(self._stream_mode("completion", started), started)
         except (GeneratorExit, LLMError):
             raise
         except Exception as exc:  # noqa: BLE001
@@ -205,6 +206,19 @@ class Generation:
             raise StreamInterrupted(
                 "stream ended before the answer finished", partial_text=self.text
             )
+
+    def _within_deadline(self, inner: Iterator[str], started: float) -> Iterator[str]:
+        """``inner``'s pieces until the client's ``answer_deadline_s`` has passed since
+        ``started``; then ``AnswerDeadline`` (closing ``inner`` closes the HTTP stream, so
+        vLLM stops generating)."""
+        deadline = self._client.answer_deadline_s
+        try:
+            for piece in inner:
+                yield piece
+                if deadline is not None and time.monotonic() - started > deadline:
+                    raise AnswerDeadline(deadline, partial_text=self.text)
+        finally:
+            inner.close()  # type: ignore[attr-defined]
 
     def _stream_mode(self, mode: Mode, started: float) -> Iterator[str]:
         self.stats.mode = mode
@@ -296,6 +310,7 @@ class ChatClient:
     api_key: str = "EMPTY"
     mode: Literal["auto", "chat", "completion"] = "auto"
     timeout_s: float = 60.0
+    answer_deadline_s: float | None = None  # total time one answer may stream
     _modes: dict[str, Mode] = field(default_factory=dict, repr=False)
     _llms: dict[tuple[Mode, str], Any] = field(default_factory=dict, repr=False)
     _tokenize_ok: bool = field(default=True, repr=False)

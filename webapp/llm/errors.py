@@ -75,6 +75,16 @@ class StreamInterrupted(LLMError):
     """The connection dropped after the answer had started; ``partial_text`` holds what came."""
 
 
+class AnswerDeadline(StreamInterrupted):
+    """The answer ran past its total time (``LLM_ANSWER_DEADLINE_S``) and was stopped;
+    ``partial_text`` holds what came. The per-chunk read timeout cannot catch a server that
+    keeps sending forever."""
+
+    def __init__(self, deadline_s: float, *, partial_text: str = "") -> None:
+        self.deadline_s = deadline_s
+        super().__init__(f"answer still running after {deadline_s:g} s", partial_text=partial_text)
+
+
 class InvalidPrompt(LLMError):
     """The user's input cannot be sent (empty, too long)."""
 

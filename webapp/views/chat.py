@@ -47,8 +47,8 @@ FLUSH_BEFORE_RERUN_S = 0.1
 
 
 @st.cache_resource(show_spinner=False)
-def _client(url: str, api_key: str, mode: str, timeout_s: float) -> ChatClient:
-    return ChatClient(url, api_key, mode, timeout_s)  # type: ignore[arg-type]
+def _client(url: str, api_key: str, mode: str, timeout_s: float, deadline_s: float) -> ChatClient:
+    return ChatClient(url, api_key, mode, timeout_s, deadline_s)  # type: ignore[arg-type]
 
 
 client = _client(
@@ -56,6 +56,7 @@ client = _client(
     settings.llm_api_key.get_secret_value(),
     settings.llm_mode,
     settings.llm_timeout_s,
+    settings.llm_answer_deadline_s,
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from webapp.llm.errors import (
+    AnswerDeadline,
     BackendAuthError,
     BackendHTTPError,
     BackendTimeout,
@@ -36,6 +37,12 @@ def llm_error_message(err: LLMError) -> str:
         return (
             f"This message is too long for the model's context window{size}. "
             "Shorten it, lower *Max answer tokens*, or start a new chat."
+        )
+    if isinstance(err, AnswerDeadline):
+        return (
+            f"The answer was still running after {err.deadline_s:g} seconds, the most one "
+            "answer may take here, and was stopped. The part received is kept above. Press "
+            "Retry, or ask for a shorter answer."
         )
     if isinstance(err, StreamInterrupted):
         return (
