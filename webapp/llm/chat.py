@@ -285,16 +285,19 @@ class Generation:
             top_p=req.params.top_p,
             max_tokens=max_tokens,
         )
-        try:
-            for text in stream:
-                if text:
-                    self._on_text(text, started)
-                    self.stats.completion_tokens += 1
-                    yield text
-                if info.finish_reason:
-                    self.stats.finish_reason = info.finish_reason
-        finally:
-            stream.close()
+        with clients.responses_opened() as opened:
+            try:
+                for text in stream:
+                    if text:
+                        self._on_text(text, started)
+                        self.stats.completion_tokens += 1
+                        yield text
+                    if info.finish_reason:
+                        self.stats.finish_reason = info.finish_reason
+            finally:
+                stream.close()
+                for response in opened:  # so that vLLM aborts now (see responses_opened)
+                    response.close()
         if self.stats.finish_reason == "length":
             # cut by max_tokens: exactly that many were generated (chunks can hold several
             # tokens, e.g. the bytes of one character, so counting chunks undercounts)

@@ -8,7 +8,12 @@ change here.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
+import openai
 from langchain_community.llms import VLLMOpenAI
 from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import ChatGenerationChunk
@@ -55,6 +60,29 @@ def chat_llm(base_url: str, api_key: str, model: str, timeout_s: float) -> ChatO
     )
 
 
+_opened = threading.local()
+
+
+def _note_response(response: httpx.Response) -> None:
+    responses = getattr(_opened, "responses", None)
+    if responses is not None:
+        responses.append(response)
+
+
+@contextmanager
+def responses_opened() -> Iterator[list[httpx.Response]]:
+    """The HTTP responses the completion client opens in this thread meanwhile.
+
+    VLLMOpenAI keeps its OpenAI stream in a reference cycle (through its retry wrapper), so
+    closing the LangChain stream reaches the HTTP response only at the next full garbage
+    collection: Stop did not make vLLM abort. Closing these responses does."""
+    _opened.responses = []
+    try:
+        yield _opened.responses
+    finally:
+        _opened.responses = None
+
+
 def completion_llm(base_url: str, api_key: str, model: str, timeout_s: float) -> BaseLLM:
     """VLLMOpenAI against vLLM's /v1/completions, for base models without a chat template."""
     return VLLMOpenAI(
@@ -64,4 +92,14 @@ def completion_llm(base_url: str, api_key: str, model: str, timeout_s: float) ->
         request_timeout=_timeout(timeout_s),
         max_retries=0,
         streaming=True,
+        # our own OpenAI client (same settings) whose HTTP client notes the responses it opens
+        client=openai.OpenAI(
+            base_url=f"{base_url}/v1",
+            api_key=api_key,
+            timeout=_timeout(timeout_s),
+            max_retries=0,
+            http_client=httpx.Client(
+                timeout=_timeout(timeout_s), event_hooks={"response": [_note_response]}
+            ),
+        ).completions,
     )
