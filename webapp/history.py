@@ -170,6 +170,7 @@ class History:
                 self.owner.key,
                 chat_settings=chat_settings,
                 max_conversations=self.limits.max_conversations,
+                limits_key=self.owner.limits_key,
             )
         except (StoreUnavailable, SettingsTooLarge) as e:
             self.problem = str(e)
@@ -183,7 +184,7 @@ class History:
         self.limits.check_prompt(prompt)
         self.limits.check_system_prompt(system_prompt)
         try:
-            self.limits.record_message(self.owner.key)
+            self.limits.record_message(self.owner.limits_key)
         except StoreUnavailable as e:
             self.problem = str(e)  # cannot count: let the message through rather than lose it
 
@@ -254,11 +255,12 @@ class History:
     def delete(self, conversation_id: str) -> None:
         self.store.delete(self.owner.key, conversation_id)
 
-    # ---- one answer at a time per user ---------------------------------------------
+    # ---- one answer at a time per user, a few at a time in the app -----------------
     def acquire(self) -> GenerationLease | None:
-        """The user's single generation slot (``GenerationInProgress`` if taken)."""
+        """The user's single generation slot (``GenerationInProgress`` if taken; ``ModelBusy``
+        when the whole app runs its maximum of answers). None when the DB is down."""
         try:
-            return self.limits.acquire_generation(self.owner.key)
+            return self.limits.acquire_generation(self.owner.limits_key)
         except StoreUnavailable as e:
             self.problem = str(e)
             return None

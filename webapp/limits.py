@@ -1,15 +1,21 @@
-"""Usage limits per user, shared by all replicas through the store's database.
+"""Usage limits, shared by all replicas through the store's database.
 
-- messages per minute: a sliding 60 s window of ``rate_events`` rows;
-- one generation at a time: a ``generation_leases`` row with an expiry, so a
-  process killed mid-answer blocks its user for at most the lease time;
+Every limit is counted against a *limits key*: the user for logged-in users, the client's
+network address for guests (``webapp.identity.Owner.limits_key``), so that neither a reload
+nor another replica resets it.
+
+- messages per minute: a sliding 60 s window of ``rate_events`` rows per key;
+- one generation at a time per key: a ``generation_leases`` row with an expiry, so a
+  process killed mid-answer blocks its key for at most the lease time;
+- at most ``max_concurrent_generations`` answers at once in the whole app: the unexpired
+  leases are the answers running on every replica, counted when a lease is taken;
 - maximum prompt length: a pure check;
 - maximum conversations kept: passed to ``ConversationStore.create_conversation``
-  (``max_conversations``), which prunes the oldest.
+  (``max_conversations``, counted per limits key), which prunes the oldest.
 
-The per-user read-then-write steps run serialised per user (PostgreSQL advisory
-transaction lock; SQLite ``BEGIN IMMEDIATE``), so two replicas cannot both let
-the 21st message of a minute through.
+The read-then-write steps are serialised (PostgreSQL advisory transaction locks: per key for
+the rate, one for all generation slots; SQLite ``BEGIN IMMEDIATE``), so two replicas can
+neither both let the 21st message of a minute through nor both take the last slot.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from webapp.store import engine as db
 from webapp.store.errors import (
     GenerationInProgress,
     LimitExceeded,
+    ModelBusy,
     PromptTooLong,
     RateLimited,
     TooManyConversations,
@@ -41,6 +48,7 @@ __all__ = [
     "GenerationInProgress",
     "GenerationLease",
     "LimitExceeded",
+    "ModelBusy",
     "PromptTooLong",
     "RateLimited",
     "TooManyConversations",
@@ -50,6 +58,7 @@ __all__ = [
 
 WINDOW = timedelta(seconds=60)
 DEFAULT_LEASE_S = 300.0
+DEFAULT_MAX_CONCURRENT_GENERATIONS = 32
 
 
 def check_prompt_length(prompt: str, limit: int) -> None:
@@ -80,22 +89,26 @@ class UsageLimits:
         messages_per_minute: int,
         max_prompt_chars: int,
         max_conversations: int,
+        max_concurrent_generations: int = DEFAULT_MAX_CONCURRENT_GENERATIONS,
         lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self.store = store
         self.messages_per_minute = messages_per_minute
         self.max_prompt_chars = max_prompt_chars
         self.max_conversations = max_conversations
+        self.max_concurrent_generations = max_concurrent_generations
         self.lease_s = lease_s
 
     @classmethod
     def from_settings(cls, store: ConversationStore, settings: Settings) -> UsageLimits:
-        """Limits from the settings (messages per minute, prompt chars, conversations per user)."""
+        """Limits from the settings (messages per minute, prompt chars, conversations per
+        user, answers at once in the whole app)."""
         return cls(
             store,
             messages_per_minute=settings.messages_per_minute,
             max_prompt_chars=settings.max_prompt_chars,
             max_conversations=settings.max_conversations_per_user,
+            max_concurrent_generations=settings.max_concurrent_generations,
         )
 
     def check_prompt(self, prompt: str) -> None:
@@ -129,9 +142,11 @@ class UsageLimits:
             conn.execute(insert(R).values(owner=owner, at=now))
 
     def acquire_generation(self, owner: str, lease_s: float | None = None) -> GenerationLease:
-        """Take ``owner``'s single generation slot or raise ``GenerationInProgress``.
+        """Take ``owner``'s single generation slot, which is also one of the app's
+        ``max_concurrent_generations``; else raise ``GenerationInProgress`` (``owner`` has
+        one running) or ``ModelBusy`` (all are taken). Nothing changes when it raises.
 
-        An expired lease (its process died) is taken over.
+        Expired leases (their process died) are dropped first and count for nobody.
         """
         now = self.store.now()
         lease = GenerationLease(
@@ -141,14 +156,26 @@ class UsageLimits:
         )
         try:
             with db.transaction(self.store.migrated_engine()) as conn:
-                db.lock_owner(conn, owner)
-                conn.execute(delete(L).where(L.c.owner == owner, L.c.expires_at <= now))
+                db.lock_generation_slots(conn)
+                conn.execute(delete(L).where(L.c.expires_at <= now))
+                if conn.execute(select(L.c.owner).where(L.c.owner == owner)).first():
+                    raise GenerationInProgress()
+                running = conn.execute(select(func.count()).select_from(L)).scalar_one()
+                if running >= self.max_concurrent_generations:
+                    raise ModelBusy(running)
                 conn.execute(
                     insert(L).values(owner=owner, token=lease.token, expires_at=lease.expires_at)
                 )
         except IntegrityError as exc:
             raise GenerationInProgress() from exc
         return lease
+
+    def running_generations(self) -> int:
+        """Answers being generated right now in the whole app (unexpired leases)."""
+        with db.transaction(self.store.migrated_engine()) as conn:
+            return conn.execute(
+                select(func.count()).select_from(L).where(L.c.expires_at > self.store.now())
+            ).scalar_one()
 
     def renew_generation(self, lease: GenerationLease, lease_s: float | None = None) -> bool:
         """Extend a lease (call it while a long answer streams). False if it was lost
