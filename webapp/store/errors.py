@@ -77,8 +77,8 @@ class ModelBusy(LimitExceeded):
     def __init__(self, running: int) -> None:
         self.running = running
         super().__init__(
-            f"The model is busy with {running} answers right now; try again in a few seconds "
-            "(press Retry). Your message is kept."
+            f"The model is busy with {running} answer{'' if running == 1 else 's'} right now; "
+            "try again in a few seconds (press Retry). Your message is kept."
         )
 
 
