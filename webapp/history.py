@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webapp.identity import Owner
-from webapp.limits import GenerationLease, UsageLimits
+from webapp.limits import GenerationLease, UsageLimits, lease_keeper
 from webapp.store import (
     Conversation,
     ConversationStore,
@@ -258,16 +258,20 @@ class History:
     # ---- one answer at a time per user, a few at a time in the app -----------------
     def acquire(self) -> GenerationLease | None:
         """The user's single generation slot (``GenerationInProgress`` if taken; ``ModelBusy``
-        when the whole app runs its maximum of answers). None when the DB is down."""
+        when the whole app runs its maximum of answers). None when the DB is down. The
+        process's ``LeaseKeeper`` renews it until ``release``."""
         try:
-            return self.limits.acquire_generation(self.owner.limits_key)
+            lease = self.limits.acquire_generation(self.owner.limits_key)
         except StoreUnavailable as e:
             self.problem = str(e)
             return None
+        lease_keeper(self.limits).hold(lease)
+        return lease
 
     def release(self, lease: GenerationLease | None) -> None:
         if lease is None:
             return
+        lease_keeper(self.limits).drop(lease)
         try:
             self.limits.release_generation(lease)
         except StoreUnavailable as e:

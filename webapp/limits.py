@@ -5,8 +5,9 @@ network address for guests (``webapp.identity.Owner.limits_key``), so that neith
 nor another replica resets it.
 
 - messages per minute: a sliding 60 s window of ``rate_events`` rows per key;
-- one generation at a time per key: a ``generation_leases`` row with an expiry, so a
-  process killed mid-answer blocks its key for at most the lease time;
+- one generation at a time per key: a ``generation_leases`` row with a short expiry that
+  the process's ``LeaseKeeper`` renews while the answer runs, so a process killed
+  mid-answer blocks its key for at most the lease time (30 s);
 - at most ``max_concurrent_generations`` answers at once in the whole app: the unexpired
   leases are the answers running on every replica, counted when a lease is taken;
 - maximum prompt length: a pure check;
@@ -20,8 +21,10 @@ neither both let the 21st message of a minute through nor both take the last slo
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,8 +59,14 @@ __all__ = [
     "check_prompt_length",
 ]
 
+_log = logging.getLogger(__name__)
+
 WINDOW = timedelta(seconds=60)
-DEFAULT_LEASE_S = 300.0
+#: a lease not renewed for this long is over: what a process killed mid-answer blocks its
+#: user (or guest address) for, and how long it still counts against the app-wide cap
+DEFAULT_LEASE_S = 30.0
+#: the leases of the answers still running are renewed this often (LeaseKeeper)
+RENEW_EVERY_S = 10.0
 DEFAULT_MAX_CONCURRENT_GENERATIONS = 32
 
 
@@ -202,3 +211,63 @@ class UsageLimits:
             yield lease
         finally:
             self.release_generation(lease)
+
+
+class LeaseKeeper:
+    """Renews the leases of this process's running answers, behind the streams.
+
+    One thread per store: every ``every_s`` it extends each held lease by the limits'
+    ``lease_s``, so an answer of any length keeps its slot (and keeps counting against the
+    app-wide cap) while a killed process's leases run out soon. The streams never wait
+    for it; a failed renewal is logged (the lease may then expire and count no more).
+    """
+
+    def __init__(self, limits: UsageLimits, *, every_s: float = RENEW_EVERY_S) -> None:
+        self.limits = limits
+        self._every_s = every_s
+        self._cond = threading.Condition()
+        self._held: dict[str, GenerationLease] = {}
+        self._thread = threading.Thread(target=self._run, name="leases", daemon=True)
+        self._thread.start()
+
+    def hold(self, lease: GenerationLease) -> None:
+        """Keep ``lease`` alive until ``drop``."""
+        with self._cond:
+            self._held[lease.token] = lease
+            self._cond.notify()
+
+    def drop(self, lease: GenerationLease) -> None:
+        with self._cond:
+            self._held.pop(lease.token, None)
+
+    def renew_now(self) -> None:
+        """One round: extend every held lease (the thread does this every ``every_s``)."""
+        with self._cond:
+            held = list(self._held.values())
+        for lease in held:
+            try:
+                if not self.limits.renew_generation(lease):
+                    _log.warning("a generation lease expired before it was renewed")
+            except Exception:  # noqa: BLE001 - keep renewing the other leases
+                _log.exception("renewing a generation lease failed")
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._held:
+                    self._cond.wait()
+                self._cond.wait(timeout=self._every_s)
+            self.renew_now()
+
+
+_keepers: dict[int, LeaseKeeper] = {}
+_keepers_lock = threading.Lock()
+
+
+def lease_keeper(limits: UsageLimits) -> LeaseKeeper:
+    """The process's keeper for the leases of ``limits.store`` (started on first use)."""
+    with _keepers_lock:
+        keeper = _keepers.get(id(limits.store))
+        if keeper is None or keeper.limits.store is not limits.store:
+            keeper = _keepers[id(limits.store)] = LeaseKeeper(limits)
+        return keeper

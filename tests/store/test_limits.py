@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from webapp.limits import (
+    DEFAULT_LEASE_S,
     GenerationInProgress,
+    LeaseKeeper,
     ModelBusy,
     PromptTooLong,
     RateLimited,
@@ -206,3 +209,45 @@ def test_replicas_taking_the_last_slots_at_once_never_exceed_the_cap(database_ur
     for t in threads:
         t.join(timeout=60)
     assert sorted(results) == ["busy"] * 6 + ["taken"] * 2
+
+
+# ---------------------------------------------------------------- leases kept alive
+def test_a_running_answer_keeps_its_slot_while_a_dead_ones_runs_out(limits, clock):
+    """The keeper renews what its process still runs; a killed process renews nothing, so
+    its user (or guest address) is blocked for one lease time only."""
+    keeper = LeaseKeeper(limits, every_s=3600)  # rounds driven by hand below
+    alive = limits.acquire_generation(ALICE, lease_s=DEFAULT_LEASE_S)
+    limits.acquire_generation(BOB, lease_s=DEFAULT_LEASE_S)  # then its process is killed
+    keeper.hold(alive)
+    for _ in range(10):  # five minutes of a long answer
+        clock.advance(DEFAULT_LEASE_S / 2)
+        keeper.renew_now()
+    with pytest.raises(GenerationInProgress):
+        limits.acquire_generation(ALICE)
+    limits.release_generation(limits.acquire_generation(BOB))  # the dead one ran out
+    keeper.drop(alive)
+    keeper.renew_now()
+    clock.advance(DEFAULT_LEASE_S)
+    limits.release_generation(limits.acquire_generation(ALICE))
+
+
+def test_the_keeper_thread_renews_on_its_own(limits, clock):
+    keeper = LeaseKeeper(limits, every_s=0.01)
+    lease = limits.acquire_generation(ALICE, lease_s=DEFAULT_LEASE_S)
+    keeper.hold(lease)
+    clock.advance(DEFAULT_LEASE_S - 1)
+    deadline = time.monotonic() + 30  # guards a hung test only
+    while not _renewed(limits, lease):
+        assert time.monotonic() < deadline, "never renewed"
+        time.sleep(0.01)
+    keeper.drop(lease)
+
+
+def _renewed(limits, lease) -> bool:
+    from sqlalchemy import select
+
+    from webapp.store.models import generation_leases as L
+
+    with limits.store.engine.connect() as conn:
+        expires = conn.execute(select(L.c.expires_at).where(L.c.token == lease.token)).scalar()
+    return expires is not None and expires > lease.expires_at
