@@ -8,6 +8,7 @@ driven by Playwright; process CPU and RSS come from ``/proc`` (no psutil needed)
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import platform
 import statistics
@@ -111,7 +112,11 @@ def streamlit_app(**env: str) -> Iterator:
     from tests.conftest import StreamlitServer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
-    base = {"MESSAGES_PER_MINUTE": "100000", "APP_MODE": "chat"}
+    base = {
+        "MESSAGES_PER_MINUTE": "100000",
+        "MAX_CONCURRENT_GENERATIONS": "1000",
+        "APP_MODE": "chat",
+    }
     srv = StreamlitServer({**base, **{k: str(v) for k, v in env.items()}}, tmp).start()
     try:
         yield srv
@@ -180,9 +185,21 @@ def observer_script(first: str = "", last: str = "") -> str:
     return _OBSERVER_JS % {"first": json.dumps(first), "last": json.dumps(last)}
 
 
+_contexts = itertools.count()
+
+
 def open_chat(browser, url: str, init_script: str):
-    """New browser context (= new Streamlit session) with the observer; chat input ready."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    """New browser context (= new Streamlit session) with the observer; chat input ready.
+
+    Every context is another client behind the load balancer (its own X-Forwarded-For):
+    the app allows one answer at a time per client, and the benchmarks measure many.
+    """
+    from tests.support.streamlit_ws import nth_client, via_load_balancer
+
+    ctx = browser.new_context(
+        viewport={"width": 1280, "height": 900},
+        extra_http_headers=via_load_balancer(nth_client(next(_contexts))),
+    )
     ctx.add_init_script(init_script)
     page = ctx.new_page()
     page.set_default_timeout(120_000)

@@ -1,14 +1,9 @@
 """Part 2b: the concurrency part without the browser — Streamlit's own websocket protocol.
 
-Each session is a Python client of ``ws://HOST/_stcore/stream`` doing what the frontend
-does (checked against Chromium's frames): ``GET /_stcore/health`` for the XSRF cookie,
-connect with subprotocols ``["streamlit", <xsrf token>]`` and a same-origin ``Origin``,
-send ``rerun_script`` (query string, page script hash, context info), read the
-ForwardMsgs, and on "Enter" send a rerun whose widget states carry the chat input's
-``chat_input_value`` with the prompt. The frontend also echoes the sidebar widgets'
-values (system prompt, sliders, max tokens); they are keyed, so the app reads the same
-values from session state either way. One asyncio loop drives all sessions; no page is
-rendered, so the numbers are the app's (plus a cheap protobuf parse per message).
+Each session is a ``tests.support.streamlit_ws.WsSession``: a Python client of
+``ws://HOST/_stcore/stream`` doing what the frontend does (see that module). One asyncio
+loop drives all sessions; no page is rendered, so the numbers are the app's (plus a cheap
+protobuf parse per message).
 
 Timing (epoch ms, like the browser observer): Enter = the BackMsg is sent; first / last
 token = the first delta whose answer markdown (the NATIVE markdown in the new assistant
@@ -25,21 +20,13 @@ import asyncio
 import contextlib
 import os
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import CpuWindow, median, rss_mb, streamlit_app
 from bench.concurrency import ConcurrencyRow, ideal_s, level_row, spread
 from bench.streaming import FIRST, LAST, MAX_MODEL_LEN, PROMPT, RATE, TTFT_S, scripted_tokens
-
-XSRF_COOKIE = "_streamlit_xsrf"
-#: what the browser sent in ``context_info`` (observed in Chromium's frames)
-CONTEXT = {"timezone": "UTC", "timezone_offset": 0, "locale": "en-US", "color_scheme": "light"}
-
-
-def _now_ms() -> float:
-    return time.time() * 1000
+from tests.support.streamlit_ws import Answer, WsSession, nth_client, via_load_balancer
 
 
 def _child_pid(marker: str) -> int | None:
@@ -58,192 +45,6 @@ def _machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of all cores from /proc/stat; busy excludes idle and iowait."""
     fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return sum(fields) - fields[3] - fields[4], sum(fields)
-
-
-@dataclass
-class Answer:
-    """One question of one session: epoch ms (``origin`` 0, as ``spread`` expects)."""
-
-    prompt: str
-    expected: str
-    enter: float | None = None
-    first: float | None = None
-    last: float | None = None
-    done: float | None = None
-    text: str = ""
-    updates: int = 0  # answer-markdown deltas received
-    error: str | None = None
-    origin: float = 0.0
-
-    def record(self) -> dict:
-        """The dict ``concurrency.level_row`` / ``spread`` read."""
-        return {
-            "enter": self.enter, "first": self.first, "last": self.last, "origin": self.origin,
-            "error": self.error, "prompt": self.prompt, "updates": self.updates,
-        }  # fmt: skip
-
-
-class WsSession:
-    """One Streamlit session over one websocket, as the frontend drives it."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-        self.query_string = ""
-        self.page_script_hash = ""
-        self.chat_input_id: str | None = None
-        self.refs = 0  # ForwardMsgs sent as a cache reference (this client caches none)
-        self._ws = None
-        self._reader: asyncio.Task | None = None
-        self._blocks: list[tuple[int, ...]] = []  # chat_message blocks of the current run
-        self._base = 0  # chat messages on the page before the question
-        self._finished = asyncio.Event()  # a script run finished successfully
-        self._answer: Answer | None = None
-        self._answer_done = asyncio.Event()
-
-    # ------------------------------------------------------------ wire
-    async def open(self, timeout: float = 60) -> WsSession:
-        """Connect and run the page once; return when the chat input is known."""
-        from websockets.asyncio.client import connect
-
-        xsrf = await asyncio.to_thread(self._xsrf_cookie)
-        host = self.url.split("://", 1)[1]
-        self._ws = await connect(
-            f"ws://{host}/_stcore/stream",
-            origin=self.url,
-            subprotocols=["streamlit", xsrf] if xsrf else ["streamlit"],
-            additional_headers={"Cookie": f"{XSRF_COOKIE}={xsrf}"} if xsrf else None,
-            compression=None,  # server.enableWebsocketCompression is off by default
-            max_size=None,
-            proxy=None,
-        )
-        self._reader = asyncio.create_task(self._read())
-        self._finished.clear()
-        await self._send_rerun(None)
-        await asyncio.wait_for(self._finished.wait(), timeout)
-        if self.chat_input_id is None:
-            raise RuntimeError("the page has no chat input")
-        return self
-
-    def _xsrf_cookie(self) -> str | None:
-        with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=30) as r:
-            for header in r.headers.get_all("Set-Cookie") or []:
-                name, _, rest = header.partition("=")
-                if name.strip() == XSRF_COOKIE:
-                    return rest.split(";", 1)[0]
-        return None
-
-    async def _send_rerun(self, prompt: str | None) -> None:
-        from streamlit.proto.BackMsg_pb2 import BackMsg
-
-        msg = BackMsg()
-        cs = msg.rerun_script
-        cs.query_string = self.query_string
-        cs.page_script_hash = self.page_script_hash
-        cs.widget_states.SetInParent()
-        for k, v in {**CONTEXT, "url": self.url + "/", "is_embedded": False}.items():
-            setattr(cs.context_info, k, v)
-        if prompt is not None:
-            w = cs.widget_states.widgets.add()
-            w.id = self.chat_input_id
-            w.chat_input_value.data = prompt
-            w.chat_input_value.file_uploader_state.SetInParent()
-        await self._ws.send(msg.SerializeToString())
-
-    async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-
-    # ------------------------------------------------------------ questions
-    async def ask(self, prompt: str, expected: str, timeout: float) -> Answer:
-        """Send ``prompt`` as the chat input's value; wait until the page run that shows
-        the whole answer has finished. Never raises: problems go to ``Answer.error``."""
-        a = self._answer = Answer(prompt, expected)
-        self._answer_done.clear()
-        self._base = len(self._blocks)  # the last run's chat messages
-        a.enter = _now_ms()
-        try:
-            await self._send_rerun(prompt)
-            await asyncio.wait_for(self._answer_done.wait(), timeout)
-        except TimeoutError:
-            a.error = f"no finished answer after {timeout:.0f} s"
-        except Exception as e:  # noqa: BLE001 - a failed session is reported, not fatal
-            a.error = a.error or f"{type(e).__name__}: {e}"
-        self._answer = None
-        if a.error is None:
-            if a.first is None or a.last is None:
-                a.error = "the first or last token never showed"
-            elif a.last <= a.first:
-                a.error = "the whole answer arrived in one redraw (it did not stream)"
-            elif a.text != a.expected:
-                a.error = (
-                    f"answer differs from the script ({len(a.text)} vs {len(a.expected)} chars)"
-                )
-        return a
-
-    async def _read(self) -> None:
-        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
-        try:
-            async for raw in self._ws:
-                fm = ForwardMsg()
-                fm.ParseFromString(raw)
-                self._on_msg(fm)
-        except Exception as e:  # noqa: BLE001 - the connection closed under a question
-            if self._answer is not None:
-                self._answer.error = f"websocket: {type(e).__name__}: {e}"
-        finally:
-            self._answer_done.set()
-
-    def _on_msg(self, fm) -> None:
-        kind = fm.WhichOneof("type")
-        if kind == "new_session":  # every script run starts with one
-            self._blocks = []
-            self.page_script_hash = fm.new_session.page_script_hash or self.page_script_hash
-        elif kind == "page_info_changed":
-            self.query_string = fm.page_info_changed.query_string
-        elif kind == "ref_hash":
-            self.refs += 1
-        elif kind == "script_finished":
-            if fm.script_finished == fm.FINISHED_SUCCESSFULLY:
-                self._finished.set()
-                # the question's run (or the rerun it asked for) is over; a missing last
-                # token is then a failure, reported by ask()
-                if self._answer is not None:
-                    self._answer.done = _now_ms()
-                    self._answer_done.set()
-        elif kind == "delta":
-            self._on_delta(tuple(fm.metadata.delta_path), fm.delta)
-
-    def _on_delta(self, path: tuple[int, ...], delta) -> None:
-        if delta.WhichOneof("type") == "add_block":
-            if delta.add_block.WhichOneof("type") == "chat_message" and path not in self._blocks:
-                self._blocks.append(path)
-            return
-        if delta.WhichOneof("type") != "new_element":
-            return
-        el = delta.new_element
-        what = el.WhichOneof("type")
-        if what == "chat_input":
-            self.chat_input_id = el.chat_input.id
-            return
-        a = self._answer
-        # the answer is the second chat message after those on the page before the question
-        if a is None or what != "markdown" or len(self._blocks) <= self._base + 1:
-            return
-        block = self._blocks[self._base + 1]
-        if path[: len(block)] != block or el.markdown.element_type != el.markdown.NATIVE:
-            return
-        now = _now_ms()
-        a.text = el.markdown.body.removesuffix("▌").rstrip()  # the streaming cursor
-        a.updates += 1
-        if a.first is None and FIRST in a.text:
-            a.first = now
-        if a.last is None and LAST in a.text:
-            a.last = now
 
 
 # ---------------------------------------------------------------- the part
@@ -301,7 +102,9 @@ async def _stream_level(sessions, pid: int, n: int, timeout: float, first_index:
     c0, t0 = time.process_time(), time.monotonic()
     peak = rss_mb(pid)
     tasks = [
-        asyncio.create_task(s.ask(f"{PROMPT} {first_index + i}", expected, timeout))
+        asyncio.create_task(
+            s.ask(f"{PROMPT} {first_index + i}", expected, timeout, markers=(FIRST, LAST))
+        )
         for i, s in enumerate(sessions)
     ]
     pending = set(tasks)
@@ -327,7 +130,9 @@ async def _run(app, fake, script, levels: list[int], n: int, log) -> WsResult:
     try:
         for level in sorted(levels):
             while len(sessions) < level:
-                sessions.append(await WsSession(app.url).open())
+                # every session is another client (the app runs one answer per client)
+                client = via_load_balancer(nth_client(len(sessions)))
+                sessions.append(await WsSession(app.url, client).open())
             await asyncio.sleep(3)  # let the sessions settle
             idle[level] = rss_mb(pid)
             log(f"  {level:>2} idle sessions: app RSS {idle[level]:.1f} MB")
@@ -439,7 +244,9 @@ def compare_with_browser(runs: int, n: int, log) -> list[dict]:
         async def one() -> Answer:
             s = await WsSession(app.url).open()
             try:
-                return await s.ask(PROMPT, expected_answer(n), TTFT_S + n / RATE * 6 + 60)
+                return await s.ask(
+                    PROMPT, expected_answer(n), TTFT_S + n / RATE * 6 + 60, markers=(FIRST, LAST)
+                )
             finally:
                 await s.close()
 

@@ -28,6 +28,8 @@ Environment (defaults in brackets):
   GPU_POOL         GPU node pool the admin page resizes [gpu-pool]
   ADMIN_GSA        Google service account of the admin page [llm-console-admin]
   STATIC_IP_NAME   global address of the Ingress [llm-chat-ip]
+  SECURITY_POLICY  Cloud Armor policy of the chat backend, made by setup_gke.sh
+                   [llm-chat-rate-limit]
   ADMIN_EMAILS     comma-separated admin allowlist (optional)
   IAP_AUDIENCE     IAP JWT audience of the admin backend (optional)
   DOMAIN           serve HTTPS for this DNS name (or --domain NAME; optional): adds
@@ -48,7 +50,8 @@ USAGE
 }
 
 ACCEPTS_DOMAIN=1 parse_common_flags "$@"
-# PROJECT_ID, REGION, CLUSTER_NAME, NAMESPACE, GPU_POOL, STATIC_IP_NAME, AR_REPO, ADMIN_GSA
+# PROJECT_ID, REGION, CLUSTER_NAME, NAMESPACE, GPU_POOL, STATIC_IP_NAME, AR_REPO, ADMIN_GSA,
+# SECURITY_POLICY
 gke_defaults
 OVERLAY="${OVERLAY:-l4}"
 IMAGE="${IMAGE:-${REGION}-docker.pkg.dev/${PROJECT_ID}/${AR_REPO}/webapp:latest}"
@@ -193,6 +196,13 @@ patches:
       - op: replace
         path: /metadata/annotations/kubernetes.io~1ingress.global-static-ip-name
         value: $(yaml_str "$STATIC_IP_NAME")
+  - target:
+      kind: BackendConfig
+      name: webapp-chat
+    patch: |-
+      - op: replace
+        path: /spec/securityPolicy/name
+        value: $(yaml_str "$SECURITY_POLICY")
 YAML
   if [[ -n "$DATABASE_CIDR" ]]; then
     for policy in webapp-chat-egress webapp-admin-egress; do

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # From an empty GCP project to a GKE cluster ready for `scripts/deploy.sh`:
 # APIs, the cluster (Workload Identity, Dataplane V2 for NetworkPolicy), a spot GPU node pool
-# autoscaling from 0, the static IP of the Ingress, an Artifact Registry repository, and the
-# least-privilege Google service account the admin page uses to resize the GPU pool.
+# autoscaling from 0, the static IP of the Ingress, the Cloud Armor policy that rate-limits
+# each client IP on the chat backend (the Ingress names it: it must exist first), an Artifact
+# Registry repository, and the least-privilege Google service account the admin page uses
+# to resize the GPU pool.
 # With DOMAIN (or --domain) it also prints the address the domain's DNS A record must point at
 # (HTTPS itself is added by `scripts/deploy.sh --domain`).
 # Idempotent: what exists is left as it is. `--dry-run` prints every command, runs none.
@@ -30,6 +32,11 @@ Environment (defaults in brackets):
   GPU_POOL            GPU node pool name [gpu-pool]
   GPU_POOL_MAX_NODES  autoscaling maximum (minimum is 0) [2]
   STATIC_IP_NAME      global address for the Ingress [llm-chat-ip]
+  SECURITY_POLICY     Cloud Armor policy of the chat backend [llm-chat-rate-limit]
+  ARMOR_RATE_LIMIT    HTTP requests one client IP may send to the chat per
+                      ARMOR_RATE_INTERVAL_S; more are answered 429 [600]
+  ARMOR_RATE_INTERVAL_S  10 | 30 | 60 | 120 | 180 | 240 | 300 | 600 | 900 | 1200 | 1800 |
+                      2700 | 3600 [60]
   AR_REPO             Artifact Registry repository [llm-console]
   ADMIN_GSA           Google service account of the admin page [llm-console-admin]
   ADMIN_ROLE_ID       custom IAM role id [llmConsoleGpuPoolOperator]
@@ -43,7 +50,8 @@ USAGE
 }
 
 ACCEPTS_DOMAIN=1 parse_common_flags "$@"
-# PROJECT_ID, REGION, CLUSTER_NAME, NAMESPACE, GPU_POOL, STATIC_IP_NAME, AR_REPO, ADMIN_GSA
+# PROJECT_ID, REGION, CLUSTER_NAME, NAMESPACE, GPU_POOL, STATIC_IP_NAME, AR_REPO, ADMIN_GSA,
+# SECURITY_POLICY
 gke_defaults
 ZONES="${ZONES:-${REGION}-a}"
 GPU_TYPE="${GPU_TYPE:-nvidia-l4}"
@@ -64,6 +72,25 @@ case "$ADMIN_IAM_SCOPE" in
   cluster | project) ;;
   *) die "ADMIN_IAM_SCOPE must be cluster or project, not $(shell_quote "$ADMIN_IAM_SCOPE")" ;;
 esac
+ARMOR_RATE_LIMIT="${ARMOR_RATE_LIMIT:-600}"
+ARMOR_RATE_INTERVAL_S="${ARMOR_RATE_INTERVAL_S:-60}"
+# The rule's priority in the policy (lower runs first); the default rule (allow) stays last.
+ARMOR_RULE_PRIORITY=1000
+
+# Cloud Armor throttle thresholds: 1..1,000,000 requests over one of the intervals it offers.
+validate_armor_rate() {
+  [[ "$ARMOR_RATE_LIMIT" =~ ^[1-9][0-9]{0,6}$ && "$ARMOR_RATE_LIMIT" -le 1000000 ]] ||
+    die "ARMOR_RATE_LIMIT must be a whole number of requests from 1 to 1000000, not" \
+      "$(shell_quote "$ARMOR_RATE_LIMIT")"
+  case "$ARMOR_RATE_INTERVAL_S" in
+    10 | 30 | 60 | 120 | 180 | 240 | 300 | 600 | 900 | 1200 | 1800 | 2700 | 3600) ;;
+    *)
+      die "ARMOR_RATE_INTERVAL_S must be one of 10 30 60 120 180 240 300 600 900 1200" \
+        "1800 2700 3600 (seconds), not $(shell_quote "$ARMOR_RATE_INTERVAL_S")"
+      ;;
+  esac
+}
+validate_armor_rate
 
 # The machine family that carries GPU_COUNT GPUs of GPU_TYPE.
 default_machine_type() {
@@ -154,6 +181,32 @@ if [[ -n "$DOMAIN" ]]; then
   log "DNS: create an A record $DOMAIN -> this address (at your DNS provider)"
   run gcloud compute addresses describe "$STATIC_IP_NAME" --global --project="$PROJECT_ID" \
     --format='value(address)'
+fi
+
+log "Cloud Armor policy $SECURITY_POLICY: $ARMOR_RATE_LIMIT requests per $ARMOR_RATE_INTERVAL_S s per client IP"
+# Attached to the chat backend by its BackendConfig (k8s/base/backendconfig.yaml names it; GKE
+# does not sync the Ingress while a named policy is missing). It counts HTTP requests per
+# client IP as the load balancer sees it (not X-Forwarded-For, which a client can forge):
+# page loads, static files and websocket connections; a client above the limit gets 429 until
+# its rate falls. Chat messages travel inside a websocket: the app limits those itself.
+ensure "security policy exists" \
+  gcloud compute security-policies describe "$SECURITY_POLICY" --project="$PROJECT_ID" -- \
+  gcloud compute security-policies create "$SECURITY_POLICY" --project="$PROJECT_ID" \
+  --description="llm-console chat: requests per client IP (scripts/setup_gke.sh)"
+ARMOR_RULE=(
+  --security-policy="$SECURITY_POLICY" --project="$PROJECT_ID"
+  --src-ip-ranges='*' --action=throttle
+  --rate-limit-threshold-count="$ARMOR_RATE_LIMIT"
+  --rate-limit-threshold-interval-sec="$ARMOR_RATE_INTERVAL_S"
+  --conform-action=allow --exceed-action=deny-429 --enforce-on-key=IP
+  --description="at most $ARMOR_RATE_LIMIT requests per $ARMOR_RATE_INTERVAL_S s per client IP"
+)
+if exists gcloud compute security-policies rules describe "$ARMOR_RULE_PRIORITY" \
+  --security-policy="$SECURITY_POLICY" --project="$PROJECT_ID"; then
+  # Keep the thresholds in sync with this script's settings.
+  run gcloud compute security-policies rules update "$ARMOR_RULE_PRIORITY" "${ARMOR_RULE[@]}"
+else
+  run gcloud compute security-policies rules create "$ARMOR_RULE_PRIORITY" "${ARMOR_RULE[@]}"
 fi
 
 log "Artifact Registry repository $AR_REPO"

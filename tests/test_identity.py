@@ -6,7 +6,11 @@ import pytest
 
 from webapp.identity import (
     ANON_PREFIX,
+    CLIENT_PREFIX,
     OIDC_PREFIX,
+    UNKNOWN_CLIENT,
+    chat_gate,
+    client_limits_key,
     is_anonymous_key,
     new_browser_key,
     resolve_owner,
@@ -83,3 +87,44 @@ def test_missing_or_malformed_browser_key_gets_a_fresh_one(browser_key):
 
 def test_browser_keys_are_random():
     assert len({new_browser_key() for _ in range(50)}) == 50
+
+
+# ---------------------------------------------------------------- limits keys (issue 10)
+def test_a_guest_is_limited_by_address_so_a_reload_keeps_the_limits():
+    first = resolve_owner(None, None, "203.0.113.7")
+    reload = resolve_owner(None, None, "203.0.113.7")
+    assert first.key != reload.key  # a new guest session...
+    assert first.limits_key == reload.limits_key  # ...counted against the same limits
+    assert first.limits_key.startswith(CLIENT_PREFIX)
+    assert "203.0.113.7" not in first.limits_key
+    assert resolve_owner(None, None, "203.0.113.8").limits_key != first.limits_key
+
+
+def test_guests_without_a_known_address_share_one_key():
+    assert resolve_owner(None, BROWSER).limits_key == UNKNOWN_CLIENT
+    assert client_limits_key(None) == client_limits_key("") == UNKNOWN_CLIENT
+
+
+def test_a_logged_in_user_is_limited_as_themself_wherever_they_are():
+    here = resolve_owner(GOOGLE, None, "203.0.113.7")
+    there = resolve_owner(GOOGLE, None, "198.51.100.1")
+    assert here.limits_key == there.limits_key == here.key
+
+
+@pytest.mark.parametrize(
+    ("anonymous", "require_login", "login_configured", "gate"),
+    [
+        (True, False, False, "chat"),
+        (True, False, True, "chat"),
+        (False, True, True, "chat"),
+        (True, True, True, "log_in"),
+        (True, True, False, "closed"),
+    ],
+)
+def test_chat_gate(anonymous, require_login, login_configured, gate):
+    assert (
+        chat_gate(
+            anonymous=anonymous, require_login=require_login, login_configured=login_configured
+        )
+        == gate
+    )

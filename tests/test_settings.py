@@ -21,6 +21,12 @@ from webapp.settings import Settings
         ({"DATABASE_POOL_TIMEOUT_S": "2.5"}, "database_pool_timeout_s", 2.5),
         ({"LOCAL_ADMIN": "true"}, "local_admin", True),
         ({"LOCAL_ADMIN": "0"}, "local_admin", False),
+        ({}, "max_concurrent_generations", 32),
+        ({"MAX_CONCURRENT_GENERATIONS": "4"}, "max_concurrent_generations", 4),
+        ({}, "trusted_proxy_hops", 1),
+        ({"TRUSTED_PROXY_HOPS": "0"}, "trusted_proxy_hops", 0),
+        ({}, "chat_require_login", False),
+        ({"CHAT_REQUIRE_LOGIN": "true"}, "chat_require_login", True),
     ],
 )
 def test_settings_from_env(monkeypatch, env, field, expected):
@@ -41,6 +47,9 @@ def test_settings_from_env(monkeypatch, env, field, expected):
         ({"DATABASE_MAX_OVERFLOW": "-1"},),
         ({"DATABASE_POOL_TIMEOUT_S": "0"},),
         ({"LOCAL_ADMIN": "maybe"},),
+        ({"MAX_CONCURRENT_GENERATIONS": "0"},),
+        ({"TRUSTED_PROXY_HOPS": "-1"},),
+        ({"CHAT_REQUIRE_LOGIN": "maybe"},),
     ],
 )
 def test_settings_reject_bad_values(monkeypatch, env):

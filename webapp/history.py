@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webapp.identity import Owner
-from webapp.limits import GenerationLease, UsageLimits
+from webapp.limits import GenerationLease, UsageLimits, lease_keeper
 from webapp.store import (
     Conversation,
     ConversationNotFound,
@@ -178,6 +178,7 @@ class History:
                 self.owner.key,
                 chat_settings=chat_settings,
                 max_conversations=self.limits.max_conversations,
+                limits_key=self.owner.limits_key,
             )
         except (StoreUnavailable, SettingsTooLarge) as e:
             self.problem = str(e)
@@ -191,7 +192,7 @@ class History:
         self.limits.check_prompt(prompt)
         self.limits.check_system_prompt(system_prompt)
         try:
-            self.limits.record_message(self.owner.key)
+            self.limits.record_message(self.owner.limits_key)
         except StoreUnavailable as e:
             self.problem = str(e)  # cannot count: let the message through rather than lose it
 
@@ -268,18 +269,23 @@ class History:
     def delete(self, conversation_id: str) -> None:
         self.store.delete(self.owner.key, conversation_id)
 
-    # ---- one answer at a time per user ---------------------------------------------
+    # ---- one answer at a time per user, a few at a time in the app -----------------
     def acquire(self) -> GenerationLease | None:
-        """The user's single generation slot (``GenerationInProgress`` if taken)."""
+        """The user's single generation slot (``GenerationInProgress`` if taken; ``ModelBusy``
+        when the whole app runs its maximum of answers). None when the DB is down. The
+        process's ``LeaseKeeper`` renews it until ``release``."""
         try:
-            return self.limits.acquire_generation(self.owner.key)
+            lease = self.limits.acquire_generation(self.owner.limits_key)
         except StoreUnavailable as e:
             self.problem = str(e)
             return None
+        lease_keeper(self.limits).hold(lease)
+        return lease
 
     def release(self, lease: GenerationLease | None) -> None:
         if lease is None:
             return
+        lease_keeper(self.limits).drop(lease)
         try:
             self.limits.release_generation(lease)
         except StoreUnavailable as e:

@@ -11,6 +11,12 @@ random browser key it keeps in ``st.session_state``.
   Their conversations can also be opened by URL: the unguessable conversation
   id is a capability, but only for anonymous conversations (see
   ``ConversationStore.get_conversation``).
+
+Limits (messages per minute, one answer at a time, conversations kept) are keyed by
+``Owner.limits_key``: the owner key of a logged-in user, and for a guest the client's
+network address (``webapp.client_address``) as ``"client:" + sha256(address)``, because a
+guest's owner key changes with every reload and would let a reload reset the limits.
+Guests behind one address (an office NAT) share their limits.
 """
 
 from __future__ import annotations
@@ -20,10 +26,13 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 ANON_PREFIX = "anon:"
 OIDC_PREFIX = "oidc:"
+CLIENT_PREFIX = "client:"
+#: the limits key of guests whose address cannot be told (e.g. on localhost): one shared key
+UNKNOWN_CLIENT = CLIENT_PREFIX + "unknown"
 _BROWSER_KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
@@ -33,6 +42,7 @@ class Owner:
 
     ``key`` goes to every store call. ``browser_key`` is what the page must keep in
     session state for anonymous users (``None`` when logged in). ``label`` is for display.
+    ``limits_key`` is what the usage limits count against (see the module docstring).
     """
 
     key: str
@@ -40,6 +50,11 @@ class Owner:
     label: str
     email: str | None = None
     browser_key: str | None = None
+    limits_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.limits_key:
+            object.__setattr__(self, "limits_key", self.key)
 
 
 def new_browser_key() -> str:
@@ -56,13 +71,27 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def resolve_owner(user_info: Mapping[str, Any] | None, browser_key: str | None) -> Owner:
+def client_limits_key(address: str | None) -> str:
+    """The limits key of a guest at ``address`` (from ``webapp.client_address``).
+
+    A hash, so the address is not stored in clear (an IPv4 hash can be reversed by trying
+    every address: treat it as personal data all the same). No address: ``UNKNOWN_CLIENT``.
+    """
+    return CLIENT_PREFIX + _digest("ip", address) if address else UNKNOWN_CLIENT
+
+
+def resolve_owner(
+    user_info: Mapping[str, Any] | None,
+    browser_key: str | None,
+    client_address: str | None = None,
+) -> Owner:
     """Derive the owner from OIDC claims, else from the anonymous browser key.
 
     ``user_info`` is e.g. ``st.user.to_dict()``; it counts as logged in when
     ``is_logged_in`` is not false and it carries a subject (``sub``) or an e-mail
     the provider marked verified. An unverified e-mail alone is not an identity.
     ``browser_key`` not shaped like ``new_browser_key()`` output is replaced by a new one.
+    ``client_address`` keys a guest's limits (``client_limits_key``).
     """
     info = dict(user_info or {})
     if info.get("is_logged_in", True) is not False:
@@ -94,4 +123,19 @@ def resolve_owner(user_info: Mapping[str, Any] | None, browser_key: str | None) 
         anonymous=True,
         label="Guest",
         browser_key=browser_key,
+        limits_key=client_limits_key(client_address),
     )
+
+
+ChatGate = Literal["chat", "log_in", "closed"]
+
+
+def chat_gate(*, anonymous: bool, require_login: bool, login_configured: bool) -> ChatGate:
+    """Whether this visitor may chat (``CHAT_REQUIRE_LOGIN``).
+
+    ``log_in``: a guest where login is required (the page offers it); ``closed``: login is
+    required but not set up, so nobody can chat (fail closed, say why).
+    """
+    if not require_login or not anonymous:
+        return "chat"
+    return "log_in" if login_configured else "closed"

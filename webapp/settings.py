@@ -59,6 +59,15 @@ class Settings(BaseSettings):
         30, ge=0, le=3650, description="delete anonymous conversations idle this long; 0: never"
     )
 
+    # --- who may chat, and how many answers at once (README "Security") ---
+    max_concurrent_generations: int = Field(
+        32, ge=1, description="answers generated at once by the whole app, all replicas"
+    )
+    trusted_proxy_hops: int = Field(
+        1, ge=0, le=10, description="proxies whose X-Forwarded-For entries key guests' limits"
+    )
+    chat_require_login: bool = Field(False, description="guests see 'Log in to chat' only")
+
     # --- admin access ---
     admin_emails: str = Field("", description="comma-separated allowlist")
     iap_audience: str = ""

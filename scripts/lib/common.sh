@@ -137,7 +137,8 @@ validate_domain() {
 }
 
 # The settings deploy.sh and setup_gke.sh share (they must agree on the names): PROJECT_ID
-# (required) and the defaults of the GCP and Kubernetes names both scripts use.
+# (required) and the defaults of the GCP and Kubernetes names both scripts use (the Cloud
+# Armor policy SECURITY_POLICY: setup_gke.sh creates it, the chat's BackendConfig names it).
 gke_defaults() {
   PROJECT_ID="${PROJECT_ID:-}"
   [[ -n "$PROJECT_ID" ]] || die "PROJECT_ID is required (see --help)"
@@ -148,4 +149,10 @@ gke_defaults() {
   STATIC_IP_NAME="${STATIC_IP_NAME:-llm-chat-ip}"
   AR_REPO="${AR_REPO:-llm-console}"
   ADMIN_GSA="${ADMIN_GSA:-llm-console-admin}"
+  SECURITY_POLICY="${SECURITY_POLICY:-llm-chat-rate-limit}"
+  # A Compute Engine resource name (RFC 1035 label): it also goes into the rendered YAML.
+  [[ "$SECURITY_POLICY" =~ ^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$ ]] ||
+    die "SECURITY_POLICY must be a Cloud Armor policy name (lower-case letters, digits and" \
+      "inner hyphens, starting with a letter, at most 63 characters), not" \
+      "$(shell_quote "$SECURITY_POLICY")"
 }

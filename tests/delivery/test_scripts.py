@@ -251,6 +251,8 @@ def test_setup_creates_what_is_missing(tmp_path):
         "gcloud container clusters create vllm-cluster",
         "gcloud container node-pools create gpu-pool",
         "gcloud compute addresses create llm-chat-ip",
+        "gcloud compute security-policies create llm-chat-rate-limit",
+        "gcloud compute security-policies rules create 1000",
         "gcloud artifacts repositories create llm-console",
         "gcloud iam roles create llmConsoleGpuPoolOperator",
         "gcloud iam service-accounts create llm-console-admin",

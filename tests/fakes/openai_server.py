@@ -104,6 +104,8 @@ class Script:
         and stop sequences still apply first.
     delay_headers_s: wait this long before sending anything at all.
     hang: send nothing until the client goes away.
+    hold: send nothing until the test calls ``release()`` (or the client goes away): the
+        requests stay in flight for as long as a test needs, without timing.
     """
 
     tokens: list[str] | None = None
@@ -119,6 +121,7 @@ class Script:
     finish_reason: str = "stop"
     delay_headers_s: float = 0.0
     hang: bool = False
+    hold: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Script:
@@ -268,8 +271,10 @@ class _State:
         self.health_status = 200
         self.metrics_override: dict[str, float] = {}
         self.kv_cache_tokens = 8 * max_model_len
+        self.released = threading.Event()  # held requests go on once set (release())
         # Live state: describes requests being served right now, so reset() keeps it.
         self.in_flight = 0
+        self.peak_in_flight = 0  # most requests in flight at once since the last reset
         self.waiting = 0
         self.running: dict[int, list[int]] = {}  # id -> [prompt_tokens, generated]
         self.reset()
@@ -286,6 +291,8 @@ class _State:
             self.generation_tokens_total = 0
             self.ttfts: list[float] = []
             self.success: dict[str, int] = {}
+            self.peak_in_flight = self.in_flight
+            self.released.clear()
 
     def next_script(self) -> Script:
         with self.lock:
@@ -567,6 +574,8 @@ class _Handler(BaseHTTPRequestHandler):
                     st.queue.extend(scripts)
             elif (method, path) == ("POST", "/_control/reset"):
                 st.reset()
+            elif (method, path) == ("POST", "/_control/release"):
+                st.released.set()
             elif (method, path) == ("POST", "/_control/config"):
                 _apply_config(st, body or {})
             elif (method, path) == ("GET", "/_control/requests"):
@@ -638,9 +647,12 @@ class _Handler(BaseHTTPRequestHandler):
         key = id(rec)
         with st.lock:
             st.in_flight += 1
+            st.peak_in_flight = max(st.peak_in_flight, st.in_flight)
         try:
             try:
                 self._wait_until(t0 + script.delay_headers_s)
+                while script.hold and not st.released.is_set():
+                    self._wait_until(time.monotonic() + 0.05)
                 if script.hang:
                     self._wait_until(float("inf"))
             except _ClientGone:
@@ -874,6 +886,7 @@ def _stats(st: _State) -> dict[str, Any]:
             "disconnects": st.disconnects,
             "drops": st.drops,
             "in_flight": st.in_flight,
+            "peak_in_flight": st.peak_in_flight,
             "running": len(st.running),
             "waiting": st.waiting,
             "requests": len(st.requests),
@@ -967,6 +980,10 @@ class FakeOpenAI:
         """Forget requests, counters and queued scripts; default script back to Script()."""
         self._state.reset()
 
+    def release(self) -> None:
+        """Let every held request (``Script.hold``) go on, and the later ones not wait."""
+        self._state.released.set()
+
     @property
     def requests(self) -> list[dict[str, Any]]:
         """Recorded requests (not /_control): method, path, body, headers (names lower-cased,
@@ -1017,6 +1034,10 @@ class RemoteFakeOpenAI:
         """Forget requests, counters and queued scripts."""
         self._call("POST", "/_control/reset", {})
 
+    def release(self) -> None:
+        """See FakeOpenAI.release."""
+        self._call("POST", "/_control/release", {})
+
     @property
     def requests(self) -> list[dict[str, Any]]:
         """Recorded requests."""
@@ -1028,7 +1049,8 @@ class RemoteFakeOpenAI:
         return self.stats()["disconnects"]
 
     def stats(self) -> dict[str, Any]:
-        """disconnects, drops, in_flight, running, waiting, requests, queued_scripts."""
+        """disconnects, drops, in_flight, peak_in_flight, running, waiting, requests,
+        queued_scripts."""
         return self._call("GET", "/_control/stats")
 
 

@@ -431,6 +431,38 @@ def test_concurrent_streams_all_complete(srv):
     assert results == ["".join(default_tokens(20))] * 12
 
 
+def test_held_requests_wait_for_release_and_the_peak_is_counted(srv):
+    srv.set_script(Script(tokens=["done"], hold=True))
+    c = client(srv.url)
+    results: list[str] = []
+
+    def one() -> None:
+        r = c.chat.completions.create(model="fake-chat", messages=HI)
+        results.append(r.choices[0].message.content)
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    eventually(lambda: srv.stats()["in_flight"] == 3, "three requests held")
+    assert results == []
+    srv.release()
+    for t in threads:
+        t.join()
+    assert results == ["done"] * 3
+    assert srv.stats()["peak_in_flight"] == 3
+    assert srv.stats()["in_flight"] == 0
+    srv.reset()  # the peak starts again from what is in flight; held requests wait again
+    assert srv.stats()["peak_in_flight"] == 0
+
+
+def test_a_held_request_whose_client_leaves_is_not_kept(srv):
+    srv.set_script(Script(hold=True))
+    with pytest.raises(openai.APITimeoutError):
+        client(srv.url, timeout=0.3).chat.completions.create(model="fake-chat", messages=HI)
+    eventually(lambda: srv.stats()["in_flight"] == 0, "held request dropped")
+    assert srv.disconnects == 1
+
+
 # ---- side endpoints ----------------------------------------------------------------------
 
 
@@ -564,3 +596,10 @@ def test_cli_mode_with_http_control():
         remote.reset()
         assert remote.requests == []
         assert remote.stats()["disconnects"] == 0
+        remote.set_script(Script(tokens=["held"], hold=True))
+        remote.release()
+        assert (
+            c.chat.completions.create(model="switched", messages=HI).choices[0].message.content
+            == "held"
+        )
+        assert remote.stats()["peak_in_flight"] == 1

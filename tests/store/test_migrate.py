@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import multiprocessing
 import traceback
+from datetime import datetime
 
 import pytest
+from alembic import command
 from sqlalchemy import inspect, text
 
 from webapp.store import ConversationStore, StoreUnavailable
+from webapp.store import engine as db
 from webapp.store.models import VERSION_TABLE
 
 TABLES = {"conversations", "messages", "rate_events", "generation_leases", VERSION_TABLE}
@@ -52,7 +55,7 @@ def test_processes_migrating_a_fresh_database_at_once_all_succeed(database_url):
         assert set(inspect(store.engine).get_table_names()) >= TABLES
         with store.engine.connect() as conn:
             versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
-        assert [v[0] for v in versions] == ["0001"]
+        assert [v[0] for v in versions] == ["0002"]
     finally:
         store.dispose()
 
@@ -64,6 +67,28 @@ def test_migrate_is_idempotent_and_first_use_migrates_by_itself(database_url):
         store.migrate()
         store.migrate()
         assert store.get_conversation("anon:" + "x" * 24, conv.id).id == conv.id
+    finally:
+        store.dispose()
+
+
+def test_upgrade_from_0001_counts_existing_conversations_against_their_owner(database_url):
+    """0002 adds conversations.limits_key: rows from before keep the cap they had (owner)."""
+    store = ConversationStore(database_url)
+    try:
+        with store.engine.begin() as conn:
+            command.upgrade(db.alembic_config(conn), "0001")
+            for n, owner in enumerate(["oidc:" + "a" * 64, "anon:" + "g" * 24]):
+                conn.execute(
+                    text(
+                        "INSERT INTO conversations (public_id, owner, created_at, updated_at) "
+                        "VALUES (:id, :owner, :t, :t)"
+                    ),
+                    {"id": f"c{n}" + "x" * 30, "owner": owner, "t": datetime(2025, 1, 1)},
+                )
+        store.migrate()
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT owner, limits_key FROM conversations")).all()
+        assert rows and all(limits_key == owner for owner, limits_key in rows)
     finally:
         store.dispose()
 

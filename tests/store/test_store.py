@@ -188,6 +188,23 @@ def test_oldest_conversations_are_pruned_beyond_the_limit(store, clock):
     assert store.create_conversation(BOB, max_conversations=3).pruned == ()
 
 
+def test_guests_sharing_a_limits_key_share_the_cap_whatever_their_session(store, clock):
+    """A reload is a new guest session (owner key) from the same address (limits key): the
+    cap on conversations kept counts the address, so reloading does not reset it."""
+    address = "client:" + "c" * 64
+    sessions = ["anon:" + "s" * 24, "anon:" + "t" * 24, "anon:" + "u" * 24]
+    made = []
+    for session in sessions:
+        made.append(store.create_conversation(session, max_conversations=2, limits_key=address))
+        clock.advance(1)
+    assert [p.id for p in made[2].pruned] == [made[0].id]
+    assert store.list_conversations(sessions[0]) == []
+    # another address, and a user counted by their own key, are not affected
+    other = store.create_conversation(sessions[0], max_conversations=2, limits_key="client:x")
+    assert other.pruned == ()
+    assert store.create_conversation(ALICE, max_conversations=1).pruned == ()
+
+
 def test_refusing_instead_of_pruning_changes_nothing(store):
     store.create_conversation(ALICE, max_conversations=1)
     with pytest.raises(TooManyConversations) as err:
@@ -201,6 +218,8 @@ def test_claim_anonymous_moves_session_conversations_to_the_logged_in_user(store
     conv = store.create_conversation(guest)
     assert store.claim_anonymous(guest, ALICE) == 1
     assert [c.id for c in store.list_conversations(ALICE)] == [conv.id]
+    # from now on it counts against ALICE's cap, not the guest's address
+    assert [p.id for p in store.create_conversation(ALICE, max_conversations=1).pruned] == [conv.id]
     assert store.list_conversations(guest) == []
     assert store.claim_anonymous(BOB, ALICE) == 0  # only anonymous keys can be claimed from
 

@@ -52,6 +52,7 @@ def advisory_key(name: str) -> int:
 
 
 _MIGRATION_LOCK = advisory_key("webapp.store.migrate")
+_GENERATION_SLOTS_LOCK = advisory_key("webapp.limits.generation-slots")
 
 
 def normalise_url(database_url: str) -> URL:
@@ -240,6 +241,16 @@ def lock_owner(connection: Connection, owner: str) -> None:
         connection.execute(
             text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key("owner:" + owner)}
         )
+
+
+def lock_generation_slots(connection: Connection) -> None:
+    """Serialise taking generation slots across replicas (PostgreSQL; SQLite already is).
+
+    Counting the running answers and adding a lease is then one atomic step: two replicas
+    cannot both take the last slot. Held to the end of the transaction.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _GENERATION_SLOTS_LOCK})
 
 
 def alembic_config(connection: Connection) -> Config:

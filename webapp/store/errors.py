@@ -62,12 +62,23 @@ class RateLimited(LimitExceeded):
 
 
 class GenerationInProgress(LimitExceeded):
-    """The user already has an answer being generated (maybe in another tab)."""
+    """The user (a guest: their network address) already has an answer being generated."""
 
     def __init__(self) -> None:
         super().__init__(
-            "An answer is already being generated for you (perhaps in another tab). "
-            "Wait for it to finish or stop it, then send again."
+            "An answer is already being generated for you (perhaps in another tab or window). "
+            "You can go on as soon as it has finished or been stopped: then press Retry."
+        )
+
+
+class ModelBusy(LimitExceeded):
+    """Every generation slot of the whole app (all replicas) is taken."""
+
+    def __init__(self, running: int) -> None:
+        self.running = running
+        super().__init__(
+            f"The model is busy with {running} answer{'' if running == 1 else 's'} right now; "
+            "try again in a few seconds (press Retry). Your message is kept."
         )
 
 

@@ -35,12 +35,17 @@ conversations = Table(
     Column("pk", Integer, primary_key=True, autoincrement=True),
     Column("public_id", String(64), nullable=False, unique=True),
     Column("owner", String(200), nullable=False),
+    # What the cap on conversations kept counts against (webapp.identity.Owner.limits_key):
+    # the owner for logged-in users, the network address for guests (who change owner key
+    # with every reload).
+    Column("limits_key", String(200), nullable=True),
     # NULL until the first prompt names it (or the user renames it).
     Column("title", String(200), nullable=True),
     Column("chat_settings", JSON, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Index("ix_conversations_owner_updated", "owner", "updated_at"),
+    Index("ix_conversations_limits_key_updated", "limits_key", "updated_at"),
 )
 
 messages = Table(

@@ -180,43 +180,33 @@ class ConversationStore:
         *,
         max_conversations: int | None = None,
         prune_oldest: bool = True,
+        limits_key: str | None = None,
     ) -> Conversation:
         """Start a conversation for ``owner``; ``title`` None means "from the first prompt".
 
-        With ``max_conversations``: if the owner already keeps that many, the oldest
-        (least recently active) are deleted to make room and returned in
-        ``Conversation.pruned`` so the page can say so; with ``prune_oldest=False``
-        ``TooManyConversations`` is raised instead and nothing changes.
+        With ``max_conversations``: if the conversations counted against ``limits_key``
+        (default: ``owner``; for guests their network address, which a reload keeps) are
+        already that many, the oldest (least recently active) are deleted to make room and
+        returned in ``Conversation.pruned`` so the page can say so; with
+        ``prune_oldest=False`` ``TooManyConversations`` is raised instead and nothing changes.
         """
         now = self.now()
         new_id = new_conversation_id()
         chat_settings = _checked_settings(chat_settings)
+        key = limits_key or owner
         stored_title = title.strip()[:TITLE_STORED_MAX] if title and title.strip() else None
-        pruned: list[ConversationSummary] = []
         with db.transaction(self.migrated_engine()) as conn:
-            db.lock_owner(conn, owner)
-            if max_conversations is not None:
-                count = conn.execute(
-                    select(func.count()).select_from(C).where(C.c.owner == owner)
-                ).scalar_one()
-                excess = count - max_conversations + 1
-                if excess > 0 and not prune_oldest:
-                    raise TooManyConversations(max_conversations)
-                if excess > 0:
-                    oldest = conn.execute(
-                        select(C)
-                        .where(C.c.owner == owner)
-                        .order_by(C.c.updated_at.asc(), C.c.pk.asc())
-                        .limit(excess)
-                    ).all()
-                    pks = [row.pk for row in oldest]
-                    conn.execute(delete(M).where(M.c.conversation_pk.in_(pks)))
-                    conn.execute(delete(C).where(C.c.pk.in_(pks), C.c.owner == owner))
-                    pruned = [_summary(row) for row in oldest]
+            db.lock_owner(conn, key)
+            pruned = (
+                self._make_room(conn, key, max_conversations, prune_oldest)
+                if max_conversations is not None
+                else []
+            )
             conn.execute(
                 insert(C).values(
                     public_id=new_id,
                     owner=owner,
+                    limits_key=key,
                     title=stored_title,
                     chat_settings=chat_settings,
                     created_at=now,
@@ -232,6 +222,30 @@ class ConversationStore:
             is_owner=True,
             pruned=tuple(pruned),
         )
+
+    @staticmethod
+    def _make_room(
+        conn: Connection, key: str, max_conversations: int, prune_oldest: bool
+    ) -> list[ConversationSummary]:
+        """Delete the oldest conversations counted against ``key`` so that one more fits."""
+        count = conn.execute(
+            select(func.count()).select_from(C).where(C.c.limits_key == key)
+        ).scalar_one()
+        excess = count - max_conversations + 1
+        if excess > 0 and not prune_oldest:
+            raise TooManyConversations(max_conversations)
+        if excess <= 0:
+            return []
+        oldest = conn.execute(
+            select(C)
+            .where(C.c.limits_key == key)
+            .order_by(C.c.updated_at.asc(), C.c.pk.asc())
+            .limit(excess)
+        ).all()
+        pks = [row.pk for row in oldest]
+        conn.execute(delete(M).where(M.c.conversation_pk.in_(pks)))
+        conn.execute(delete(C).where(C.c.pk.in_(pks), C.c.limits_key == key))
+        return [_summary(row) for row in oldest]
 
     def list_conversations(
         self, owner: str, limit: int = 100, include_ids: Iterable[str] = ()
@@ -311,7 +325,9 @@ class ConversationStore:
         if not is_anonymous_key(owner_from) or owner_from == owner_to:
             return 0
         with db.transaction(self.migrated_engine()) as conn:
-            result = conn.execute(update(C).where(C.c.owner == owner_from).values(owner=owner_to))
+            result = conn.execute(
+                update(C).where(C.c.owner == owner_from).values(owner=owner_to, limits_key=owner_to)
+            )
         return result.rowcount
 
     # --- messages ---------------------------------------------------------------------

@@ -14,7 +14,6 @@ from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_r
 
 from webapp import export
 from webapp.history import History, message_dicts
-from webapp.identity import resolve_owner
 from webapp.limits import UsageLimits
 from webapp.llm.chat import ChatClient, ChatRequest, GenerationParams
 from webapp.llm.errors import BackendUnreachable, EmptyPrompt, LLMError, ModelNotFound
@@ -32,6 +31,7 @@ from webapp.store import (
 )
 from webapp.store.expiry import start_expiry
 from webapp.views.access import oidc_configured
+from webapp.views.chat_access import current_owner, require_chat_access
 from webapp.views.messages import answer_note, display_title, llm_error_message, stats_line
 from webapp.views.safe_markdown import safe_markdown
 from webapp.views.text import literal
@@ -77,13 +77,6 @@ def _account() -> None:
         st.button("Log out", icon=":material/logout:", key="logout", on_click=st.logout)
 
 
-def _user_info() -> dict | None:
-    try:
-        return st.user.to_dict() if st.user.is_logged_in else None
-    except Exception:  # noqa: BLE001 - auth not configured: everyone is a guest
-        return None
-
-
 store = _store(
     settings.database_url,
     PoolOptions(
@@ -94,8 +87,9 @@ store = _store(
     ),
 )
 start_expiry(store, settings.anonymous_conversation_ttl_days)  # once per process
-owner = resolve_owner(_user_info(), ss.get("browser_key"))
+owner = current_owner(settings, ss.get("browser_key"))
 ss.browser_key = owner.browser_key
+require_chat_access(settings, owner)  # CHAT_REQUIRE_LOGIN: guests see "Log in to chat"
 history = History(store, UsageLimits.from_settings(store, settings), owner)
 
 
@@ -123,6 +117,7 @@ def _init_state() -> None:
 
 
 def _new_chat() -> None:
+    ss.pop("limit_notice", None)
     ss.messages = []
     ss.conv_id = None
     ss.conv_title = None
@@ -154,6 +149,7 @@ def _sync_with_url() -> None:
     ss.messages = message_dicts(conv)
     ss.conv_id, ss.conv_title, ss.conv_is_owner = conv.id, conv.title, conv.is_owner
     ss.generate = False
+    ss.pop("limit_notice", None)
     if conv.id not in ss.opened_ids:
         ss.opened_ids.append(conv.id)
 
@@ -358,6 +354,7 @@ def _actions() -> None:
 
 # ---------------------------------------------------------------- generation
 def _submit(prompt: str) -> None:
+    ss.pop("limit_notice", None)
     try:
         if not prompt.strip():
             raise EmptyPrompt()
@@ -392,11 +389,14 @@ def _turns() -> tuple[Turn, ...]:
 
 def _generate(model: str | None, max_len: int | None) -> None:
     ss.generate = False
+    ss.pop("limit_notice", None)
     try:
         history.limits.check_system_prompt(ss.system_prompt)  # Regenerate skips _submit
         lease = history.acquire()
     except LimitExceeded as e:
-        st.warning(str(e), icon=":material/hourglass_top:")
+        # kept until the user acts: the page may rerun before it is seen (new conversation);
+        # the question stays on screen with Retry under it
+        ss.limit_notice = str(e)
         return
     msg = {"role": "assistant", "content": "", "status": "streaming", "meta": {}, "id": None}
     ss.messages.append(msg)
@@ -565,6 +565,8 @@ if history.pruned:
         f"the {history.pruned} oldest were deleted to make room.",
         icon=":material/info:",
     )
+if ss.get("limit_notice"):
+    st.warning(ss.limit_notice, icon=":material/hourglass_top:")
 _actions()
 if history.problem:
     st.warning(f"Not saved: {history.problem}", icon=":material/cloud_off:")
