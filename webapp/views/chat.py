@@ -387,6 +387,31 @@ def _turns() -> tuple[Turn, ...]:
     )
 
 
+def _save_end(msg: dict, gen, exc: BaseException | None) -> None:
+    """Mark and save how an answer ended. Reached with status "streaming" only when the user
+    pressed Stop or the browser is gone (the app shutting down on a rollout or drained node,
+    the tab closed or reloaded): keep the partial answer and mark it for what happened."""
+    ended = None
+    if msg["status"] == "streaming":
+        if isinstance(exc, StopException) and _browser_gone():
+            msg["status"], ended = "interrupted", "app"
+        else:
+            msg["status"] = "stopped"
+    if gen is not None:
+        msg["content"] = msg["content"] or gen.text
+        gen.close()
+        msg["meta"] = gen.stats.as_dict()
+        if gen.reasoning:
+            msg["reasoning"] = msg["meta"]["reasoning"] = gen.reasoning
+    if ended:
+        msg["meta"]["ended"] = ended
+    meta = {**msg["meta"], "error": msg.get("error")}
+    if msg["id"] is None:
+        msg["id"] = history.add(ss.conv_id, "assistant", msg["content"], msg["status"], meta)
+    else:
+        history.finish_answer(msg["id"], content=msg["content"], status=msg["status"], meta=meta)
+
+
 def _generate(model: str | None, max_len: int | None) -> None:
     ss.generate = False
     ss.pop("limit_notice", None)
@@ -447,31 +472,10 @@ def _generate(model: str | None, max_len: int | None) -> None:
     except LLMError as e:
         _fail(msg, e)
     finally:
-        # reached with status "streaming" only when the user pressed Stop or the browser
-        # is gone (the app shutting down on a rollout or drained node, the tab closed or
-        # reloaded): keep the partial answer and mark it for what happened
-        ended = None
-        if msg["status"] == "streaming":
-            if isinstance(sys.exception(), StopException) and _browser_gone():
-                msg["status"], ended = "interrupted", "app"
-            else:
-                msg["status"] = "stopped"
-        if gen is not None:
-            msg["content"] = msg["content"] or gen.text
-            gen.close()
-            msg["meta"] = gen.stats.as_dict()
-            if gen.reasoning:
-                msg["reasoning"] = msg["meta"]["reasoning"] = gen.reasoning
-        if ended:
-            msg["meta"]["ended"] = ended
-        meta = {**msg["meta"], "error": msg.get("error")}
-        if msg["id"] is None:
-            msg["id"] = history.add(ss.conv_id, "assistant", msg["content"], msg["status"], meta)
-        else:
-            history.finish_answer(
-                msg["id"], content=msg["content"], status=msg["status"], meta=meta
-            )
-        history.release(lease)
+        try:
+            _save_end(msg, gen, sys.exception())
+        finally:
+            history.release(lease)  # whatever happened while saving: the slot is freed
     # Finish the answer in place rather than rerunning the page: a rerun would drop
     # deltas not yet flushed to the browser and redraw everything.
     stop.empty()
