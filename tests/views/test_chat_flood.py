@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -21,6 +22,13 @@ from tests.support.streamlit_ws import WsSession, nth_client, via_load_balancer
 SESSIONS = 100
 CAP = 4
 ANSWER = "held answer"
+
+
+def run_apart(coro):
+    """``asyncio.run`` in a thread of its own: in the full suite the browser tests' sync
+    Playwright leaves an event loop running in the main thread, where asyncio.run refuses."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +117,7 @@ def test_a_flood_of_clients_gets_at_most_the_cap_of_answers_at_once(app, fake):
     """100 clients at once (a botnet, or one client spoofing X-Forwarded-For: it only adds
     entries the app ignores): the model server never sees more than the cap."""
     clients = [nth_client(i) for i in range(SESSIONS)]
-    refused, answered, peak = asyncio.run(flood(app, fake, clients, admitted=CAP))
+    refused, answered, peak = run_apart(flood(app, fake, clients, admitted=CAP))
     assert peak == CAP
     assert len(refused) == SESSIONS - CAP
     for _answer, alerts in refused:
@@ -124,7 +132,7 @@ def test_a_flood_of_clients_gets_at_most_the_cap_of_answers_at_once(app, fake):
 def test_one_client_with_a_hundred_sessions_gets_one_answer_at_a_time(app, fake):
     """One client reloading (or opening tabs) 100 times, each session with a different
     spoofed X-Forwarded-For: one answer at the backend, the others told so."""
-    refused, answered, peak = asyncio.run(flood(app, fake, ["192.0.2.55"] * SESSIONS, admitted=1))
+    refused, answered, peak = run_apart(flood(app, fake, ["192.0.2.55"] * SESSIONS, admitted=1))
     assert peak == 1
     assert len(refused) == SESSIONS - 1
     for _answer, alerts in refused:
