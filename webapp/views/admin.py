@@ -303,10 +303,10 @@ def _start_switch(plan: svc.DeployPlan, strategy: str) -> None:
 
 @st.fragment(run_every="1s")
 def _switch_progress() -> None:
-    if not _still_admin():
-        return
     job = registry.current("switch")
-    if job is None:
+    if job is None:  # nothing to show or act on: no sign-in check every tick of an idle page
+        return
+    if not _still_admin():
         return
     view = job.view()
     if view.running:
@@ -600,10 +600,10 @@ def _start_pool_change(pool: str, **change) -> None:
 
 @st.fragment(run_every="2s")
 def _pool_progress() -> None:
-    if not _still_admin():
-        return
     job = registry.current("node_pool")
-    if job is None:
+    if job is None:  # nothing to show or act on: no sign-in check every tick of an idle page
+        return
+    if not _still_admin():
         return
     view = job.view()
     last = view.messages[-1] if view.messages else ""
