@@ -440,3 +440,18 @@ def test_an_endless_answer_stops_at_its_deadline_and_keeps_its_text(fake, page):
     fake.set_script(Script(tokens=["short"]))
     at = send(at, "then briefly")  # the answer slot was released
     assert chat(at)[-1] == ("assistant", ["short"])
+
+
+def test_a_signed_in_name_is_shown_as_typed(fake, page):
+    """The display name comes from the identity provider, where anyone may set it: it is
+    shown literally, never as markdown (no image fetched, no link)."""
+    from webapp.views.text import literal
+
+    at = AppTest.from_file(PAGE, default_timeout=30)
+    at.secrets = OIDC_SECRETS
+    name = "![x](http://127.0.0.2:9/?d=1) **Ann**"
+    at.user = {"is_logged_in": True, "sub": "42", "name": name, "email_verified": True,
+               "email": "ann@example.com", "iss": "https://accounts.google.com"}  # fmt: skip
+    page(fake.url)  # environment and settings for the page
+    at.run()
+    assert f"Signed in as **{literal(name)}**" in [c.value for c in at.sidebar.caption]

@@ -94,7 +94,10 @@ def _identify() -> AdminIdentity:
     except AdminAccessOff as exc:
         st.info(str(exc))
     except NotAdmin as exc:
-        st.error(f"Not allowed: {exc} Ask an administrator to add you to ADMIN_EMAILS.")
+        # the message names the e-mail the identity provider sent: shown as typed
+        st.error(
+            f"Not allowed: {literal(str(exc))} Ask an administrator to add you to ADMIN_EMAILS."
+        )
         if mode == "oidc":
             st.button("Log out", key="logout", on_click=st.logout)
     except NotLoggedIn as exc:
@@ -123,7 +126,7 @@ def _still_admin() -> bool:
         problem = "This page was opened by someone else."
     if "Reload the page" not in problem:
         problem = problem.rstrip(".") + ". Reload the page to sign in again."
-    st.warning(f"Paused: {problem}", icon=":material/lock_clock:")
+    st.warning(f"Paused: {literal(problem)}", icon=":material/lock_clock:")
     return False
 
 

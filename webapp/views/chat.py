@@ -73,7 +73,7 @@ def _account() -> None:
         st.caption("Log in to keep your conversations on every device.")
         st.button("Log in", icon=":material/login:", key="login", on_click=st.login)
     else:
-        st.caption(f"Signed in as **{owner.label}**")
+        st.caption(f"Signed in as **{literal(owner.label)}**")  # a name from the IdP
         st.button("Log out", icon=":material/logout:", key="logout", on_click=st.logout)
 
 
