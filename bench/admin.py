@@ -100,9 +100,9 @@ def run_status_page(size: tuple[int, int], refreshes: int, log) -> list[StatusRo
     (no GKE node-pool client here). The page itself needs a verified admin (IAP/OIDC),
     which a headless run cannot present, so its widget rendering is not timed."""
     try:
-        from webapp.admin_service import read_status
+        from webapp.admin.service import read_status
     except ImportError as e:
-        log(f"  webapp.admin_service.read_status not available: {e}")
+        log(f"  webapp.admin.service.read_status not available: {e}")
         return []
     from tests.fakes.k8s_server import FakeCluster
     from webapp.cluster.k8s import connect

@@ -13,7 +13,7 @@ browser context right after the app started ("cold"), then in new tabs of one co
 ("warm": cached JS, each tab a new Streamlit session); then once more in a new context on a
 second console started as the admin Deployment starts it ("probed": its startup probe, the
 script health check, has run the script once, so the router's preload of the heavy imports,
-``webapp/warmup.py``, ran before the first admin arrives). An init script times, on the page's
+``webapp/admin/warmup.py``, ran before the first admin arrives). An init script times, on the page's
 clock, the websocket opening, the node pools table's data arriving, and the pods, GPU nodes
 and node pools grids drawn with all their rows (``aria-rowcount`` of each grid's accessible
 table). Kubernetes and GKE requests are logged with their time by wrapping the fakes'
@@ -152,7 +152,7 @@ class Iap:
     def headers(self, email: str = ADMIN) -> dict[str, str]:
         """The header IAP puts on every request of a signed-in user."""
         from tests.identities import iap_token
-        from webapp.auth import IAP_HEADER
+        from webapp.access.auth import IAP_HEADER
 
         return {IAP_HEADER: iap_token(self.signer, AUDIENCE, email)}
 
@@ -555,7 +555,7 @@ def run_switch_page(browser, runs: int, log, ready_delay: float = 3.0) -> Browse
     from tests.admin_world import admin_world
     from tests.e2e.test_admin_browser import choose_model
     from tests.fakes.openai_server import Script
-    from webapp.audit import AuditLog
+    from webapp.admin.audit import AuditLog
 
     row = BrowserSwitchRow(ready_delay)
     tmp = Path(tempfile.mkdtemp(prefix="bench-switch-"))

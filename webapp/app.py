@@ -8,14 +8,14 @@ import streamlit as st
 # `streamlit run webapp/app.py` puts webapp/ on sys.path, not the repo root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webapp import warmup  # noqa: E402
-from webapp.auth import AuthError  # noqa: E402
+from webapp.access.auth import AuthError  # noqa: E402
+from webapp.access.ui.identify import access_mode, identify  # noqa: E402
+from webapp.admin import warmup  # noqa: E402
 from webapp.settings import get_settings  # noqa: E402
-from webapp.views.access import access_mode, identify  # noqa: E402
 
 settings = get_settings()
 if settings.app_mode == "admin":
-    warmup.preload(warmup.admin_imports(settings))  # once per process (webapp/warmup.py)
+    warmup.preload(warmup.admin_imports(settings))  # once per process (webapp/admin/warmup.py)
 st.set_page_config(page_title=settings.app_title, page_icon="💬", layout="wide")
 
 
@@ -39,13 +39,13 @@ pages = []
 if settings.app_mode in ("chat", "all"):
     pages.append(
         st.Page(
-            "views/chat.py", title="Chat", icon=":material/chat:", url_path="chat", default=True
+            "chat/ui/page.py", title="Chat", icon=":material/chat:", url_path="chat", default=True
         )
     )
 if settings.app_mode in ("admin", "all"):
     pages.append(
         st.Page(
-            "views/admin.py",
+            "admin/ui/page.py",
             title="Admin",
             icon=":material/admin_panel_settings:",
             url_path="admin",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from webapp.views.safe_markdown import safe_markdown
+from webapp.ui.safe_markdown import safe_markdown
 
 for text in json.loads(Path(os.environ["MARKDOWN_CASES"]).read_text()):
     with st.chat_message("assistant"):

@@ -22,8 +22,8 @@ from tests.cluster.conftest import LLAMA, NS
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.identities import iap_keypair, iap_token
-from webapp.audit import AuditLog
-from webapp.auth import IAP_HEADER
+from webapp.access.auth import IAP_HEADER
+from webapp.admin.audit import AuditLog
 
 pytestmark = pytest.mark.e2e
 

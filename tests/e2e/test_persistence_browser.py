@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.fakes.openai_server import FakeOpenAI, Script
-from webapp.limits import UsageLimits
+from webapp.chat.limits import UsageLimits
 from webapp.store import ConversationStore
 
 pytestmark = pytest.mark.e2e

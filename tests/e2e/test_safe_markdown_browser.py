@@ -1,5 +1,5 @@
 """Streamlit's own renderer, not markdown-it, decides what becomes an image: every case of
-tests/views/markdown_cases.py, after safe_markdown, drawn in Chromium loads nothing."""
+tests/ui/markdown_cases.py, after safe_markdown, drawn in Chromium loads nothing."""
 
 import json
 from pathlib import Path
@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import StreamlitServer
 from tests.fakes.tracker import Tracker
-from tests.views.markdown_cases import CASES, RENDERER_CASES, U
+from tests.ui.markdown_cases import CASES, RENDERER_CASES, U
 
 pytestmark = pytest.mark.e2e
 PAGE = Path(__file__).with_name("markdown_page.py")

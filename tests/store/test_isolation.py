@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from webapp.identity import resolve_owner
+from webapp.access.identity import resolve_owner
 from webapp.store import ConversationNotFound
 
 ALICE = resolve_owner({"iss": "https://idp", "sub": "alice", "email": "a@x.org"}, None).key

@@ -1,4 +1,4 @@
-"""Usage limits (webapp.limits), on SQLite and PostgreSQL, with a hand-driven clock (no sleeping)."""
+"""Usage limits (webapp.chat.limits), on SQLite and PostgreSQL, with a hand-driven clock (no sleeping)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from webapp.limits import (
+from webapp.chat.limits import (
     DEFAULT_LEASE_S,
     GenerationInProgress,
     LeaseKeeper,

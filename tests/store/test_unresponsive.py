@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from webapp.limits import UsageLimits
+from webapp.chat.limits import UsageLimits
 from webapp.store import ConversationStore, PoolOptions, StoreUnavailable
 from webapp.store import engine as db
 

@@ -15,7 +15,7 @@ from: e.g. the ``X-Forwarded-For`` a load balancer would add.
 What a question's page run showed: ``Answer.text`` (the answer markdown, the NATIVE markdown
 in the new assistant chat message), ``WsSession.alerts`` (the bodies of the st.warning /
 st.error / st.info elements of the last page run). Used by the flood test
-(tests/views/test_chat_flood.py) and the concurrency benchmark (bench/ws_sessions.py).
+(tests/chat/ui/test_chat_flood.py) and the concurrency benchmark (bench/ws_sessions.py).
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ def kubeconfig_user(
 
 def preload() -> None:
     """Import what ``connect`` uses (the API classes pull in their models: ~0.8 s), so the
-    admin console can do it before its first session (``webapp.warmup``)."""
+    admin console can do it before its first session (``webapp.admin.warmup``)."""
     from kubernetes import client, config  # noqa: F401
 
     for name in ("ApiClient", "Configuration", "CoreV1Api", "AppsV1Api", "CoordinationV1Api"):

@@ -129,7 +129,7 @@ class OperationInfo:
 
 def preload() -> None:
     """Import the GKE client ``make_client`` builds (~0.3 s), so the admin console can do it
-    before its first session (``webapp.warmup``)."""
+    before its first session (``webapp.admin.warmup``)."""
     from google.cloud import container_v1
 
     container_v1.ClusterManagerClient  # noqa: B018 - the package imports it lazily

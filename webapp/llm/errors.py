@@ -1,6 +1,6 @@
 """Typed errors raised by the vLLM client layer.
 
-Views map each class to a plain-language message (``webapp.views.messages``);
+Views map each class to a plain-language message (``webapp.chat.messages``);
 nothing here is meant to be shown to a user verbatim.
 """
 

@@ -5,8 +5,8 @@ How the chat page uses it (one store per process, e.g. ``st.cache_resource``)::
 
     store = ConversationStore(settings.database_url)   # no I/O yet
     store.migrate()                                    # or let first use do it
-    limits = UsageLimits.from_settings(store, settings)  # webapp.limits
-    owner = resolve_owner(user_info, session_browser_key)  # webapp.identity
+    limits = UsageLimits.from_settings(store, settings)  # webapp.chat.limits
+    owner = resolve_owner(user_info, session_browser_key)  # webapp.access.identity
     store.mark_interrupted()                           # answers whose process died
     conv = store.create_conversation(owner.key, max_conversations=limits.max_conversations)
     limits.check_prompt(prompt); limits.record_message(owner.key)

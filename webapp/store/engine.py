@@ -52,7 +52,7 @@ def advisory_key(name: str) -> int:
 
 
 _MIGRATION_LOCK = advisory_key("webapp.store.migrate")
-_GENERATION_SLOTS_LOCK = advisory_key("webapp.limits.generation-slots")
+_GENERATION_SLOTS_LOCK = advisory_key("webapp.chat.limits.generation-slots")
 
 
 def normalise_url(database_url: str) -> URL:

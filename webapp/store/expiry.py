@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select, text
 
-from webapp.identity import ANON_PREFIX
+from webapp.access.identity import ANON_PREFIX
 from webapp.store import engine as db
 from webapp.store.errors import StoreUnavailable
 from webapp.store.models import conversations as C

@@ -35,7 +35,7 @@ conversations = Table(
     Column("pk", Integer, primary_key=True, autoincrement=True),
     Column("public_id", String(64), nullable=False, unique=True),
     Column("owner", String(200), nullable=False),
-    # What the cap on conversations kept counts against (webapp.identity.Owner.limits_key):
+    # What the cap on conversations kept counts against (webapp.access.identity.Owner.limits_key):
     # the owner for logged-in users, the network address for guests (who change owner key
     # with every reload).
     Column("limits_key", String(200), nullable=True),

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, sele
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
-from webapp.identity import ANON_PREFIX, is_anonymous_key
+from webapp.access.identity import ANON_PREFIX, is_anonymous_key
 from webapp.store import engine as db
 from webapp.store.errors import (
     ConversationNotFound,
