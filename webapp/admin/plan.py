@@ -62,13 +62,9 @@ def plan_deploy(
     Raises ``SizingError`` for impossible inputs (e.g. context above the model's maximum).
     """
     sizing = size_model(
-        model.shape,
-        gpu,
-        gpu_count,
-        max_model_len=max_model_len,
-        concurrency=concurrency,
+        model.shape, gpu, gpu_count, max_model_len=max_model_len, concurrency=concurrency,
         gpu_memory_utilization=gpu_memory_utilization,
-    )
+    )  # fmt: skip
     blocked = ""
     quantization = None if model.quantization == "none" else model.quantization
     if sizing.verdict is Verdict.DOES_NOT_FIT:
