@@ -4,7 +4,7 @@ how to switch.
 * ``plan_deploy`` maps a catalog entry plus the admin's choices (GPU, count, context,
   concurrency) onto a sizing verdict and a ``manifests.ModelSpec``; a plan whose
   verdict cannot run is ``blocked`` with the reason.
-* ``strategy_options`` (for the deploy form) and ``require_placement`` (for the service,
+* ``strategy_options`` (for the deploy form) and ``require_placement`` (for the switch job,
   before a switch changes anything) ask ``cluster.scheduling.check_placement`` whether
   the GPU pool can ever schedule the model's pod: a deploy the pool cannot run is refused
   with the reason and what to change, whoever asks.
