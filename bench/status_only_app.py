@@ -14,7 +14,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from webapp.admin import status as svc  # noqa: E402
+from webapp.admin import status as admin_status  # noqa: E402
 from webapp.cluster.k8s import connect  # noqa: E402
 from webapp.cluster.node_pools import NodePools  # noqa: E402
 from webapp.settings import get_settings  # noqa: E402
@@ -30,7 +30,7 @@ def _clients():
 
 cluster, pools = _clients()
 st.title("Admin console")
-status = svc.read_status(cluster, settings.k8s_namespace, pools)
+status = admin_status.read_status(cluster, settings.k8s_namespace, pools)
 inv = status.inventory
 st.subheader(f"Pods in {settings.k8s_namespace}")
 st.dataframe(

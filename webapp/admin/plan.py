@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 from webapp.admin.catalog import CatalogModel
 from webapp.admin.sizing import SizingResult, Verdict, size_model
 from webapp.cluster import manifests as mf
-from webapp.cluster.errors import PoolCannotSchedule
+from webapp.cluster.errors import NodePoolError, PoolCannotSchedule
 from webapp.cluster.inventory import Inventory, free_gpus, inventory
 from webapp.cluster.k8s import Cluster
-from webapp.cluster.node_pools import NodePoolError, NodePoolInfo, NodePools
+from webapp.cluster.node_pools import NodePoolInfo, NodePools
 from webapp.cluster.scheduling import (
     Placement,
     StrategyOption,
