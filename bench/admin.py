@@ -96,13 +96,13 @@ def run_status(sizes: list[tuple[int, int]], refreshes: int, log) -> list[Status
 
 
 def run_status_page(size: tuple[int, int], refreshes: int, log) -> list[StatusRow]:
-    """What the admin page's status fragment loads every 5 s: ``admin_service.read_status``
+    """What the admin page's status fragment loads every 5 s: ``webapp.admin.status.read_status``
     (no GKE node-pool client here). The page itself needs a verified admin (IAP/OIDC),
     which a headless run cannot present, so its widget rendering is not timed."""
     try:
-        from webapp.admin.service import read_status
+        from webapp.admin.status import read_status
     except ImportError as e:
-        log(f"  webapp.admin.service.read_status not available: {e}")
+        log(f"  webapp.admin.status.read_status not available: {e}")
         return []
     from tests.fakes.k8s_server import FakeCluster
     from webapp.cluster.k8s import connect

@@ -1,7 +1,7 @@
 """A what-if page for part 3 (not the product): only the admin page's three status tables.
 
 ``streamlit run bench/status_only_app.py`` with the admin console's environment draws the
-pods, GPU nodes and node pools tables from one ``admin_service.read_status`` — the same
+pods, GPU nodes and node pools tables from one ``webapp.admin.status.read_status`` — the same
 data and columns as ``webapp/admin/ui/page.py`` — and nothing else: no identity check, no
 deploy form, no pod log, no charts. Timing it like the real page shows how much of the
 page-open time is the status view itself and how much the rest of the page.
@@ -14,7 +14,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from webapp.admin import service as svc  # noqa: E402
+from webapp.admin import status as admin_status  # noqa: E402
 from webapp.cluster.k8s import connect  # noqa: E402
 from webapp.cluster.node_pools import NodePools  # noqa: E402
 from webapp.settings import get_settings  # noqa: E402
@@ -30,7 +30,7 @@ def _clients():
 
 cluster, pools = _clients()
 st.title("Admin console")
-status = svc.read_status(cluster, settings.k8s_namespace, pools)
+status = admin_status.read_status(cluster, settings.k8s_namespace, pools)
 inv = status.inventory
 st.subheader(f"Pods in {settings.k8s_namespace}")
 st.dataframe(

@@ -124,8 +124,9 @@ def test_wrong_token_is_forbidden(fake, tmp_path):
     cfg["users"][0]["user"]["token"] = "wrong"  # noqa: S105
     path = tmp_path / "config"
     path.write_text(json.dumps(cfg))
-    with pytest.raises(Forbidden):
+    with pytest.raises(Forbidden) as err:
         call("list nodes", connect(str(path)).core.list_node)
+    assert (err.value.action, err.value.operation) == ("list nodes", "list_node")
 
 
 def test_status_errors_are_typed(fake, cluster):

@@ -6,18 +6,20 @@ import pytest
 
 from tests.admin_world import CLUSTER, LOCATION, PROJECT, fake_gke, gke_settings
 from tests.fakes.gke_server import FakeGke, FakeGkeServer, gpu_pool
-from webapp.cluster.gke_errors import plain_message
-from webapp.cluster.node_pools import (
-    ClusterRef,
+from webapp.cluster.errors import (
     GkeForbidden,
     GkeNotConfigured,
     GkeUnavailable,
     InvalidNodePoolRequest,
-    NodePoolInfo,
     NodePoolNotFound,
-    NodePools,
     OperationFailed,
     OperationInProgress,
+)
+from webapp.cluster.gke_errors import plain_message
+from webapp.cluster.node_pools import (
+    ClusterRef,
+    NodePoolInfo,
+    NodePools,
     make_client,
     validate_pool_name,
     with_node_counts,

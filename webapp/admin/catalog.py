@@ -130,14 +130,6 @@ class Catalog(BaseModel):
                 return m
         raise CatalogError(f"no model {model_id!r} in the catalog")
 
-    def by_repo(self, hf_repo: str) -> CatalogModel | None:
-        """The entry serving this Hugging Face repo id, if any."""
-        return next((m for m in self.models if m.hf_repo == hf_repo), None)
-
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return tuple(m.id for m in self.models)
-
 
 def parse_catalog(text: str, source: str = "<catalog>") -> Catalog:
     """Parse and validate catalog YAML text; raises CatalogError with a readable message."""

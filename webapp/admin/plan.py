@@ -4,7 +4,7 @@ how to switch.
 * ``plan_deploy`` maps a catalog entry plus the admin's choices (GPU, count, context,
   concurrency) onto a sizing verdict and a ``manifests.ModelSpec``; a plan whose
   verdict cannot run is ``blocked`` with the reason.
-* ``strategy_options`` (for the deploy form) and ``require_placement`` (for the service,
+* ``strategy_options`` (for the deploy form) and ``require_placement`` (for the switch job,
   before a switch changes anything) ask ``cluster.scheduling.check_placement`` whether
   the GPU pool can ever schedule the model's pod: a deploy the pool cannot run is refused
   with the reason and what to change, whoever asks.
@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 from webapp.admin.catalog import CatalogModel
 from webapp.admin.sizing import SizingResult, Verdict, size_model
 from webapp.cluster import manifests as mf
-from webapp.cluster.errors import PoolCannotSchedule
+from webapp.cluster.errors import NodePoolError, PoolCannotSchedule
 from webapp.cluster.inventory import Inventory, free_gpus, inventory
 from webapp.cluster.k8s import Cluster
-from webapp.cluster.node_pools import NodePoolError, NodePoolInfo, NodePools
+from webapp.cluster.node_pools import NodePoolInfo, NodePools
 from webapp.cluster.scheduling import (
     Placement,
     StrategyOption,
@@ -62,13 +62,9 @@ def plan_deploy(
     Raises ``SizingError`` for impossible inputs (e.g. context above the model's maximum).
     """
     sizing = size_model(
-        model.shape,
-        gpu,
-        gpu_count,
-        max_model_len=max_model_len,
-        concurrency=concurrency,
+        model.shape, gpu, gpu_count, max_model_len=max_model_len, concurrency=concurrency,
         gpu_memory_utilization=gpu_memory_utilization,
-    )
+    )  # fmt: skip
     blocked = ""
     quantization = None if model.quantization == "none" else model.quantization
     if sizing.verdict is Verdict.DOES_NOT_FIT:

@@ -17,6 +17,7 @@ unquantized embeddings, so real AWQ/GPTQ files are ~10 % larger than params/2.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -218,18 +219,7 @@ def size_model(
     node), NEEDS_QUANTIZATION(q) beyond the budget, else DOES_NOT_FIT.
     """
     gpu = gpu_type(gpu) if isinstance(gpu, str) else gpu
-    if gpu_count < 1:
-        raise SizingError("gpu_count must be at least 1")
-    if concurrency < 1:
-        raise SizingError("concurrency must be at least 1")
-    if not 0 < gpu_memory_utilization <= 1:
-        raise SizingError("gpu_memory_utilization must be in (0, 1]")
-    mml = shape.max_context if max_model_len is None else max_model_len
-    if mml < 1:
-        raise SizingError("max_model_len must be at least 1")
-    if mml > shape.max_context:
-        raise SizingError(f"max_model_len {mml} exceeds the model's maximum {shape.max_context}")
-    weights_gb(1, shape.precision)  # validate precision early
+    mml = _checked_context(shape, gpu_count, concurrency, gpu_memory_utilization, max_model_len)
     kv_el = _kv_element_bytes(kv_cache_dtype, shape.precision)
     tokens = mml * concurrency
 
@@ -238,40 +228,7 @@ def size_model(
             shape, gpu, tp, precision, tokens, concurrency, gpu_memory_utilization, kv_el
         )
 
-    all_tp = [n for n in _TP_SIZES if n <= gpu.max_per_node]
-    budget_tp = [n for n in all_tp if n <= gpu_count] or [1]
-    beyond_tp = [n for n in all_tp if n > gpu_count]
-    quants = [
-        q
-        for q in _QUANTIZATION_LADDER
-        if BYTES_PER_PARAM[q] < BYTES_PER_PARAM[shape.precision]
-        and (q != "fp8" or gpu.supports_fp8)
-    ]
-
-    def first_fit(tps: list[int], precision: str) -> _Config | None:
-        return next((c for c in (ev(n, precision) for n in tps) if c.fits), None)
-
-    tp_needed = first_fit(all_tp, shape.precision)
-    choice: tuple[Verdict, _Config, bool] | None = None
-    if (c := first_fit(budget_tp, shape.precision)) is not None:
-        v = Verdict.FITS if c.tp == 1 else Verdict.NEEDS_TENSOR_PARALLEL
-        choice = (v, c, True)
-    if choice is None:
-        for q in quants:
-            if (c := first_fit(budget_tp, q)) is not None:
-                choice = (Verdict.NEEDS_QUANTIZATION, c, True)
-                break
-    if choice is None and (c := first_fit(beyond_tp, shape.precision)) is not None:
-        choice = (Verdict.NEEDS_TENSOR_PARALLEL, c, False)
-    if choice is None:
-        for q in quants:
-            if (c := first_fit(beyond_tp, q)) is not None:
-                choice = (Verdict.NEEDS_QUANTIZATION, c, False)
-                break
-    if choice is None:
-        choice = (Verdict.DOES_NOT_FIT, ev(budget_tp[-1], shape.precision), False)
-
-    verdict, cfg, within = choice
+    verdict, cfg, within, tp_needed = _choose(shape, gpu, gpu_count, ev)
     quant = cfg.precision if cfg.precision != shape.precision else None
     return SizingResult(
         verdict=verdict,
@@ -294,6 +251,59 @@ def size_model(
         tensor_parallel_needed=tp_needed.tp if tp_needed else None,
         explanation=_explain(verdict, cfg, gpu, gpu_count, mml, shape, tp_needed),
     )
+
+
+def _checked_context(
+    shape: ModelShape,
+    gpu_count: int,
+    concurrency: int,
+    gpu_memory_utilization: float,
+    max_model_len: int | None,
+) -> int:
+    """The context length to size for; ``SizingError`` for any input out of range."""
+    if gpu_count < 1:
+        raise SizingError("gpu_count must be at least 1")
+    if concurrency < 1:
+        raise SizingError("concurrency must be at least 1")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise SizingError("gpu_memory_utilization must be in (0, 1]")
+    mml = shape.max_context if max_model_len is None else max_model_len
+    if mml < 1:
+        raise SizingError("max_model_len must be at least 1")
+    if mml > shape.max_context:
+        raise SizingError(f"max_model_len {mml} exceeds the model's maximum {shape.max_context}")
+    weights_gb(1, shape.precision)  # validate precision early
+    return mml
+
+
+def _choose(
+    shape: ModelShape, gpu: GpuType, gpu_count: int, ev: Callable[[int, str], _Config]
+) -> tuple[Verdict, _Config, bool, _Config | None]:
+    """The first configuration that fits, in the order ``size_model`` documents: (verdict,
+    configuration, within the budget, the fewest GPUs at the model's own precision)."""
+    all_tp = [n for n in _TP_SIZES if n <= gpu.max_per_node]
+    budget_tp = [n for n in all_tp if n <= gpu_count] or [1]
+    beyond_tp = [n for n in all_tp if n > gpu_count]
+    quants = [
+        q
+        for q in _QUANTIZATION_LADDER
+        if BYTES_PER_PARAM[q] < BYTES_PER_PARAM[shape.precision]
+        and (q != "fp8" or gpu.supports_fp8)
+    ]
+
+    def first_fit(tps: list[int], precision: str) -> _Config | None:
+        return next((c for c in (ev(n, precision) for n in tps) if c.fits), None)
+
+    tp_needed = first_fit(all_tp, shape.precision)
+    ladder = [(budget_tp, shape.precision, True)] + [(budget_tp, q, True) for q in quants]
+    ladder += [(beyond_tp, shape.precision, False)] + [(beyond_tp, q, False) for q in quants]
+    for tps, precision, within in ladder:
+        if (c := first_fit(tps, precision)) is not None:
+            if precision != shape.precision:
+                return Verdict.NEEDS_QUANTIZATION, c, within, tp_needed
+            v = Verdict.FITS if c.tp == 1 else Verdict.NEEDS_TENSOR_PARALLEL
+            return v, c, within, tp_needed
+    return Verdict.DOES_NOT_FIT, ev(budget_tp[-1], shape.precision), False, tp_needed
 
 
 def _explain(verdict, cfg, gpu, budget, mml, shape, tp_needed) -> str:

@@ -1,7 +1,9 @@
-"""Typed errors of the cluster package.
+"""Typed errors of the cluster package: Kubernetes (``ClusterError``) and GKE node pools
+(``NodePoolError``).
 
-Views catch these and turn them into plain-language messages; nothing here ever
-carries a secret (API tokens stay inside the kubernetes client configuration).
+Views catch these and turn them into plain-language messages (``webapp.admin.messages``);
+nothing here ever carries a secret (API tokens stay inside the client configuration).
+How a Google API error becomes a ``NodePoolError`` is ``gke_errors.map_error``.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ class ClusterUnavailable(ClusterError):
 
 
 class Forbidden(ClusterError):
-    """The API server refused an action (HTTP 401/403) for the console's service account."""
+    """The API server refused an action (HTTP 401/403) for the console's service account.
 
-    def __init__(self, action: str, detail: str = "") -> None:
+    ``operation`` is the client method that was refused (``patch_namespaced_deployment``):
+    it names the RBAC rule the console lacks (``webapp.admin.messages.RBAC_RULES``)."""
+
+    def __init__(self, action: str, detail: str = "", *, operation: str = "") -> None:
         self.action = action
         self.detail = detail
+        self.operation = operation
         super().__init__(f"not allowed to {action}" + (f": {detail}" if detail else ""))
 
 
@@ -95,3 +101,46 @@ class PoolCannotSchedule(ClusterError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+# ---------------------------------------------------------------- GKE node pools
+
+
+class NodePoolError(Exception):
+    """Base of all node-pool errors; the message is plain language for the admin page."""
+
+
+class GkeNotConfigured(NodePoolError):
+    """GKE project, location or cluster is not set."""
+
+
+class GkeForbidden(NodePoolError):
+    """The app's identity may not read or change the cluster (IAM)."""
+
+
+class GkeUnavailable(NodePoolError):
+    """The GKE API could not be reached or answered with a server error."""
+
+
+class NodePoolNotFound(NodePoolError):
+    """The cluster or node pool does not exist."""
+
+
+class InvalidNodePoolRequest(NodePoolError):
+    """The requested pool name, size or autoscaling bounds are not valid."""
+
+
+class OperationInProgress(NodePoolError):
+    """Another operation is running on the cluster; GKE allows one at a time."""
+
+    def __init__(self, operation: str | None) -> None:
+        self.operation = operation
+        which = f" ({operation})" if operation else ""
+        super().__init__(
+            f"Another change is already running on the cluster{which}. "
+            "GKE allows one at a time: wait for it to finish, then try again."
+        )
+
+
+class OperationFailed(NodePoolError):
+    """The long-running operation finished with an error, or took too long."""

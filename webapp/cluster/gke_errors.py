@@ -1,4 +1,4 @@
-"""Typed errors of the GKE node-pool API, and how a Google API error becomes one.
+"""How a Google API error becomes one of the typed node-pool errors (``errors``).
 
 Every message is plain language for the admin page: the client library's messages start
 with the HTTP method and the full request URL (``GET https://container.googleapis.com/
@@ -12,49 +12,18 @@ import re
 
 from google.api_core import exceptions as gexc
 
+from webapp.cluster.errors import (
+    GkeForbidden,
+    GkeUnavailable,
+    InvalidNodePoolRequest,
+    NodePoolError,
+    NodePoolNotFound,
+    OperationInProgress,
+)
+
 _OP_NAME = re.compile(r"operation-[A-Za-z0-9-]+")
 _REQUEST_PREFIX = re.compile(r"^\s*(?:[A-Z]+ )?https?://\S+:\s*")
 _URL = re.compile(r"https?://\S+")
-
-
-class NodePoolError(Exception):
-    """Base of all node-pool errors; the message is plain language for the admin page."""
-
-
-class GkeNotConfigured(NodePoolError):
-    """GKE project, location or cluster is not set."""
-
-
-class GkeForbidden(NodePoolError):
-    """The app's identity may not read or change the cluster (IAM)."""
-
-
-class GkeUnavailable(NodePoolError):
-    """The GKE API could not be reached or answered with a server error."""
-
-
-class NodePoolNotFound(NodePoolError):
-    """The cluster or node pool does not exist."""
-
-
-class InvalidNodePoolRequest(NodePoolError):
-    """The requested pool name, size or autoscaling bounds are not valid."""
-
-
-class OperationInProgress(NodePoolError):
-    """Another operation is running on the cluster; GKE allows one at a time."""
-
-    def __init__(self, operation: str | None) -> None:
-        self.operation = operation
-        which = f" ({operation})" if operation else ""
-        super().__init__(
-            f"Another change is already running on the cluster{which}. "
-            "GKE allows one at a time: wait for it to finish, then try again."
-        )
-
-
-class OperationFailed(NodePoolError):
-    """The long-running operation finished with an error, or took too long."""
 
 
 def plain_message(message: str) -> str:

@@ -163,7 +163,9 @@ def _status_message(exc: Any) -> str:
 def call(action: str, fn: Callable[..., Any], *args: Any, text: bool = False, **kwargs: Any) -> Any:
     """Call a client method; return the parsed JSON (or text) and map failures to typed errors.
 
-    ``action`` is a short description ("patch Deployment vllm/vllm") used in error messages.
+    ``action`` is a short description ("patch Deployment vllm/vllm") used in error messages;
+    a refusal also names the client method (``Forbidden.operation``, e.g.
+    ``patch_namespaced_deployment``): the RBAC rule it needs.
     """
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
@@ -175,7 +177,7 @@ def call(action: str, fn: Callable[..., Any], *args: Any, text: bool = False, **
     except ApiException as exc:
         msg = _status_message(exc)
         if exc.status in (401, 403):
-            raise Forbidden(action, msg) from None
+            raise Forbidden(action, msg, operation=getattr(fn, "__name__", "")) from None
         if exc.status == 404:
             raise NotFound(action, msg) from None
         if exc.status == 409:

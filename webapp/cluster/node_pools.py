@@ -26,15 +26,15 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 
-# the errors live in gke_errors; re-exported (``name as name``) for the callers of this module
-from webapp.cluster.gke_errors import GkeForbidden as GkeForbidden
-from webapp.cluster.gke_errors import GkeNotConfigured as GkeNotConfigured
-from webapp.cluster.gke_errors import GkeUnavailable as GkeUnavailable
-from webapp.cluster.gke_errors import InvalidNodePoolRequest as InvalidNodePoolRequest
-from webapp.cluster.gke_errors import NodePoolError as NodePoolError
-from webapp.cluster.gke_errors import NodePoolNotFound as NodePoolNotFound
-from webapp.cluster.gke_errors import OperationFailed as OperationFailed
-from webapp.cluster.gke_errors import OperationInProgress as OperationInProgress
+from webapp.cluster.errors import (
+    GkeForbidden,
+    GkeNotConfigured,
+    GkeUnavailable,
+    InvalidNodePoolRequest,
+    NodePoolError,
+    NodePoolNotFound,
+    OperationFailed,
+)
 from webapp.cluster.gke_errors import is_transport_error, map_error, plain_message
 
 OPERATION_POLL_INTERVAL_S = 2.0

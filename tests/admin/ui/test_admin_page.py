@@ -487,29 +487,6 @@ def test_node_pool_name_problems_are_plain_messages(world, page, name, expected,
     assert (audit.iloc[0]["action"], audit.iloc[0]["result"]) == ("nodepool.resize", "refused")
 
 
-@pytest.mark.parametrize(
-    ("action", "rule"),
-    [
-        ("take the model-switch lock", "get/create/update on leases (coordination.k8s.io)"),
-        ("switch model (patch Deployment vllm/vllm)", "patch on deployments (apps)"),
-        ("read Deployment vllm/vllm", "get on deployments (apps)"),
-        ("switch Service vllm/vllm to vllm-green", "patch on services"),
-        ("read Service vllm/vllm", "get on services"),
-        ("list ReplicaSets of vllm", "list on replicasets (apps)"),
-        ("read the log of pod vllm/x", "get on pods/log"),
-        ("list pods in namespace vllm", "list on pods"),
-        ("list pods of vllm", "list on pods"),
-        ("list events in namespace vllm", "list on events"),
-        ("list nodes", "list on nodes (cluster-wide, a ClusterRole)"),
-        ("do something new", None),
-    ],
-)
-def test_rbac_rule(action, rule):
-    from webapp.admin.ui.messages import rbac_rule
-
-    assert rbac_rule(action) == rule
-
-
 @pytest.mark.parametrize(("mode", "link"), [("all", True), ("admin", False)])
 def test_a_refused_visitor_gets_a_way_back_to_the_chat_when_it_is_served(page, mode, link):
     at = page(None, APP_MODE=mode, ADMIN_EMAILS="")

@@ -1,12 +1,16 @@
-"""Plain-language messages for the admin page's typed errors (no streamlit import)."""
+"""What the admin page says for each typed error: one or two plain sentences, what went
+wrong and what to do (no streamlit import; the UI only draws them).
+
+``RBAC_RULES`` names the Kubernetes permission behind each client method the console
+calls (``Forbidden.operation``, set by ``cluster.k8s.call``); k8s/base/admin-rbac.yaml
+grants exactly these (tests/admin/test_messages.py checks both ways).
+"""
 
 from __future__ import annotations
 
-import re
-
 from webapp.access.auth import AdminIdentity, AuthError
 from webapp.admin.audit import AuditError
-from webapp.admin.service import JobBusy
+from webapp.admin.errors import AdminError
 from webapp.admin.sizing import SizingError
 from webapp.cluster.errors import (
     ApiRejected,
@@ -16,38 +20,32 @@ from webapp.cluster.errors import (
     Conflict,
     Forbidden,
     InvalidModelSpec,
+    NodePoolError,
     NotFound,
     PoolCannotSchedule,
     SlotMissing,
     StrategyNotAllowed,
     SwitchInProgress,
 )
-from webapp.cluster.node_pools import NodePoolError
 from webapp.llm.errors import LLMError
 from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
 
-# action phrase (as written by webapp.cluster) -> the RBAC rule it needs
-_RBAC = (
-    (r"model-switch lock", "get/create/update on leases (coordination.k8s.io)"),
-    (r"switch Service", "patch on services"),
-    (r"Service", "get on services"),
-    (r"patch Deployment", "patch on deployments (apps)"),
-    (r"Deployment", "get on deployments (apps)"),
-    (r"ReplicaSets", "list on replicasets (apps)"),
-    (r"log of pod", "get on pods/log"),
-    (r"pods", "list on pods"),
-    (r"events", "list on events"),
-    (r"nodes", "list on nodes (cluster-wide, a ClusterRole)"),
-)
-
-
-def rbac_rule(action: str) -> str | None:
-    """The Kubernetes RBAC permission an action needs, e.g. ``patch on deployments (apps)``."""
-    for pattern, rule in _RBAC:
-        if re.search(pattern, action):
-            return rule
-    return None
+#: client method (``Forbidden.operation``) -> the RBAC rule it needs
+RBAC_RULES: dict[str, str] = {
+    "read_namespaced_deployment": "get on deployments (apps)",
+    "patch_namespaced_deployment": "patch on deployments (apps)",
+    "list_namespaced_replica_set": "list on replicasets (apps)",
+    "list_namespaced_pod": "list on pods",
+    "read_namespaced_pod_log": "get on pods/log",
+    "list_namespaced_event": "list on events",
+    "read_namespaced_service": "get on services",
+    "patch_namespaced_service": "patch on services",
+    "create_namespaced_lease": "create on leases (coordination.k8s.io)",
+    "read_namespaced_lease": "get on leases (coordination.k8s.io)",
+    "replace_namespaced_lease": "update on leases (coordination.k8s.io)",
+    "list_node": "list on nodes (cluster-wide, a ClusterRole)",
+}
 
 
 def admin_error_message(err: Exception) -> str:
@@ -65,7 +63,7 @@ def _message(err: Exception) -> str:
             "at a time: wait for it to finish, or ask them to cancel it."
         )
     if isinstance(err, Forbidden):
-        rule = rbac_rule(err.action)
+        rule = RBAC_RULES.get(err.operation)
         need = f" It needs the RBAC permission: {rule}." if rule else ""
         return (
             f"The console's service account is not allowed to {err.action}.{need} "
@@ -104,7 +102,7 @@ def _message(err: Exception) -> str:
         return f"This switch strategy cannot be used here: {err}"
     if isinstance(err, ClusterError):
         return f"Cluster error: {err}"
-    if isinstance(err, NodePoolError | AuthError | JobBusy):
+    if isinstance(err, NodePoolError | AuthError | AdminError):
         return str(err)  # these messages are written for the page already
     if isinstance(err, AuditError):
         return f"{err} Admin actions still work; they are not being recorded."

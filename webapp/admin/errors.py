@@ -1,0 +1,28 @@
+"""Typed errors of the admin package itself.
+
+Policy (the same as ``webapp.cluster.errors``): every message here is written for the
+admin page, plain language, nothing secret; ``webapp.admin.messages`` says what is shown
+for each error, from this package and the packages below it.
+"""
+
+from __future__ import annotations
+
+
+class AdminError(Exception):
+    """Base of the errors the admin package raises itself."""
+
+
+class JobBusy(AdminError):
+    """A job of the same kind started from this console is still running."""
+
+    def __init__(self, kind: str, actor: str, target: str) -> None:
+        self.kind, self.actor, self.target = kind, actor, target
+        super().__init__(f"{actor} is already changing {target}; wait until it finishes.")
+
+
+class NotCancellable(AdminError):
+    """The running job has no way to stop early (e.g. a GKE operation, which runs to DONE)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(f"A {kind} job cannot be cancelled; wait until it finishes.")

@@ -1,0 +1,62 @@
+"""The node-pool section: resize the GPU pool or change its autoscaling
+(``actions.NODE_POOL_RESIZE`` / ``NODE_POOL_AUTOSCALING``) and follow the GKE operation."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from webapp.admin import actions
+from webapp.admin.jobs import JobDefinition
+from webapp.admin.messages import admin_error_message
+from webapp.admin.ui.console import Console, still_admin
+from webapp.ui.safe_markdown import safe_markdown
+
+
+def show(console: Console) -> None:
+    pools = console.pools
+    if pools is None:
+        return
+    st.subheader("Scale the GPU pool")
+    default = console.settings.gke_node_pool
+    with st.form("resize"):
+        c1, c2 = st.columns(2)
+        pool = c1.text_input("Node pool", default, key="resize_pool")
+        size = c2.number_input("Nodes (0 = scale to zero)", 0, 1000, 0, key="resize_size")
+        if st.form_submit_button("Resize"):
+            request = actions.ResizeRequest(pools, pool.strip(), int(size))
+            _start(console, actions.NODE_POOL_RESIZE, request)
+    with st.form("autoscale"):
+        c1, c2, c3 = st.columns(3)
+        pool = c1.text_input("Node pool", default, key="auto_pool")
+        lo = c2.number_input("Min nodes (0 allowed)", 0, 1000, 0, key="auto_min")
+        hi = c3.number_input("Max nodes", 1, 1000, 2, key="auto_max")
+        if st.form_submit_button("Set autoscaling"):
+            request = actions.AutoscalingRequest(pools, pool.strip(), int(lo), int(hi))
+            _start(console, actions.NODE_POOL_AUTOSCALING, request)
+    _progress(console)
+
+
+def _start(console: Console, definition: JobDefinition, request) -> None:
+    try:
+        console.registry.start(definition, request, actor=console.admin.actor, audit=console.audit)
+    except Exception as exc:  # noqa: BLE001 - typed errors become messages
+        st.error(f"Refused: {admin_error_message(exc)}")
+
+
+@st.fragment(run_every="2s")
+def _progress(console: Console) -> None:
+    job = console.registry.current(actions.NODE_POOL_RESIZE.kind)
+    if job is None:  # nothing to show or act on: no sign-in check every tick of an idle page
+        return
+    if not still_admin(console):
+        return
+    view = job.view()
+    last = view.messages[-1] if view.messages else ""
+    what = view.messages[0] if view.messages else ""
+    if view.running:
+        text = f"{what} — {last}" if last != what else what
+        st.info(safe_markdown(text), icon=":material/hourglass_top:")
+    elif view.error is not None:
+        st.error(f"Node pool change failed: {admin_error_message(view.error)}")
+    else:
+        st.success(safe_markdown(last), icon=":material/check_circle:")

@@ -1,0 +1,200 @@
+"""The status section: what is served, pods, GPU nodes, node pools and vLLM load.
+
+First on the page, so its tables are the first data sent and drawn (bench/RESULTS.md 3b).
+What is costly to draw or read is shown on demand: the pod log (a Kubernetes call per
+refresh) only while its expander is open, the load charts only when switched on. Every
+read goes through ``webapp.admin.status``.
+"""
+
+from __future__ import annotations
+
+import html
+
+import streamlit as st
+
+from webapp.admin import status as reads
+from webapp.admin.messages import admin_error_message
+from webapp.admin.serving import Serving
+from webapp.admin.ui.console import Console, age, metrics_history, still_admin
+from webapp.cluster.errors import ClusterError, NotFound
+from webapp.cluster.inventory import Inventory, PodInfo
+from webapp.ui.text import literal
+
+_LOG_STYLE = (
+    "margin: 0; padding: 0.75rem 1rem; max-height: 28rem; overflow: auto; white-space: pre; "
+    "font-size: 0.8rem; line-height: 1.5; border-radius: 0.5rem; "
+    "background: rgba(128, 128, 128, 0.08)"
+)
+
+
+def read_status(console: Console, *, shared: bool) -> reads.Status:
+    """A full page run reads the cluster once: ``shared`` (the status view) reads and leaves
+    the result in ``console.reads`` for the deploy form further down the same run; else
+    take what this run has read, or read. The status view's own timed reruns read afresh;
+    what they leave nobody takes (the deploy form does not run in them, and the next full
+    run starts with a new ``Console``)."""
+    if not shared and "status" in console.reads:
+        return console.reads.pop("status")
+    s = console.settings
+    status = reads.read_status(
+        console.cluster, s.k8s_namespace, console.pools, llm_url=s.llm_url, api_key=console.api_key
+    )
+    if shared:
+        console.reads["status"] = status
+    return status
+
+
+def show(console: Console) -> None:
+    """The status view, refreshed every ADMIN_STATUS_REFRESH_S seconds on its own."""
+    st.fragment(_status, run_every=console.settings.admin_status_refresh_s)(console)
+
+
+def _status(console: Console) -> None:
+    if not still_admin(console):
+        return
+    st.header("Status")
+    status = read_status(console, shared=True)
+    _serving_line(status.serving(console.settings.k8s_namespace))
+    if console.cluster is None:
+        st.caption("No cluster connected: no pods or GPU nodes to show.")
+    elif status.inventory is None:
+        st.error(admin_error_message(status.cluster_error))
+        _pod_log(console, ())
+    else:
+        _pods_and_nodes(console, status.inventory)
+    _pools_table(console, status)
+    _load(console)
+
+
+def _serving_line(line: Serving) -> None:
+    icon = {"ok": ":material/check_circle:", "warning": ":material/warning:"}
+    draw = {"ok": st.success, "warning": st.warning}.get(line.level, st.info)
+    draw(literal(line.text), icon=icon.get(line.level, ":material/info:"))
+
+
+def _pods_and_nodes(console: Console, inv: Inventory) -> None:
+    namespace = console.settings.k8s_namespace
+    st.subheader(f"Pods in {namespace}")
+    if not inv.pods:
+        st.caption("No pods.")
+    else:
+        rows = []
+        for p in inv.pods:
+            recent = "; ".join(f"{e.reason}: {e.message}" for e in p.events[:2])
+            rows.append(
+                {"pod": p.name, "phase": p.phase, "ready": p.ready, "restarts": p.restarts,
+                 "node": p.node, "age": age(p.age_s), "model": p.model,
+                 "reason": f"{p.reason} {p.message}".strip(), "recent events": recent}
+            )  # fmt: skip
+        st.dataframe(rows, key="pods", hide_index=True)
+    _pod_log(console, inv.pods)
+    st.subheader("GPU nodes")
+    if not inv.nodes:
+        st.caption("No GPU nodes right now (the pool may be scaled to zero).")
+        return
+    st.dataframe(
+        [
+            {"node": n.name, "pool": n.pool, "accelerator": n.accelerator, "spot": n.spot,
+             "ready": n.ready, "GPUs capacity": n.gpu_capacity,
+             "allocatable": n.gpu_allocatable, "requested": n.gpu_requested}
+            for n in inv.nodes
+        ],
+        key="nodes", hide_index=True,
+    )  # fmt: skip
+    st.caption(
+        f"requested: GPUs asked for by pods of {literal(namespace)}. The "
+        "console may list pods of its own namespace only, so GPUs held by other "
+        "namespaces' pods are not counted."
+    )
+
+
+def _pod_log(console: Console, pods: tuple[PodInfo, ...] | list[PodInfo]) -> None:
+    """A pod's last log lines, read (one Kubernetes call per status refresh) and drawn only
+    while the expander is open. The choice starts at, and after a switch follows, the
+    newest vLLM pod (``status.log_pod``): a kept choice whose pod is gone falls back to it.
+
+    Drawn in every status run with a cluster, pods or not: Streamlit forgets the state of a
+    widget that a run leaves out, so the expander would close when a switch briefly leaves
+    the namespace without pods or a read fails."""
+    box = st.expander("Pod log", key="pod_log", icon=":material/article:", on_change="rerun")
+    if not box.open:
+        return
+    if not pods:
+        box.caption("No pods to show the log of.")
+        return
+    names = [p.name for p in pods]
+    assert console.cluster is not None
+    with box:
+        first = names.index(reads.log_pod(pods))  # type: ignore[arg-type]
+        pod = st.selectbox("Log of pod", names, index=first, key="log_pod")
+        try:
+            lines = reads.pod_log(console.cluster, console.settings.k8s_namespace, pod)
+        except NotFound:
+            st.caption(f"Pod {pod} is gone (replaced since this list was read).")
+            return
+        except ClusterError as exc:
+            st.caption(admin_error_message(exc))
+            return
+        # plain <pre>: monospace like st.code without its syntax highlighter, which took
+        # ~0.65 s more to show 50 lines in Chromium here (st.text is not monospace)
+        text = html.escape("\n".join(lines) or "(no log lines yet)")
+        st.html(f'<pre style="{_LOG_STYLE}">{text}</pre>')
+
+
+def _pools_table(console: Console, status: reads.Status) -> None:
+    st.subheader("Node pools")
+    if console.pools is None:
+        st.info(console.pools_problem)
+        return
+    if status.pools is None:
+        st.error(admin_error_message(status.pools_error))
+        return
+    st.dataframe(
+        [
+            {"pool": p.name, "machine type": p.machine_type,
+             "accelerator": f"{p.accelerator_count} x {p.accelerator_type}" if p.has_gpus else "",
+             "nodes": p.node_count,
+             "autoscaling": f"{p.min_nodes}..{p.max_nodes}" if p.autoscaling_enabled else "off",
+             "spot": p.spot, "status": p.status}
+            for p in status.pools
+        ],
+        key="pools", hide_index=True,
+    )  # fmt: skip
+
+
+def _load(console: Console) -> None:
+    st.subheader("vLLM load")
+    url = console.settings.llm_url
+    history = metrics_history(url)
+    problem = reads.sample_load(history, url, console.api_key)
+    if problem is not None:
+        st.caption(admin_error_message(problem))
+    snap = history.latest()
+    if snap is None:
+        return
+    c = st.columns(4)
+    c[0].metric("Running", f"{snap.num_requests_running:g}")
+    c[1].metric("Waiting", f"{snap.num_requests_waiting:g}")
+    kv = "n/a" if snap.kv_cache_usage is None else f"{snap.kv_cache_usage:.0%}"
+    c[2].metric("KV cache", kv)
+    p50 = snap.ttft_p50_s
+    c[3].metric("TTFT p50", "n/a" if p50 is None else f"{p50 * 1000:.0f} ms")
+    # the charts cost the browser more than the tables (Vega); drawn when asked
+    if st.toggle("Show load charts", key="load_charts"):
+        _load_charts(history)
+
+
+def _load_charts(history) -> None:
+    points = history.points()
+    if len(points) < 2:
+        st.caption("The charts start with the next sample (every status refresh).")
+        return
+    t0 = points[-1].taken_at
+    rows = [
+        {"seconds ago": round(p.taken_at - t0), "running": p.running, "waiting": p.waiting,
+         "KV cache %": (p.kv_cache_usage or 0) * 100}
+        for p in points
+    ]  # fmt: skip
+    left, right = st.columns(2)
+    left.line_chart(rows, x="seconds ago", y=["running", "waiting"], height=180)
+    right.line_chart(rows, x="seconds ago", y="KV cache %", height=180)
