@@ -1,0 +1,88 @@
+"""Generation options without Streamlit: the settings table, the options object, what a
+conversation saves and what of it is put back. One row per setting in each table."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from webapp.chat.options import MODEL, GenerationOptions, knobs, restorable
+from webapp.llm.chat import GenerationParams
+from webapp.llm.prompts import Turn
+from webapp.settings import Settings
+
+SETTINGS = Settings(max_prompt_chars=100)
+TABLE = knobs(SETTINGS)
+
+#: one row per setting: a value the sidebar can show, and saved values it must not take back
+VALUES = {
+    "system_prompt": ("Answer like a pirate.", [123, None, "s" * 101]),
+    "temperature": (0.35, [2.5, -0.1, "hot", True, float("nan")]),
+    "top_p": (0.8, [0.0, 1.5, "all"]),
+    "max_tokens": (128, [0, 8193, 12.5, "lots", False]),
+}
+
+
+def test_every_setting_has_a_row_here_and_every_sampling_field_a_setting():
+    assert [k.key for k in TABLE] == list(VALUES)
+    params = {f.name for f in dataclasses.fields(GenerationParams)}
+    assert params <= {k.key for k in TABLE}
+
+
+def test_the_defaults_come_from_the_settings():
+    assert {k.key: k.default for k in TABLE} == {
+        "system_prompt": SETTINGS.default_system_prompt,
+        "temperature": SETTINGS.default_temperature,
+        "top_p": SETTINGS.default_top_p,
+        "max_tokens": SETTINGS.default_max_tokens,
+    }
+
+
+@pytest.mark.parametrize("knob", TABLE, ids=lambda k: k.key)
+def test_a_saved_value_within_bounds_is_restored_and_others_are_not(knob):
+    good, bad = VALUES[knob.key]
+    assert knob.accepts(good) and knob.accepts(knob.default)
+    assert restorable({knob.key: good}, TABLE) == {knob.key: good}
+    for value in bad:
+        assert not knob.accepts(value), value
+        assert restorable({knob.key: value}, TABLE) == {}
+
+
+@pytest.mark.parametrize(
+    ("saved", "expected"),
+    [
+        (None, {}),
+        ("not a mapping", {}),
+        ({"unknown": 1, "temperature": 1.0}, {"temperature": 1.0}),
+        ({MODEL: "m-two"}, {MODEL: "m-two"}),
+        ({MODEL: "  "}, {}),
+        ({MODEL: None}, {}),
+        ({"max_tokens": 256.0}, {"max_tokens": 256.0}),  # JSON may give a whole float
+    ],
+)
+def test_restorable(saved, expected):
+    assert restorable(saved, TABLE) == expected
+
+
+def test_options_from_the_sidebar_values_reach_the_request():
+    values = {k: good for k, (good, _bad) in VALUES.items()} | {"max_tokens": 128.0}
+    opts = GenerationOptions.from_values(values, "m", 4096)
+    assert opts.params == GenerationParams(temperature=0.35, top_p=0.8, max_tokens=128)
+    assert isinstance(opts.params.max_tokens, int)
+    req = opts.request([Turn("user", "hi")])
+    assert (req.model, req.system, req.turns, req.params, req.max_model_len) == (
+        "m", "Answer like a pirate.", (Turn("user", "hi"),), opts.params, 4096
+    )  # fmt: skip
+    assert opts.params.sampling() == {"temperature": 0.35, "top_p": 0.8}
+
+
+def test_what_is_saved_is_what_is_restored():
+    values = {k: good for k, (good, _bad) in VALUES.items()}
+    opts = GenerationOptions.from_values(values, "m-two")
+    assert restorable(opts.saved(), TABLE) == values | {MODEL: "m-two"}
+
+
+def test_no_request_without_a_model():
+    with pytest.raises(ValueError):
+        GenerationOptions.from_values({"system_prompt": "s"}).request([])
