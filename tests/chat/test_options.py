@@ -58,11 +58,14 @@ def test_a_saved_value_within_bounds_is_restored_and_others_are_not(knob):
         ({MODEL: "m-two"}, {MODEL: "m-two"}),
         ({MODEL: "  "}, {}),
         ({MODEL: None}, {}),
-        ({"max_tokens": 256.0}, {"max_tokens": 256.0}),  # JSON may give a whole float
+        ({"max_tokens": 256.0}, {"max_tokens": 256}),  # JSON may give a whole float
+        ({"temperature": 1}, {"temperature": 1.0}),  # or an int for a float
     ],
 )
 def test_restorable(saved, expected):
-    assert restorable(saved, TABLE) == expected
+    got = restorable(saved, TABLE)
+    assert got == expected
+    assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
 
 
 def test_options_from_the_sidebar_values_reach_the_request():

@@ -52,6 +52,10 @@ class Knob:
             return False
         return self.kind != "tokens" or float(value).is_integer()
 
+    def widget_value(self, value: Any) -> Any:
+        """An accepted value in the type its widget takes (JSON may turn 256 into 256.0)."""
+        return {"text": str, "slider": float, "tokens": int}[self.kind](value)
+
 
 def knobs(settings: Settings) -> tuple[Knob, ...]:
     """The generation settings in the order the sidebar shows them."""
@@ -107,7 +111,11 @@ def restorable(saved: Mapping[str, Any] | None, table: Sequence[Knob]) -> dict[s
     the valid ones among ``table`` and the model's name; anything else is left out."""
     if not isinstance(saved, Mapping):
         return {}
-    out = {k.key: saved[k.key] for k in table if k.key in saved and k.accepts(saved[k.key])}
+    out = {
+        k.key: k.widget_value(saved[k.key])
+        for k in table
+        if k.key in saved and k.accepts(saved[k.key])
+    }
     model = saved.get(MODEL)
     if isinstance(model, str) and model.strip():
         out[MODEL] = model

@@ -121,19 +121,28 @@ def test_the_model_of_a_reopened_conversation_is_chosen_again_while_served(page)
         assert again.selectbox(key="model").value == "m-one"
 
 
-def test_saved_settings_out_of_bounds_are_not_restored(fake, page, tmp_path):
+@pytest.mark.parametrize(
+    ("stored", "restored"),
+    [
+        ('{"temperature": 99, "top_p": "all", "max_tokens": -1, "system_prompt": 5}', {}),
+        ('{"temperature": 1, "max_tokens": 256.0}', {"temperature": 1.0, "max_tokens": 256}),
+    ],
+    ids=["out of bounds", "numbers as JSON gives them"],
+)
+def test_saved_settings_are_restored_only_when_the_sidebar_can_show_them(
+    fake, page, tmp_path, stored, restored
+):
     """Stored settings are data: a value the sidebar cannot show is left out, no error."""
     fake.set_script(Script(tokens=["ok"]))
     at = page(fake.url)
     at.run()
     first = conv_id(send(at, "hello"))
-    bad = '{"temperature": 99, "top_p": "all", "max_tokens": -1, "system_prompt": 5}'
     with sqlite3.connect(Path(tmp_path) / "chat.db") as db:
-        db.execute("UPDATE conversations SET chat_settings = ?", (bad,))
+        db.execute("UPDATE conversations SET chat_settings = ?", (stored,))
     again = page(fake.url)
     again.query_params["chat"] = first
     again.run()
-    assert not again.exception and shown(again) == defaults()
+    assert not again.exception and shown(again) == defaults() | restored
 
 
 def test_a_shared_conversation_shows_its_settings_but_keeps_them(fake, page):
