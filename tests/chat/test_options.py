@@ -15,13 +15,15 @@ from webapp.settings import Settings
 SETTINGS = Settings(max_prompt_chars=100)
 TABLE = knobs(SETTINGS)
 
-#: one row per setting: a value the sidebar can show, and saved values it must not take back
+#: one row per setting: its default's name in Settings, a value the sidebar can show, and
+#: saved values it must not take back
 VALUES = {
-    "system_prompt": ("Answer like a pirate.", [123, None, "s" * 101]),
-    "temperature": (0.35, [2.5, -0.1, "hot", True, float("nan")]),
-    "top_p": (0.8, [0.0, 1.5, "all"]),
-    "max_tokens": (128, [0, 8193, 12.5, "lots", False]),
+    "system_prompt": ("default_system_prompt", "Answer like a pirate.", [123, None, "s" * 101]),
+    "temperature": ("default_temperature", 0.35, [2.5, -0.1, "hot", True, float("nan")]),
+    "top_p": ("default_top_p", 0.8, [0.0, 1.5, "all"]),
+    "max_tokens": ("default_max_tokens", 128, [0, 8193, 12.5, "lots", False]),
 }
+GOOD = {key: good for key, (_default, good, _bad) in VALUES.items()}
 
 
 def test_every_setting_has_a_row_here_and_every_sampling_field_a_setting():
@@ -32,16 +34,13 @@ def test_every_setting_has_a_row_here_and_every_sampling_field_a_setting():
 
 def test_the_defaults_come_from_the_settings():
     assert {k.key: k.default for k in TABLE} == {
-        "system_prompt": SETTINGS.default_system_prompt,
-        "temperature": SETTINGS.default_temperature,
-        "top_p": SETTINGS.default_top_p,
-        "max_tokens": SETTINGS.default_max_tokens,
+        key: getattr(SETTINGS, default) for key, (default, _good, _bad) in VALUES.items()
     }
 
 
 @pytest.mark.parametrize("knob", TABLE, ids=lambda k: k.key)
 def test_a_saved_value_within_bounds_is_restored_and_others_are_not(knob):
-    good, bad = VALUES[knob.key]
+    _default, good, bad = VALUES[knob.key]
     assert knob.accepts(good) and knob.accepts(knob.default)
     assert restorable({knob.key: good}, TABLE) == {knob.key: good}
     for value in bad:
@@ -69,21 +68,22 @@ def test_restorable(saved, expected):
 
 
 def test_options_from_the_sidebar_values_reach_the_request():
-    values = {k: good for k, (good, _bad) in VALUES.items()} | {"max_tokens": 128.0}
-    opts = GenerationOptions.from_values(values, "m", 4096)
-    assert opts.params == GenerationParams(temperature=0.35, top_p=0.8, max_tokens=128)
+    opts = GenerationOptions.from_values(GOOD | {"max_tokens": 128.0}, "m", 4096)
+    assert opts.params == GenerationParams(
+        **{k: v for k, v in GOOD.items() if k != "system_prompt"}
+    )
     assert isinstance(opts.params.max_tokens, int)
     req = opts.request([Turn("user", "hi")])
     assert (req.model, req.system, req.turns, req.params, req.max_model_len) == (
-        "m", "Answer like a pirate.", (Turn("user", "hi"),), opts.params, 4096
+        "m", GOOD["system_prompt"], (Turn("user", "hi"),), opts.params, 4096
     )  # fmt: skip
-    assert opts.params.sampling() == {"temperature": 0.35, "top_p": 0.8}
+    sampling = {k: v for k, v in GOOD.items() if k not in ("system_prompt", "max_tokens")}
+    assert opts.params.sampling() == sampling
 
 
 def test_what_is_saved_is_what_is_restored():
-    values = {k: good for k, (good, _bad) in VALUES.items()}
-    opts = GenerationOptions.from_values(values, "m-two")
-    assert restorable(opts.saved(), TABLE) == values | {MODEL: "m-two"}
+    opts = GenerationOptions.from_values(GOOD, "m-two")
+    assert restorable(opts.saved(), TABLE) == GOOD | {MODEL: "m-two"}
 
 
 def test_no_request_without_a_model():
