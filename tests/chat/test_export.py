@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from webapp.chat.export import EXPORT_FORMAT, export_filename, to_json, to_markdown
+from webapp.chat.export import EXPORT_FORMAT, filename_for_title, to_json, to_markdown
 from webapp.store.records import Conversation, Message
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
@@ -105,5 +105,5 @@ def test_markdown_keeps_message_order():
         ("a" * 80, "md", "a" * 50 + ".md"),
     ],
 )
-def test_export_filename_is_safe(title, ext, name):
-    assert export_filename(_conv(title=title), ext) == name
+def test_export_file_name_is_safe(title, ext, name):
+    assert filename_for_title(title, ext) == name

@@ -101,12 +101,7 @@ def to_markdown(conversation: Conversation) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_filename(conversation: Conversation, extension: str) -> str:
-    """A safe download file name from the title, e.g. ``how-to-bake-bread.md``."""
-    return filename_for_title(conversation.title, extension)
-
-
 def filename_for_title(title: str, extension: str) -> str:
-    """A safe download file name from a conversation title."""
+    """A safe download file name from a conversation title, e.g. ``how-to-bake-bread.md``."""
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:50].strip("-")
     return f"{slug or 'conversation'}.{extension.lstrip('.')}"

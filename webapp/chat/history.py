@@ -186,6 +186,18 @@ class History:
         self.pruned = len(conv.pruned or ())
         return conv.id
 
+    def save_settings(self, conversation_id: str | None, chat_settings: dict[str, Any]) -> None:
+        """Keep the settings the conversation is now answered with (its owner's; the page
+        restores them when it is reopened)."""
+        if conversation_id is None:
+            return
+        try:
+            self.store.update_chat_settings(self.owner.key, conversation_id, chat_settings)
+        except (StoreUnavailable, SettingsTooLarge) as e:
+            self.problem = str(e)
+        except ConversationNotFound:
+            self.problem = DELETED
+
     def admit_message(self, prompt: str, system_prompt: str = "") -> None:
         """Enforce the prompt-length (message and system prompt) and rate limits (raises
         ``LimitExceeded``; nothing is counted or saved then)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import httpx
@@ -39,11 +39,17 @@ Mode = Literal["chat", "completion"]
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling parameters chosen by the user (already within their UI bounds)."""
+    """Sampling parameters chosen by the user (already within their UI bounds). Every field
+    but ``max_tokens`` (clamped to the context first) is sent as is, under its own name, in
+    both modes: a new sampling setting is one field here (see ``webapp/chat/options.py``)."""
 
     temperature: float = 0.7
     top_p: float = 1.0
     max_tokens: int = 512
+
+    def sampling(self) -> dict[str, Any]:
+        """The request's sampling arguments (all fields but ``max_tokens``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "max_tokens"}
 
 
 @dataclass(frozen=True)
@@ -243,12 +249,7 @@ class Generation:
         req = self._request
         llm = self._client.llm("chat", req.model)
         msgs = chat_messages(req.system, turns)
-        stream = llm.stream(
-            msgs,
-            temperature=req.params.temperature,
-            top_p=req.params.top_p,
-            max_tokens=max_tokens,
-        )
+        stream = llm.stream(msgs, max_tokens=max_tokens, **req.params.sampling())
         try:
             for chunk in stream:
                 thinking = (chunk.additional_kwargs or {}).get("reasoning_content")
@@ -281,9 +282,8 @@ class Generation:
             completion_prompt(req.system, turns),
             config={"callbacks": [info]},
             stop=COMPLETION_STOP,
-            temperature=req.params.temperature,
-            top_p=req.params.top_p,
             max_tokens=max_tokens,
+            **req.params.sampling(),
         )
         with clients.responses_opened() as opened:
             try:

@@ -1,0 +1,315 @@
+"""The chat turn core without Streamlit: a real History (SQLite) and ChatClient against the
+scripted OpenAI-compatible fake. Every ending, and what is saved and freed for each."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAI, Script
+from webapp.access.identity import resolve_owner
+from webapp.chat.history import DELETED, History
+from webapp.chat.limits import UsageLimits
+from webapp.chat.options import GenerationOptions
+from webapp.chat.turn import (
+    Checkpointed,
+    Delta,
+    Failed,
+    Finished,
+    Interrupted,
+    ModelSwitched,
+    Reasoning,
+    Refused,
+    Started,
+    Stopped,
+    cancel,
+    run_turn,
+)
+from webapp.llm.chat import ChatClient, GenerationParams
+from webapp.llm.errors import AnswerDeadline, BackendUnreachable, ModelNotFound, StreamInterrupted
+from webapp.store import ConversationStore, StoreUnavailable
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenAI(model="fake-chat", max_model_len=2048) as srv:
+        yield srv
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ConversationStore(f"sqlite:///{tmp_path / 'chat.db'}")
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def history(store):
+    limits = UsageLimits(store, messages_per_minute=100, max_prompt_chars=1000,
+                         max_conversations=10)  # fmt: skip
+    return History(store, limits, resolve_owner(None, None))
+
+
+def options(model="fake-chat", system="Be brief.", max_tokens=64):
+    return GenerationOptions(system, GenerationParams(0.5, 0.9, max_tokens), model, 2048)
+
+
+def conversation(history, prompt="hello"):
+    """A saved conversation with one question; the session's messages."""
+    conv = history.start()
+    mid = history.add(conv, "user", prompt)
+    return conv, [{"role": "user", "content": prompt, "status": "complete", "id": mid}]
+
+
+def turn(history, fake_or_url, messages, conv, opts=None, client=None, **kw):
+    url = getattr(fake_or_url, "url", fake_or_url)
+    return run_turn(history, client or ChatClient(url), opts or options(), messages, conv, **kw)
+
+
+def saved_answer(history, conv):
+    last = history.open(conv).messages[-1]
+    assert last.role == "assistant"
+    return last
+
+
+def slot_free(history):
+    """The user's one answer slot can be taken again (else GenerationInProgress)."""
+    lease = history.limits.acquire_generation(history.owner.limits_key)
+    history.limits.release_generation(lease)
+    return True
+
+
+def kinds(events):
+    return [type(e).__name__ for e in events]
+
+
+def test_a_finished_answer_streams_saves_and_frees_the_slot(fake, history):
+    fake.set_script(Script(tokens=["Hel", "lo", " there"]))
+    conv, messages = conversation(history)
+    events = list(turn(history, fake, messages, conv))
+    assert kinds(events) == ["Started"] + ["Delta", "Checkpointed"] * 3 + ["Delta", "Finished"]
+    assert [e.text for e in events if isinstance(e, Delta)] == [
+        "Hel", "Hello", "Hello there", "Hello there"
+    ]  # fmt: skip
+    assert events[-2].final and events[-1].answer is messages[-1]
+    answer = messages[-1]
+    assert (answer["content"], answer["status"]) == ("Hello there", "complete")
+    assert answer["meta"]["model"] == "fake-chat" and answer["meta"]["completion_tokens"] == 3
+    saved = saved_answer(history, conv)
+    assert (saved.content, saved.status, saved.id) == ("Hello there", "complete", answer["id"])
+    assert slot_free(history) and history.problem is None
+    body = [r for r in fake.requests if r["path"].endswith("completions")][-1]["body"]
+    assert body["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert (body["temperature"], body["top_p"], body["max_completion_tokens"]) == (0.5, 0.9, 64)
+
+
+# One row per way an answer ends on the model's side: script, client deadline, the ending,
+# the answer's status, the error type, whether the part received is kept.
+ENDINGS = [
+    ("complete", Script(tokens=["a", "b"]), None, Finished, "complete", None, "ab"),
+    ("cut", Script(n_tokens=100), None, Finished, "cut", None, None),
+    ("dropped", Script(tokens=["half ", "x", "y"], drop_after=1), None, Failed, "interrupted",
+     StreamInterrupted, "half "),
+    ("deadline", Script(n_tokens=5000, tokens_per_s=50), 0.5, Failed, "interrupted",
+     AnswerDeadline, None),
+    ("no answer", Script(status=500, error_message="engine dead"), None, Failed, "failed",
+     None, ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("script", "deadline", "ending", "status", "error", "content"),
+    [row[1:] for row in ENDINGS],
+    ids=[row[0] for row in ENDINGS],
+)
+def test_every_model_side_ending_is_saved_and_frees_the_slot(
+    fake, history, script, deadline, ending, status, error, content
+):
+    fake.set_script(script)
+    conv, messages = conversation(history)
+    client = ChatClient(fake.url, answer_deadline_s=deadline)
+    opts = options(max_tokens=5) if status == "cut" else options()
+    events = list(turn(history, fake, messages, conv, opts, client))
+    assert isinstance(events[-1], ending) and kinds(events).count(ending.__name__) == 1
+    answer = messages[-1]
+    assert answer["status"] == status
+    if content is not None:
+        assert answer["content"] == content
+    else:
+        assert answer["content"].strip()  # the part received is kept
+    if error is not None:
+        assert isinstance(events[-1].error, error)
+    if ending is Failed:
+        assert answer["error"] and saved_answer(history, conv).meta["error"] == answer["error"]
+    saved = saved_answer(history, conv)
+    assert (saved.content, saved.status) == (answer["content"], status)
+    assert slot_free(history)
+
+
+@pytest.mark.parametrize(
+    ("browser_gone", "ending", "status", "ended"),
+    [(False, Stopped, "stopped", None), (True, Interrupted, "interrupted", "app")],
+    ids=["stop pressed", "browser gone"],
+)
+def test_a_cancelled_turn_keeps_its_part_marked_for_why(
+    fake, history, browser_gone, ending, status, ended
+):
+    fake.set_script(Script(n_tokens=2000, tokens_per_s=100))
+    conv, messages = conversation(history)
+    events = turn(history, fake, messages, conv)
+    for event in events:  # draw until some text was received and saved
+        if isinstance(event, Checkpointed) and len(messages[-1]["content"]) > 10:
+            break
+    end = cancel(events, browser_gone=browser_gone)
+    assert isinstance(end, ending) and end.answer is messages[-1]
+    answer = messages[-1]
+    assert answer["status"] == status and answer["content"].strip()
+    assert answer["meta"].get("ended") == ended and answer.get("error") is None
+    saved = saved_answer(history, conv)
+    assert (saved.content, saved.status, saved.meta.get("ended")) == (
+        answer["content"], status, ended
+    )  # fmt: skip
+    assert slot_free(history)
+    assert cancel(events, browser_gone=browser_gone) is None  # already over: nothing to do
+
+
+def test_a_cancel_before_the_first_token_saves_an_empty_stopped_answer(fake, history):
+    fake.set_script(Script(tokens=["never"]))
+    conv, messages = conversation(history)
+    events = turn(history, fake, messages, conv)
+    assert isinstance(next(events), Started)
+    assert isinstance(cancel(events, browser_gone=False), Stopped)
+    assert (messages[-1]["content"], messages[-1]["status"]) == ("", "stopped")
+    assert saved_answer(history, conv).status == "stopped" and slot_free(history)
+
+
+def test_a_cancel_after_the_end_changes_nothing(fake, history):
+    fake.set_script(Script(tokens=["done"]))
+    conv, messages = conversation(history)
+    events = turn(history, fake, messages, conv)
+    for event in events:
+        if isinstance(event, Finished):
+            break
+    assert cancel(events, browser_gone=True) is None
+    assert messages[-1]["status"] == "complete"
+    assert saved_answer(history, conv).status == "complete"
+
+
+def test_the_model_switched_mid_conversation_is_followed(history):
+    with FakeOpenAI(model="m-old") as srv:
+        srv.set_script(Script(tokens=["new ", "model"]))
+        srv.configure(models=["m-new"])  # an admin switched it after the page listed m-old
+        conv, messages = conversation(history)
+        events = list(turn(history, srv, messages, conv, options("m-old")))
+        assert ModelSwitched("m-old", "m-new") in events
+        assert isinstance(events[-1], Finished) and messages[-1]["content"] == "new model"
+        assert messages[-1]["meta"]["model"] == "m-new"
+        bodies = [r["body"] for r in srv.requests if r["path"].endswith("completions")]
+        assert [b["model"] for b in bodies] == ["m-old", "m-new"]
+        assert slot_free(history)
+
+
+@pytest.mark.parametrize("follow", [True, False], ids=["no replacement", "pinned model"])
+def test_a_model_gone_without_a_replacement_fails_plainly(history, follow):
+    with FakeOpenAI(model="m-old") as srv:
+        srv.set_script(Script(status=404, error_message="The model `m-old` does not exist."))
+        conv, messages = conversation(history)
+        events = list(turn(history, srv, messages, conv, options("m-old"), follow_switch=follow))
+        assert not [e for e in events if isinstance(e, ModelSwitched)]
+        assert isinstance(events[-1], Failed) and isinstance(events[-1].error, ModelNotFound)
+        assert "no longer served" in messages[-1]["error"] and slot_free(history)
+
+
+def test_no_model_served_fails_without_a_request(fake, history):
+    conv, messages = conversation(history)
+    events = list(turn(history, fake, messages, conv, options(model=None)))
+    assert kinds(events) == ["Started", "Failed"]
+    assert isinstance(events[-1].error, BackendUnreachable)
+    assert messages[-1]["status"] == "failed" and "cannot be reached" in messages[-1]["error"]
+    assert not [r for r in fake.requests if r["path"].endswith("completions")]
+    assert slot_free(history)
+
+
+def test_store_busy_while_checkpointing_the_answer_still_finishes(fake, history, store):
+    """The database fails after the answer's first save: the checkpoints and the final save
+    fail, the answer is complete on the page, the problem is told, the slot is freed."""
+    fake.set_script(Script(tokens=["a ", "b ", "c ", "d"], tokens_per_s=20))
+    conv, messages = conversation(history)
+
+    def busy(*args, **kwargs):
+        raise StoreUnavailable()
+
+    events = []
+    for event in turn(history, fake, messages, conv):
+        events.append(event)
+        if isinstance(event, Checkpointed):  # the first save went through; then it is busy
+            store.checkpoint_many = store.update_message = busy
+    assert isinstance(events[-1], Finished) and messages[-1]["content"] == "a b c d"
+    assert "unavailable" in history.problem
+    del store.checkpoint_many, store.update_message
+    assert saved_answer(history, conv).status == "streaming"  # what got through is kept
+    assert slot_free(history)
+
+
+def test_the_database_down_from_the_start_still_answers(fake, history, store, monkeypatch):
+    fake.set_script(Script(tokens=["still ", "here"]))
+    conv, messages = conversation(history)
+
+    def down(*args, **kwargs):
+        raise StoreUnavailable()
+
+    monkeypatch.setattr(history.limits, "acquire_generation", down)
+    monkeypatch.setattr(store, "add_message", down)
+    events = list(turn(history, fake, messages, conv))
+    assert isinstance(events[-1], Finished) and messages[-1]["content"] == "still here"
+    assert {e.message_id for e in events if isinstance(e, Checkpointed)} == {None}
+    assert "unavailable" in history.problem
+
+
+def test_a_conversation_deleted_mid_chat_is_answered_and_said(fake, history):
+    fake.set_script(Script(tokens=["still ", "answering"]))
+    conv, messages = conversation(history)
+    history.delete(conv)  # its owner's other tab
+    events = list(turn(history, fake, messages, conv))
+    assert isinstance(events[-1], Finished) and messages[-1]["content"] == "still answering"
+    assert history.problem == DELETED and slot_free(history)
+
+
+def test_one_answer_at_a_time_is_refused_without_touching_the_conversation(fake, history):
+    conv, messages = conversation(history)
+    held = history.acquire()
+    events = list(turn(history, fake, messages, conv))
+    assert len(events) == 1 and isinstance(events[0], Refused)
+    assert "already" in events[0].reason
+    assert len(messages) == 1 and not fake.requests
+    history.release(held)
+    assert slot_free(history)
+
+
+def test_a_system_prompt_over_the_limit_is_refused(fake, history):
+    conv, messages = conversation(history)
+    events = list(turn(history, fake, messages, conv, options(system="s" * 1001)))
+    assert kinds(events) == ["Refused"] and "system prompt" in events[0].reason
+    assert len(messages) == 1 and slot_free(history)
+
+
+def test_thinking_streams_as_reasoning_and_is_saved(fake, history):
+    fake.set_script(Script(reasoning=["Pondering ", "deeply."], tokens=["Done."]))
+    conv, messages = conversation(history)
+    events = list(turn(history, fake, messages, conv))
+    assert [e.text for e in events if isinstance(e, Reasoning)] == [
+        "Pondering ", "Pondering deeply."
+    ]  # fmt: skip
+    assert messages[-1]["reasoning"] == "Pondering deeply."
+    assert saved_answer(history, conv).meta["reasoning"] == "Pondering deeply."
+
+
+def test_the_model_sees_the_conversation_without_empty_turns(fake, history):
+    fake.set_script(Script(tokens=["ok"]))
+    conv, messages = conversation(history, "second")
+    messages[:0] = [
+        {"role": "user", "content": "first", "status": "complete", "id": None},
+        {"role": "assistant", "content": "  ", "status": "failed", "id": None},
+    ]
+    list(turn(history, fake, messages, conv))
+    body = [r for r in fake.requests if r["path"].endswith("completions")][-1]["body"]
+    assert [m["content"] for m in body["messages"]] == ["Be brief.", "first", "second"]

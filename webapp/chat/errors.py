@@ -1,0 +1,16 @@
+"""The chat feature's own signals. What users read about failures comes from the lower
+packages' typed errors (``webapp.llm.errors``, ``webapp.store.errors``) through
+``webapp.chat.messages``; nothing here is ever shown."""
+
+from __future__ import annotations
+
+
+class TurnCancelled(Exception):
+    """Thrown into a running turn (``run_turn``) by a page that stops drawing it: the user
+    pressed Stop (``browser_gone=False``), or the browser is gone — tab closed or reloaded,
+    the app shutting down (``browser_gone=True``). The turn keeps the partial answer, marks
+    it stopped or interrupted, saves it and frees the answer slot."""
+
+    def __init__(self, *, browser_gone: bool = False) -> None:
+        self.browser_gone = browser_gone
+        super().__init__("browser gone" if browser_gone else "stopped")

@@ -1,0 +1,277 @@
+"""One chat turn as a stream of typed events: the whole answer flow, without Streamlit.
+
+``run_turn`` takes the user's answer slot (or says why not), streams the answer from the
+model (following a model switch made meanwhile), hands its growing text to the checkpoint
+writer, saves how it ended and frees the slot, whatever happened. The page only draws the
+events; when it stops drawing (Stop pressed, browser gone) it calls ``cancel``, which throws
+``TurnCancelled`` into the turn so that the partial answer is kept and marked for it.
+
+Events, in order: ``Refused`` alone; or ``Started``, then ``ModelSwitched`` at most once,
+``Reasoning``/``Delta`` each followed by ``Checkpointed``, one final ``Delta``, and exactly
+one ending: ``Finished``, ``Stopped``, ``Interrupted`` or ``Failed``.
+
+The answer is the dict the page keeps in its session (role, content, status, meta, id,
+error, reasoning): appended to ``messages`` at ``Started`` and changed in place, so a page
+rerun redraws it as it is, however the turn ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from webapp.chat.errors import TurnCancelled
+from webapp.chat.history import History
+from webapp.chat.messages import llm_error_message
+from webapp.chat.options import GenerationOptions
+from webapp.llm.chat import ChatClient, ChatRequest, Generation
+from webapp.llm.errors import BackendUnreachable, LLMError, ModelNotFound
+from webapp.llm.prompts import Turn
+from webapp.store import LimitExceeded
+
+Answer = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """No answer now: a limit (one answer at a time, the app's maximum, the system prompt's
+    length); ``reason`` is the plain-language message."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Started:
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class ModelSwitched:
+    """The server serves another model than the page had listed: the answer comes from it."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """The model's thinking so far (before its answer)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The answer so far (``text``) and what just arrived (``piece``); ``final``: the
+    stream ended and ``text`` is the whole answer, before any bookkeeping."""
+
+    text: str
+    piece: str = ""
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    """The text so far was handed to the store (``message_id`` None: it is not saved)."""
+
+    message_id: int | None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Complete, or cut at the max-tokens limit (``answer["status"]`` says which)."""
+
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class Stopped:
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """The browser went away mid-answer: the part received is kept."""
+
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class Failed:
+    answer: Answer
+    error: LLMError
+
+
+Event = (
+    Refused | Started | ModelSwitched | Reasoning | Delta | Checkpointed
+    | Finished | Stopped | Interrupted | Failed
+)  # fmt: skip
+TurnEvents = Generator[Event, None, None]
+
+
+def turns_of(messages: Sequence[Answer]) -> tuple[Turn, ...]:
+    """The conversation as the model sees it (empty and non-chat messages left out)."""
+    return tuple(
+        Turn(m["role"], m["content"])
+        for m in messages
+        if m["role"] in ("user", "assistant") and m["content"].strip()
+    )
+
+
+@dataclass
+class _Stream:
+    """The turn's current ``Generation`` (None until the request is made)."""
+
+    gen: Generation | None = None
+
+
+def run_turn(
+    history: History,
+    client: ChatClient,
+    options: GenerationOptions,
+    messages: list[Answer],
+    conversation_id: str | None,
+    *,
+    follow_switch: bool = True,
+) -> TurnEvents:
+    """Answer the last user message in ``messages`` (see the module docstring).
+
+    ``follow_switch``: when the model is gone (HTTP 404), answer with the one the server
+    lists now; False when the app is pinned to one model (``LLM_NAME``).
+    """
+    try:
+        history.limits.check_system_prompt(options.system_prompt)  # Regenerate skips submit
+        lease = history.acquire()
+    except LimitExceeded as e:
+        # the question stays on screen with Retry under it
+        with contextlib.suppress(TurnCancelled):  # a cancel after the end: nothing to do
+            yield Refused(str(e))
+        return
+    answer: Answer = {"role": "assistant", "content": "", "status": "streaming", "meta": {},
+                      "id": None}  # fmt: skip
+    turns = turns_of(messages)
+    messages.append(answer)
+    stream, cancelled, error = _Stream(), None, None
+    try:
+        yield Started(answer)
+        if options.model is None:
+            raise BackendUnreachable("no model is served")
+        request = options.request(turns)
+        yield from _answer(history, client, request, stream, answer, conversation_id,
+                           follow_switch)  # fmt: skip
+    except TurnCancelled as c:
+        cancelled = c
+    except LLMError as e:
+        error = e
+        _fail(answer, e)
+    finally:
+        try:
+            _save_end(history, conversation_id, answer, stream.gen, cancelled)
+        finally:
+            history.release(lease)  # whatever happened while saving: the slot is freed
+    with contextlib.suppress(TurnCancelled):  # a cancel after the end: nothing to do
+        yield _ending(answer, error)
+
+
+def cancel(turn: TurnEvents, *, browser_gone: bool) -> Event | None:
+    """End ``turn`` from outside (Stop, browser gone): its ending event, or None when it
+    had already ended. The turn is closed afterwards."""
+    try:
+        return turn.throw(TurnCancelled(browser_gone=browser_gone))
+    except (StopIteration, TurnCancelled):
+        return None
+    finally:
+        turn.close()
+
+
+def _answer(
+    history: History,
+    client: ChatClient,
+    request: ChatRequest,
+    stream: _Stream,
+    answer: Answer,
+    conversation_id: str | None,
+    follow_switch: bool,
+) -> Generator[Event, None, None]:
+    stream.gen = gen = client.stream(request)
+    try:
+        first = next(iter(gen), None)
+    except ModelNotFound:
+        # the admin switched the served model since the page listed it: follow it
+        switched = _switched_model(client, request, follow_switch)
+        yield ModelSwitched(request.model, switched.model)
+        stream.gen = gen = client.stream(switched)
+        first = next(iter(gen), None)
+    for piece in itertools.chain([] if first is None else [first], gen):
+        answer["content"] = gen.text
+        yield Delta(gen.text, piece) if piece or not gen.reasoning else Reasoning(gen.reasoning)
+        # saved after drawing, so the database never delays what the user sees
+        if answer["id"] is None:
+            answer["id"] = history.begin_answer(conversation_id, gen.text)
+        else:
+            history.checkpoint(answer["id"], gen.text)
+        yield Checkpointed(answer["id"])
+    yield Delta(gen.text, final=True)
+    answer["status"] = "cut" if gen.stats.finish_reason == "length" else "complete"
+
+
+def _switched_model(client: ChatClient, request: ChatRequest, follow: bool) -> ChatRequest:
+    """The same request for the model now served, or raise ModelNotFound again."""
+    fresh = client.models() if follow else []
+    if not fresh or fresh[0].id == request.model:
+        raise ModelNotFound(404, f"{request.model} is not served")
+    return dataclasses.replace(request, model=fresh[0].id, max_model_len=fresh[0].max_model_len)
+
+
+def _fail(answer: Answer, err: LLMError) -> None:
+    answer["content"] = err.partial_text or answer["content"]
+    answer["status"] = "interrupted" if answer["content"] else "failed"
+    answer["error"] = llm_error_message(err)
+
+
+def _save_end(
+    history: History,
+    conversation_id: str | None,
+    answer: Answer,
+    gen: Generation | None,
+    cancelled: TurnCancelled | None,
+) -> None:
+    """Mark and save how an answer ended. Still "streaming" here only when the turn was
+    cancelled (Stop, browser gone) or broke: keep the partial answer, marked for it."""
+    ended = None
+    if answer["status"] == "streaming":
+        if cancelled is not None and cancelled.browser_gone:
+            answer["status"], ended = "interrupted", "app"
+        else:
+            answer["status"] = "stopped"
+    if gen is not None:
+        answer["content"] = answer["content"] or gen.text
+        gen.close()
+        answer["meta"] = gen.stats.as_dict()
+        if gen.reasoning:
+            answer["reasoning"] = answer["meta"]["reasoning"] = gen.reasoning
+    if ended:
+        answer["meta"]["ended"] = ended
+    meta = {**answer["meta"], "error": answer.get("error")}
+    if answer["id"] is None:
+        answer["id"] = history.add(
+            conversation_id, "assistant", answer["content"], answer["status"], meta
+        )
+    else:
+        history.finish_answer(
+            answer["id"], content=answer["content"], status=answer["status"], meta=meta
+        )
+
+
+def _ending(answer: Answer, error: LLMError | None) -> Event:
+    if error is not None:
+        return Failed(answer, error)
+    if answer["status"] == "stopped":
+        return Stopped(answer)
+    if answer["status"] == "interrupted":
+        return Interrupted(answer)
+    return Finished(answer)

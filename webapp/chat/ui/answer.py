@@ -1,0 +1,190 @@
+"""Drawing the conversation's messages and the answer being generated: the page's side of
+a turn (``webapp.chat.turn.run_turn`` does the work; this only draws its events)."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+from webapp.chat.history import History
+from webapp.chat.messages import answer_note, stats_line
+from webapp.chat.options import GenerationOptions
+from webapp.chat.turn import (
+    Delta,
+    Event,
+    Failed,
+    Finished,
+    Interrupted,
+    ModelSwitched,
+    Reasoning,
+    Refused,
+    Started,
+    Stopped,
+    cancel,
+    run_turn,
+)
+from webapp.chat.ui.conversation import redo_last
+from webapp.chat.ui.resources import served_models
+from webapp.llm.chat import ChatClient
+from webapp.llm.errors import ModelNotFound
+from webapp.settings import Settings
+from webapp.ui.safe_markdown import safe_markdown
+
+ss = st.session_state
+
+#: how often the streamed answer is redrawn; redrawing on every token costs
+#: O(n^2) bytes over the websocket for long answers
+REDRAW_EVERY_S = 0.1
+
+
+def render_message(m: dict) -> None:
+    with st.chat_message(m["role"]):
+        if m.get("reasoning"):
+            render_thinking(m["reasoning"])
+        if m["content"]:
+            st.markdown(safe_markdown(m["content"]))
+        render_notes(m)
+
+
+def render_thinking(text: str) -> None:
+    with st.expander("Thinking", icon=":material/psychology:"):
+        st.markdown(safe_markdown(text))
+
+
+def render_notes(m: dict) -> None:
+    """What follows an answer: why it is incomplete, the error, the stats."""
+    note = answer_note(m.get("status", "complete"), ended=(m.get("meta") or {}).get("ended"))
+    if note:
+        st.caption(note)
+    if m.get("error"):
+        st.error(safe_markdown(m["error"]), icon=":material/warning:")
+    meta = m.get("meta") or {}
+    if m["role"] == "assistant" and meta.get("completion_tokens"):
+        st.caption(stats_line(meta))
+    if meta.get("dropped_turns"):
+        st.caption(
+            f":material/info: {meta['dropped_turns']} older message(s) were not sent to the "
+            "model: they no longer fit its context window."
+        )
+
+
+def actions() -> None:
+    if not ss.messages or ss.generate:
+        return
+    last = ss.messages[-1]
+    failed = last["role"] == "user" or last.get("status") in ("failed", "interrupted", "streaming")
+    label, icon = ("Retry", ":material/replay:") if failed else ("Regenerate", ":material/refresh:")
+    st.button(label, icon=icon, on_click=redo_last, key="redo")
+
+
+def generate(
+    settings: Settings, history: History, client: ChatClient, options: GenerationOptions
+) -> None:
+    """Answer the last question, drawing the turn as it goes. Clicking Stop reruns the
+    script, which interrupts the drawing at its next redraw; the turn is then cancelled,
+    keeps the partial answer and closes the stream."""
+    ss.generate = False
+    ss.pop("limit_notice", None)
+    turn = run_turn(history, client, options, ss.messages, ss.conv_id,
+                    follow_switch=not settings.llm_name)  # fmt: skip
+    view: AnswerView | None = None
+    try:
+        for event in turn:
+            view = _draw(event, view)
+    except BaseException as exc:  # Stop, browser gone: whatever stopped the drawing
+        cancel(turn, browser_gone=isinstance(exc, StopException) and _browser_gone())
+        raise
+
+
+def _draw(event: Event, view: AnswerView | None) -> AnswerView | None:
+    match event:
+        case Refused(reason=reason):
+            # kept until the user acts: the page may rerun before it is seen (new
+            # conversation); the question stays on screen with Retry under it
+            ss.limit_notice = reason
+        case Started():
+            return AnswerView()
+        case ModelSwitched():
+            served_models.clear()  # the sidebar lists the model now served
+        case Reasoning(text=text) if view:
+            view.think(text)
+        case Delta(text=text, final=True) if view:
+            view.box.markdown(safe_markdown(text))  # the whole answer, before bookkeeping
+        case Delta(text=text) if view:
+            view.grow(text)
+        case Finished(answer=a) | Stopped(answer=a) | Interrupted(answer=a) if view:
+            view.end(a)
+        case Failed(answer=answer, error=error) if view:
+            if isinstance(error, ModelNotFound):
+                served_models.clear()  # it was looked up again: list what is served
+            view.end(answer)
+    return view
+
+
+class AnswerView:
+    """The answer's bubble while it streams: the thinking, the text, the Stop button."""
+
+    def __init__(self) -> None:
+        self.bubble = st.chat_message("assistant")
+        with self.bubble:
+            self.thinking = st.empty()
+            self.box = st.empty()
+            self.box.markdown("…")
+            # clicking Stop reruns the script, which interrupts the drawing at its next
+            # redraw; the turn is then cancelled and keeps the partial answer
+            self.stop = st.empty()
+            self.stop.button("Stop", icon=":material/stop_circle:", key="stop")
+        self.text = ""
+        self.reasoning = ""
+        self.last_draw = 0.0
+
+    def think(self, reasoning: str) -> None:
+        self.reasoning = reasoning
+        self.grow(self.text)
+
+    def grow(self, text: str) -> None:
+        """Redraw at most every REDRAW_EVERY_S."""
+        self.text = text
+        now = time.monotonic()
+        if now - self.last_draw >= REDRAW_EVERY_S:
+            if self.reasoning and not text:
+                self.thinking.caption(safe_markdown(_tail(self.reasoning)))
+            self.box.markdown(safe_markdown(text + " ▌"))
+            self.last_draw = now
+
+    def end(self, answer: dict) -> None:
+        """Finish the answer in place rather than rerunning the page: a rerun would drop
+        deltas not yet flushed to the browser and redraw everything."""
+        self.stop.empty()
+        if answer.get("reasoning"):
+            with self.thinking.container():
+                render_thinking(answer["reasoning"])
+        else:
+            self.thinking.empty()
+        if answer["content"]:
+            self.box.markdown(safe_markdown(answer["content"]))
+        else:
+            self.box.empty()
+        with self.bubble:
+            render_notes(answer)
+
+
+def _browser_gone() -> bool:
+    """True when this session's browser is no longer connected (app shutting down, tab
+    closed). A Stop click also ends a run with StopException at times, so the exception
+    alone does not tell them apart."""
+    ctx = get_script_run_ctx()
+    return (
+        ctx is not None
+        and Runtime.exists()
+        and not Runtime.instance().is_active_session(ctx.session_id)
+    )
+
+
+def _tail(text: str, chars: int = 300) -> str:
+    """The end of the model's thinking, shown live while it reasons."""
+    return "Thinking… " + ("…" + text[-chars:] if len(text) > chars else text)

@@ -1,0 +1,62 @@
+"""What the chat page keeps across runs: the model server's client, the store, and the
+server facts it caches briefly (health, served models). Built here only, keyed by
+everything they depend on."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from webapp.llm.chat import ChatClient
+from webapp.llm.server import BackendStatus, ModelInfo
+from webapp.settings import Settings
+from webapp.store import ConversationStore, PoolOptions
+
+
+@st.cache_resource(show_spinner=False)
+def _client(url: str, api_key: str, mode: str, timeout_s: float, deadline_s: float) -> ChatClient:
+    return ChatClient(url, api_key, mode, timeout_s, deadline_s)  # type: ignore[arg-type]
+
+
+def chat_client(settings: Settings) -> ChatClient:
+    """The process's client for the configured model server."""
+    return _client(
+        settings.llm_url,
+        settings.llm_api_key.get_secret_value(),
+        settings.llm_mode,
+        settings.llm_timeout_s,
+        settings.llm_answer_deadline_s,
+    )
+
+
+@st.cache_resource(show_spinner=False)
+def _store(database_url: str, pool: PoolOptions) -> ConversationStore:
+    return ConversationStore(database_url, pool=pool)  # no I/O until first use
+
+
+def conversation_store(settings: Settings) -> ConversationStore:
+    """The process's conversation store."""
+    return _store(
+        settings.database_url,
+        PoolOptions(
+            settings.database_pool_size,
+            settings.database_max_overflow,
+            settings.database_pool_timeout_s,
+            settings.database_connect_timeout_s,
+        ),
+    )
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def backend_status(_client: ChatClient, url: str) -> BackendStatus:
+    return _client.status()
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def served_models(_client: ChatClient, url: str) -> list[ModelInfo]:
+    return _client.models()
+
+
+def forget_server_facts() -> None:
+    """The server may have come back or changed: read its health and models again."""
+    backend_status.clear()
+    served_models.clear()
