@@ -105,14 +105,15 @@ def test_exporter_garbage_is_named(text, reason):
         parse_exporter_text(text)
 
 
-def test_a_gpu_that_changed_hands_keeps_the_pod_that_holds_it():
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_gpu_that_changed_hands_keeps_the_pod_that_holds_it(reverse):
     series = [
         ("DCGM_FI_DEV_GPU_UTIL", {"Hostname": "n", "gpu": "0", "UUID": "u"}, 5.0),
         ("DCGM_FI_DEV_GPU_UTIL", {"Hostname": "n", "gpu": "0", "UUID": "u", "pod": "q"}, 6.0),
         ("DCGM_FI_DEV_GPU_TEMP", {"Hostname": "n", "gpu": "0", "UUID": "u"}, math.nan),
         ("NOT_DCGM", {"Hostname": "n", "gpu": "0"}, 1.0),
     ]
-    (g,) = gpus_from_series(series)
+    (g,) = gpus_from_series(reversed(series) if reverse else series)
     assert (g.pod, g.util_pct, g.temp_c) == ("q", 6.0, None)
 
 

@@ -1327,7 +1327,10 @@ def _make_handler(cluster: FakeCluster):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (its timeout, e.g. a slow proxied service)
 
         def _dispatch(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)

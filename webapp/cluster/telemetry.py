@@ -125,6 +125,8 @@ def gpus_from_series(series: Iterable[tuple[str, Mapping[str, str], float]]) -> 
         key = _key(labels)
         gpu = by_gpu.get(key) or GpuSample(node=key[0], gpu=key[1], uuid=key[2])
         pod = _label(labels, "exported_pod", "pod")
+        if not pod and gpu.pod and getattr(gpu, field) is not None:
+            continue  # the holder's figure stands over a stale unattributed one
         if pod and not gpu.pod:
             gpu = replace(
                 gpu,
