@@ -29,6 +29,7 @@ request ``authorize(request)`` (when set, e.g. from the rendered RBAC Role) retu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -1327,10 +1328,9 @@ def _make_handler(cluster: FakeCluster):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            try:
+            # the client may have given up (its timeout, e.g. on a slow proxied service)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (its timeout, e.g. a slow proxied service)
 
         def _dispatch(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
