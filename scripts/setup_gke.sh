@@ -4,7 +4,8 @@
 # autoscaling from 0, the static IP of the Ingress, the Cloud Armor policy that rate-limits
 # each client IP on the chat backend (the Ingress names it: it must exist first), an Artifact
 # Registry repository, and the least-privilege Google service account the admin page uses
-# to resize the GPU pool.
+# to resize the GPU pool and to read GPU telemetry (GKE's managed DCGM metrics in Managed
+# Service for Prometheus: README "GPU telemetry").
 # With DOMAIN (or --domain) it also prints the address the domain's DNS A record must point at
 # (HTTPS itself is added by `scripts/deploy.sh --domain`).
 # Idempotent: what exists is left as it is. `--dry-run` prints every command, runs none.
@@ -142,20 +143,32 @@ log "APIs"
 run gcloud services enable \
   container.googleapis.com compute.googleapis.com artifactregistry.googleapis.com \
   cloudbuild.googleapis.com iam.googleapis.com iap.googleapis.com run.googleapis.com \
-  --project="$PROJECT_ID"
+  monitoring.googleapis.com --project="$PROJECT_ID"
 
 log "GKE cluster $CLUSTER_NAME in $REGION (nodes in $ZONES)"
 # A small CPU pool runs the web apps and system pods; GPUs live in their own pool.
-ensure "cluster exists: left as it is" \
-  gcloud container clusters describe "$CLUSTER_NAME" \
-  --location="$REGION" --project="$PROJECT_ID" -- \
-  gcloud container clusters create "$CLUSTER_NAME" \
-  --project="$PROJECT_ID" --location="$REGION" --node-locations="$ZONES" \
-  --release-channel=regular \
-  --workload-pool="${PROJECT_ID}.svc.id.goog" \
-  --enable-dataplane-v2 --enable-ip-alias --addons=HttpLoadBalancing \
-  --machine-type=e2-standard-4 --num-nodes=1 \
-  --enable-shielded-nodes --shielded-secure-boot --workload-metadata=GKE_METADATA
+# GPU telemetry for the admin page: Managed Service for Prometheus with managed collection,
+# and GKE's managed DCGM exporter on the GPU nodes (per-GPU utilization, memory, temperature,
+# power), queried by the page with PromQL (webapp/cluster/telemetry.py).
+GPU_TELEMETRY_FLAGS=(--enable-managed-prometheus "--monitoring=SYSTEM,DCGM")
+if exists gcloud container clusters describe "$CLUSTER_NAME" \
+  --location="$REGION" --project="$PROJECT_ID"; then
+  log "cluster exists: left as it is, except that GPU telemetry is turned on"
+  # One kind of change per `clusters update` call.
+  for flag in "${GPU_TELEMETRY_FLAGS[@]}"; do
+    run gcloud container clusters update "$CLUSTER_NAME" \
+      --location="$REGION" --project="$PROJECT_ID" "$flag" --quiet
+  done
+else
+  run gcloud container clusters create "$CLUSTER_NAME" \
+    --project="$PROJECT_ID" --location="$REGION" --node-locations="$ZONES" \
+    --release-channel=regular \
+    --workload-pool="${PROJECT_ID}.svc.id.goog" \
+    --enable-dataplane-v2 --enable-ip-alias --addons=HttpLoadBalancing \
+    --machine-type=e2-standard-4 --num-nodes=1 \
+    --enable-shielded-nodes --shielded-secure-boot --workload-metadata=GKE_METADATA \
+    "${GPU_TELEMETRY_FLAGS[@]}"
+fi
 
 log "spot GPU node pool $GPU_POOL: $GPU_COUNT x $GPU_TYPE on $MACHINE_TYPE, 0..$GPU_POOL_MAX_NODES nodes"
 # Autoscaling from 0: no GPU is paid for while no vLLM pod asks for one. GKE installs the
@@ -247,6 +260,12 @@ else
     --member="serviceAccount:${ADMIN_GSA_EMAIL}" \
     --role="projects/${PROJECT_ID}/roles/${ADMIN_ROLE_ID}" --condition=None --quiet
 fi
+# GPU telemetry: read the managed DCGM metrics (PromQL on Managed Service for Prometheus).
+# roles/monitoring.viewer is read-only; monitoring data has no per-cluster IAM resource, so
+# it is granted on the project.
+run gcloud projects add-iam-policy-binding "$PROJECT_ID" \
+  --member="serviceAccount:${ADMIN_GSA_EMAIL}" \
+  --role=roles/monitoring.viewer --condition=None --quiet
 # Workload Identity: the Kubernetes ServiceAccount of the admin pods may act as the GSA.
 run gcloud iam service-accounts add-iam-policy-binding "$ADMIN_GSA_EMAIL" \
   --project="$PROJECT_ID" --role=roles/iam.workloadIdentityUser \

@@ -103,6 +103,35 @@ class Settings(BaseSettings):
     gke_node_pool: str = "gpu-pool"
     gke_api_endpoint: str = Field("", description="override, for tests")
 
+    # --- GPU telemetry (README "GPU telemetry"; webapp/cluster/telemetry.py) ---
+    gpu_prometheus_url: str = Field(
+        "",
+        pattern=r"^(https?://\S+)?$",
+        description="PromQL instant-query URL of the managed DCGM metrics; empty: Managed "
+        "Service for Prometheus of GKE_PROJECT",
+    )
+    dcgm_exporter_namespace: str = Field(
+        "gpu-operator",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="namespace of the in-cluster DCGM exporter Service",
+    )
+    dcgm_exporter_service: str = Field(
+        "nvidia-dcgm-exporter",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="the DCGM exporter Service, read via the API proxy",
+    )
+    dcgm_exporter_port: str = Field(
+        "9400",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$",
+        description="its port: number or name",
+    )
+    gpu_telemetry_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="wait this long for a telemetry source, then say so"
+    )
+    gpu_temperature_warn_c: float = Field(
+        85.0, gt=0, le=150, description="warn about a GPU hotter than this (degrees C)"
+    )
+
     @field_validator("llm_url")
     @classmethod
     def _strip_url(cls, v: str) -> str:

@@ -28,6 +28,7 @@ from tests.delivery.helpers import (
     printed_commands,
     run_script,
 )
+from webapp.settings import Settings
 
 pytestmark = pytest.mark.delivery
 
@@ -339,7 +340,15 @@ def test_admin_rbac_is_least_privilege(rendered):
     assert bound == {
         ("RoleBinding", "llm-console-admin"),
         ("ClusterRoleBinding", "llm-console-node-reader"),
+        ("ClusterRoleBinding", "llm-console-dcgm-reader"),
     }
+    # GPU telemetry: get on the proxy of the one DCGM exporter Service the settings name
+    dcgm_binding = find(objs, "ClusterRoleBinding", "llm-console-dcgm-reader")
+    assert dcgm_binding["subjects"][0]["name"] == sa["metadata"]["name"]
+    dcgm_rules = find(objs, "ClusterRole", dcgm_binding["roleRef"]["name"])["rules"]
+    fields = Settings.model_fields
+    exporter = f"{fields['dcgm_exporter_service'].default}:{fields['dcgm_exporter_port'].default}"
+    assert _rule_table(dcgm_rules) == [("", "services/proxy", ["get"], [exporter])]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

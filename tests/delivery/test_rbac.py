@@ -9,11 +9,14 @@ from __future__ import annotations
 import pytest
 
 from tests.cluster.conftest import FAST, LLAMA, MISTRAL, NS, QWEN, seed_vllm
+from tests.fakes.dcgm_server import FakeDcgm, FakeDcgmServer, GpuSpec
 from tests.fakes.k8s_server import ApiRequest, FakeCluster
 from webapp.cluster import inventory as inv
 from webapp.cluster.errors import SwitchInProgress
 from webapp.cluster.k8s import connect
 from webapp.cluster.switch import SwitchResult, acquire_lock, switch_model
+from webapp.cluster.telemetry import EXPORTER, read_gpu_telemetry
+from webapp.settings import Settings
 
 pytestmark = pytest.mark.delivery
 
@@ -98,6 +101,10 @@ def console_session(fake: FakeCluster) -> None:
     with pytest.raises(SwitchInProgress):
         acquire_lock(cluster, NS, "alice@example.com")
     lock.release()
+    with FakeDcgmServer(FakeDcgm(gpus=[GpuSpec(node="gpu-a")])) as dcgm:  # GPU telemetry
+        fake.proxy_to("gpu-operator", "nvidia-dcgm-exporter", dcgm.url)
+        telemetry = read_gpu_telemetry(Settings(gke_project="", gpu_prometheus_url=""), cluster)
+        assert telemetry.source == EXPORTER and len(telemetry.gpus) == 1
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +144,14 @@ def test_the_authorizer_refuses_what_the_rules_do_not_grant(admin_rules):
         ApiRequest("patch", "", "services", NS, "webapp-chat"),
         ApiRequest("delete", "coordination.k8s.io", "leases", NS, "vllm-switch-lock"),
         ApiRequest("get", "", "nodes", None, "gpu-a"),
+        ApiRequest("get", "", "services/proxy", "gpu-operator", "other-service:9400"),
+        ApiRequest("get", "", "services/proxy", NS, "vllm:8000"),  # the model server
+        ApiRequest("get", "", "pods/proxy", "gpu-operator", "nvidia-dcgm-exporter-abcde"),
+        ApiRequest("create", "", "services/proxy", "gpu-operator", "nvidia-dcgm-exporter:9400"),
     ]
     assert [r for r in refused if allow(r)] == []
     assert allow(ApiRequest("patch", "apps", "deployments", NS, "vllm-green"))
     assert allow(ApiRequest("list", "", "nodes", None, None))
+    assert allow(
+        ApiRequest("get", "", "services/proxy", "gpu-operator", "nvidia-dcgm-exporter:9400")
+    )

@@ -99,7 +99,11 @@ def test_setup_dry_run_prints_everything_and_runs_nothing(tripwire):
     ]
     assert "'--member=serviceAccount:demo-proj.svc.id.goog[vllm/webapp-admin]'" in text
     # the custom role is bound on the project only under a condition naming this cluster
-    (grant,) = [c for c in cmds if c.startswith("gcloud projects add-iam-policy-binding")]
+    (grant,) = [
+        c
+        for c in cmds
+        if c.startswith("gcloud projects add-iam-policy-binding") and "roles/llmConsole" in c
+    ]
     assert "roles/llmConsoleGpuPoolOperator" in grant and "--condition=None" not in grant
     assert 'resource.name == "projects/demo-proj/locations/us-central1/clusters/vllm-cluster"' in (
         grant
@@ -194,7 +198,9 @@ def test_admin_role_can_still_be_bound_project_wide(tripwire):
     env = {"PROJECT_ID": "demo-proj", "ADMIN_IAM_SCOPE": "project"}
     out = run_script("setup_gke.sh", ["--dry-run"], env, tripwire)
     assert out.returncode == 0, out.stderr
-    bindings = [c for c in printed_commands(out.stdout) if "projects add-iam" in c]
+    bindings = [
+        c for c in printed_commands(out.stdout) if "projects add-iam" in c and "llmConsole" in c
+    ]
     assert len(bindings) == 1 and "--condition=None" in bindings[0]
     assert "every cluster of demo-proj" in out.stderr
 

@@ -19,7 +19,8 @@ Deployment on a GPU node pool:
 
 Supported API: GET / LIST (labelSelector, fieldSelector) / WATCH (``?watch=true``,
 JSON lines) / POST / PUT (resourceVersion conflict -> 409) / PATCH (json-patch,
-merge-patch, strategic-merge-patch subset) / DELETE, ``pods/log``; errors are
+merge-patch, strategic-merge-patch subset) / DELETE, ``pods/log``, GET on the Service proxy
+(``services/NAME:PORT/proxy/PATH``, forwarded to ``proxy_to(ns, service, url)``); errors are
 ``Status`` objects (401, 403, 404, 409, 410, 415, 422). ``request_counts`` counts
 requests per ``(verb, resource)`` and ``requests`` lists them (``ApiRequest``: verb, API
 group, resource, namespace, name); ``forbid(verb, resource)`` answers 403, and so does any
@@ -28,6 +29,7 @@ request ``authorize(request)`` (when set, e.g. from the rendered RBAC Role) retu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -42,7 +44,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import NamedTuple
-from urllib.parse import parse_qs, urlparse
+from urllib.error import URLError
+from urllib.parse import parse_qs, unquote, urlparse
+from urllib.request import urlopen
 
 GPU = "nvidia.com/gpu"
 ACCEL_LABEL = "cloud.google.com/gke-accelerator"
@@ -351,6 +355,7 @@ class FakeCluster:
         self.autoscaler: tuple[str, str, dict | None, float] = ("off", "", None, 0.0)
         self._coming_nodes: list[tuple[float, dict]] = []  # (due, add_node kwargs)
         self.pod_logs: dict[tuple[str, str], list[str]] = {}
+        self.proxy_targets: dict[tuple[str, str], str] = {}  # (ns, service) -> base URL
         self._pstate: dict[tuple[str, str], dict] = {}
         self._dstate: dict[tuple[str, str], dict] = {}
         self._event_index: dict[tuple, dict] = {}
@@ -480,6 +485,38 @@ class FakeCluster:
         """Answer 403 for ``verb`` (get/list/watch/create/update/patch/delete) on ``resource``."""
         with self.lock:
             self.forbidden.add((verb, resource))
+
+    def proxy_to(self, namespace: str, service: str, url: str) -> None:
+        """Create Service ``namespace/service`` (and its namespace) if missing; the API's
+        service proxy to it forwards GETs to ``url`` (what its endpoints would answer)."""
+        with self.lock:
+            if ("", namespace) not in self.objects["namespaces"]:
+                self._create("namespaces", "", {"metadata": {"name": namespace}})
+            if (namespace, service) not in self.objects["services"]:
+                meta = {"name": service, "namespace": namespace}
+                self._create("services", namespace, {"metadata": meta, "spec": {}})
+            self.proxy_targets[(namespace, service)] = url.rstrip("/")
+
+    def _proxy_target(self, ns: str, name: str) -> str:
+        """The URL behind ``services/[scheme:]NAME[:PORT]/proxy``, as the API server finds it."""
+        parts = name.split(":")
+        service = parts[1] if len(parts) == 3 else parts[0]
+        if (ns, service) not in self.objects["services"]:
+            raise ApiError(404, f'services "{service}" not found')
+        target = self.proxy_targets.get((ns, service))
+        if target is None:
+            raise ApiError(
+                503, f'no endpoints available for service "{service}"', "ServiceUnavailable"
+            )
+        return target
+
+    @staticmethod
+    def _forward(url: str) -> str:
+        try:
+            with urlopen(url, timeout=30) as resp:  # noqa: S310 - a loopback test server
+                return resp.read().decode("utf-8", errors="replace")
+        except (URLError, OSError) as exc:
+            raise ApiError(503, f"error trying to reach service: {type(exc).__name__}") from None
 
     def reset_counts(self) -> None:
         with self.lock:
@@ -1112,7 +1149,7 @@ class FakeCluster:
 
     def handle(self, method: str, path: str, query: dict, body: bytes, ctype: str):
         """Route one request; returns ``(code, payload)`` (payload may be a watch marker)."""
-        parts = [p for p in path.split("/") if p]
+        parts = [unquote(p) for p in path.split("/") if p]
         if parts[:1] == ["api"] and len(parts) >= 3:
             group, rest = "", parts[2:]
         elif parts[:1] == ["apis"] and len(parts) >= 4:
@@ -1153,8 +1190,12 @@ class FakeCluster:
                 return 200, ("WATCH", resource, ns, query)
             if sub == "log":
                 return 200, self._read_log(ns, name, query)
-            status_only = sub == "status"
-            return 200, self._crud(verb, resource, ns, name, query, body, ctype, status_only)
+            if sub == "proxy" and resource == "services" and verb == "get":
+                target = self._proxy_target(ns, name)
+            else:
+                status_only = sub == "status"
+                return 200, self._crud(verb, resource, ns, name, query, body, ctype, status_only)
+        return 200, self._forward(target + "/" + "/".join(rest[3:]))  # outside the lock
 
     def _read_log(self, ns, name, query) -> str:
         key = (ns, name)
@@ -1287,7 +1328,9 @@ def _make_handler(cluster: FakeCluster):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            # the client may have given up (its timeout, e.g. on a slow proxied service)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(data)
 
         def _dispatch(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -14,19 +14,17 @@ the ``time_to_first_token_seconds`` histogram and the ``prompt_tokens`` /
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from webapp.llm.errors import LLMError
-
-_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
 
 KV_USAGE_NAMES = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 TTFT = "vllm:time_to_first_token_seconds"
@@ -111,63 +109,36 @@ class ChartPoint:
 
 
 def parse_samples(text: str) -> list[Sample]:
-    """Parse Prometheus text exposition into samples; comments and bad lines are skipped."""
-    out: list[Sample] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        sample = _parse_line(line)
-        if sample is not None:
-            out.append(sample)
-    return out
+    """Parse Prometheus text exposition into samples with ``prometheus_client``'s parser.
+
+    A line the parser rejects is skipped, not fatal: one odd line from a proxy or a newer
+    server must not hide every gauge (the rest is parsed again without it).
+    """
+    return [
+        Sample(s.name, tuple(sorted(s.labels.items())), float(s.value))
+        for family in _families(text)
+        for s in family.samples
+    ]
 
 
-def _parse_line(line: str) -> Sample | None:
-    m = _NAME.match(line)
-    if not m:
-        return None
-    name, rest = m.group(0), line[m.end() :]
-    labels: list[tuple[str, str]] = []
-    if rest.startswith("{"):
-        end = _closing_brace(rest)
-        if end < 0:
-            return None
-        body = rest[1:end]
-        pos = 0
-        while pos < len(body):
-            lm = _LABEL.match(body, pos)
-            if not lm:
-                break
-            labels.append((lm.group(1), _unescape(lm.group(2))))
-            pos = lm.end()
-        rest = rest[end + 1 :]
-    parts = rest.split()
-    if not parts:
-        return None
+def _families(text: str) -> list[Any]:
     try:
-        value = float(parts[0])  # accepts NaN, +Inf, -Inf
+        return list(text_string_to_metric_families(text))
     except ValueError:
-        return None
-    return Sample(name, tuple(labels), value)
+        pass
+    kept = [line for line in text.splitlines() if _parses(line)]
+    try:
+        return list(text_string_to_metric_families("\n".join(kept) + "\n"))
+    except ValueError:  # lines fine alone, wrong together (e.g. a sample under a bad TYPE)
+        return [f for line in kept for f in text_string_to_metric_families(line + "\n")]
 
 
-def _closing_brace(s: str) -> int:
-    in_quotes = escaped = False
-    for i, ch in enumerate(s):
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == '"':
-            in_quotes = not in_quotes
-        elif ch == "}" and not in_quotes:
-            return i
-    return -1
-
-
-def _unescape(v: str) -> str:
-    return v.replace(r"\"", '"').replace(r"\n", "\n").replace("\\\\", "\\")
+def _parses(line: str) -> bool:
+    try:
+        list(text_string_to_metric_families(line + "\n"))
+    except ValueError:
+        return False
+    return True
 
 
 def bucket_quantile(buckets: Iterable[tuple[float, float]], q: float) -> float | None:

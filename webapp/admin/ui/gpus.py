@@ -1,0 +1,66 @@
+"""The admin page's GPU panel: per-GPU telemetry table, a utilization/memory chart and the
+warnings; when no telemetry source answers, a plain message in this panel only (which
+source said what, and the command that turns it on), and the rest of the page goes on.
+
+Called by the admin page as ``gpu_section(settings, pods, cluster=cluster)``; ``read``
+replaces the telemetry read (tests give it credentials for the fake PromQL API).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from webapp.admin.gpus import chart_rows, gpu_rows, gpu_warnings
+from webapp.cluster.inventory import PodInfo
+from webapp.cluster.telemetry import Telemetry, read_gpu_telemetry
+from webapp.cluster.telemetry_errors import TelemetryUnavailable
+from webapp.ui.text import literal
+
+log = logging.getLogger(__name__)
+
+
+def gpu_section(
+    settings: Any,
+    pods: Iterable[PodInfo] = (),
+    *,
+    cluster: Any = None,
+    read: Callable[[], Telemetry] | None = None,
+) -> None:
+    """Draw the GPU panel. ``pods``: the console namespace's pods (to name what each GPU
+    serves); ``cluster``: the connected ``webapp.cluster.k8s.Cluster`` or None."""
+    st.subheader("GPUs")
+    try:
+        telemetry = read() if read is not None else read_gpu_telemetry(settings, cluster)
+    except TelemetryUnavailable as exc:
+        _unavailable(exc)
+        return
+    except Exception as exc:  # noqa: BLE001 - a bug here must not take the page down
+        log.warning("GPU telemetry failed: %s", type(exc).__name__)
+        st.warning(f"GPU telemetry failed unexpectedly ({type(exc).__name__}).")
+        return
+    rows = gpu_rows(telemetry.gpus, pods)
+    st.caption(f"Source: {literal(telemetry.source)}.")
+    for failure in telemetry.skipped:
+        st.caption(f"Not used: {literal(str(failure))}.")
+    for warning in gpu_warnings(rows, settings.gpu_temperature_warn_c):
+        st.warning(literal(warning.text), icon=":material/warning:")
+    st.dataframe([r.as_table_row() for r in rows], key="gpu_table", hide_index=True)
+    chart = pd.DataFrame(chart_rows(rows)).set_index("GPU")
+    st.bar_chart(chart, y=["utilization %", "memory %"], stack=False, y_label="%")
+
+
+def _unavailable(exc: TelemetryUnavailable) -> None:
+    st.warning(
+        "GPU telemetry is unavailable: no source answered. Pods, nodes and the rest of "
+        "this page are not affected.",
+        icon=":material/monitoring:",
+    )
+    for failure in exc.failures:
+        st.markdown(f"**{literal(failure.source)}**: {literal(failure.reason)}.")
+        st.caption("To turn it on:")
+        st.code(failure.turn_on, language="bash", wrap_lines=True)
