@@ -17,6 +17,7 @@ from webapp.cluster.loading import (
     median_phases,
     merge,
     pod_phases,
+    pod_progress,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -268,6 +269,12 @@ READY = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-01T18
             [],
             id="garbage",
         ),
+        pytest.param(
+            {"metadata": "vllm", "status": {"conditions": "Ready", "containerStatuses": "x"}},
+            [{"involvedObject": "vllm", "reason": "Pulling"}, {"reason": "Started", "x": 1}],
+            [],
+            id="wrong-shapes",
+        ),
         pytest.param({}, [], [], id="empty"),
     ],
 )
@@ -305,6 +312,25 @@ def test_pod_and_log_merge_into_every_phase_with_its_duration():
     assert "ready" not in progress.durations()
 
 
+def test_pod_progress_reads_pod_events_and_log_of_one_pod():
+    """The log's year comes from the pod: read in July 2027, "12-01" is still 2026."""
+    progress = pod_progress(
+        pod(conditions=[SCHEDULED], containerStatuses=RUNNING),
+        [event("Pulling", "2026-12-01T18:23:11Z")],
+        _cut_before(GPU_LOG, "torch.compile took"),
+        now=at("07-01 09:00:00.0", 2027),
+    )
+    assert progress.current == "compiling"
+    assert [p.start for p in progress.phases[:6]] == [
+        at("12-01 18:20:00.0"),
+        at("12-01 18:23:10.0"),
+        at("12-01 18:28:00.0"),
+        at("12-01 18:31:25.0"),
+        at("12-01 18:33:58.29"),
+        at("12-01 18:34:13.0"),
+    ]
+
+
 def test_a_load_under_way_counts_the_current_phase_up_to_now():
     progress = merge(
         pod_phases(pod(conditions=[SCHEDULED], containerStatuses=RUNNING), []),
@@ -334,6 +360,7 @@ PAST = [
         "loading weights": 30.0,
         "not a phase": 1e6,
         "ready": -1,
+        "compiling": float("inf"),
     },
 ]
 

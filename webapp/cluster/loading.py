@@ -5,9 +5,8 @@ vLLM's own ``/metrics`` is silent while it loads, so the phases come from three 
 - the pod (``pod_phases``): created (``scheduled``: waiting for a node, a scale-up
   included), bound to a node (``pulling image``: pull, volumes, container creation),
   container started (``starting vLLM``), Ready condition (``ready``);
-- the vLLM log (``log_phases``): the lines vLLM writes at each step, found in the real CPU
-  build's start-up log and in vLLM's source for the GPU build (the recorded logs in
-  ``tests/cluster/data`` name the source lines);
+- the vLLM log (``log_phases``): lines of the real CPU build's start-up log and, for the
+  GPU build, of vLLM's source (``tests/cluster/data`` holds both, with the source lines);
 - past loads of the same model on the same GPU type (``estimate``): the median of each
   phase predicts the current load, gives an ETA and the predicted-vs-actual comparison.
 
@@ -24,6 +23,7 @@ time use that time instead. Lines without a time (uvicorn's) take the last time 
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,6 +45,7 @@ PHASES: tuple[str, ...] = (
 READY = PHASES[-1]
 _ORDER = {phase: n for n, phase in enumerate(PHASES)}
 _MAX_TOOK_S = 7 * 24 * 3600.0  # a "took N s" beyond this is garbage, not a phase
+_MAX_LINE = 4096  # characters of a log line looked at (the markers are near its start)
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _K8S_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)\s?(.*)$")
@@ -129,7 +130,7 @@ def timed_lines(log_text: str, reference: datetime) -> list[tuple[datetime, str]
     out: list[tuple[datetime, str]] = []
     last: datetime | None = None
     for raw in log_text.splitlines():
-        line = _ANSI.sub("", raw).strip()
+        line = _ANSI.sub("", raw[:_MAX_LINE]).strip()
         when, message = _line_time(line, reference)
         last = when or last
         if last is not None and message:
@@ -192,45 +193,40 @@ def _time(value: object) -> datetime | None:
         return None
 
 
+def _map(value: object) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _condition(status: Mapping, kind: str) -> datetime | None:
-    for cond in status.get("conditions") or []:
-        if isinstance(cond, Mapping) and cond.get("type") == kind and cond.get("status") == "True":
+    for cond in map(_map, status.get("conditions") or []):
+        if cond.get("type") == kind and cond.get("status") == "True":
             return _time(cond.get("lastTransitionTime"))
     return None
 
 
-def _event_time(event: Mapping, reason: str, pod: str) -> datetime | None:
-    """When the first event ``reason`` about pod ``pod`` happened (first occurrence)."""
-    obj = event.get("involvedObject") or event.get("regarding") or {}
-    if event.get("reason") != reason or obj.get("name") != pod:
-        return None
-    meta = event.get("metadata") or {}
-    return (
-        _time(event.get("firstTimestamp"))
-        or _time(event.get("eventTime"))
-        or _time(meta.get("creationTimestamp"))
-    )
-
-
-def _first_event(events: Iterable[Mapping], reason: str, pod: str) -> datetime | None:
-    times = [t for e in events if isinstance(e, Mapping) and (t := _event_time(e, reason, pod))]
-    return min(times, default=None)
+def _first_event(events: Sequence[object], reason: str, pod: str) -> datetime | None:
+    """When the first event ``reason`` about pod ``pod`` happened."""
+    times = []
+    for event in map(_map, events):
+        obj = _map(event.get("involvedObject") or event.get("regarding"))
+        if event.get("reason") == reason and obj.get("name") == pod:
+            first = event.get("firstTimestamp") or event.get("eventTime")
+            times.append(_time(first or _map(event.get("metadata")).get("creationTimestamp")))
+    return min((t for t in times if t is not None), default=None)
 
 
 def _container_started(status: Mapping) -> datetime | None:
-    for cs in status.get("containerStatuses") or []:
-        running = ((cs or {}).get("state") or {}).get("running") or {}
-        if started := _time(running.get("startedAt")):
+    for cs in map(_map, status.get("containerStatuses") or []):
+        if started := _time(_map(_map(cs.get("state")).get("running")).get("startedAt")):
             return started
     return None
 
 
-def pod_phases(pod: Mapping, events: Iterable[Mapping] = ()) -> list[tuple[str, datetime]]:
+def pod_phases(pod: Mapping, events: Iterable[object] = ()) -> list[tuple[str, datetime]]:
     """[(phase, start)] a core/v1 Pod dict and its core/v1 Event dicts tell, in order:
     ``scheduled`` (created), ``pulling image`` (bound to a node), ``starting vLLM``
-    (container running), ``ready`` (Ready condition)."""
-    meta = pod.get("metadata") or {}
-    status = pod.get("status") or {}
+    (container running), ``ready`` (Ready condition). Malformed parts are ignored."""
+    meta, status = _map(pod.get("metadata")), _map(pod.get("status"))
     name = meta.get("name") or ""
     events = list(events)
     found = {
@@ -242,6 +238,15 @@ def pod_phases(pod: Mapping, events: Iterable[Mapping] = ()) -> list[tuple[str, 
         READY: _condition(status, "Ready"),
     }
     return [(phase, start) for phase, start in found.items() if start is not None]
+
+
+def pod_progress(
+    pod: Mapping, events: Iterable[object] = (), log_text: str = "", *, now: datetime | None = None
+) -> LoadProgress:
+    """The load of one pod from its status, events and log (log years from the pod's start)."""
+    from_pod = pod_phases(pod, events)
+    reference = from_pod[-1][1] if from_pod else (now or datetime.now(UTC))
+    return merge(from_pod, log_phases(log_text, reference=reference), now=now)
 
 
 # ---------------------------------------------------------------- one view of a load
@@ -359,7 +364,7 @@ def median_phases(past: Iterable[Mapping[str, float]]) -> dict[str, float]:
     samples: dict[str, list[float]] = {}
     for load in past:
         for phase, seconds in load.items():
-            if phase in _ORDER and isinstance(seconds, int | float) and seconds >= 0:
+            if phase in _ORDER and isinstance(seconds, int | float) and 0 <= seconds < math.inf:
                 samples.setdefault(phase, []).append(float(seconds))
     return {p: statistics.median(samples[p]) for p in PHASES if p in samples}
 
@@ -367,11 +372,9 @@ def median_phases(past: Iterable[Mapping[str, float]]) -> dict[str, float]:
 def estimate(progress: LoadProgress, past: Sequence[Mapping[str, float]]) -> Estimate:
     """Predict ``progress`` from ``past`` loads' {phase: seconds} (newest first or any order)."""
     predicted = median_phases(past)
-    total = sum(predicted.values()) if predicted else None
     if not predicted:
         return Estimate(0, {}, 0.0 if progress.ready else None, False, None, progress.elapsed_s)
-    left = 0.0
-    overdue = False
+    left, overdue, total = 0.0, False, sum(predicted.values())
     for timing in progress.phases:
         guess = predicted.get(timing.phase, 0.0)
         if timing.state == "current":
