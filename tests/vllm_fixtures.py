@@ -28,6 +28,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -50,6 +51,9 @@ class VllmServer:
     model: str  # served model name
     max_model_len: int
     log_path: Path | None = None
+    # when the process was started and when /health first answered 200 (UTC); None if reused
+    started_at: datetime | None = None
+    ready_at: datetime | None = None
 
     @property
     def api_url(self) -> str:
@@ -151,7 +155,9 @@ class _Process:
             "HF_HUB_OFFLINE": "1",
             "VLLM_NO_USAGE_STATS": "1",
             "DO_NOT_TRACK": "1",
+            "TZ": "UTC",  # vLLM logs local time without a zone (tests/cluster/test_loading.py)
         }
+        self.started_at = datetime.now(UTC)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 cmd,
@@ -175,7 +181,15 @@ class _Process:
                 )
             try:
                 if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
-                    return VllmServer(self.url, self.spec.served_name, MAX_MODEL_LEN, self.log_path)
+                    ready_at = datetime.now(UTC)
+                    return VllmServer(
+                        self.url,
+                        self.spec.served_name,
+                        MAX_MODEL_LEN,
+                        self.log_path,
+                        self.started_at,
+                        ready_at,
+                    )
             except httpx.TransportError:
                 pass
             time.sleep(1)

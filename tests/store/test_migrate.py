@@ -15,7 +15,15 @@ from webapp.store import ConversationStore, StoreUnavailable
 from webapp.store import engine as db
 from webapp.store.models import VERSION_TABLE
 
-TABLES = {"conversations", "messages", "rate_events", "generation_leases", VERSION_TABLE}
+TABLES = {
+    "conversations",
+    "messages",
+    "rate_events",
+    "generation_leases",
+    "model_loads",
+    VERSION_TABLE,
+}
+HEAD = "0003"
 PROCESSES = 4
 
 
@@ -55,7 +63,7 @@ def test_processes_migrating_a_fresh_database_at_once_all_succeed(database_url):
         assert set(inspect(store.engine).get_table_names()) >= TABLES
         with store.engine.connect() as conn:
             versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
-        assert [v[0] for v in versions] == ["0002"]
+        assert [v[0] for v in versions] == [HEAD]
     finally:
         store.dispose()
 
@@ -89,6 +97,21 @@ def test_upgrade_from_0001_counts_existing_conversations_against_their_owner(dat
         with store.engine.connect() as conn:
             rows = conn.execute(text("SELECT owner, limits_key FROM conversations")).all()
         assert rows and all(limits_key == owner for owner, limits_key in rows)
+    finally:
+        store.dispose()
+
+
+def test_0003_adds_model_loads_and_goes_back_without_touching_conversations(database_url):
+    store = ConversationStore(database_url)
+    try:
+        conv = store.create_conversation("oidc:" + "a" * 64)
+        assert "model_loads" in inspect(store.engine).get_table_names()
+        with store.engine.begin() as conn:
+            command.downgrade(db.alembic_config(conn), "0002")
+        assert "model_loads" not in inspect(store.engine).get_table_names()
+        store.migrate()
+        assert "model_loads" in inspect(store.engine).get_table_names()
+        assert store.get_conversation("oidc:" + "a" * 64, conv.id).id == conv.id
     finally:
         store.dispose()
 

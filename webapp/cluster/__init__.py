@@ -3,6 +3,7 @@
 Modules: ``k8s`` (client construction, typed errors for calls), ``manifests`` (pure
 builders), ``switch`` (switch model, rollout status, rollback, lock), ``scheduling``
 (can the pool ever run a pod, which strategies fit: pure), ``inventory``
-(pods, GPU nodes, events, logs), ``node_pools`` (GKE node pools), ``errors`` (every
+(pods, GPU nodes, events, logs), ``loading`` (a pod's loading phases and ETA: pure),
+``telemetry`` (per-GPU DCGM metrics), ``node_pools`` (GKE node pools), ``errors`` (every
 typed error, Kubernetes and GKE), ``gke_errors`` (Google API errors mapped to them).
 """

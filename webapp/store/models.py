@@ -1,4 +1,5 @@
-"""Table definitions of the conversation store (SQLAlchemy Core).
+"""Table definitions of the conversation store (SQLAlchemy Core), and of the model loads
+the admin page times (``model_loads``, see ``webapp.store.loads``).
 
 These are the *current* shape of the schema; the Alembic scripts in
 ``migrations/versions`` create and evolve it. Table names are prefixed-free but
@@ -86,4 +87,20 @@ generation_leases = Table(
     Column("owner", String(200), primary_key=True),
     Column("token", String(64), nullable=False),
     Column("expires_at", DateTime, nullable=False),
+)
+
+# One row per finished start of the model server (webapp.store.loads): which model on which GPU
+# type, when it started and was ready, seconds per loading phase ({phase: seconds}) and how it
+# ended. The ETA of the next load of the same model on the same GPU type is read from them.
+model_loads = Table(
+    "model_loads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=False),
+    Column("gpu_type", String(100), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("ready_at", DateTime, nullable=True),
+    Column("phases", JSON, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Index("ix_model_loads_model_gpu_started", "model", "gpu_type", "started_at"),
 )
