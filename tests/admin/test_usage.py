@@ -98,10 +98,10 @@ def test_per_user_per_model_and_per_pair_with_the_cost_shared_by_tokens():
     report = summarize(TWO_BY_TWO, SINCE, UNTIL, Pricing(gpu_hourly_usd=2.0, gpu_hours=24))
 
     assert user_table(report) == [
-        {"user": "Bob", "key": short_key(BOB), "requests": 2, "tokens in": 260,
-         "tokens out": 240, "mean TTFT (s)": 1.0, "est. cost (USD)": 24.0},
         {"user": "alice@example.com", "key": short_key(ALICE), "requests": 2, "tokens in": 150,
          "tokens out": 350, "mean TTFT (s)": 1.0, "est. cost (USD)": 24.0},
+        {"user": "Bob", "key": short_key(BOB), "requests": 2, "tokens in": 260,
+         "tokens out": 240, "mean TTFT (s)": 1.0, "est. cost (USD)": 24.0},
     ]  # fmt: skip
     assert model_table(report) == [
         {"model": "m1", "requests": 3, "tokens in": 360, "tokens out": 540,
@@ -110,9 +110,9 @@ def test_per_user_per_model_and_per_pair_with_the_cost_shared_by_tokens():
          "mean TTFT (s)": 1.5, "est. cost (USD)": 4.8},
     ]  # fmt: skip
     assert [(r.user, r.model, r.tokens, r.cost_usd) for r in report.pairs] == [
-        ("Bob", "m1", 500, pytest.approx(24.0)),
         ("alice@example.com", "m1", 400, pytest.approx(19.2)),
         ("alice@example.com", "m2", 100, pytest.approx(4.8)),
+        ("Bob", "m1", 500, pytest.approx(24.0)),
     ]
     for rows in (report.pairs, report.users, report.models):
         assert sum(r.cost_usd for r in rows) == pytest.approx(48.0)
@@ -246,15 +246,15 @@ def test_csv_has_one_row_per_user_and_model_with_guarded_text_cells():
     assert [(r["user"], r["model"], r["requests"], r["tokens_in"], r["tokens_out"]) for r in rows] == [
         ("'=HYPERLINK(\"x\",\"a,b\")", "'=cmd|' /C calc'!A0", "1", "0", "1"),
         ("'=HYPERLINK(\"x\",\"a,b\")", "m1", "2", "260", "240"),
-        ("Guest", "'-m3", "1", "5", "5"),
         ("alice@example.com", "m1", "1", "100", "300"),
         ("alice@example.com", "m2", "1", "50", "50"),
+        ("Guest", "'-m3", "1", "5", "5"),
     ]  # fmt: skip
     assert {(r["period_start_utc"], r["period_end_utc"]) for r in rows} == {
         ("2025-03-01T12:00:00", "2025-03-02T12:00:00")
     }
     assert sum(float(r["est_cost_usd"]) for r in rows) == pytest.approx(48.0)
-    assert rows[2]["mean_ttft_s"] == "0.1" and rows[0]["mean_ttft_s"] == ""
+    assert rows[4]["mean_ttft_s"] == "0.1" and rows[0]["mean_ttft_s"] == ""
     assert report.unreadable == 1
 
 

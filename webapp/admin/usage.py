@@ -217,6 +217,11 @@ def _user_name(key: str, stored: str) -> str:
     return stored or SIGNED_IN
 
 
+def _order(text: str | None) -> tuple[str, str]:
+    """Sort key of a name: alphabetical whatever the case, then by case."""
+    return (text or "").casefold(), text or ""
+
+
 def summarize(
     answers: Iterable[AnswerUsage],
     since: datetime,
@@ -260,11 +265,9 @@ def summarize(
     return UsageReport(
         since=since,
         until=until,
-        pairs=tuple(
-            sorted(pair_rows, key=lambda r: (r.user or "", r.user_key or "", r.model or ""))
-        ),
-        users=tuple(sorted(user_rows, key=lambda r: (-r.tokens, r.user or "", r.user_key or ""))),
-        models=tuple(sorted(model_rows, key=lambda r: (-r.tokens, r.model or ""))),
+        pairs=tuple(sorted(pair_rows, key=lambda r: (_order(r.user), r.user_key, _order(r.model)))),
+        users=tuple(sorted(user_rows, key=lambda r: (-r.tokens, _order(r.user), r.user_key))),
+        models=tuple(sorted(model_rows, key=lambda r: (-r.tokens, _order(r.model)))),
         total=total.row(None, None, None, per_token),
         unreadable=unreadable,
         pricing=pricing,
