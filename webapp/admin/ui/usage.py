@@ -30,7 +30,9 @@ UNAVAILABLE = (
 NO_PRICE = "Set GPU_HOURLY_PRICE_USD (the price of one GPU-hour) to see an estimated cost."
 MAX_GPU_HOURS = 1_000_000.0
 
-_NUMBER_COLUMNS = {
+_COLUMNS = {
+    "user": st.column_config.TextColumn("user", width="medium"),
+    "model": st.column_config.TextColumn("model", width="medium"),
     "requests": st.column_config.NumberColumn("requests", format="%d"),
     "tokens in": st.column_config.NumberColumn("tokens in", format="%d"),
     "tokens out": st.column_config.NumberColumn("tokens out", format="%d"),
@@ -99,13 +101,9 @@ def _tables(report: UsageReport) -> None:
         )
     st.caption(line)
     st.markdown("**Per user**")
-    st.dataframe(
-        user_table(report), key="usage_users", hide_index=True, column_config=_NUMBER_COLUMNS
-    )
+    st.dataframe(user_table(report), key="usage_users", hide_index=True, column_config=_COLUMNS)
     st.markdown("**Per model**")
-    st.dataframe(
-        model_table(report), key="usage_models", hide_index=True, column_config=_NUMBER_COLUMNS
-    )
+    st.dataframe(model_table(report), key="usage_models", hide_index=True, column_config=_COLUMNS)
     if report.unreadable:
         st.caption(
             f"{report.unreadable:,} answer(s) had token counts or times that are not usable "
