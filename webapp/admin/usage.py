@@ -25,6 +25,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from webapp.access.identity import ANON_PREFIX, CLIENT_PREFIX, UNKNOWN_CLIENT
@@ -185,7 +186,13 @@ def _seconds(value: Any) -> float | None:
 
 def _label(value: Any) -> str:
     """Untrusted text as one short plain line ("" when not text)."""
-    return short_title(value, LABEL_MAX_CHARS) if isinstance(value, str) else ""
+    return _line(value) if isinstance(value, str) else ""
+
+
+@lru_cache(maxsize=4096)
+def _line(text: str) -> str:
+    # a week holds thousands of answers but few distinct model and user names
+    return short_title(text, LABEL_MAX_CHARS)
 
 
 def _tally(answer: AnswerUsage) -> tuple[_Tally, bool]:
