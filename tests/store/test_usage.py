@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from webapp.access.identity import client_limits_key, resolve_owner
 from webapp.store import ConversationStore, StoreUnavailable
@@ -91,3 +91,22 @@ def test_an_unusable_database_is_a_typed_error(tmp_path):
 
     with pytest.raises(StoreUnavailable):
         answers_between(store, store.now() - timedelta(days=1), store.now())
+
+
+@pytest.mark.parametrize("raw", ['{"model": "m1", "ttft_s": NaN}', "not json", "[1, 2]", '"m1"'])
+def test_a_meta_that_is_not_a_json_object_counts_with_no_stats(store, clock, raw):
+    if store.engine.dialect.name != "sqlite" and raw in (
+        "not json",
+        '{"model": "m1", "ttft_s": NaN}',
+    ):
+        pytest.skip("PostgreSQL refuses to store invalid JSON")
+    conv = store.create_conversation(ALICE).id
+    message_id = _answer(store, ALICE, conv, {"model": "m1"})
+    _answer(store, ALICE, conv, {"model": "m2", "completion_tokens": 3})
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE messages SET meta = :raw WHERE id = :id"),
+                     {"raw": raw, "id": message_id})  # fmt: skip
+
+    got = answers_between(store, clock.now, clock.now + timedelta(seconds=1))
+
+    assert got == [AnswerUsage(ALICE, clock.now), AnswerUsage(ALICE, clock.now, "m2", None, 3)]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, func, select
+from sqlalchemy import JSON, case, func, null, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from webapp.store import engine as db
@@ -57,7 +57,9 @@ def _stats(dialect: str) -> ColumnElement[Any]:
     if dialect == "postgresql":
         values = [M.c.meta.op("->")(key) for key in META_KEYS]
         return func.json_build_array(*values, type_=JSON)
-    return func.json_extract(M.c.meta, *(f'$."{key}"' for key in META_KEYS), type_=JSON)
+    # SQLite stores any text: a malformed meta gives NULL rather than failing the whole query
+    values = func.json_extract(M.c.meta, *(f'$."{key}"' for key in META_KEYS), type_=JSON)
+    return case((func.json_valid(M.c.meta) == 1, values), else_=null())
 
 
 def answers_between(
