@@ -132,6 +132,14 @@ class Settings(BaseSettings):
         85.0, gt=0, le=150, description="warn about a GPU hotter than this (degrees C)"
     )
 
+    # --- usage and cost (admin page, README "Usage and cost") ---
+    gpu_hourly_price_usd: float | None = Field(
+        None,
+        ge=0,
+        le=10_000,
+        description="price of one GPU-hour (USD) for the estimated cost; unset: no cost shown",
+    )
+
     @field_validator("llm_url")
     @classmethod
     def _strip_url(cls, v: str) -> str:
@@ -141,6 +149,11 @@ class Settings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("LLM_URL must start with http:// or https://")
         return v
+
+    @field_validator("gpu_hourly_price_usd", mode="before")
+    @classmethod
+    def _blank_price_is_none(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("llm_name")
     @classmethod

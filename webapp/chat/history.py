@@ -213,6 +213,8 @@ class History:
         """Save a message; returns its id (None when not saved)."""
         if conversation_id is None:
             return None
+        if role == "assistant":
+            meta = self._who_asked(meta)
         try:
             return self.store.add_message(
                 self.owner.key, conversation_id, role, content, status, meta
@@ -248,7 +250,16 @@ class History:
         if message_id in self._streaming:
             self._streaming.discard(message_id)
             checkpoint_writer(self.store).forget(message_id)
+        if "meta" in changes:
+            changes["meta"] = self._who_asked(changes["meta"])
         self.update(message_id, **changes)
+
+    def _who_asked(self, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+        """An answer's stats with who asked (a signed-in user's e-mail, else their name),
+        for the admins' usage table (webapp.admin.usage). Nothing is added for guests."""
+        if meta is None or self.owner.anonymous:
+            return meta
+        return {**meta, "user": self.owner.email or self.owner.label}
 
     def _record_problem(self, problem: str) -> None:
         self.problem = problem
