@@ -13,7 +13,8 @@ from tests.fakes.k8s_server import ApiRequest, FakeCluster
 from webapp.cluster import inventory as inv
 from webapp.cluster.errors import SwitchInProgress
 from webapp.cluster.k8s import connect
-from webapp.cluster.switch import SwitchResult, acquire_lock, switch_model
+from webapp.cluster.lock import acquire_lock
+from webapp.cluster.switch import SwitchResult, switch_model
 
 pytestmark = pytest.mark.delivery
 

@@ -29,7 +29,7 @@ from webapp.admin.plan import plan_deploy as plan_deploy
 from webapp.admin.plan import require_placement
 from webapp.admin.plan import strategy_options as strategy_options
 from webapp.admin.serving import Serving, serving
-from webapp.cluster import manifests as mf
+from webapp.cluster import model_spec as mf
 from webapp.cluster.errors import ClusterError, SwitchInProgress
 from webapp.cluster.inventory import Inventory, PodInfo, inventory
 from webapp.cluster.k8s import Cluster
@@ -40,14 +40,8 @@ from webapp.cluster.node_pools import (
     OperationInfo,
     with_node_counts,
 )
-from webapp.cluster.switch import (
-    UNSCHEDULABLE_GRACE_S,
-    RolloutSnapshot,
-    SwitchOptions,
-    SwitchResult,
-    SwitchStep,
-    switch_model,
-)
+from webapp.cluster.rollout import UNSCHEDULABLE_GRACE_S, RolloutSnapshot
+from webapp.cluster.switch import SwitchOptions, SwitchResult, SwitchStep, switch_model
 from webapp.llm.errors import LLMError
 from webapp.llm.server import list_models
 

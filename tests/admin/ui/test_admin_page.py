@@ -18,7 +18,7 @@ from tests.fakes.k8s_server import arg_value, pod_args
 from tests.identities import OIDC_SECRETS
 from webapp.admin import warmup
 from webapp.cluster.k8s import connect
-from webapp.cluster.switch import acquire_lock
+from webapp.cluster.lock import acquire_lock
 from webapp.settings import get_settings
 
 APP = str(Path(__file__).resolve().parents[3] / "webapp" / "app.py")
