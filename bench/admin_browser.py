@@ -152,7 +152,7 @@ class Iap:
     def headers(self, email: str = ADMIN) -> dict[str, str]:
         """The header IAP puts on every request of a signed-in user."""
         from tests.identities import iap_token
-        from webapp.access.auth import IAP_HEADER
+        from webapp.access.iap import IAP_HEADER
 
         return {IAP_HEADER: iap_token(self.signer, AUDIENCE, email)}
 

@@ -22,7 +22,7 @@ from tests.cluster.conftest import LLAMA, NS
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.identities import iap_keypair, iap_token
-from webapp.access.auth import IAP_HEADER
+from webapp.access.iap import IAP_HEADER
 from webapp.admin.audit import AuditLog
 
 pytestmark = pytest.mark.e2e

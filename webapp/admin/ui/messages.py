@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from webapp.access.auth import AdminIdentity, AuthError
+from webapp.access.auth import AdminIdentity
+from webapp.access.errors import AuthError
 from webapp.admin.audit import AuditError
 from webapp.admin.service import JobBusy
 from webapp.admin.sizing import SizingError

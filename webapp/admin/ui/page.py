@@ -20,13 +20,8 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from webapp.access.auth import (
-    AdminAccessOff,
-    AdminIdentity,
-    AuthError,
-    NotAdmin,
-    NotLoggedIn,
-)
+from webapp.access.auth import AdminIdentity
+from webapp.access.errors import AdminAccessOff, AuthError, NotAdmin, NotLoggedIn
 from webapp.access.ui.identify import access_mode, identify
 from webapp.admin import service as svc
 from webapp.admin.audit import AuditError, AuditLog
