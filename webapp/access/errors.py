@@ -2,8 +2,8 @@
 
 Error policy (the same sentence opens every ``errors`` module): the UI decides what a user
 sees, mapping each type to its own plain-language words and showing a message as is only where
-the class says it is written for users, and no message ever holds a secret, a stack trace or
-another user's data.
+its ``errors`` module says it is written for users, and no message ever holds a secret, a stack
+trace or another user's data.
 
 Every message here is written for users: it says what to do and never holds a token.
 """
