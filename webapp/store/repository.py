@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from webapp.access.identity import is_anonymous_key
 from webapp.store import engine as db
 from webapp.store import queries as q
 from webapp.store.errors import (
@@ -233,19 +232,6 @@ class ConversationStore:
             row = q.find_conversation(conn, owner, conversation_id, manage=True)
             conn.execute(delete(M).where(M.c.conversation_pk == row.pk))
             conn.execute(delete(C).where(C.c.pk == row.pk, C.c.owner == owner))
-
-    def claim_anonymous(self, owner_from: str, owner_to: str) -> int:
-        """Move an anonymous session's conversations to ``owner_to`` (e.g. right after login).
-
-        Only anonymous keys can be claimed from; returns how many moved.
-        """
-        if not is_anonymous_key(owner_from) or owner_from == owner_to:
-            return 0
-        with db.transaction(self.migrated_engine()) as conn:
-            result = conn.execute(
-                update(C).where(C.c.owner == owner_from).values(owner=owner_to, limits_key=owner_to)
-            )
-        return result.rowcount
 
     # --- messages ---------------------------------------------------------------------
 
