@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from google.auth import jwt
 
-from tests.identities import iap_keypair
+from tests.support.identities import iap_keypair
 from webapp.access.auth import AdminIdentity, identify_admin
 from webapp.access.errors import IapTokenExpired, InvalidIapToken, NotAdmin, NotLoggedIn
 from webapp.access.iap import IAP_ISSUER, FileCertsFetcher, HttpCertsFetcher, certs_fetcher_for

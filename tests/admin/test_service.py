@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.admin_world import fake_gke, gke_settings
-from tests.cluster.conftest import FAST, LLAMA, NS, seed_vllm
 from tests.fakes.k8s_server import FakeCluster
+from tests.support.admin_world import fake_gke, gke_settings
+from tests.support.cluster import FAST, LLAMA, NS, seed_vllm
 from webapp.admin import service as svc
 from webapp.admin.audit import AuditLog
 from webapp.admin.catalog import load_catalog

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.cluster.conftest import LLAMA
+from tests.support.cluster import LLAMA
 from webapp.cluster import manifests as mf
 from webapp.cluster import patches as pt
 

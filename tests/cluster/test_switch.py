@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.cluster.conftest import FAST, LLAMA, MISTRAL, NS, QWEN, seed_vllm
+from tests.support.cluster import FAST, LLAMA, MISTRAL, NS, QWEN, seed_vllm
 from webapp.cluster.errors import (
     Forbidden,
     InvalidModelSpec,

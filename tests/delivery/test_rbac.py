@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.conftest import FAST, LLAMA, MISTRAL, NS, QWEN, seed_vllm
 from tests.fakes.k8s_server import ApiRequest, FakeCluster
+from tests.support.cluster import FAST, LLAMA, MISTRAL, NS, QWEN, seed_vllm
 from webapp.cluster import inventory as inv
 from webapp.cluster.errors import SwitchInProgress
 from webapp.cluster.k8s import connect

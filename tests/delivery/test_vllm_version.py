@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from tests.delivery.helpers import OVERLAYS, ROOT, container, find
-from tests.vllm_fixtures import vllm_python
+from tests.support.vllm_fixtures import vllm_python
 
 pytestmark = pytest.mark.delivery
 

@@ -18,17 +18,17 @@ from pathlib import Path
 
 import yaml
 
-from tests.cluster.conftest import LLAMA, NS, seed_vllm
 from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
 from tests.fakes.k8s_server import FakeCluster
 from tests.fakes.openai_server import FakeOpenAI
+from tests.support.cluster import LLAMA, NS, seed_vllm
 from webapp.cluster.manifests import build_service
 from webapp.cluster.patches import idle_slot
 from webapp.settings import Settings
 
 PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
 BASE_MANIFEST = (
-    Path(__file__).resolve().parents[1] / "k8s" / "base" / "vllm" / "vllm-deployment.yaml"
+    Path(__file__).resolve().parents[2] / "k8s" / "base" / "vllm" / "vllm-deployment.yaml"
 )
 
 
