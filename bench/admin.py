@@ -44,7 +44,7 @@ class StatusRow:
 
 def _fill(fc, nodes: int, pods: int) -> None:
     """``nodes`` 4-GPU L4 nodes, a vLLM Deployment, and static pods up to ``pods`` in total."""
-    from tests.cluster.conftest import seed_vllm
+    from tests.support.cluster import seed_vllm
 
     for i in range(nodes):
         fc.add_node(f"gpu-{i:03d}", gpus=4, pool="gpu-pool" if i % 2 else "gpu-pool-b")
@@ -155,8 +155,8 @@ def _ready_watcher(fc, model: str, out: dict) -> threading.Thread:
 
 def run_switch(poll_values: list[float], runs: int, log, ready_delay: float = 3.0):
     """In-place switches llama -> mistral -> llama …, with the default probe (fake /v1/models)."""
-    from tests.cluster.conftest import LLAMA, MISTRAL, seed_vllm
     from tests.fakes.k8s_server import FakeCluster
+    from tests.support.cluster import LLAMA, MISTRAL, seed_vllm
     from webapp.cluster.k8s import connect
     from webapp.cluster.switch import SwitchOptions, SwitchResult, switch_model
 

@@ -1,6 +1,6 @@
 """Parts 3 and 4 in the browser: the admin page itself, in headless Chromium, as an admin.
 
-The world is ``tests.admin_world`` (fake Kubernetes API, fake GKE API, fake vLLM kept in
+The world is ``tests.support.admin_world`` (fake Kubernetes API, fake GKE API, fake vLLM kept in
 step with the cluster's ready pods). The admin console is a real ``streamlit run`` with
 ``APP_MODE=admin``, as ``k8s/base/webapp-admin.yaml`` deploys it (there under the base URL
 path ``/admin``; here the page is the app's root, since ``/admin`` of an admin-only app opens
@@ -142,7 +142,7 @@ class Iap:
 
     @classmethod
     def create(cls, tmp: Path) -> Iap:
-        from tests.identities import iap_keypair
+        from tests.support.identities import iap_keypair
 
         signer, public_pem = iap_keypair("bench-key")
         path = tmp / "iap-keys.json"
@@ -151,8 +151,8 @@ class Iap:
 
     def headers(self, email: str = ADMIN) -> dict[str, str]:
         """The header IAP puts on every request of a signed-in user."""
-        from tests.identities import iap_token
-        from webapp.access.auth import IAP_HEADER
+        from tests.support.identities import iap_token
+        from webapp.access.iap import IAP_HEADER
 
         return {IAP_HEADER: iap_token(self.signer, AUDIENCE, email)}
 
@@ -188,7 +188,7 @@ class _StatusOnlyServer:
 
     def __init__(self, env: dict[str, str], tmp: Path) -> None:
         from bench.common import ROOT
-        from tests.conftest import StreamlitServer
+        from tests.support.servers import StreamlitServer
 
         self.srv = StreamlitServer(env, tmp, script=ROOT / "bench" / "status_only_app.py")
         self.url = self.srv.url
@@ -409,7 +409,7 @@ def run_status_page(browser, sizes: list[tuple[int, int]], loads: int, log) -> l
     """Per size: a fresh world and console; one cold load (new browser context), ``loads``
     warm loads (new tabs of one context: browser cache warm, each a new session), then
     ~3 periodic status refreshes of an open page, their requests counted."""
-    from tests.admin_world import admin_world
+    from tests.support.admin_world import admin_world
 
     rows = []
     for nodes, pods in sizes:
@@ -552,9 +552,9 @@ def _wait_mark(page, name: str) -> dict:
 def run_switch_page(browser, runs: int, log, ready_delay: float = 3.0) -> BrowserSwitchRow:
     """In-place switches mistral-7b ↔ llama-2-7b from the admin page; a chat page follows."""
     from bench.common import streamlit_app
-    from tests.admin_world import admin_world
     from tests.e2e.test_admin_browser import choose_model
     from tests.fakes.openai_server import Script
+    from tests.support.admin_world import admin_world
     from webapp.admin.audit import AuditLog
 
     row = BrowserSwitchRow(ready_delay)
@@ -676,7 +676,7 @@ def profile_admin_page(browser, size: tuple[int, int], loads: int, log) -> dict[
     profiler slows the page down."""
     from collections import Counter
 
-    from tests.admin_world import admin_world
+    from tests.support.admin_world import admin_world
 
     nodes, pods = size
     total: Counter = Counter()

@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: machine facts, process sampling, the app and the browser.
 
 Nothing here runs at import time. The app is the real ``streamlit run webapp/app.py``
-(reusing ``tests.conftest.StreamlitServer``); the browser is the Debian Chromium
+(reusing ``tests.support.servers.StreamlitServer``); the browser is the Debian Chromium
 driven by Playwright; process CPU and RSS come from ``/proc`` (no psutil needed).
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS  # one list of flags for tests and bench
+from tests.support.servers import CHROMIUM, CHROMIUM_ARGS  # one list of flags for tests and bench
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -109,7 +109,7 @@ class CpuWindow:
 @contextlib.contextmanager
 def streamlit_app(**env: str) -> Iterator:
     """Run the chat app (``StreamlitServer`` from tests/conftest) with ``env``; stop it after."""
-    from tests.conftest import StreamlitServer
+    from tests.support.servers import StreamlitServer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
     base = {

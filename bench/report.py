@@ -6,24 +6,7 @@ from pathlib import Path
 
 from bench.common import median
 from bench.plot import write_png
-
-
-def _ok(good: bool | None) -> str:
-    return "—" if good is None else ("yes" if good else "**no**")
-
-
-def _at_most(v: float | None, limit: float) -> str:
-    """``yes``/``**no**`` for a value against an upper target; ``—`` when not measured."""
-    return _ok(None if v is None else v <= limit)
-
-
-def _at_least(v: float | None, limit: float) -> str:
-    """``yes``/``**no**`` for a value against a lower target; ``—`` when not measured."""
-    return _ok(None if v is None else v >= limit)
-
-
-def _f(v: float | None, fmt: str = ".3f") -> str:
-    return "—" if v is None else format(v, fmt)
+from bench.tables import at_most, concurrency_table, num, ok
 
 
 def stream_table(rows) -> list[str]:
@@ -37,39 +20,12 @@ def stream_table(rows) -> list[str]:
         delta, ratio = r.first_delta_ms, r.last_ratio
         tokens = f"{r.tokens}" + (f" ({r.produced} produced)" if r.produced else "")
         out.append(
-            f"| {r.backend} | {tokens} | {r.runs} | {_f(r.med('direct_first'))} "
-            f"| {_f(r.med('app_first'))} | {_f(delta, '.0f')} "
-            f"| {_at_most(delta, 50)} | {_f(r.med('direct_last'))} "
-            f"| {_f(r.med('app_last'))} | {_f(ratio)} | ≤ {r.last_target:.2f} "
-            f"| {_at_most(ratio, r.last_target)} |"
+            f"| {r.backend} | {tokens} | {r.runs} | {num(r.med('direct_first'))} "
+            f"| {num(r.med('app_first'))} | {num(delta, '.0f')} "
+            f"| {at_most(delta, 50)} | {num(r.med('direct_last'))} "
+            f"| {num(r.med('app_last'))} | {num(ratio)} | ≤ {r.last_target:.2f} "
+            f"| {at_most(ratio, r.last_target)} |"
         )
-    return out
-
-
-def concurrency_table(rows, idle: dict[int, float]) -> list[str]:
-    from bench.concurrency import rss_per_idle_session
-
-    out = [
-        "| sessions | tokens each | median fraction of backend rate | worst | target"
-        " | met | median first token (s) | app CPU (% of a core) | app RSS idle (MB)"
-        " | app RSS peak (MB) | failed |",
-        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        med = r.median_fraction
-        out.append(
-            f"| {r.sessions} | {r.tokens} | {_f(med)} | {_f(r.worst_fraction)} "
-            f"| ≥ {r.target:.2f} | {_at_least(med, r.target)} "
-            f"| {_f(median(r.first_s))} "
-            f"| {r.cpu_percent:.0f} | {r.rss_idle_mb:.1f} | {r.rss_peak_mb:.1f} | {r.failed} |"
-        )
-    per = rss_per_idle_session(idle)
-    levels = ", ".join(f"{k}: {v:.1f} MB" for k, v in sorted(idle.items()))
-    out += [
-        "",
-        f"App RSS with N idle sessions open: {levels}. RSS per extra idle session: "
-        f"**{_f(per, '.2f')} MB** (target ≤ 10 MB: {_at_most(per, 10)}).",
-    ]
     return out
 
 
@@ -82,7 +38,7 @@ def status_table(rows) -> list[str]:
         calls = ", ".join(f"{k}: {v}" for k, v in r.calls.items())
         out.append(
             f"| {r.view} | {r.nodes} | {r.pods} | {r.median_s * 1000:.0f} | {r.max_s * 1000:.0f} "
-            f"| {_ok(r.max_s <= 1.0)} | {r.total_calls} ({calls}) |"
+            f"| {ok(r.max_s <= 1.0)} | {r.total_calls} ({calls}) |"
         )
     return out
 
@@ -129,9 +85,9 @@ def status_page_table(rows) -> list[str]:
                 continue
             out.append(
                 f"| {r.nodes} | {r.pods} ({r.rows['pod']}) | {label} | {len(secs)} "
-                f"| {_f(r.med(kind, None, 'ws_open'), '.0f')} | {_f(r.med(kind, None, 'data'), '.0f')} "
-                f"| {_f(r.med(kind, None, 'tables'), '.0f')} | {max(secs) * 1000:.0f} "
-                f"| {_ok(max(secs) <= 1.0)} |"
+                f"| {num(r.med(kind, None, 'ws_open'), '.0f')} | {num(r.med(kind, None, 'data'), '.0f')} "
+                f"| {num(r.med(kind, None, 'tables'), '.0f')} | {max(secs) * 1000:.0f} "
+                f"| {ok(max(secs) <= 1.0)} |"
             )
     out += [
         "",
@@ -149,7 +105,7 @@ def status_page_table(rows) -> list[str]:
     for r in rows:
         for kind in ("warm", "alone"):
             if r.of(kind):
-                cells = " | ".join(_f(r.med(kind, a, b), ".0f") for a, b in phases)
+                cells = " | ".join(num(r.med(kind, a, b), ".0f") for a, b in phases)
                 page = "admin page" if kind == "warm" else "3 tables alone (what-if)"
                 out.append(f"| {r.nodes} | {r.pods} | {page} | {cells} |")
     out += [
@@ -162,9 +118,9 @@ def status_page_table(rows) -> list[str]:
     for r in rows:
         took = median(r.refresh_render_ms) if r.refresh_render_ms else None
         out.append(
-            f"| {r.nodes} | {r.pods} | {_f(took, '.0f')} | {_at_most(took, 1000)} "
+            f"| {r.nodes} | {r.pods} | {num(took, '.0f')} | {at_most(took, 1000)} "
             f"| {calls_text(r.load_calls)} | {calls_text(r.refresh_calls)} "
-            f"| {k8s_lists(r.refresh_calls)} | {_ok(r.refresh_constant)} |"
+            f"| {k8s_lists(r.refresh_calls)} | {ok(r.refresh_constant)} |"
         )
     return out
 
@@ -181,11 +137,11 @@ def switch_page_table(row) -> list[str]:
     outcomes = ", ".join(sorted({r.outcome for r in runs}))
     a, b = row.worst("admin_done"), row.worst("chat_answer")
     out.append(
-        f"| {len(runs)} | {outcomes} | {_f(row.med('admin_done'), '.2f')} | {_f(a, '.2f')} "
-        f"| {_at_most(a, 3)} | {_f(row.med('chat_answer'), '.2f')} "
-        f"| {_f(b, '.2f')} | {_at_most(b, 3)} "
-        f"| {_f(row.med('switch_done'), '.2f')} | {_f(row.med('enter'), '.2f')} "
-        f"| {sum(r.chat_404 for r in runs)} of {len(runs)} | {_f(row.med('total'), '.2f')} |"
+        f"| {len(runs)} | {outcomes} | {num(row.med('admin_done'), '.2f')} | {num(a, '.2f')} "
+        f"| {at_most(a, 3)} | {num(row.med('chat_answer'), '.2f')} "
+        f"| {num(b, '.2f')} | {at_most(b, 3)} "
+        f"| {num(row.med('switch_done'), '.2f')} | {num(row.med('enter'), '.2f')} "
+        f"| {sum(r.chat_404 for r in runs)} of {len(runs)} | {num(row.med('total'), '.2f')} |"
     )
     return out
 
@@ -199,9 +155,9 @@ def switch_table(rows) -> list[str]:
     for r in rows:
         mx = max(r.overheads) if r.overheads else None
         out.append(
-            f"| {r.poll_s} | {len(r.overheads)} | {r.outcome} | {_f(r.median_s, '.2f')} "
-            f"| {_f(mx, '.2f')} | {_at_most(mx, 3)} "
-            f"| {_f(median(r.totals), '.2f')} |"
+            f"| {r.poll_s} | {len(r.overheads)} | {r.outcome} | {num(r.median_s, '.2f')} "
+            f"| {num(mx, '.2f')} | {at_most(mx, 3)} "
+            f"| {num(median(r.totals), '.2f')} |"
         )
     return out
 

@@ -15,7 +15,7 @@ def real_vllm(log) -> Iterator[tuple[str, str]]:
 
     ``VLLM_TEST_CHAT_URL`` reuses a server that is already running.
     """
-    from tests import vllm_fixtures as vf
+    from tests.support import vllm_fixtures as vf
 
     reuse = os.environ.get("VLLM_TEST_CHAT_URL")
     if reuse:

@@ -26,6 +26,7 @@ from pathlib import Path
 from bench.common import CpuWindow, median, rss_mb, streamlit_app
 from bench.concurrency import ConcurrencyRow, ideal_s, level_row, spread
 from bench.streaming import FIRST, LAST, MAX_MODEL_LEN, PROMPT, RATE, TTFT_S, scripted_tokens
+from bench.tables import concurrency_table
 from tests.support.streamlit_ws import Answer, WsSession, nth_client, via_load_balancer
 
 
@@ -196,8 +197,6 @@ def _ms(pair) -> str:
 
 def markdown_section(res: WsResult) -> list[str]:
     """Part 2's table for the protocol clients, and where each level's wait went."""
-    from bench.report import concurrency_table
-
     out = ["### 2b. Concurrency without the browser (websocket protocol clients)", ""]
     out += [*concurrency_table(res.rows, res.idle), ""]
     out += [

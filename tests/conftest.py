@@ -3,91 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.support.servers import CHROMIUM, CHROMIUM_ARGS, ROOT, StreamlitServer
 
-pytest_plugins = ["tests.vllm_fixtures"]
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class StreamlitServer:
-    """``streamlit run webapp/app.py`` (or ``script``) in a subprocess with its own environment."""
-
-    def __init__(
-        self, env: dict[str, str], tmp: Path, port: int | None = None, script: Path | None = None
-    ) -> None:
-        self.script = script or ROOT / "webapp" / "app.py"
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{tmp / 'chat.db'}",
-            "PYTHONPATH": str(ROOT),
-            **env,
-        }
-        self.log = tmp / f"streamlit-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 60) -> StreamlitServer:
-        cmd = [
-            sys.executable, "-m", "streamlit", "run", str(self.script),
-            "--server.port", str(self.port), "--server.address", "127.0.0.1",
-            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"streamlit did not start: {self.log.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """Hard kill (SIGKILL): what a crashed or evicted pod looks like."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+pytest_plugins = ["tests.support.vllm_fixtures"]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import streamlit as st
 # `streamlit run webapp/app.py` puts webapp/ on sys.path, not the repo root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from webapp.access.auth import AuthError  # noqa: E402
+from webapp.access.errors import AuthError  # noqa: E402
 from webapp.access.ui.identify import access_mode, identify  # noqa: E402
 from webapp.admin import warmup  # noqa: E402
 from webapp.settings import get_settings  # noqa: E402

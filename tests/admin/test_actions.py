@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.admin_world import fake_gke, gke_settings
-from tests.cluster.conftest import FAST, LLAMA, NS, seed_vllm
 from tests.fakes.k8s_server import FakeCluster
+from tests.support.admin_world import fake_gke, gke_settings
+from tests.support.cluster import FAST, LLAMA, NS, seed_vllm
 from webapp.admin.actions import (
     NODE_POOL_AUTOSCALING,
     NODE_POOL_RESIZE,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.cluster.conftest import NS, seed_vllm
 from tests.fakes.k8s_server import FakeCluster
+from tests.support.cluster import NS, seed_vllm
 from webapp.admin.audit import AuditLog
 from webapp.admin.errors import JobBusy
 from webapp.admin.jobs import Job, JobDefinition, JobRegistry

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.admin_world import fake_gke, gke_settings
-from tests.cluster.conftest import NS, seed_vllm
 from tests.fakes.k8s_server import FakeCluster
+from tests.support.admin_world import fake_gke, gke_settings
+from tests.support.cluster import NS, seed_vllm
 from webapp.admin.plan import strategy_options
 from webapp.admin.status import log_pod, pod_log, read_status, sample_load
 from webapp.cluster.errors import NotFound

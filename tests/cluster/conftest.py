@@ -1,35 +1,14 @@
-"""Fixtures: a fake Kubernetes API server seeded with a vLLM Deployment, and real clients."""
+"""Fixtures: fake Kubernetes API servers (two GPU nodes, or one) and real clients to them.
+
+What to seed them with (models, ``seed_vllm``) is in ``tests/support/cluster.py``.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.fakes.k8s_server import FakeCluster
-from webapp.cluster import manifests as mf
 from webapp.cluster.k8s import connect
-from webapp.cluster.switch import SwitchOptions
-
-NS = "vllm"
-LLAMA = mf.ModelSpec(name="llama-2-7b", hf_repo="meta-llama/Llama-2-7b-hf", max_model_len=4096)
-MISTRAL = mf.ModelSpec(
-    name="mistral-7b-instruct", hf_repo="mistralai/Mistral-7B-Instruct-v0.2", max_model_len=8192
-)
-QWEN = mf.ModelSpec(name="qwen2-7b", hf_repo="Qwen/Qwen2-7B-Instruct", max_model_len=8192)
-FAST = SwitchOptions(poll_s=0.03, probe_attempts=3, lock_duration_s=60)
-
-
-def seed_vllm(
-    fc: FakeCluster, spec: mf.ModelSpec = LLAMA, *, deadline_s: int = 1800, green: bool = True
-) -> None:
-    """Create Deployment + Service ``vllm`` serving ``spec`` and wait until it is ready; with
-    ``green``, also the stopped blue/green slot ``vllm-green``, as the manifests ship it (the
-    console never creates a Deployment)."""
-    dep = mf.build_deployment("vllm", NS, spec, progress_deadline_s=deadline_s)
-    fc.create("deployments", dep)
-    if green:
-        fc.create("deployments", mf.idle_slot(dep, "vllm"))
-    fc.create("services", mf.build_service("vllm", NS, {"app": "vllm"}))
-    assert fc.wait_for(lambda f: f.served_models(NS) == [spec.name], 10)
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.cluster.conftest import NS, seed_vllm
 from tests.fakes.k8s_server import FakeCluster
+from tests.support.cluster import NS, seed_vllm
 from webapp.cluster import inventory as inv
 from webapp.cluster.errors import Forbidden, NotFound
 from webapp.cluster.k8s import connect
@@ -76,7 +76,7 @@ def test_inventory_uses_a_constant_number_of_calls(nodes, pods_per_node):
 
 def test_pods_show_crash_reason_restarts_and_events(fake, cluster):
     fake.inject_fault(model="llama-2-7b", kind="crash")
-    from tests.cluster.conftest import LLAMA
+    from tests.support.cluster import LLAMA
     from webapp.cluster import manifests as mf
 
     fake.create("deployments", mf.build_deployment("vllm", NS, LLAMA))
@@ -101,7 +101,7 @@ def test_pods_show_crash_reason_restarts_and_events(fake, cluster):
 
 def test_unschedulable_pod_reason(one_node):
     seed_vllm(one_node)
-    from tests.cluster.conftest import MISTRAL
+    from tests.support.cluster import MISTRAL
     from webapp.cluster import manifests as mf
 
     one_node.create("deployments", mf.build_deployment("other", NS, MISTRAL))
@@ -184,7 +184,7 @@ def test_parse_pod_age_and_model():
 
 def test_parse_pod_of_the_base_manifest_names_the_served_model():
     """A pod as `kubectl apply -k` makes it, without the console's annotation (issue 9.1)."""
-    from tests.admin_world import base_manifest_deployment
+    from tests.support.admin_world import base_manifest_deployment
 
     template = base_manifest_deployment(annotated=False)["spec"]["template"]
     pod = {

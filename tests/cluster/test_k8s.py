@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import LLAMA, NS, seed_vllm
 from tests.fakes import k8s_server as ks
+from tests.support.cluster import LLAMA, NS, seed_vllm
 from webapp.cluster import manifests as mf
 from webapp.cluster.errors import (
     ApiRejected,

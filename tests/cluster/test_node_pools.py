@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.admin_world import CLUSTER, LOCATION, PROJECT, fake_gke, gke_settings
 from tests.fakes.gke_server import FakeGke, FakeGkeServer, gpu_pool
+from tests.support.admin_world import CLUSTER, LOCATION, PROJECT, fake_gke, gke_settings
 from webapp.cluster.errors import (
     GkeForbidden,
     GkeNotConfigured,

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from webapp.cluster.inventory import EventInfo
-from webapp.cluster.switch import allowed_strategies, classify_rollout, lease_body, lease_holder
+from webapp.cluster.lock import lease_body, lease_holder
+from webapp.cluster.rollout import classify_rollout
+from webapp.cluster.scheduling import allowed_strategies
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.cluster.conftest import FAST, LLAMA, MISTRAL, NS, QWEN, seed_vllm
-from webapp.cluster import manifests as mf
+from tests.support.cluster import FAST, LLAMA, MISTRAL, NS, QWEN, seed_vllm
 from webapp.cluster.errors import (
     Forbidden,
     InvalidModelSpec,
@@ -17,13 +16,10 @@ from webapp.cluster.errors import (
     SwitchInProgress,
 )
 from webapp.cluster.k8s import connect
-from webapp.cluster.switch import (
-    LOCK_NAME,
-    SwitchResult,
-    SwitchStep,
-    acquire_lock,
-    switch_model,
-)
+from webapp.cluster.lock import LOCK_NAME, acquire_lock
+from webapp.cluster.manifests import template_model
+from webapp.cluster.patches import previous_template
+from webapp.cluster.switch import SwitchResult, SwitchStep, switch_model
 
 
 def switch(cluster, spec, **kw):
@@ -54,7 +50,7 @@ def test_in_place_switch_succeeds(fake, cluster):
     assert fake.served_models(NS) == [MISTRAL.name]
     dep = fake.get("deployments", "vllm", NS)
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
-    assert mf.template_model(mf.previous_template(dep)) == "llama-2-7b"
+    assert template_model(previous_template(dep)) == "llama-2-7b"
     snaps = [s.snapshot for s in steps if s.snapshot]
     assert snaps[-1].state == "ready"
     assert any("Application startup complete." in line for s in snaps for line in s.log_tail)

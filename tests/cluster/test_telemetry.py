@@ -13,6 +13,7 @@ from google.oauth2.credentials import Credentials
 
 from tests.fakes.dcgm_server import FakeDcgm, FakeDcgmServer, GpuSpec, exporter_text
 from tests.fakes.k8s_server import FakeCluster
+from webapp.cluster.errors import TelemetryUnavailable
 from webapp.cluster.k8s import connect
 from webapp.cluster.telemetry import (
     EXPORTER,
@@ -28,7 +29,6 @@ from webapp.cluster.telemetry import (
     read_gpu_telemetry,
     read_managed,
 )
-from webapp.cluster.telemetry_errors import TelemetryUnavailable
 from webapp.settings import Settings
 
 TOKEN = "ya29.test-token-never-shown"  # noqa: S105 - a test token

@@ -356,13 +356,13 @@ def test_blue_green_slot_is_shipped_stopped_as_the_console_computes_it(rendered,
     """The console only patches vllm and vllm-green (no create): the manifests ship the
     green slot at zero replicas, with the name, selector and labels the console computes
     from the blue one, and the same pod (overlays patch both slots)."""
-    from webapp.cluster import manifests as mf
+    from webapp.cluster import patches as pt
 
     objs = rendered[overlay]
     blue = find(objs, "Deployment", "vllm")
-    assert mf.other_slot_name("vllm", "vllm") == "vllm-green"
+    assert pt.other_slot_name("vllm", "vllm") == "vllm-green"
     green = find(objs, "Deployment", "vllm-green")
-    expected = mf.idle_slot(blue, "vllm")
+    expected = pt.idle_slot(blue, "vllm")
     assert green["spec"] == expected["spec"]
     assert green["spec"]["replicas"] == 0
     assert green["metadata"]["labels"] == expected["metadata"]["labels"]

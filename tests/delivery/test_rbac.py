@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.conftest import FAST, LLAMA, MISTRAL, NS, QWEN, seed_vllm
 from tests.fakes.dcgm_server import FakeDcgm, FakeDcgmServer, GpuSpec
 from tests.fakes.k8s_server import ApiRequest, FakeCluster
+from tests.support.cluster import FAST, LLAMA, MISTRAL, NS, QWEN, seed_vllm
 from webapp.cluster import inventory as inv
 from webapp.cluster.errors import SwitchInProgress
 from webapp.cluster.k8s import connect
-from webapp.cluster.switch import SwitchResult, acquire_lock, switch_model
+from webapp.cluster.lock import acquire_lock
+from webapp.cluster.switch import SwitchResult, switch_model
 from webapp.cluster.telemetry import EXPORTER, read_gpu_telemetry
 from webapp.settings import Settings
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from tests.delivery.helpers import OVERLAYS, ROOT, container, find
-from tests.vllm_fixtures import vllm_python
+from tests.support.vllm_fixtures import vllm_python
 
 pytestmark = pytest.mark.delivery
 
@@ -121,7 +121,8 @@ def parse_in_tested_vllm(commands: list[list[str]]) -> list[str]:
 
 @pytest.mark.vllm
 def test_tested_vllm_accepts_every_command_we_deploy(rendered):
-    from webapp.cluster.manifests import DTYPES, QUANTIZATIONS, VLLM_COMMAND, ModelSpec, vllm_args
+    from webapp.cluster.manifests import VLLM_COMMAND
+    from webapp.cluster.model_spec import DTYPES, QUANTIZATIONS, ModelSpec, vllm_args
 
     module = VLLM_COMMAND[2]
     # The check really checks: these must be refused.

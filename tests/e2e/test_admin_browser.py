@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.admin_world import admin_world
-from tests.cluster.conftest import LLAMA, NS
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
 from tests.fakes.k8s_server import arg_value, pod_args
-from tests.identities import iap_keypair, iap_token
-from webapp.access.auth import IAP_HEADER
+from tests.support.admin_world import admin_world
+from tests.support.cluster import LLAMA, NS
+from tests.support.identities import iap_keypair, iap_token
+from tests.support.servers import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
+from webapp.access.iap import IAP_HEADER
 from webapp.admin.audit import AuditLog
 
 pytestmark = pytest.mark.e2e

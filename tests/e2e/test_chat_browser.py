@@ -6,10 +6,10 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, StreamlitServer, free_port
 from tests.delivery.helpers import base_response_headers
 from tests.fakes.openai_server import FakeOpenAI, Script
 from tests.fakes.tracker import Tracker
+from tests.support.servers import ROOT, StreamlitServer, free_port
 from webapp.store import title_from_prompt
 from webapp.store.records import short_title
 

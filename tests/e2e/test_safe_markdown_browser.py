@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import StreamlitServer
 from tests.fakes.tracker import Tracker
+from tests.support.servers import StreamlitServer
 from tests.ui.markdown_cases import CASES, RENDERER_CASES, U
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import ROOT, StreamlitServer
+from tests.support.servers import ROOT, StreamlitServer
 from tests.support.usage_answers import EVIL, LLAMA, QWEN, seed_two_users_two_models
 
 pytestmark = pytest.mark.e2e

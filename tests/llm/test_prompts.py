@@ -5,7 +5,6 @@ from webapp.llm.prompts import (
     Turn,
     chat_messages,
     completion_prompt,
-    strip_stop_tail,
 )
 
 U, A = "user", "assistant"
@@ -53,16 +52,3 @@ def test_completion_prompt_stops_at_next_turn():
 )
 def test_chat_messages(system, turns, expected):
     assert chat_messages(system, turns) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("answer", "answer"),
-        ("answer\nUse", "answer"),
-        ("answer\nAssistant:", "answer"),
-        ("User is fine", "User is fine"),
-    ],
-)
-def test_strip_stop_tail(text, expected):
-    assert strip_stop_tail(text) == expected

@@ -1,7 +1,7 @@
 """Protocol facts of the real vLLM OpenAI server that webapp/llm relies on.
 
 These run against vLLM 0.32 (CPU build) serving a tiny random Llama (see
-tests/vllm_fixtures.py). The model talks gibberish; the HTTP protocol is the real one.
+tests/support/vllm_fixtures.py). The model talks gibberish; the HTTP protocol is the real one.
 If vLLM is upgraded and one of these fails, the app's error mapping or streaming code
 has to be revisited too.
 """

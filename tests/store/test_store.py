@@ -213,17 +213,6 @@ def test_refusing_instead_of_pruning_changes_nothing(store):
     assert len(store.list_conversations(ALICE)) == 1
 
 
-def test_claim_anonymous_moves_session_conversations_to_the_logged_in_user(store):
-    guest = "anon:" + "g" * 24
-    conv = store.create_conversation(guest)
-    assert store.claim_anonymous(guest, ALICE) == 1
-    assert [c.id for c in store.list_conversations(ALICE)] == [conv.id]
-    # from now on it counts against ALICE's cap, not the guest's address
-    assert [p.id for p in store.create_conversation(ALICE, max_conversations=1).pruned] == [conv.id]
-    assert store.list_conversations(guest) == []
-    assert store.claim_anonymous(BOB, ALICE) == 0  # only anonymous keys can be claimed from
-
-
 @pytest.mark.parametrize(
     ("role", "status"), [("robot", "complete"), ("user", "done"), ("", "complete")]
 )

@@ -1,5 +1,10 @@
 """Typed errors of the admin package itself.
 
+Error policy (the same sentence opens every ``errors`` module): the UI decides what a user
+sees, mapping each type to its own plain-language words and showing a message as is only where
+its ``errors`` module says it is written for users, and no message ever holds a secret, a stack
+trace or another user's data.
+
 Policy (the same as ``webapp.cluster.errors``): every message here is written for the
 admin page, plain language, nothing secret; ``webapp.admin.messages`` says what is shown
 for each error, from this package and the packages below it.

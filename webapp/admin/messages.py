@@ -8,7 +8,8 @@ grants exactly these (tests/admin/test_messages.py checks both ways).
 
 from __future__ import annotations
 
-from webapp.access.auth import AdminIdentity, AuthError
+from webapp.access.auth import AdminIdentity
+from webapp.access.errors import AuthError
 from webapp.admin.audit import AuditError
 from webapp.admin.errors import AdminError
 from webapp.admin.sizing import SizingError

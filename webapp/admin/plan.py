@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from webapp.admin.catalog import CatalogModel
 from webapp.admin.sizing import SizingResult, Verdict, size_model
-from webapp.cluster import manifests as mf
+from webapp.cluster import model_spec as mf
 from webapp.cluster.errors import NodePoolError, PoolCannotSchedule
 from webapp.cluster.inventory import Inventory, free_gpus, inventory
 from webapp.cluster.k8s import Cluster

@@ -1,4 +1,11 @@
-"""The chat feature's own signals. What users read about failures comes from the lower
+"""The chat feature's own signals.
+
+Error policy (the same sentence opens every ``errors`` module): the UI decides what a user
+sees, mapping each type to its own plain-language words and showing a message as is only where
+its ``errors`` module says it is written for users, and no message ever holds a secret, a stack
+trace or another user's data.
+
+What users read about failures comes from the lower
 packages' typed errors (``webapp.llm.errors``, ``webapp.store.errors``) through
 ``webapp.chat.messages``; nothing here is ever shown."""
 

@@ -1,12 +1,19 @@
 """Typed errors of the cluster package: Kubernetes (``ClusterError``) and GKE node pools
 (``NodePoolError``).
 
+Error policy (the same sentence opens every ``errors`` module): the UI decides what a user
+sees, mapping each type to its own plain-language words and showing a message as is only where
+its ``errors`` module says it is written for users, and no message ever holds a secret, a stack
+trace or another user's data.
+
 Views catch these and turn them into plain-language messages (``webapp.admin.messages``);
 nothing here ever carries a secret (API tokens stay inside the client configuration).
 How a Google API error becomes a ``NodePoolError`` is ``gke_errors.map_error``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class ClusterError(Exception):
@@ -144,3 +151,27 @@ class OperationInProgress(NodePoolError):
 
 class OperationFailed(NodePoolError):
     """The long-running operation finished with an error, or took too long."""
+
+
+# --- GPU telemetry (webapp.cluster.telemetry): each failure names the source, says why in
+# plain words and gives the command that turns the source on; shown in the GPU panel only.
+
+
+@dataclass(frozen=True)
+class SourceFailure:
+    """Why one telemetry source gave no GPU figures, and how to turn it on."""
+
+    source: str  # plain name of the source
+    reason: str  # plain reason: down, slow, garbage, not configured, refused
+    turn_on: str  # the command (or setting) that makes this source work
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+class TelemetryUnavailable(ClusterError):
+    """No source gave GPU telemetry; ``failures`` says, per source tried, why and what to do."""
+
+    def __init__(self, failures: tuple[SourceFailure, ...]) -> None:
+        self.failures = failures
+        super().__init__("; ".join(str(f) for f in failures) or "no GPU telemetry source")

@@ -28,28 +28,22 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from webapp.cluster import manifests as mf
 from webapp.cluster.errors import NotFound, SlotMissing, StrategyNotAllowed
 from webapp.cluster.k8s import Cluster, call
-
-# re-exported (``name as name``): callers import the lock and rollout API from here too
-from webapp.cluster.lock import LOCK_NAME as LOCK_NAME
-from webapp.cluster.lock import SwitchLock as SwitchLock
-from webapp.cluster.lock import acquire_lock as acquire_lock
-from webapp.cluster.lock import lease_body as lease_body
-from webapp.cluster.lock import lease_holder as lease_holder
-from webapp.cluster.rollout import FATAL_WAITING as FATAL_WAITING
-from webapp.cluster.rollout import UNSCHEDULABLE_GRACE_S as UNSCHEDULABLE_GRACE_S
-from webapp.cluster.rollout import Condition as Condition
-from webapp.cluster.rollout import PodProgress as PodProgress
-from webapp.cluster.rollout import RolloutSnapshot as RolloutSnapshot
-from webapp.cluster.rollout import RolloutState as RolloutState
-from webapp.cluster.rollout import classify_rollout as classify_rollout
-from webapp.cluster.rollout import rollout_status as rollout_status
-from webapp.cluster.rollout import watch_rollout as watch_rollout
-from webapp.cluster.scheduling import Strategy as Strategy
-from webapp.cluster.scheduling import StrategyOption as StrategyOption
-from webapp.cluster.scheduling import allowed_strategies as allowed_strategies
+from webapp.cluster.lock import acquire_lock
+from webapp.cluster.manifests import build_pod_template, template_model
+from webapp.cluster.model_spec import VLLM_PORT, ModelSpec, check_object_name, validate_spec
+from webapp.cluster.patches import (
+    in_place_patch,
+    other_slot_name,
+    previous_template,
+    rollback_patch,
+    scale_patch,
+    selector_patch,
+    slot_update_patch,
+)
+from webapp.cluster.rollout import UNSCHEDULABLE_GRACE_S, RolloutSnapshot, watch_rollout
+from webapp.cluster.scheduling import Strategy
 
 # ---------------------------------------------------------------- switching
 
@@ -99,7 +93,7 @@ class SwitchOptions:
 
 def switch_model(
     cluster: Cluster,
-    spec: mf.ModelSpec,
+    spec: ModelSpec,
     *,
     admin: str,
     namespace: str,
@@ -118,8 +112,8 @@ def switch_model(
     returns the model ids served at ``url`` (``http://<pod ip>:8000``); blue/green
     requires it, in place uses it to double-check when given.
     """
-    mf.validate_spec(spec)
-    mf.check_object_name("deployment", deployment)
+    validate_spec(spec)
+    check_object_name("deployment", deployment)
     if strategy == "blue_green" and model_probe is None:
         raise StrategyNotAllowed("blue/green needs a model probe to verify the new model")
     if strategy not in ("in_place", "blue_green"):
@@ -187,7 +181,7 @@ def _follow(
 
 def _probe_ok(model_probe, snap: RolloutSnapshot, model: str, attempts: int, poll_s: float):
     """Ask ``/v1/models`` of the new ready pods until ``model`` is listed; returns (ok, seen)."""
-    urls = [f"http://{p.ip}:{mf.VLLM_PORT}" for p in snap.pods if p.new and p.ready and p.ip]
+    urls = [f"http://{p.ip}:{VLLM_PORT}" for p in snap.pods if p.new and p.ready and p.ip]
     seen: list[str] = []
     for i in range(max(1, attempts)):
         for url in urls:
@@ -226,7 +220,7 @@ def _roll_out(
     return f"the pod is ready but /v1/models lists {seen or 'nothing'}", False
 
 
-def _why(spec: mf.ModelSpec, failure: str, cancelled: bool) -> str:
+def _why(spec: ModelSpec, failure: str, cancelled: bool) -> str:
     """The first words of a rollback message: cancelled, or why the switch failed."""
     return "Cancelled" if cancelled else f"The switch to {spec.name} failed: {failure.rstrip('.')}"
 
@@ -234,17 +228,15 @@ def _why(spec: mf.ModelSpec, failure: str, cancelled: bool) -> str:
 def _in_place(cluster, spec, namespace, name, model_probe, cancel, opts, lock):
     dep = _read_deployment(cluster, namespace, name)
     old_template = dep["spec"]["template"]
-    before = mf.template_model(old_template)
+    before = template_model(old_template)
     labels = (old_template.get("metadata") or {}).get("labels") or {}
-    new_template = mf.build_pod_template(spec, labels=labels, base_template=old_template)
+    new_template = build_pod_template(spec, labels=labels, base_template=old_template)
     if new_template == old_template and dep["spec"].get("replicas"):
         yield SwitchResult(
             "unchanged", "in_place", before, before, f"{spec.name} is already served."
         )
         return
-    _patch_deployment(
-        cluster, namespace, name, mf.in_place_patch(dep, new_template), "switch model"
-    )
+    _patch_deployment(cluster, namespace, name, in_place_patch(dep, new_template), "switch model")
     yield SwitchStep(
         "patched",
         f"Deployment {name} now asks for {spec.name}; {before} stops first.",
@@ -264,7 +256,7 @@ def _in_place(cluster, spec, namespace, name, model_probe, cancel, opts, lock):
 def _roll_back_in_place(cluster, namespace, name, before, spec, failure, cancelled, opts, lock):
     why = _why(spec, failure, cancelled)
     dep = _read_deployment(cluster, namespace, name)
-    previous = mf.previous_template(dep)
+    previous = previous_template(dep)
     if previous is None:
         yield SwitchResult(
             "rollback_failed",
@@ -277,7 +269,7 @@ def _roll_back_in_place(cluster, namespace, name, before, spec, failure, cancell
         )
         return
     yield SwitchStep("rollback", f"{why}. Rolling back to {before}.")
-    _patch_deployment(cluster, namespace, name, mf.rollback_patch(dep, previous), "roll back")
+    _patch_deployment(cluster, namespace, name, rollback_patch(dep, previous), "roll back")
     last = yield from _follow(cluster, namespace, name, None, opts, lock, "rollback")
     if last is not None and last.state == "ready":
         yield SwitchResult(
@@ -323,8 +315,8 @@ def _blue_green(cluster, spec, namespace, base, service_name, model_probe, cance
     svc = call(svc_action, cluster.core.read_namespaced_service, service_name, namespace)
     active = active_deployment(cluster, namespace, base, svc)
     active_name = active["metadata"]["name"]
-    before = mf.template_model(active["spec"]["template"])
-    target_name = mf.other_slot_name(base, active_name)
+    before = template_model(active["spec"]["template"])
+    target_name = other_slot_name(base, active_name)
     try:
         target = _read_deployment(cluster, namespace, target_name)
     except NotFound:
@@ -332,9 +324,9 @@ def _blue_green(cluster, spec, namespace, base, service_name, model_probe, cance
     selector = target["spec"]["selector"]["matchLabels"]
     old_t = active["spec"]["template"]
     labels = {**((old_t.get("metadata") or {}).get("labels") or {}), **selector}
-    template = mf.build_pod_template(spec, labels=labels, base_template=old_t)
+    template = build_pod_template(spec, labels=labels, base_template=old_t)
     _patch_deployment(
-        cluster, namespace, target_name, mf.slot_update_patch(target, template), "start model"
+        cluster, namespace, target_name, slot_update_patch(target, template), "start model"
     )
     yield SwitchStep(
         "patched",
@@ -352,16 +344,16 @@ def _blue_green(cluster, spec, namespace, base, service_name, model_probe, cance
             cluster.core.patch_namespaced_service,
             service_name,
             namespace,
-            mf.selector_patch(svc, selector),
+            selector_patch(svc, selector),
             _content_type="application/json-patch+json",
         )
         yield SwitchStep("flipped", f"Service {service_name} now sends traffic to {target_name}.")
-        _patch_deployment(cluster, namespace, active_name, mf.scale_patch(0), "stop old model")
+        _patch_deployment(cluster, namespace, active_name, scale_patch(0), "stop old model")
         yield SwitchStep("cleanup", f"Scaled {active_name} ({before}) to zero.")
         yield SwitchResult("switched", "blue_green", before, spec.name, f"Now serving {spec.name}.")
         return
     why = _why(spec, failure, cancelled)
-    _patch_deployment(cluster, namespace, target_name, mf.scale_patch(0), "stop the new model")
+    _patch_deployment(cluster, namespace, target_name, scale_patch(0), "stop the new model")
     yield SwitchStep("rollback", f"{why}. Scaled {target_name} to zero.")
     yield SwitchResult(
         "rolled_back",

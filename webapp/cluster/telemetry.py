@@ -34,8 +34,14 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from webapp.cluster import k8s
-from webapp.cluster.errors import ClusterError, ClusterUnavailable, Forbidden, NotFound
-from webapp.cluster.telemetry_errors import SourceFailure, TelemetryUnavailable
+from webapp.cluster.errors import (
+    ClusterError,
+    ClusterUnavailable,
+    Forbidden,
+    NotFound,
+    SourceFailure,
+    TelemetryUnavailable,
+)
 
 UTIL = "DCGM_FI_DEV_GPU_UTIL"  # %
 FB_USED = "DCGM_FI_DEV_FB_USED"  # MiB

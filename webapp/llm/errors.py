@@ -1,7 +1,13 @@
 """Typed errors raised by the vLLM client layer.
 
-Views map each class to a plain-language message (``webapp.chat.messages``);
-nothing here is meant to be shown to a user verbatim.
+Error policy (the same sentence opens every ``errors`` module): the UI decides what a user
+sees, mapping each type to its own plain-language words and showing a message as is only where
+its ``errors`` module says it is written for users, and no message ever holds a secret, a stack
+trace or another user's data.
+
+No message here is written for users: ``detail`` carries what the model server or the
+connection said (for logs; the chat page quotes a short excerpt of a 4xx reason), and
+``webapp.chat.messages`` maps each class to the words a user sees.
 """
 
 from __future__ import annotations

@@ -81,10 +81,6 @@ class MetricsSnapshot:
     def ttft_p50_s(self) -> float | None:
         return self.ttft.quantile(0.5) if self.ttft else None
 
-    @property
-    def ttft_p95_s(self) -> float | None:
-        return self.ttft.quantile(0.95) if self.ttft else None
-
 
 @dataclass(frozen=True)
 class Rates:

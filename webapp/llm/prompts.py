@@ -55,14 +55,3 @@ def _neutralise(text: str) -> str:
         if line.startswith((f"{USER_LABEL}:", f"{ASSISTANT_LABEL}:")):
             lines[i] = " " + line
     return "\n".join(lines)
-
-
-def strip_stop_tail(text: str) -> str:
-    """Remove a dangling partial role label a base model may leave at the end of its answer."""
-    stripped = text.rstrip()
-    for label in (USER_LABEL, ASSISTANT_LABEL):
-        for cut in range(len(label) + 1, 0, -1):
-            tail = (label + ":")[:cut]
-            if stripped.endswith("\n" + tail):
-                return stripped[: -len(tail)].rstrip()
-    return text

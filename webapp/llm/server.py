@@ -156,7 +156,3 @@ def _int_or_none(v: object) -> int | None:
         return int(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-
-
-def _short(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

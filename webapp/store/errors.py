@@ -1,8 +1,12 @@
 """Typed errors of the conversation store and of the usage limits.
 
-Every message is plain language and safe to show to a user: it never contains
-a database URL, SQL, a stack trace or another user's data. Views may show
-``str(error)`` as is, or choose their own wording per class.
+Error policy (the same sentence opens every ``errors`` module): the UI decides what a user
+sees, mapping each type to its own plain-language words and showing a message as is only where
+its ``errors`` module says it is written for users, and no message ever holds a secret, a stack
+trace or another user's data.
+
+Every message here is written for users (plain language, never a database URL or SQL), so
+the UI may show ``str(error)`` as is or choose its own words per class.
 """
 
 from __future__ import annotations

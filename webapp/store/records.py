@@ -18,7 +18,6 @@ ROLES: frozenset[str] = frozenset({"system", "user", "assistant"})
 # failed      the server or the connection failed; the partial text is kept, meta["error"] says why
 # cut         finish_reason "length": the answer hit max_tokens
 # interrupted it was streaming when its process died (set by mark_interrupted)
-MessageStatus = Literal["complete", "streaming", "stopped", "failed", "cut", "interrupted"]
 STATUSES: frozenset[str] = frozenset(
     {"complete", "streaming", "stopped", "failed", "cut", "interrupted"}
 )

@@ -1,19 +1,8 @@
 """``ConversationStore``: users' conversations and messages in SQLite or PostgreSQL.
 
-Ownership is enforced in the SQL of every statement (``WHERE owner = :owner``),
-never by filtering in Python afterwards. A conversation that does not exist and
-one that belongs to someone else raise the same ``ConversationNotFound``.
-
-Access policy (the one place it lives):
-
-- the owner may do everything: read, continue (add/update/truncate messages),
-  rename, change settings, delete;
-- an *anonymous* viewer who knows the id of an *anonymous* conversation (it was
-  in their URL) may read and continue it — the unguessable id is a capability,
-  so a guest who reloads the page, and so gets a new browser key, keeps chatting;
-  they may not rename or delete it, and it appears in their list only when the
-  page passes its id in ``include_ids``;
-- a logged-in user's conversation is reachable by that user only, URL or not.
+Writes live here; the read queries and the SQL access rule every statement uses (who may
+read, continue, rename or delete a conversation — the one place that policy lives) are in
+``queries``.
 """
 
 from __future__ import annotations
@@ -24,12 +13,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.sql.elements import ColumnElement
 
-from webapp.access.identity import ANON_PREFIX, is_anonymous_key
 from webapp.store import engine as db
+from webapp.store import queries as q
 from webapp.store.errors import (
     ConversationNotFound,
     SettingsTooLarge,
@@ -44,8 +32,6 @@ from webapp.store.records import (
     STATUSES,
     Conversation,
     ConversationSummary,
-    Message,
-    is_valid_conversation_id,
     new_conversation_id,
     title_from_prompt,
     utcnow,
@@ -58,34 +44,6 @@ SETTINGS_MAX_CHARS = 256_000
 DEFAULT_STALE_AFTER_S = 30.0
 
 Clock = Callable[[], datetime]
-
-
-def _access(owner: str, *, manage: bool) -> ColumnElement[bool]:
-    """SQL condition: may ``owner`` act on the conversation row (see module docstring)."""
-    if manage or not is_anonymous_key(owner):
-        return C.c.owner == owner
-    return or_(C.c.owner == owner, C.c.owner.startswith(ANON_PREFIX, autoescape=True))
-
-
-def _summary(row: Any) -> ConversationSummary:
-    return ConversationSummary(
-        id=row.public_id,
-        title=row.title or DEFAULT_TITLE,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _message(row: Any) -> Message:
-    return Message(
-        id=row.id,
-        role=row.role,
-        content=row.content,
-        status=row.status,
-        meta=dict(row.meta or {}),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
 
 
 def _checked_settings(chat_settings: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -159,17 +117,6 @@ class ConversationStore:
         if self._engine is not None:
             self._engine.dispose()
 
-    def _find(self, conn: Connection, owner: str, conversation_id: str, *, manage: bool) -> Any:
-        """The conversation row ``owner`` may act on, else ``ConversationNotFound``."""
-        if not is_valid_conversation_id(conversation_id):
-            raise ConversationNotFound()
-        row = conn.execute(
-            select(C).where(C.c.public_id == conversation_id, _access(owner, manage=manage))
-        ).first()
-        if row is None:
-            raise ConversationNotFound()
-        return row
-
     # --- conversations ----------------------------------------------------------------
 
     def create_conversation(
@@ -228,24 +175,17 @@ class ConversationStore:
         conn: Connection, key: str, max_conversations: int, prune_oldest: bool
     ) -> list[ConversationSummary]:
         """Delete the oldest conversations counted against ``key`` so that one more fits."""
-        count = conn.execute(
-            select(func.count()).select_from(C).where(C.c.limits_key == key)
-        ).scalar_one()
+        count = q.count_counted_against(conn, key)
         excess = count - max_conversations + 1
         if excess > 0 and not prune_oldest:
             raise TooManyConversations(max_conversations)
         if excess <= 0:
             return []
-        oldest = conn.execute(
-            select(C)
-            .where(C.c.limits_key == key)
-            .order_by(C.c.updated_at.asc(), C.c.pk.asc())
-            .limit(excess)
-        ).all()
+        oldest = q.oldest_counted_against(conn, key, excess)
         pks = [row.pk for row in oldest]
         conn.execute(delete(M).where(M.c.conversation_pk.in_(pks)))
         conn.execute(delete(C).where(C.c.pk.in_(pks), C.c.limits_key == key))
-        return [_summary(row) for row in oldest]
+        return [q.summary(row) for row in oldest]
 
     def list_conversations(
         self, owner: str, limit: int = 100, include_ids: Iterable[str] = ()
@@ -255,46 +195,22 @@ class ConversationStore:
         ``include_ids`` adds conversations opened by URL in this browser session
         (anonymous viewers only; ids they may not read are silently ignored).
         """
-        extra = [i for i in include_ids if is_valid_conversation_id(i)]
-        mine = C.c.owner == owner
-        if extra and is_anonymous_key(owner):
-            mine = or_(mine, and_(C.c.public_id.in_(extra), _access(owner, manage=False)))
         with db.transaction(self.migrated_engine()) as conn:
-            rows = conn.execute(
-                select(C).where(mine).order_by(C.c.updated_at.desc(), C.c.pk.desc()).limit(limit)
-            ).all()
-        return [_summary(row) for row in rows]
+            return q.conversation_summaries(conn, owner, limit, include_ids)
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation:
         """The conversation with its messages in order, if ``owner`` may read it."""
         with db.transaction(self.migrated_engine()) as conn:
-            row = self._find(conn, owner, conversation_id, manage=False)
-            rows = conn.execute(
-                select(M).where(M.c.conversation_pk == row.pk).order_by(M.c.id)
-            ).all()
-        return Conversation(
-            id=row.public_id,
-            title=row.title or DEFAULT_TITLE,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            chat_settings=dict(row.chat_settings) if row.chat_settings is not None else None,
-            is_owner=row.owner == owner,
-            messages=tuple(_message(r) for r in rows),
-        )
+            return q.read_conversation(conn, owner, conversation_id)
 
     def rename(self, owner: str, conversation_id: str, title: str) -> str:
         """Rename (owner only) and return the new title; a blank title means "from the first
         prompt" again."""
         with db.transaction(self.migrated_engine()) as conn:
-            row = self._find(conn, owner, conversation_id, manage=True)
+            row = q.find_conversation(conn, owner, conversation_id, manage=True)
             new_title = " ".join(title.split())[:TITLE_STORED_MAX] or None
             if new_title is None:
-                first = conn.execute(
-                    select(M.c.content)
-                    .where(M.c.conversation_pk == row.pk, M.c.role == "user")
-                    .order_by(M.c.id)
-                    .limit(1)
-                ).scalar()
+                first = q.first_user_prompt(conn, row.pk)
                 new_title = title_from_prompt(first) if first is not None else None
             conn.execute(update(C).where(C.c.pk == row.pk).values(title=new_title))
         return new_title or DEFAULT_TITLE
@@ -305,7 +221,7 @@ class ConversationStore:
         """Replace the conversation's chat settings (model, temperature, system prompt...)."""
         chat_settings = _checked_settings(chat_settings)
         with db.transaction(self.migrated_engine()) as conn:
-            row = self._find(conn, owner, conversation_id, manage=False)
+            row = q.find_conversation(conn, owner, conversation_id, manage=False)
             conn.execute(
                 update(C).where(C.c.pk == row.pk).values(chat_settings=dict(chat_settings))
             )
@@ -313,22 +229,9 @@ class ConversationStore:
     def delete(self, owner: str, conversation_id: str) -> None:
         """Delete a conversation and its messages (owner only)."""
         with db.transaction(self.migrated_engine()) as conn:
-            row = self._find(conn, owner, conversation_id, manage=True)
+            row = q.find_conversation(conn, owner, conversation_id, manage=True)
             conn.execute(delete(M).where(M.c.conversation_pk == row.pk))
             conn.execute(delete(C).where(C.c.pk == row.pk, C.c.owner == owner))
-
-    def claim_anonymous(self, owner_from: str, owner_to: str) -> int:
-        """Move an anonymous session's conversations to ``owner_to`` (e.g. right after login).
-
-        Only anonymous keys can be claimed from; returns how many moved.
-        """
-        if not is_anonymous_key(owner_from) or owner_from == owner_to:
-            return 0
-        with db.transaction(self.migrated_engine()) as conn:
-            result = conn.execute(
-                update(C).where(C.c.owner == owner_from).values(owner=owner_to, limits_key=owner_to)
-            )
-        return result.rowcount
 
     # --- messages ---------------------------------------------------------------------
 
@@ -347,7 +250,7 @@ class ConversationStore:
         now = self.now()
         try:
             with db.transaction(self.migrated_engine()) as conn:
-                row = self._find(conn, owner, conversation_id, manage=False)
+                row = q.find_conversation(conn, owner, conversation_id, manage=False)
                 result = conn.execute(
                     insert(M).values(
                         conversation_pk=row.pk,
@@ -384,11 +287,7 @@ class ConversationStore:
         """
         _check_message(None, status)
         with db.transaction(self.migrated_engine()) as conn:
-            row = conn.execute(
-                select(M.c.id, M.c.meta)
-                .join(C, C.c.pk == M.c.conversation_pk)
-                .where(M.c.id == message_id, _access(owner, manage=False))
-            ).first()
+            row = q.accessible_message(conn, owner, message_id)
             if row is None:
                 raise ConversationNotFound()
             values: dict[str, Any] = {"updated_at": self.now()}
@@ -420,7 +319,9 @@ class ConversationStore:
                     .where(
                         M.c.id == message_id,
                         M.c.status == "streaming",
-                        M.c.conversation_pk.in_(select(C.c.pk).where(_access(owner, manage=False))),
+                        M.c.conversation_pk.in_(
+                            select(C.c.pk).where(q.access(owner, manage=False))
+                        ),
                     )
                     .values(content=content, updated_at=now)
                 )
@@ -434,7 +335,7 @@ class ConversationStore:
         Returns how many were deleted.
         """
         with db.transaction(self.migrated_engine()) as conn:
-            row = self._find(conn, owner, conversation_id, manage=False)
+            row = q.find_conversation(conn, owner, conversation_id, manage=False)
             result = conn.execute(
                 delete(M).where(M.c.conversation_pk == row.pk, M.c.id > message_id)
             )

@@ -11,14 +11,14 @@ import streamlit as st
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
-from tests.admin_world import CLUSTER, LOCATION, PROJECT, admin_world, seed_from_manifest
-from tests.cluster.conftest import LLAMA, NS, seed_vllm
 from tests.fakes.gke_server import gpu_pool
 from tests.fakes.k8s_server import arg_value, pod_args
-from tests.identities import OIDC_SECRETS
+from tests.support.admin_world import CLUSTER, LOCATION, PROJECT, admin_world, seed_from_manifest
+from tests.support.cluster import LLAMA, NS, seed_vllm
+from tests.support.identities import OIDC_SECRETS
 from webapp.admin import warmup
 from webapp.cluster.k8s import connect
-from webapp.cluster.switch import acquire_lock
+from webapp.cluster.lock import acquire_lock
 from webapp.settings import get_settings
 
 APP = str(Path(__file__).resolve().parents[3] / "webapp" / "app.py")

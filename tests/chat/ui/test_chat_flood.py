@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import StreamlitServer
 from tests.fakes.openai_server import FakeOpenAI, Script
+from tests.support.servers import StreamlitServer
 from tests.support.streamlit_ws import WsSession, nth_client, via_load_balancer
 
 SESSIONS = 100

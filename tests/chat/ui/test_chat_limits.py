@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.fakes.openai_server import FakeOpenAI, Script
-from tests.identities import OIDC_SECRETS
+from tests.support.identities import OIDC_SECRETS
 from webapp.access.identity import UNKNOWN_CLIENT
 from webapp.chat.limits import UsageLimits
 from webapp.settings import get_settings

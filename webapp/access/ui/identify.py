@@ -14,11 +14,11 @@ from webapp.access.auth import (
     AccessMode,
     AdminIdentity,
     Listener,
-    NoLocalIdentity,
     admin_access_mode,
-    certs_fetcher_for,
     identify_admin,
 )
+from webapp.access.errors import NoLocalIdentity
+from webapp.access.iap import certs_fetcher_for
 from webapp.cluster.errors import ClusterError
 from webapp.cluster.k8s import kubeconfig_user
 from webapp.settings import Settings
@@ -45,7 +45,7 @@ def listener() -> Listener:
 
 
 def identify(settings: Settings, mode: AccessMode) -> AdminIdentity:
-    """The admin at the browser under ``mode``; raises the ``webapp.access.auth.AuthError`` subclasses."""
+    """The admin at the browser under ``mode``; raises the ``webapp.access.errors.AuthError`` subclasses."""
     local = mode == "local"
     return identify_admin(
         settings,

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from webapp.access.auth import AdminAccessOff, AdminIdentity, AuthError, NotAdmin, NotLoggedIn
+from webapp.access.auth import AdminIdentity
+from webapp.access.errors import AdminAccessOff, AuthError, NotAdmin, NotLoggedIn
 from webapp.access.ui.identify import access_mode, identify
 from webapp.admin.audit import AuditLog
 from webapp.admin.catalog import Catalog, load_catalog

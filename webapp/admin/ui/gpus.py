@@ -16,9 +16,9 @@ import pandas as pd
 import streamlit as st
 
 from webapp.admin.gpus import chart_rows, gpu_rows, gpu_warnings
+from webapp.cluster.errors import TelemetryUnavailable
 from webapp.cluster.inventory import PodInfo
 from webapp.cluster.telemetry import Telemetry, read_gpu_telemetry
-from webapp.cluster.telemetry_errors import TelemetryUnavailable
 from webapp.ui.text import literal
 
 log = logging.getLogger(__name__)

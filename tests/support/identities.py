@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from google.auth import jwt
 from google.auth.crypt import es256
 
-from webapp.access.auth import IAP_ISSUER
+from webapp.access.iap import IAP_ISSUER
 
 #: an ``[auth]`` section for ``st.secrets``: login is "configured", the provider unreachable
 OIDC_SECRETS = {

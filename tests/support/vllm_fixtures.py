@@ -1,6 +1,6 @@
 """Pytest plugin: real vLLM (CPU build) servers on a tiny local model.
 
-Register with ``pytest_plugins = ["tests.vllm_fixtures"]`` in the top conftest.
+Register with ``pytest_plugins = ["tests.support.vllm_fixtures"]`` in the top conftest.
 
 Fixtures (session scoped):
 - ``vllm_chat``: the tiny model served as ``tiny-chat`` with a ChatML-like chat template.
@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO_ROOT / ".models" / "tiny-llama"
 CHAT_TEMPLATE_FILE = "chat_template.jinja.txt"
 MAX_MODEL_LEN = 1024

@@ -18,16 +18,17 @@ from pathlib import Path
 
 import yaml
 
-from tests.cluster.conftest import LLAMA, NS, seed_vllm
 from tests.fakes.gke_server import FakeGke, FakeGkeServer, default_pool, gpu_pool
 from tests.fakes.k8s_server import FakeCluster
 from tests.fakes.openai_server import FakeOpenAI
-from webapp.cluster import manifests as mf
+from tests.support.cluster import LLAMA, NS, seed_vllm
+from webapp.cluster.manifests import build_service
+from webapp.cluster.patches import idle_slot
 from webapp.settings import Settings
 
 PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
 BASE_MANIFEST = (
-    Path(__file__).resolve().parents[1] / "k8s" / "base" / "vllm" / "vllm-deployment.yaml"
+    Path(__file__).resolve().parents[2] / "k8s" / "base" / "vllm" / "vllm-deployment.yaml"
 )
 
 
@@ -46,9 +47,9 @@ def seed_from_manifest(fc: FakeCluster, *, annotated: bool = True) -> None:
     k8s/base/vllm-green ships it) and a Service on its labels; wait until ready."""
     dep = base_manifest_deployment(annotated=annotated)
     fc.create("deployments", dep)
-    fc.create("deployments", mf.idle_slot(dep, "vllm"))
+    fc.create("deployments", idle_slot(dep, "vllm"))
     selector = dep["spec"]["selector"]["matchLabels"]
-    fc.create("services", mf.build_service("vllm", NS, selector))
+    fc.create("services", build_service("vllm", NS, selector))
     assert fc.wait_for(lambda f: f.served_models(NS) == ["llama-2-7b"], 10)
 
 
