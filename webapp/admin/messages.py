@@ -46,6 +46,9 @@ RBAC_RULES: dict[str, str] = {
     "read_namespaced_lease": "get on leases (coordination.k8s.io)",
     "replace_namespaced_lease": "update on leases (coordination.k8s.io)",
     "list_node": "list on nodes (cluster-wide, a ClusterRole)",
+    "connect_get_namespaced_service_proxy_with_path": (
+        "get on services/proxy (the DCGM exporter's, a ClusterRole)"
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from webapp.cluster.errors import ClusterError, NodePoolError
 from webapp.cluster.inventory import Inventory, PodInfo, inventory, pod_logs
 from webapp.cluster.k8s import Cluster, connect
 from webapp.cluster.node_pools import NodePoolInfo, NodePools, with_node_counts
+from webapp.cluster.telemetry import Telemetry, read_gpu_telemetry
 from webapp.llm.errors import LLMError
 from webapp.llm.metrics import MetricsHistory, fetch_metrics
 from webapp.llm.server import list_models
@@ -112,3 +113,9 @@ def sample_load(history: MetricsHistory, llm_url: str, api_key: str | None) -> L
     except LLMError as exc:
         return exc
     return None
+
+
+def read_gpus(settings: Any, cluster: Cluster | None) -> Telemetry:
+    """Per-GPU telemetry from the first source that answers (``TelemetryUnavailable`` says,
+    per source, why not and what turns it on)."""
+    return read_gpu_telemetry(settings, cluster)

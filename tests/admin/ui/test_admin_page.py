@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
+from tests.fakes.dcgm_server import FakeDcgm, FakeDcgmServer, GpuSpec
 from tests.fakes.gke_server import gpu_pool
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.support.admin_world import CLUSTER, LOCATION, PROJECT, admin_world, seed_from_manifest
@@ -162,7 +163,9 @@ def test_status_comes_first_and_costly_parts_wait_until_asked(world, page):
     assert [h.value for h in at.header] == ["Status", "Deploy a model", "Audit log"]
     assert [e.label for e in at.expander][0] == "Pod log"
     assert world.fc.request_counts[("get", "pods/log")] == 0
-    assert not at.html and not at.code and not at.get("vega_lite_chart")
+    # no GPU telemetry source here: the GPU panel's only code blocks are its turn-on commands
+    assert not at.html and all(c.language == "bash" for c in at.code)
+    assert not at.get("vega_lite_chart")
     at.toggle(key="load_charts").set_value(True).run()
     assert len(at.get("vega_lite_chart")) == 2
     pod = serving_pod(world, LLAMA.name)
@@ -174,6 +177,46 @@ def test_status_comes_first_and_costly_parts_wait_until_asked(world, page):
     (log,) = at.html
     assert log.value.startswith("<pre") and "vLLM API server" in log.value
     assert "&lt;b&gt;not markup&lt;/b&gt; &amp; co" in log.value  # log text, never HTML
+
+
+def test_gpu_panel_shows_each_gpu_with_the_pod_using_it(world, page):
+    """GPU telemetry on the page: the DCGM exporter (through the API's service proxy, the
+    managed source having no credentials here) gives one row per GPU, joined with the pod
+    that holds it; a GPU whose memory is nearly full is a warning."""
+    pod = serving_pod(world, LLAMA.name)
+    gpus = [
+        GpuSpec(node="gpu-a", util=87, fb_used=22_400, fb_free=91, pod=pod, namespace=NS,
+                container="vllm"),
+        GpuSpec(node="gpu-b", util=0, fb_used=0, fb_free=22_491),
+    ]  # fmt: skip
+    with FakeDcgmServer(FakeDcgm(gpus=gpus)) as dcgm:
+        world.fc.proxy_to("gpu-operator", "nvidia-dcgm-exporter", dcgm.url)
+        at = page(world)
+    assert not at.exception, at.exception
+    rows = table(at, "utilization %").set_index("node")
+    assert rows.loc["gpu-a", "pod"] == f"{NS}/{pod}" and rows.loc["gpu-a", "serving"] == LLAMA.name
+    assert rows.loc["gpu-a", "utilization %"] == 87 and rows.loc["gpu-b", "utilization %"] == 0
+    assert "memory" in " ".join(w.value for w in at.warning)
+    assert table(at, "machine type") is not None  # the rest of the page goes on
+
+
+def test_gpu_panel_without_a_source_says_how_to_turn_one_on(world, page):
+    at = page(world)
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert "GPU telemetry is unavailable" in shown
+    assert any("--monitoring=SYSTEM,DCGM" in c.value for c in at.code)
+    assert table(at, "GPUs capacity") is not None and table(at, "machine type") is not None
+
+
+def test_usage_is_read_only_when_opened_and_shows_the_saved_answers(world, page):
+    at = page(world)
+    assert "Usage and cost" in [e.label for e in at.expander]
+    assert table(at, "tokens out") is None  # not read at page open
+    at.session_state["usage_box"] = True  # the admin opens the expander
+    at.run()
+    assert not at.exception, at.exception
+    assert "No answers were saved in the last day." in texts(at)
 
 
 def test_an_open_pod_log_stays_open_through_a_failed_read(world, page):

@@ -31,7 +31,7 @@ def panel(settings, pods, cluster, credentials):
 
     st.header("Status")
     gpu_section(
-        settings, pods, cluster=cluster,
+        settings, pods,
         read=lambda: read_gpu_telemetry(settings, cluster, credentials=credentials),
     )  # fmt: skip
     st.subheader("Node pools")  # the rest of the page goes on

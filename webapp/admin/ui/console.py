@@ -25,6 +25,7 @@ from webapp.cluster.k8s import Cluster
 from webapp.cluster.node_pools import NodePools
 from webapp.llm.metrics import MetricsHistory
 from webapp.settings import Settings
+from webapp.store import ConversationStore
 from webapp.ui.text import literal
 
 GKE_NOT_CONFIGURED = (
@@ -47,6 +48,7 @@ class Console:
     pools: NodePools | None
     pools_problem: str
     reads: dict[str, Status] = field(default_factory=dict)
+    gpus: int | None = None  # GPUs in the pool's nodes, as this run's status read them
 
     @property
     def api_key(self) -> str:
@@ -61,6 +63,16 @@ def _registry() -> JobRegistry:
 @st.cache_resource(show_spinner=False)
 def _audit(database_url: str) -> AuditLog:
     return AuditLog.from_url(database_url)
+
+
+@st.cache_resource(show_spinner=False)
+def _store(database_url: str) -> ConversationStore:
+    return ConversationStore(database_url)  # no I/O until first use
+
+
+def conversation_store(settings: Settings) -> ConversationStore:
+    """The conversations the usage section reads (the chat's database)."""
+    return _store(settings.database_url)
 
 
 @st.cache_resource(show_spinner=False)

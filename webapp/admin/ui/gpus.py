@@ -2,8 +2,9 @@
 warnings; when no telemetry source answers, a plain message in this panel only (which
 source said what, and the command that turns it on), and the rest of the page goes on.
 
-Called by the admin page as ``gpu_section(settings, pods, cluster=cluster)``; ``read``
-replaces the telemetry read (tests give it credentials for the fake PromQL API).
+Called by the status section as ``gpu_section(settings, pods, read=...)``, ``read`` being
+the telemetry read of ``webapp.admin.status`` (tests give it credentials for the fake PromQL
+API).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import streamlit as st
 from webapp.admin.gpus import chart_rows, gpu_rows, gpu_warnings
 from webapp.cluster.errors import TelemetryUnavailable
 from webapp.cluster.inventory import PodInfo
-from webapp.cluster.telemetry import Telemetry, read_gpu_telemetry
+from webapp.cluster.telemetry import Telemetry
 from webapp.ui.text import literal
 
 log = logging.getLogger(__name__)
@@ -26,16 +27,15 @@ log = logging.getLogger(__name__)
 
 def gpu_section(
     settings: Any,
-    pods: Iterable[PodInfo] = (),
+    pods: Iterable[PodInfo],
     *,
-    cluster: Any = None,
-    read: Callable[[], Telemetry] | None = None,
+    read: Callable[[], Telemetry],
 ) -> None:
     """Draw the GPU panel. ``pods``: the console namespace's pods (to name what each GPU
-    serves); ``cluster``: the connected ``webapp.cluster.k8s.Cluster`` or None."""
+    serves); ``read``: reads the telemetry."""
     st.subheader("GPUs")
     try:
-        telemetry = read() if read is not None else read_gpu_telemetry(settings, cluster)
+        telemetry = read()
     except TelemetryUnavailable as exc:
         _unavailable(exc)
         return

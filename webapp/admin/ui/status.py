@@ -16,6 +16,7 @@ from webapp.admin import status as reads
 from webapp.admin.messages import admin_error_message
 from webapp.admin.serving import Serving
 from webapp.admin.ui.console import Console, age, metrics_history, still_admin
+from webapp.admin.ui.gpus import gpu_section
 from webapp.cluster.errors import ClusterError, NotFound
 from webapp.cluster.inventory import Inventory, PodInfo
 from webapp.ui.text import literal
@@ -62,6 +63,12 @@ def _status(console: Console) -> None:
         _pod_log(console, ())
     else:
         _pods_and_nodes(console, status.inventory)
+        console.gpus = sum(n.gpu_capacity for n in status.inventory.nodes)
+        gpu_section(
+            console.settings,
+            status.inventory.pods,
+            read=lambda: reads.read_gpus(console.settings, console.cluster),
+        )
     _pools_table(console, status)
     _load(console)
 

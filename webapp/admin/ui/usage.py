@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from webapp.admin.ui.console import Console, conversation_store, still_admin
 from webapp.admin.usage import (
     PERIODS,
     Pricing,
@@ -39,6 +40,18 @@ _COLUMNS = {
     "mean TTFT (s)": st.column_config.NumberColumn("mean TTFT (s)", format="%.2f"),
     "est. cost (USD)": st.column_config.NumberColumn("est. cost (USD)", format="$%.2f"),
 }
+
+
+def show(console: Console) -> None:
+    """The usage section, read only while its expander is open (a query over the period's
+    saved answers: not worth making every admin page open wait for it)."""
+    box = st.expander(
+        "Usage and cost", key="usage_box", icon=":material/query_stats:", on_change="rerun"
+    )
+    if not box.open or not still_admin(console):
+        return
+    with box:
+        usage_section(conversation_store(console.settings), console.settings, gpus=console.gpus)
 
 
 def usage_section(store: ConversationStore, settings: Settings, *, gpus: int | None = None) -> None:
