@@ -17,7 +17,7 @@ from webapp.access.errors import AdminAccessOff, AuthError, NotAdmin, NotLoggedI
 from webapp.access.ui.identify import access_mode, identify
 from webapp.admin.audit import AuditLog
 from webapp.admin.catalog import Catalog, load_catalog
-from webapp.admin.jobs import JobRegistry
+from webapp.admin.jobs import JobRegistry, JobView
 from webapp.admin.messages import admin_error_message
 from webapp.admin.status import Status, connect_cluster, connect_node_pools
 from webapp.cluster.errors import ClusterError, NodePoolError
@@ -163,6 +163,16 @@ def still_admin(console: Console) -> bool:
         problem = problem.rstrip(".") + ". Reload the page to sign in again."
     st.warning(f"Paused: {literal(problem)}", icon=":material/lock_clock:")
     return False
+
+
+def job_to_show(console: Console, kind: str) -> JobView | None:
+    """The view of this process's latest job of ``kind``, for a progress fragment; None when
+    there is none (then no sign-in check on every tick of an idle page) or when the viewer
+    is no longer this admin (``still_admin`` has said so)."""
+    job = console.registry.current(kind)
+    if job is None or not still_admin(console):
+        return None
+    return job.view()
 
 
 def age(seconds: float) -> str:

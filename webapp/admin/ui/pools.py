@@ -8,7 +8,7 @@ import streamlit as st
 from webapp.admin import actions
 from webapp.admin.jobs import JobDefinition
 from webapp.admin.messages import admin_error_message
-from webapp.admin.ui.console import Console, still_admin
+from webapp.admin.ui.console import Console, job_to_show
 from webapp.ui.safe_markdown import safe_markdown
 
 
@@ -45,12 +45,9 @@ def _start(console: Console, definition: JobDefinition, request) -> None:
 
 @st.fragment(run_every="2s")
 def _progress(console: Console) -> None:
-    job = console.registry.current(actions.NODE_POOL_RESIZE.kind)
-    if job is None:  # nothing to show or act on: no sign-in check every tick of an idle page
+    view = job_to_show(console, actions.NODE_POOL_RESIZE.kind)
+    if view is None:
         return
-    if not still_admin(console):
-        return
-    view = job.view()
     last = view.messages[-1] if view.messages else ""
     what = view.messages[0] if view.messages else ""
     if view.running:

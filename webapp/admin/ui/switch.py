@@ -8,7 +8,7 @@ import streamlit as st
 from webapp.admin import actions
 from webapp.admin.jobs import JobView
 from webapp.admin.messages import admin_error_message
-from webapp.admin.ui.console import Console, still_admin
+from webapp.admin.ui.console import Console, job_to_show
 from webapp.cluster.rollout import RolloutSnapshot
 from webapp.cluster.switch import SwitchResult
 from webapp.ui.safe_markdown import safe_markdown
@@ -17,12 +17,9 @@ from webapp.ui.text import literal
 
 @st.fragment(run_every="1s")
 def show(console: Console) -> None:
-    job = console.registry.current(actions.SWITCH.kind)
-    if job is None:  # nothing to show or act on: no sign-in check every tick of an idle page
+    view = job_to_show(console, actions.SWITCH.kind)
+    if view is None:
         return
-    if not still_admin(console):
-        return
-    view = job.view()
     if view.running:
         st.session_state["switch_watched"] = view.id
     elif st.session_state.pop("switch_watched", None) == view.id:
