@@ -10,7 +10,6 @@ from webapp.llm import errors as E
     ("err", "must_contain"),
     [
         (E.EmptyPrompt(), "empty"),
-        (E.PromptTooLong(40_000, 32_000), "40,000"),
         (E.ContextOverflow("x", prompt_tokens=5000, limit=512), "5,000 tokens"),
         (E.ContextOverflow("x"), "context window"),
         (E.StreamInterrupted("x", partial_text="abc"), "part received is kept"),

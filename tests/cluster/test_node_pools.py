@@ -15,7 +15,7 @@ from webapp.cluster.errors import (
     OperationFailed,
     OperationInProgress,
 )
-from webapp.cluster.gke_errors import plain_message
+from webapp.cluster.gke_mapping import plain_message
 from webapp.cluster.node_pools import (
     ClusterRef,
     NodePoolInfo,

@@ -13,7 +13,6 @@ from webapp.llm.errors import (
     EmptyPrompt,
     LLMError,
     ModelNotFound,
-    PromptTooLong,
     StreamInterrupted,
 )
 from webapp.store.records import short_title
@@ -24,11 +23,6 @@ def llm_error_message(err: LLMError) -> str:
     """One or two sentences: what happened and what the user can do."""
     if isinstance(err, EmptyPrompt):
         return "Your message is empty. Type something before sending."
-    if isinstance(err, PromptTooLong):
-        return (
-            f"Your message is too long ({err.length:,} characters; the limit is "
-            f"{err.limit:,}). Shorten it or split it into several messages."
-        )
     if isinstance(err, ContextOverflow):
         if err.prompt_tokens and err.limit:
             size = f" ({err.prompt_tokens:,} tokens; at most {err.limit:,} fit)"

@@ -7,5 +7,5 @@ serve, validated; vLLM arguments), ``manifests`` (pure builders of the Deploymen
 (can the pool ever run a pod, which strategies fit: pure), ``inventory``
 (pods, GPU nodes, events, logs), ``loading`` (a pod's loading phases and ETA: pure),
 ``telemetry`` (per-GPU DCGM metrics), ``node_pools`` (GKE node pools), ``errors`` (every
-typed error, Kubernetes and GKE), ``gke_errors`` (Google API errors mapped to them).
+typed error, Kubernetes and GKE), ``gke_mapping`` (Google API errors mapped to them).
 """

@@ -8,7 +8,7 @@ trace or another user's data.
 
 Views catch these and turn them into plain-language messages (``webapp.admin.messages``);
 nothing here ever carries a secret (API tokens stay inside the client configuration).
-How a Google API error becomes a ``NodePoolError`` is ``gke_errors.map_error``.
+How a Google API error becomes a ``NodePoolError`` is ``gke_mapping.map_error``.
 """
 
 from __future__ import annotations

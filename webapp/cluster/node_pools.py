@@ -9,7 +9,7 @@ GKE runs one operation per cluster at a time and refuses a second one with
 HTTP 400 FAILED_PRECONDITION "Cluster is running incompatible operation ...":
 that becomes ``OperationInProgress`` (we refuse clearly rather than queue).
 Pool names are checked against GKE's rules before any call (``validate_pool_name``), and
-errors never carry the request URL (``gke_errors``).
+errors never carry the request URL (``gke_mapping``).
 
 Note: the GKE NodePool resource has no "current size" field (only
 ``initialNodeCount``); the live node count comes from Kubernetes nodes labelled
@@ -35,7 +35,7 @@ from webapp.cluster.errors import (
     NodePoolNotFound,
     OperationFailed,
 )
-from webapp.cluster.gke_errors import is_transport_error, map_error, plain_message
+from webapp.cluster.gke_mapping import is_transport_error, map_error, plain_message
 
 OPERATION_POLL_INTERVAL_S = 2.0
 OPERATION_TIMEOUT_S = 30 * 60  # GPU node creation can take many minutes

@@ -99,12 +99,3 @@ class InvalidPrompt(LLMError):
 
 class EmptyPrompt(InvalidPrompt):
     """Empty or whitespace-only prompt."""
-
-
-class PromptTooLong(InvalidPrompt):
-    """Longer than the configured maximum prompt length."""
-
-    def __init__(self, length: int, limit: int) -> None:
-        super().__init__(f"{length} characters > {limit}")
-        self.length = length
-        self.limit = limit
