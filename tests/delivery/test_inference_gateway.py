@@ -22,6 +22,7 @@ import yaml
 
 from tests.delivery.helpers import (
     CHECKOV_SKIPS,
+    DEPLOY_ENV,
     K8S,
     K8S_VERSIONS,
     NO_SCHEMA_KINDS,
@@ -30,6 +31,7 @@ from tests.delivery.helpers import (
     calls,
     checkov,
     container,
+    deploy_dry_run,
     dump,
     failed_checks,
     find,
@@ -572,3 +574,23 @@ def test_setup_gateway_creates_what_is_missing_once(tmp_path):
     assert not [c for c in seen if "subnets create" in c or "addresses create llm-gateway" in c]
     assert any("--gateway-api=standard" in c for c in seen)
     assert seen[-1].startswith("kubectl apply --server-side -f https://github.com/")
+
+
+# --- scripts/deploy.sh OVERLAY=pools ----------------------------------------------------------
+
+
+def test_deploy_puts_the_pools_into_its_namespace(tripwire, tmp_path):
+    """deploy.sh renders the pooled overlay into NAMESPACE: every pool object, picker and
+    binding moves along (the pickers find their pool in their own namespace)."""
+    overlay_dir = tmp_path / "k8s" / "overlays" / "deploy"
+    overlay_dir.mkdir(parents=True)
+    deploy_dry_run(tripwire, overlay_dir, {"OVERLAY": "pools"})
+    objs = render(overlay_dir)
+    namespace = DEPLOY_ENV["NAMESPACE"]
+    kinds = {"Gateway", "HTTPRoute", "InferencePool", *GKE_KINDS, "Deployment", "Service"}
+    assert {o["metadata"].get("namespace") for o in objs if o["kind"] in kinds} == {namespace}
+    for binding in of_kind(objs, "RoleBinding"):
+        assert {s["namespace"] for s in binding["subjects"]} == {namespace}
+    config = find_prefix(objs, "ConfigMap", "webapp-config")["data"]
+    assert config["LLM_URL"] == "http://10.128.0.250"
+    assert config["K8S_NAMESPACE"] == namespace
