@@ -21,7 +21,8 @@ Environment (defaults in brackets):
   REGION           [us-central1]
   CLUSTER_NAME     [vllm-cluster]
   NAMESPACE        [vllm]
-  OVERLAY          k8s/overlays/<OVERLAY>: l4 | t4 | a100 | h100 [l4]
+  OVERLAY          k8s/overlays/<OVERLAY>: l4 | t4 | a100 | h100 | pools (model pools behind
+                   GKE Inference Gateway; scripts/setup_gke.sh --gateway first) [l4]
   IMAGE            web app image with tag or digest
                    [REGION-docker.pkg.dev/PROJECT_ID/AR_REPO/webapp:latest]
   AR_REPO          [llm-console]

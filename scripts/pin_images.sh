@@ -35,7 +35,9 @@ parse_common_flags "${args[@]}"
 REPO_DIR="${REPO_DIR:-$(cd "$SCRIPT_DIR/.." && pwd)}"
 LOCK="$REPO_DIR/images.lock"
 # Where the images are named (README keeps tags only: it describes, it is not deployed).
-FILES=(Dockerfile cloudbuild.yaml k8s/base/vllm/vllm-deployment.yaml webapp/cluster/manifests.py)
+FILES=(Dockerfile cloudbuild.yaml k8s/base/vllm/vllm-deployment.yaml webapp/cluster/manifests.py
+  k8s/components/inference-gateway/pool-vllm.yaml k8s/components/inference-gateway/bbr.yaml
+  k8s/overlays/pools/pool-mistral.yaml)
 [[ -f "$LOCK" ]] || die "no $LOCK"
 
 REF_PATTERN='^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$'

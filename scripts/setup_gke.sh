@@ -8,6 +8,9 @@
 # Service for Prometheus: README "GPU telemetry").
 # With DOMAIN (or --domain) it also prints the address the domain's DNS A record must point at
 # (HTTPS itself is added by `scripts/deploy.sh --domain`).
+# With --gateway it also prepares GKE Inference Gateway for model pools (k8s/overlays/pools):
+# Gateway API on the cluster, the region's proxy-only subnet, the gateway's internal static IP,
+# and the Inference Extension's CRDs (InferencePool, InferenceObjective).
 # Idempotent: what exists is left as it is. `--dry-run` prints every command, runs none.
 set -euo pipefail
 
@@ -17,7 +20,7 @@ source "$SCRIPT_DIR/lib/common.sh"
 
 usage() {
   cat <<'USAGE'
-Usage: PROJECT_ID=my-project scripts/setup_gke.sh [--dry-run] [--domain NAME]
+Usage: PROJECT_ID=my-project scripts/setup_gke.sh [--dry-run] [--domain NAME] [--gateway]
 
 Environment (defaults in brackets):
   PROJECT_ID          GCP project (required)
@@ -47,10 +50,26 @@ Environment (defaults in brackets):
                       [cluster]
   DOMAIN              DNS name for HTTPS (or --domain NAME; optional): checked, and the
                       static IP its A record must point at is printed
+
+With --gateway (GKE Inference Gateway, for k8s/overlays/pools):
+  NETWORK             VPC network of the cluster [default]
+  PROXY_SUBNET        proxy-only subnet of the region's internal load balancers
+                      [proxy-only-subnet]; one per region and network: an existing
+                      one (any name) is used as it is
+  PROXY_SUBNET_RANGE  its range, unused in the VPC [10.129.0.0/23]; the same
+                      range is in k8s/components/inference-gateway (network policies)
+  GATEWAY_SUBNET      subnet of the gateway's internal address [default]
+  GATEWAY_IP          the gateway's internal address, in GATEWAY_SUBNET [10.128.0.250];
+                      the same address is LLM_URL in k8s/components/inference-gateway
 USAGE
 }
 
-ACCEPTS_DOMAIN=1 parse_common_flags "$@"
+GATEWAY=0
+args=()
+for arg in "$@"; do
+  if [[ "$arg" == "--gateway" ]]; then GATEWAY=1; else args+=("$arg"); fi
+done
+ACCEPTS_DOMAIN=1 parse_common_flags "${args[@]}"
 # PROJECT_ID, REGION, CLUSTER_NAME, NAMESPACE, GPU_POOL, STATIC_IP_NAME, AR_REPO, ADMIN_GSA,
 # SECURITY_POLICY
 gke_defaults
@@ -73,6 +92,29 @@ case "$ADMIN_IAM_SCOPE" in
   cluster | project) ;;
   *) die "ADMIN_IAM_SCOPE must be cluster or project, not $(shell_quote "$ADMIN_IAM_SCOPE")" ;;
 esac
+# GKE Inference Gateway (--gateway). The extension's release whose endpoint picker and
+# body-based router images k8s/components/inference-gateway runs (its CRDs: InferencePool v1
+# and the InferenceObjective / InferenceModelRewrite kinds that picker watches).
+INFERENCE_EXTENSION_VERSION=v1.5.0
+INFERENCE_EXTENSION_CRDS="https://github.com/kubernetes-sigs/gateway-api-inference-extension/releases/download/${INFERENCE_EXTENSION_VERSION}/manifests.yaml"
+GATEWAY_IP_NAME=llm-gateway-ip
+NETWORK="${NETWORK:-default}"
+PROXY_SUBNET="${PROXY_SUBNET:-proxy-only-subnet}"
+PROXY_SUBNET_RANGE="${PROXY_SUBNET_RANGE:-10.129.0.0/23}"
+GATEWAY_SUBNET="${GATEWAY_SUBNET:-default}"
+GATEWAY_IP="${GATEWAY_IP:-10.128.0.250}"
+if [[ "$GATEWAY" == "1" ]]; then
+  octet='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
+  [[ "$GATEWAY_IP" =~ ^($octet\.){3}$octet$ ]] ||
+    die "GATEWAY_IP is not an IPv4 address: $(shell_quote "$GATEWAY_IP")"
+  [[ "$PROXY_SUBNET_RANGE" =~ ^($octet\.){3}$octet/(2[0-6]|1[0-9])$ ]] ||
+    die "PROXY_SUBNET_RANGE is not an IPv4 range from /10 to /26 (e.g. 10.129.0.0/23):" \
+      "$(shell_quote "$PROXY_SUBNET_RANGE")"
+  for name in NETWORK PROXY_SUBNET GATEWAY_SUBNET; do
+    [[ "${!name}" =~ ^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$ ]] ||
+      die "$name is not a GCP resource name: $(shell_quote "${!name}")"
+  done
+fi
 ARMOR_RATE_LIMIT="${ARMOR_RATE_LIMIT:-600}"
 ARMOR_RATE_INTERVAL_S="${ARMOR_RATE_INTERVAL_S:-60}"
 # The rule's priority in the policy (lower runs first); the default rule (allow) stays last.
@@ -138,6 +180,34 @@ ADMIN_CONDITION+=",title=llm-console-${CLUSTER_NAME}"
 ADMIN_CONDITION+=",description=Only GKE cluster ${CLUSTER_NAME} in ${REGION} and its operations"
 
 require_tools gcloud kubectl
+
+# GKE Inference Gateway for model pools: what k8s/components/inference-gateway needs first.
+setup_inference_gateway() {
+  log "GKE Inference Gateway: Gateway API, proxy-only subnet, internal IP, InferencePool CRDs"
+  # The routing extension (body-based routing) is a Service Extension of the load balancer.
+  run gcloud services enable networkservices.googleapis.com --project="$PROJECT_ID"
+  # GKE's Gateway controller and the standard-channel Gateway API CRDs, managed by GKE.
+  run gcloud container clusters update "$CLUSTER_NAME" \
+    --location="$REGION" --project="$PROJECT_ID" --gateway-api=standard --quiet
+  # Regional internal gateways (gke-l7-rilb) run their proxies in this subnet.
+  ensure "proxy-only subnet exists" \
+    gcloud compute networks subnets describe "$PROXY_SUBNET" \
+    --region="$REGION" --project="$PROJECT_ID" -- \
+    gcloud compute networks subnets create "$PROXY_SUBNET" \
+    --purpose=REGIONAL_MANAGED_PROXY --role=ACTIVE \
+    --region="$REGION" --network="$NETWORK" --range="$PROXY_SUBNET_RANGE" \
+    --project="$PROJECT_ID"
+  # The Gateway names this address (NamedAddress); the chat's LLM_URL is GATEWAY_IP.
+  ensure "internal address exists" \
+    gcloud compute addresses describe "$GATEWAY_IP_NAME" \
+    --region="$REGION" --project="$PROJECT_ID" -- \
+    gcloud compute addresses create "$GATEWAY_IP_NAME" \
+    --region="$REGION" --subnet="$GATEWAY_SUBNET" --addresses="$GATEWAY_IP" \
+    --purpose=SHARED_LOADBALANCER_VIP --project="$PROJECT_ID"
+  # InferencePool and friends: the extension's released manifests (server-side: large CRDs).
+  run kubectl apply --server-side -f "$INFERENCE_EXTENSION_CRDS"
+  log "model pools: OVERLAY=pools scripts/deploy.sh (README: Model pools behind GKE Inference Gateway)"
+}
 
 log "APIs"
 run gcloud services enable \
@@ -274,6 +344,10 @@ run gcloud iam service-accounts add-iam-policy-binding "$ADMIN_GSA_EMAIL" \
 log "kubectl credentials"
 run gcloud container clusters get-credentials "$CLUSTER_NAME" \
   --location="$REGION" --project="$PROJECT_ID"
+
+if [[ "$GATEWAY" == "1" ]]; then
+  setup_inference_gateway
+fi
 
 if [[ -n "$DOMAIN" ]]; then
   log "done. Next: HF_TOKEN=... scripts/create_hf_secret.sh, then"

@@ -11,10 +11,12 @@ import yaml
 
 from webapp.admin.errors import JobBusy
 from webapp.admin.messages import RBAC_RULES, admin_error_message
+from webapp.cluster import pools
 from webapp.cluster.errors import (
     ApiRejected,
     ClusterUnavailable,
     Forbidden,
+    InvalidPool,
     NodePoolError,
     NotFound,
     SlotMissing,
@@ -45,6 +47,15 @@ def test_server_text_in_admin_errors_draws_no_image(err, kept):
     assert kept in message
     assert "![" not in message
     assert "[image: x](http://127.0.0.2:9/img?d=secret)" in message
+
+
+def test_a_bad_pool_name_is_refused_in_plain_words_without_drawing_it():
+    with pytest.raises(InvalidPool) as err:
+        pools.check_pool_name(IMG)
+    message = admin_error_message(err.value)
+    assert message.startswith("The pool name ")
+    assert "lower-case letters, digits or '-'" in message
+    assert "![" not in message
 
 
 def test_a_missing_blue_green_slot_says_apply_the_manifests():

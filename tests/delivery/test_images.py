@@ -1,5 +1,6 @@
 """Supply chain, images: every third-party image the repository runs (the Dockerfile's base,
-Cloud Build's step images, the vLLM image of every overlay and the admin console's default) is
+Cloud Build's step images, the vLLM image of every overlay, the Inference Gateway extensions of
+k8s/overlays/pools and the admin console's default) is
 either pinned to the digest images.lock records (`tag@sha256:...`) or listed there as pending,
 waiting for scripts/pin_images.sh, which resolves tags to digests where a registry can be
 reached. The script itself is run here against a copy of the repository with a stand-in
@@ -48,6 +49,14 @@ def image_references(root: Path = ROOT) -> dict[str, list[str]]:
         found[f"k8s/overlays/{overlay}"] = [
             container(find(objs, "Deployment", d), "vllm")["image"] for d in ("vllm", "vllm-green")
         ]
+    # The pooled layout adds the Inference Gateway extensions (endpoint pickers, body router).
+    pools = render(root / "k8s" / "overlays" / "pools")
+    found["k8s/overlays/pools"] = [
+        c["image"]
+        for o in pools
+        if o["kind"] == "Deployment"
+        for c in o["spec"]["template"]["spec"]["containers"]
+    ]
     text = (root / "webapp" / "cluster" / "manifests.py").read_text()
     found["webapp/cluster/manifests.py"] = re.findall(r'^DEFAULT_IMAGE = "([^"]+)"', text, re.M)
     return found

@@ -21,6 +21,7 @@ from webapp.cluster.errors import (
     Conflict,
     Forbidden,
     InvalidModelSpec,
+    InvalidPool,
     NodePoolError,
     NotFound,
     PoolCannotSchedule,
@@ -100,6 +101,8 @@ def _message(err: Exception) -> str:
         return f"The cluster rejected the change: {err.action}. {err.detail}".strip()
     if isinstance(err, InvalidModelSpec):
         return f"The model settings are not valid: {err.field} {err.reason}."
+    if isinstance(err, InvalidPool):
+        return err.message  # plain words naming the field, written for the page
     if isinstance(err, PoolCannotSchedule):
         return err.reason  # says why and what to change already
     if isinstance(err, StrategyNotAllowed):

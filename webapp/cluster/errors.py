@@ -175,3 +175,18 @@ class TelemetryUnavailable(ClusterError):
     def __init__(self, failures: tuple[SourceFailure, ...]) -> None:
         self.failures = failures
         super().__init__("; ".join(str(f) for f in failures) or "no GPU telemetry source")
+
+
+# --- model pools (webapp.cluster.pools): a pool spec or a traffic split failed validation.
+# ``message`` is written for users (plain words, the bad value named, what to change).
+
+
+class InvalidPool(ClusterError, ValueError):
+    """A model pool (name, model, replicas) or a model's traffic split (canary weights) is not
+    valid; ``field`` names what is wrong, ``message`` says it in plain words. Nothing has been
+    written to the cluster when this is raised."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
