@@ -27,6 +27,10 @@ from webapp.settings import Settings
         ({"TRUSTED_PROXY_HOPS": "0"}, "trusted_proxy_hops", 0),
         ({}, "chat_require_login", False),
         ({"CHAT_REQUIRE_LOGIN": "true"}, "chat_require_login", True),
+        ({}, "chat_busy_after_s", 2.0),
+        ({"CHAT_BUSY_AFTER_S": "0.5"}, "chat_busy_after_s", 0.5),
+        ({}, "chat_busy_poll_s", 2.0),
+        ({"CHAT_BUSY_POLL_S": "5"}, "chat_busy_poll_s", 5.0),
     ],
 )
 def test_settings_from_env(monkeypatch, env, field, expected):
@@ -50,6 +54,10 @@ def test_settings_from_env(monkeypatch, env, field, expected):
         ({"MAX_CONCURRENT_GENERATIONS": "0"},),
         ({"TRUSTED_PROXY_HOPS": "-1"},),
         ({"CHAT_REQUIRE_LOGIN": "maybe"},),
+        ({"CHAT_BUSY_AFTER_S": "0"},),
+        ({"CHAT_BUSY_AFTER_S": "soon"},),
+        ({"CHAT_BUSY_POLL_S": "0.1"},),
+        ({"CHAT_BUSY_POLL_S": "61"},),
     ],
 )
 def test_settings_reject_bad_values(monkeypatch, env):

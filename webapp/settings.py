@@ -140,6 +140,18 @@ class Settings(BaseSettings):
         description="price of one GPU-hour (USD) for the estimated cost; unset: no cost shown",
     )
 
+    # --- a busy model, seen by a chat user (README "When the model is busy") ---
+    chat_busy_after_s: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="no first token after this long: read the model server's queue and "
+        "tell the user how many requests are ahead",
+    )
+    chat_busy_poll_s: float = Field(
+        2.0, ge=0.5, le=60, description="then read the queue again this often"
+    )
+
     @field_validator("llm_url")
     @classmethod
     def _strip_url(cls, v: str) -> str:

@@ -2,7 +2,13 @@
 
 import pytest
 
-from webapp.chat.messages import answer_note, display_title, llm_error_message, stats_line
+from webapp.chat.messages import (
+    answer_note,
+    busy_message,
+    display_title,
+    llm_error_message,
+    stats_line,
+)
 from webapp.llm import errors as E
 
 
@@ -89,3 +95,17 @@ def test_stats_line(meta, expected):
 )
 def test_display_title_is_markdown_that_shows_the_text_as_typed(title, shown):
     assert display_title(title) == shown
+
+
+@pytest.mark.parametrize(
+    ("ahead", "expected"),
+    [
+        (None, "Waiting for the model…"),
+        (0, "Waiting for the model…"),
+        (1, "The model is busy: 1 request ahead of yours."),
+        (3, "The model is busy: 3 requests ahead of yours."),
+        (1200, "The model is busy: 1,200 requests ahead of yours."),
+    ],
+)
+def test_busy_message(ahead, expected):
+    assert expected in busy_message(ahead)

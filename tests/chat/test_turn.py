@@ -3,6 +3,8 @@ scripted OpenAI-compatible fake. Every ending, and what is saved and freed for e
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI, Script
@@ -11,6 +13,7 @@ from webapp.chat.history import DELETED, History
 from webapp.chat.limits import UsageLimits
 from webapp.chat.options import GenerationOptions
 from webapp.chat.turn import (
+    BusyWatch,
     Checkpointed,
     Delta,
     Failed,
@@ -21,6 +24,7 @@ from webapp.chat.turn import (
     Refused,
     Started,
     Stopped,
+    Waiting,
     cancel,
     run_turn,
 )
@@ -194,12 +198,13 @@ def test_a_cancel_after_the_end_changes_nothing(fake, history):
     assert saved_answer(history, conv).status == "complete"
 
 
-def test_the_model_switched_mid_conversation_is_followed(history):
+@pytest.mark.parametrize("busy", [None, BusyWatch(0.2, 0.1)], ids=["silent", "busy watch"])
+def test_the_model_switched_mid_conversation_is_followed(history, busy):
     with FakeOpenAI(model="m-old") as srv:
         srv.set_script(Script(tokens=["new ", "model"]))
         srv.configure(models=["m-new"])  # an admin switched it after the page listed m-old
         conv, messages = conversation(history)
-        events = list(turn(history, srv, messages, conv, options("m-old")))
+        events = list(turn(history, srv, messages, conv, options("m-old"), busy=busy))
         assert ModelSwitched("m-old", "m-new") in events
         assert isinstance(events[-1], Finished) and messages[-1]["content"] == "new model"
         assert messages[-1]["meta"]["model"] == "m-new"
@@ -313,3 +318,89 @@ def test_the_model_sees_the_conversation_without_empty_turns(fake, history):
     list(turn(history, fake, messages, conv))
     body = [r for r in fake.requests if r["path"].endswith("completions")][-1]["body"]
     assert [m["content"] for m in body["messages"]] == ["Be brief.", "first", "second"]
+
+
+# --- a busy model: the first token is late (issue 13.3) ---------------------------------
+QUICK = BusyWatch(after_s=0.2, every_s=0.1)
+
+
+def metrics_reads(fake):
+    return [r for r in fake.requests if r["path"] == "/metrics"]
+
+
+def test_a_late_first_token_says_how_many_requests_are_ahead(fake, history):
+    """vLLM counts this request among the 3 waiting: 2 are ahead of it. Said after each
+    reading of the queue until the first token, never after it; the answer then streams."""
+    fake.set_script(Script(tokens=["at ", "last"], hold=True))
+    fake.configure(metrics_override={"vllm:num_requests_waiting": 3})
+    conv, messages = conversation(history)
+    events = []
+    for event in turn(history, fake, messages, conv, busy=QUICK):
+        events.append(event)
+        if kinds(events).count("Waiting") == 2:
+            fake.release()  # the request leaves the queue: its first token comes
+    first_delta = kinds(events).index("Delta")
+    assert kinds(events)[:3] == ["Started", "Waiting", "Waiting"]
+    assert set(kinds(events)[1:first_delta]) == {"Waiting"}
+    assert {e for e in events if isinstance(e, Waiting)} == {Waiting(ahead=2)}
+    assert isinstance(events[-1], Finished) and messages[-1]["content"] == "at last"
+    assert saved_answer(history, conv).content == "at last" and slot_free(history)
+    assert len(metrics_reads(fake)) >= 2
+
+
+def test_a_fast_answer_reads_no_queue_and_says_nothing(fake, history):
+    fake.set_script(Script(tokens=["quick"]))
+    fake.configure(metrics_override={"vllm:num_requests_waiting": 3})
+    conv, messages = conversation(history)
+    events = list(turn(history, fake, messages, conv, busy=BusyWatch()))
+    assert "Waiting" not in kinds(events) and isinstance(events[-1], Finished)
+    assert metrics_reads(fake) == []
+
+
+# A queue that cannot be read or makes no sense is no number: "Waiting for the model…".
+QUEUES = [
+    ("down", {"metrics_status": 503}, None),
+    ("no /metrics", {"metrics_status": 404}, None),
+    ("refused", {"metrics_status": 401}, None),
+    ("garbage", {"metrics_text": "<html>502 Bad Gateway</html>\n"}, None),
+    ("negative", {"metrics_override": {"vllm:num_requests_waiting": -4}}, None),
+    ("infinite", {"metrics_override": {"vllm:num_requests_waiting": float("inf")}}, None),
+    ("not a number", {"metrics_override": {"vllm:num_requests_waiting": float("nan")}}, 0),
+    ("only this one", {"metrics_override": {"vllm:num_requests_waiting": 1}}, 0),
+    ("empty", {"metrics_override": {"vllm:num_requests_waiting": 0}}, 0),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("config", "ahead"), [r[1:] for r in QUEUES], ids=[r[0] for r in QUEUES])
+def test_an_unreadable_queue_says_no_number_and_the_answer_comes(fake, history, config, ahead):
+    fake.set_script(Script(tokens=["fine"], hold=True))
+    fake.configure(**config)
+    conv, messages = conversation(history)
+    events = []
+    for event in turn(history, fake, messages, conv, busy=QUICK):
+        events.append(event)
+        if isinstance(event, Waiting):
+            fake.release()
+    assert {e for e in events if isinstance(e, Waiting)} == {Waiting(ahead)}
+    assert isinstance(events[-1], Finished) and messages[-1]["content"] == "fine"
+    assert slot_free(history)
+
+
+def test_stop_while_waiting_frees_the_slot_and_the_request_is_aborted(fake, history):
+    """Stop before the first token: the answer is saved empty and stopped at once; the
+    request, still in the server's queue, is closed as soon as it leaves it."""
+    fake.set_script(Script(n_tokens=400, tokens_per_s=50, hold=True))
+    fake.configure(metrics_override={"vllm:num_requests_waiting": 2})
+    conv, messages = conversation(history)
+    events = turn(history, fake, messages, conv, busy=QUICK)
+    assert next(event for event in events if isinstance(event, Waiting)) == Waiting(1)
+    assert isinstance(cancel(events, browser_gone=False), Stopped)
+    assert (messages[-1]["content"], messages[-1]["status"]) == ("", "stopped")
+    assert saved_answer(history, conv).status == "stopped" and slot_free(history)
+    fake.release()
+    deadline = time.monotonic() + 10
+    while not fake.disconnects and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake.disconnects == 1
+    (answer_request,) = [r for r in fake.requests if r["path"].endswith("completions")]
+    assert len(answer_request.get("chunk_times") or []) < 400  # not streamed to its end

@@ -107,6 +107,44 @@ def test_stop_keeps_partial_answer_and_aborts_stream(fake, streamlit_app, page):
     expect(page.get_by_test_id("stChatMessage").nth(3)).to_contain_text("after stop")
 
 
+def test_a_busy_model_says_how_many_requests_are_ahead_until_the_answer_starts(
+    fake, streamlit_app, page
+):
+    """Issue 13.3: while vLLM holds the request in its queue (4 waiting, this one among
+    them), the answer's bubble says so instead of a silent spinner; the answer replaces
+    it when its first token comes. Stop works while waiting."""
+    fake.set_script(Script(tokens=["Your ", "turn ", "came."], hold=True))
+    fake.configure(metrics_override={"vllm:num_requests_waiting": 4})
+    app = streamlit_app(LLM_URL=fake.url, CHAT_BUSY_AFTER_S=0.5, CHAT_BUSY_POLL_S=0.5)
+    open_chat(page, app.url)
+    send(page, "are you there?")
+    busy = assistant(page).get_by_text("The model is busy: 3 requests ahead of yours.")
+    expect(busy).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "chat_model_busy.png"), full_page=True)
+    fake.configure(metrics_override={"vllm:num_requests_waiting": 0})
+    expect(assistant(page).get_by_text("Waiting for the model…")).to_be_visible()
+    fake.release()
+    expect(assistant(page)).to_contain_text("Your turn came.")
+    expect(assistant(page)).to_contain_text(re.compile(r"3 tokens · first token"))
+    expect(assistant(page).get_by_text("Waiting for the model")).to_have_count(0)
+    # Stop works while waiting; the request is closed once it leaves the queue
+    fake.reset()  # held again
+    fake.set_script(Script(n_tokens=200, tokens_per_s=20, hold=True))
+    send(page, "and now?")
+    second = page.get_by_test_id("stChatMessage").nth(3)
+    expect(second.get_by_text("Waiting for the model…")).to_be_visible()
+    page.get_by_role("button", name="Stop").click()
+    expect(second.get_by_text("Stopped")).to_be_visible()
+    fake.release()
+    for _ in range(100):
+        if fake.disconnects:
+            break
+        page.wait_for_timeout(100)
+    assert fake.disconnects == 1
+
+
 def test_unreachable_backend_message(streamlit_app, page):
     app = streamlit_app(LLM_URL=f"http://127.0.0.1:{free_port()}")
     open_chat(page, app.url)

@@ -270,6 +270,9 @@ class _State:
         self.overflow_style = "current"
         self.health_status = 200
         self.metrics_override: dict[str, float] = {}
+        # /metrics answers this status, or this text instead of the gauges (a proxy, garbage)
+        self.metrics_status = 200
+        self.metrics_text: str | None = None
         self.kv_cache_tokens = 8 * max_model_len
         self.released = threading.Event()  # held requests go on once set (release())
         # Live state: describes requests being served right now, so reset() keeps it.
@@ -521,6 +524,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _metrics(self) -> None:
         st = self.st
+        if st.metrics_status != 200 or st.metrics_text is not None:
+            text = st.metrics_text if st.metrics_text is not None else "unavailable"
+            self._send_raw(st.metrics_status, text.encode(), "text/plain; charset=utf-8")
+            return
         with st.lock:
             running = len(st.running)
             used = sum(p + g for p, g in st.running.values())
@@ -868,7 +875,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _apply_config(st: _State, cfg: dict[str, Any]) -> None:
     allowed = {"models", "max_model_len", "chat_template", "health_status", "api_key",
-               "max_num_seqs", "overflow_style", "metrics_override", "kv_cache_tokens"}  # fmt: skip
+               "max_num_seqs", "overflow_style", "metrics_override", "kv_cache_tokens",
+               "metrics_status", "metrics_text"}  # fmt: skip
     unknown = set(cfg) - allowed
     if unknown:
         raise ValueError(f"unknown config keys: {sorted(unknown)}")
@@ -973,7 +981,8 @@ class FakeOpenAI:
 
     def configure(self, **cfg: Any) -> None:
         """Change models, max_model_len, chat_template, health_status, api_key,
-        max_num_seqs, overflow_style, metrics_override or kv_cache_tokens at runtime."""
+        max_num_seqs, overflow_style, metrics_override, kv_cache_tokens, metrics_status or
+        metrics_text (served as /metrics instead of the gauges) at runtime."""
         _apply_config(self._state, cfg)
 
     def reset(self) -> None:

@@ -99,6 +99,18 @@ def answer_note(status: str, ended: str | None = None) -> str | None:
     }.get(status)
 
 
+def busy_message(ahead: int | None) -> str:
+    """What the user reads while the model server has not started their answer:
+    ``ahead`` requests before theirs in its queue (None: unknown)."""
+    if not ahead:
+        return ":material/hourglass_top: Waiting for the model…"
+    requests = "1 request" if ahead == 1 else f"{ahead:,} requests"
+    return (
+        f":material/hourglass_top: The model is busy: {requests} ahead of yours. "
+        "Your answer starts when its turn comes."
+    )
+
+
 def stats_line(meta: dict) -> str:
     """``128 tokens · first token 0.21 s · 35.2 tokens/s`` from an answer's stats."""
     parts = []

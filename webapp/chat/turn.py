@@ -7,8 +7,9 @@ events; when it stops drawing (Stop pressed, browser gone) it calls ``cancel``, 
 ``TurnCancelled`` into the turn so that the partial answer is kept and marked for it.
 
 Events, in order: ``Refused`` alone; or ``Started``, then ``ModelSwitched`` at most once,
-``Reasoning``/``Delta`` each followed by ``Checkpointed``, one final ``Delta``, and exactly
-one ending: ``Finished``, ``Stopped``, ``Interrupted`` or ``Failed``.
+``Waiting`` while the first piece is late (``BusyWatch``), ``Reasoning``/``Delta`` each
+followed by ``Checkpointed``, one final ``Delta``, and exactly one ending: ``Finished``,
+``Stopped``, ``Interrupted`` or ``Failed``.
 
 The answer is the dict the page keeps in its session (role, content, status, meta, id,
 error, reasoning): appended to ``messages`` at ``Started`` and changed in place, so a page
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webapp.chat.errors import TurnCancelled
+from webapp.chat.first_token import FirstPiece
 from webapp.chat.history import History
 from webapp.chat.messages import llm_error_message
 from webapp.chat.options import GenerationOptions
@@ -55,6 +57,23 @@ class ModelSwitched:
 
     old: str
     new: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """No answer yet, after ``BusyWatch.after_s``: ``ahead`` requests wait before this one
+    in the model server's queue (None: the queue could not be read). Sent again after each
+    reading of the queue, until the first piece arrives."""
+
+    ahead: int | None
+
+
+@dataclass(frozen=True)
+class BusyWatch:
+    """When to read the model server's queue while an answer's first piece is late."""
+
+    after_s: float = 2.0
+    every_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -107,7 +126,7 @@ class Failed:
 
 
 Event = (
-    Refused | Started | ModelSwitched | Reasoning | Delta | Checkpointed
+    Refused | Started | ModelSwitched | Waiting | Reasoning | Delta | Checkpointed
     | Finished | Stopped | Interrupted | Failed
 )  # fmt: skip
 TurnEvents = Generator[Event, None, None]
@@ -124,9 +143,11 @@ def turns_of(messages: Sequence[Answer]) -> tuple[Turn, ...]:
 
 @dataclass
 class _Stream:
-    """The turn's current ``Generation`` (None until the request is made)."""
+    """The turn's current ``Generation`` (None until the request is made); ``abandoned``:
+    its first piece is still being read by a ``FirstPiece``, which closes it."""
 
     gen: Generation | None = None
+    abandoned: bool = False
 
 
 def run_turn(
@@ -137,11 +158,13 @@ def run_turn(
     conversation_id: str | None,
     *,
     follow_switch: bool = True,
+    busy: BusyWatch | None = None,
 ) -> TurnEvents:
     """Answer the last user message in ``messages`` (see the module docstring).
 
     ``follow_switch``: when the model is gone (HTTP 404), answer with the one the server
-    lists now; False when the app is pinned to one model (``LLM_NAME``).
+    lists now; False when the app is pinned to one model (``LLM_NAME``). ``busy``: say
+    how busy the server is while the first piece is late (None: wait in silence).
     """
     try:
         history.limits.check_system_prompt(options.system_prompt)  # Regenerate skips submit
@@ -162,7 +185,7 @@ def run_turn(
             raise BackendUnreachable("no model is served")
         request = options.request(turns)
         yield from _answer(history, client, request, stream, answer, conversation_id,
-                           follow_switch)  # fmt: skip
+                           follow_switch, busy)  # fmt: skip
     except TurnCancelled as c:
         cancelled = c
     except LLMError as e:
@@ -170,7 +193,7 @@ def run_turn(
         _fail(answer, e)
     finally:
         try:
-            _save_end(history, conversation_id, answer, stream.gen, cancelled)
+            _save_end(history, conversation_id, answer, stream, cancelled)
         finally:
             history.release(lease)  # whatever happened while saving: the slot is freed
     with contextlib.suppress(TurnCancelled):  # a cancel after the end: nothing to do
@@ -196,16 +219,17 @@ def _answer(
     answer: Answer,
     conversation_id: str | None,
     follow_switch: bool,
+    busy: BusyWatch | None,
 ) -> Generator[Event, None, None]:
     stream.gen = gen = client.stream(request)
     try:
-        first = next(iter(gen), None)
+        first = yield from _first_piece(client, gen, stream, busy)
     except ModelNotFound:
         # the admin switched the served model since the page listed it: follow it
         switched = _switched_model(client, request, follow_switch)
         yield ModelSwitched(request.model, switched.model)
         stream.gen = gen = client.stream(switched)
-        first = next(iter(gen), None)
+        first = yield from _first_piece(client, gen, stream, busy)
     for piece in itertools.chain([] if first is None else [first], gen):
         answer["content"] = gen.text
         yield Delta(gen.text, piece) if piece or not gen.reasoning else Reasoning(gen.reasoning)
@@ -217,6 +241,32 @@ def _answer(
         yield Checkpointed(answer["id"])
     yield Delta(gen.text, final=True)
     answer["status"] = "cut" if gen.stats.finish_reason == "length" else "complete"
+
+
+def _first_piece(
+    client: ChatClient, gen: Generation, stream: _Stream, busy: BusyWatch | None
+) -> Generator[Event, None, str | None]:
+    """``gen``'s first piece; meanwhile, once it is late, ``Waiting`` after each reading
+    of the server's queue (see ``webapp.chat.first_token``)."""
+    if busy is None:
+        return next(iter(gen), None)
+    reader = FirstPiece(gen)
+    try:
+        readings = reader.readings(client.requests_waiting, busy.after_s, busy.every_s)
+        with contextlib.closing(readings):
+            for waiting in readings:
+                yield Waiting(_ahead(waiting))
+    except BaseException:  # the turn ends meanwhile (cancelled, closed)
+        stream.abandoned = reader.abandon()
+        raise
+    return reader.result()
+
+
+def _ahead(waiting: int | None) -> int | None:
+    """Requests ahead of this one: vLLM serves its queue first come, first served, and a
+    request whose first piece is late is most likely waiting in it itself, so the others
+    waiting are at most those ahead of it."""
+    return None if waiting is None else max(0, waiting - 1)
 
 
 def _switched_model(client: ChatClient, request: ChatRequest, follow: bool) -> ChatRequest:
@@ -237,12 +287,12 @@ def _save_end(
     history: History,
     conversation_id: str | None,
     answer: Answer,
-    gen: Generation | None,
+    stream: _Stream,
     cancelled: TurnCancelled | None,
 ) -> None:
     """Mark and save how an answer ended. Still "streaming" here only when the turn was
     cancelled (Stop, browser gone) or broke: keep the partial answer, marked for it."""
-    ended = None
+    ended, gen = None, stream.gen
     if answer["status"] == "streaming":
         if cancelled is not None and cancelled.browser_gone:
             answer["status"], ended = "interrupted", "app"
@@ -250,7 +300,8 @@ def _save_end(
             answer["status"] = "stopped"
     if gen is not None:
         answer["content"] = answer["content"] or gen.text
-        gen.close()
+        if not stream.abandoned:  # else its first-piece reader closes it
+            gen.close()
         answer["meta"] = gen.stats.as_dict()
         if gen.reasoning:
             answer["reasoning"] = answer["meta"]["reasoning"] = gen.reasoning

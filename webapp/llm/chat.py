@@ -350,6 +350,10 @@ class ChatClient:
     def models(self) -> list[server.ModelInfo]:
         return server.list_models(self.base_url, self.api_key)
 
+    def requests_waiting(self) -> int | None:
+        """The server's queue length now, or None when it cannot be read."""
+        return server.requests_waiting(self.base_url, self.api_key)
+
     # --- fitting the history ----------------------------------------------------------
     def count_tokens(self, req: ChatRequest, mode: Mode, turns: Sequence[Turn]) -> int:
         """Prompt tokens as the server counts them (``/tokenize``), else an estimate."""

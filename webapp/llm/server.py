@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from webapp.llm.errors import (
     BackendUnreachable,
     LLMError,
 )
+from webapp.llm.metrics import MetricsUnavailable, fetch_metrics
 
 
 class BackendState(enum.StrEnum):
@@ -124,6 +126,17 @@ def count_tokens(
         return int(r.json()["count"])
     except (ValueError, KeyError, TypeError) as e:
         raise LLMError(f"unexpected /tokenize reply: {e}") from e
+
+
+def requests_waiting(base_url: str, api_key: str | None = None, timeout: float = 2.0) -> int | None:
+    """How many requests wait in the server's queue (``vllm:num_requests_waiting`` on its
+    ``/metrics``); None when that cannot be read or makes no sense (never an error: the
+    chat only uses it to tell a waiting user why)."""
+    try:
+        waiting = fetch_metrics(base_url, api_key, timeout, client=_http()).num_requests_waiting
+    except MetricsUnavailable:
+        return None
+    return int(waiting) if math.isfinite(waiting) and 0 <= waiting < 1_000_000 else None
 
 
 def _raise_for_status(r: httpx.Response) -> None:

@@ -11,9 +11,10 @@ from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 from webapp.chat.history import History
-from webapp.chat.messages import answer_note, stats_line
+from webapp.chat.messages import answer_note, busy_message, stats_line
 from webapp.chat.options import GenerationOptions
 from webapp.chat.turn import (
+    BusyWatch,
     Delta,
     Event,
     Failed,
@@ -24,6 +25,7 @@ from webapp.chat.turn import (
     Refused,
     Started,
     Stopped,
+    Waiting,
     cancel,
     run_turn,
 )
@@ -89,8 +91,9 @@ def generate(
     keeps the partial answer and closes the stream."""
     ss.generate = False
     ss.pop("limit_notice", None)
+    busy = BusyWatch(settings.chat_busy_after_s, settings.chat_busy_poll_s)
     turn = run_turn(history, client, options, ss.messages, ss.conv_id,
-                    follow_switch=not settings.llm_name)  # fmt: skip
+                    follow_switch=not settings.llm_name, busy=busy)  # fmt: skip
     view: AnswerView | None = None
     try:
         for event in turn:
@@ -110,6 +113,8 @@ def _draw(event: Event, view: AnswerView | None) -> AnswerView | None:
             return AnswerView()
         case ModelSwitched():
             served_models.clear()  # the sidebar lists the model now served
+        case Waiting(ahead=ahead) if view:
+            view.box.caption(busy_message(ahead))  # each reading redraws: Stop works meanwhile
         case Reasoning(text=text) if view:
             view.think(text)
         case Delta(text=text, final=True) if view:
