@@ -62,7 +62,9 @@ class Row:
     gaps_ms: list[float] = field(default_factory=list)
     updates: list[int] = field(default_factory=list)
     fractions: list[float] = field(default_factory=list)  # backend time / time waited
+    backend: list[float] = field(default_factory=list)  # ideal / the fake's own send time
     failed: int = 0
+    load: str = ""  # 1-minute load average of the machine after the row
 
     @property
     def us_per_chunk(self) -> float | None:
@@ -116,6 +118,22 @@ def _chunks_sent(fake) -> int:
     return sum(
         len(r.get("chunk_times") or []) for r in fake.requests if r["path"].endswith("completions")
     )
+
+
+def _backend_fractions(fake, ideal: float) -> list[float]:
+    """Per request: ideal answer time / (last chunk sent − request received) at the fake, to
+    tell a late backend (the fake's own threads short of CPU) from a late app."""
+    return [
+        ideal / (r["chunk_times"][-1] - r["t"])
+        for r in fake.requests
+        if r["path"].endswith("completions") and r.get("chunk_times")
+    ]
+
+
+def _load() -> str:
+    from pathlib import Path
+
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 def _measure(app, fake, script, level: int, n: int, first_client: int):
@@ -188,6 +206,7 @@ def run_app(fake, mode: str, cfg: dict, log, client_base: int) -> list[Row]:
                 row.short_cpu_s, row.short_chunks = short_by_level[level]
                 row.wall_s, row.cpu_percent = wall, 100 * cpu / wall if wall else 0.0
                 ideal = TTFT_S + (n - 1) / rate
+                row.backend, row.load = _backend_fractions(fake, ideal), _load()
                 for a, s in zip(answers, sessions, strict=True):
                     if a.error or a.last is None:
                         row.failed += 1
@@ -275,6 +294,7 @@ def run_floor(fake, path_name: str, mode: str, interval: int, level: int, cfg: d
     short_cpu, short_chunks, _ = _floor_once(fake, reader_of, mode, script(SHORT), level, SHORT)
     cpu, chunks, wall = _floor_once(fake, reader_of, mode, script(n), level, n)
     row = Row(path_name, mode, interval, level, n, chunks, cpu, short_chunks, short_cpu)
+    row.backend, row.load = _backend_fractions(fake, TTFT_S + (n - 1) / rate), _load()
     row.wall_s, row.cpu_percent = wall, 100 * cpu / wall if wall else 0.0
     return row
 
@@ -289,7 +309,8 @@ def _line(r: Row) -> str:
         f"  {r.path:>6} {r.mode:>10} N={r.interval} {r.sessions:>2} sessions: "
         f"{r.chunks} chunks, {_f(r.us_per_chunk)} µs/chunk, {_f(r.us_per_token)} µs/token, "
         f"CPU {r.cpu_percent:.0f}%, gaps median {_f(median(r.gaps_ms))} ms, "
-        f"delivered {_f(median(r.fractions), '.3f')}, failed {r.failed}"
+        f"delivered {_f(median(r.fractions), '.3f')} (fake {_f(median(r.backend), '.3f')}), "
+        f"failed {r.failed}, load {r.load}"
     )
 
 
@@ -301,8 +322,9 @@ def markdown(rows: list[Row], cfg: dict) -> list[str]:
         "",
         "| path | mode | N | sessions | chunks / answer | µs CPU / chunk | µs CPU / token "
         "| fixed ms / answer | CPU % of a core | redraw gap median / p95 / max (ms) "
-        "| tokens / redraw | delivered median / worst | failed |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tokens / redraw | delivered median / worst | fake's own rate median / worst "
+        "| failed | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         gaps = r.gaps_ms
@@ -315,11 +337,12 @@ def markdown(rows: list[Row], cfg: dict) -> list[str]:
             "—" if not r.fractions
             else f"{median(r.fractions):.3f} / {min(r.fractions):.3f}"
         )  # fmt: skip
+        own = "—" if not r.backend else f"{median(r.backend):.3f} / {min(r.backend):.3f}"
         out.append(
             f"| {r.path} | {r.mode} | {r.interval} | {r.sessions} "
             f"| {r.chunks / max(r.sessions, 1):.0f} | {_f(r.us_per_chunk)} "
             f"| {_f(r.us_per_token)} | {_f(r.fixed_ms, '.1f')} | {r.cpu_percent:.0f} | {gap} "
-            f"| {_f(per_redraw, '.1f')} | {delivered} | {r.failed} |"
+            f"| {_f(per_redraw, '.1f')} | {delivered} | {own} | {r.failed} | {r.load} |"
         )
     out += [
         "",
@@ -328,7 +351,9 @@ def markdown(rows: list[Row], cfg: dict) -> list[str]:
         " answer (page run, saving, client call) is not in them; 'fixed ms' is that cost."
         " Floor rows (httpx, openai): CPU of a bare client in this process, one thread and"
         " client per session, computed the same way. Delivered: backend time for the answer / time from Enter"
-        " to the last token on the page (1.0 = no loss).",
+        " to the last token on the page (1.0 = no loss); the fake's own rate: backend time /"
+        " (its last chunk sent − request received), below 1 when the fake itself is late."
+        " Load: the machine's 1-minute load average after the row (other work shares it).",
     ]
     return [*out, ""]
 
