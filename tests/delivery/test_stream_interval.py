@@ -12,7 +12,7 @@ from tests.delivery.helpers import OVERLAYS, ROOT, arg_map, container, find
 
 pytestmark = pytest.mark.delivery
 
-#: README "Scaling the chat": 4 tokens per chunk cut the app's CPU per token ~3x against 1,
+#: README "Scaling the chat": 4 tokens per chunk cut the app's CPU per token 2-3x against 1,
 #: and the page still redraws ~8 times a second at 100 tokens/s (8 would make it ~6).
 STREAM_INTERVAL = "4"
 
