@@ -106,6 +106,11 @@ class Script:
     hang: send nothing until the client goes away.
     hold: send nothing until the test calls ``release()`` (or the client goes away): the
         requests stay in flight for as long as a test needs, without timing.
+    stream_interval: vLLM's ``--stream-interval N``: tokens per SSE chunk. As in vLLM
+        (v1/engine/output_processor.py) the first token goes out alone, then a chunk each time
+        N more tokens are generated (sent when the last of them is due), the rest at the end;
+        a request's own ``stream_interval`` raises it, never lowers it. A chunk carries one
+        kind (reasoning or content); an EOS "stop" still comes as its own empty chunk.
     """
 
     tokens: list[str] | None = None
@@ -122,6 +127,7 @@ class Script:
     delay_headers_s: float = 0.0
     hang: bool = False
     hold: bool = False
+    stream_interval: int = 1
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Script:
@@ -254,6 +260,27 @@ def _plan(script: Script, max_tokens: int | None, stop: list[str], prompts: list
         events, finish, stop_reason = events[:max_tokens], "length", None
         generated = max_tokens
     return _Plan(events, finish, stop_reason, prompts, generated)
+
+
+def _interval(script: Script, body: dict[str, Any]) -> int:
+    """Tokens per chunk: the script's (the server's --stream-interval), raised by the request's
+    own ``stream_interval`` like vLLM does."""
+    asked = body.get("stream_interval")
+    asked = asked if isinstance(asked, int) and not isinstance(asked, bool) else 1
+    return max(1, script.stream_interval, asked)
+
+
+def _chunks(events: list[tuple[str, str]], interval: int) -> Iterator[tuple[int, int, str, str]]:
+    """``(first, end, kind, text)`` per SSE chunk: events[first:end] joined. The first token
+    goes alone, then ``interval`` tokens per chunk; a change of kind starts a new chunk."""
+    i = 0
+    while i < len(events):
+        kind = events[i][0]
+        j = i + 1
+        while i > 0 and j < len(events) and j - i < interval and events[j][0] == kind:
+            j += 1
+        yield i, j, kind, "".join(t for _, t in events[i:j])
+        i = j
 
 
 class _State:
@@ -758,8 +785,8 @@ class _Handler(BaseHTTPRequestHandler):
             if chat:
                 role = {"role": "assistant", "content": ""}
                 self._sse({**head, "choices": [self._cchoice(0, role, None)]})
-            for i, (kind, text) in enumerate(plan.events):
-                self._wait_until(self._deadline(script, t_first, i))
+            for i, j, kind, text in _chunks(plan.events, _interval(script, body)):
+                self._wait_until(self._deadline(script, t_first, j - 1))
                 if script.drop_after is not None and i >= script.drop_after:
                     self._drop()
                     return
@@ -768,11 +795,12 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 # vLLM puts "length" on the chunk carrying the last token; an EOS ("stop")
                 # arrives as a separate empty chunk.
-                last_len = i == n - 1 and plan.finish_reason == "length"
+                last_len = j == n and plan.finish_reason == "length"
                 fin = plan.finish_reason if last_len else None
                 self._sse({**head, "choices": self._choices(chat, kind, text, fin, None, plan)})
                 times.append(time.time())
-                self._tick(key, i == 0, t_start)
+                for k in range(i, j):
+                    self._tick(key, k == 0, t_start)
             if plan.finish_reason != "length" or n == 0:
                 self._wait_until(self._deadline(script, t_first, n))
                 choices = self._choices(
@@ -1102,6 +1130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ttft", type=float, default=0.0, help="seconds to first token")
     ap.add_argument("--rate", type=float, default=None, help="tokens per second (default: max)")
     ap.add_argument("--tokens", type=int, default=16, help="tokens per answer")
+    ap.add_argument("--stream-interval", type=int, default=1, help="tokens per SSE chunk")
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--max-num-seqs", type=int, default=None)
     args = ap.parse_args(argv)
@@ -1114,7 +1143,14 @@ def main(argv: list[str] | None = None) -> int:
         api_key=args.api_key,
         max_num_seqs=args.max_num_seqs,
     )
-    srv.set_script(Script(n_tokens=args.tokens, ttft_s=args.ttft, tokens_per_s=args.rate))
+    srv.set_script(
+        Script(
+            n_tokens=args.tokens,
+            ttft_s=args.ttft,
+            tokens_per_s=args.rate,
+            stream_interval=args.stream_interval,
+        )
+    )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
