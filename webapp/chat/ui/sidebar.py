@@ -40,7 +40,7 @@ def sidebar(
             use_container_width=True,
             key="new_chat",
         )
-        status = backend_status(client, settings.llm_url)
+        status = backend_status(_client=client, url=settings.llm_url)
         icon, label = _STATE_LABEL[status.state]
         st.markdown(f"{icon} **{label}**")
         if status.detail:
@@ -48,7 +48,7 @@ def sidebar(
         models: list[ModelInfo] = []
         if status.state is BackendState.HEALTHY:
             try:
-                models = served_models(client, settings.llm_url)
+                models = served_models(_client=client, url=settings.llm_url)
             except LLMError as e:
                 st.caption(safe_markdown(f"Could not list models: {llm_error_message(e)}"))
         model, max_len = _pick_model(settings, models)
