@@ -54,8 +54,10 @@ def plan_deploy(
     concurrency: int = 1,
     gpu_memory_utilization: float = 0.90,
     image: str | None = None,
+    stream_interval: int = mf.DEFAULT_STREAM_INTERVAL,
 ) -> DeployPlan:
-    """Size ``model`` on ``gpu_count`` x ``gpu`` and build the ModelSpec to deploy.
+    """Size ``model`` on ``gpu_count`` x ``gpu`` and build the ModelSpec to deploy
+    (``stream_interval``: vLLM's tokens per streamed chunk, checked by ``validate_spec``).
 
     Blocked: DOES_NOT_FIT; a fit that needs more GPUs than one node of this type has;
     a quantization (AWQ/GPTQ) that needs a different, pre-quantized checkpoint.
@@ -100,6 +102,7 @@ def plan_deploy(
         quantization=quantization,
         trust_remote_code=model.trust_remote_code,
         image=image,
+        stream_interval=stream_interval,
     )
     return DeployPlan(model, sizing, mf.validate_spec(spec))
 
