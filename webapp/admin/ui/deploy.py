@@ -8,11 +8,16 @@ import streamlit as st
 from webapp.admin import actions
 from webapp.admin.catalog import CatalogError
 from webapp.admin.messages import admin_error_message
-from webapp.admin.plan import DeployPlan, plan_deploy, strategy_options
+from webapp.admin.plan import (
+    DEFAULT_STREAM_INTERVAL,
+    STREAM_INTERVALS,
+    DeployPlan,
+    plan_deploy,
+    strategy_options,
+)
 from webapp.admin.sizing import GPUS, SizingError, Verdict
 from webapp.admin.ui.console import Console, catalog
 from webapp.admin.ui.status import read_status
-from webapp.cluster.model_spec import DEFAULT_STREAM_INTERVAL, STREAM_INTERVALS
 
 STREAM_INTERVAL_HELP = (
     "vLLM's --stream-interval: how many tokens the server sends per streamed chunk (the "
