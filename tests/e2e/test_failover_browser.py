@@ -3,7 +3,9 @@ PostgreSQL behind HAProxy (sticky by cookie, WebSocket, health checks), seen in 
 
 Each scenario is one guest at its own address (the browser sends ``X-Forwarded-For``, HAProxy
 appends the peer as a load balancer does), so the per-user limits of one scenario do not
-touch another's. A browser is pinned to a replica by HAProxy's own cookie.
+touch another's. A browser is pinned to a replica by HAProxy's own cookie. The scenarios
+share the processes: the kill and the stop end replica ``a``, the next scenario restarts it
+on its port and waits until HAProxy routes to it again.
 """
 
 from __future__ import annotations
@@ -262,3 +264,26 @@ def test_sigterm_mid_answer_keeps_every_token_received(cluster, browser):
         cluster.fake.set_script(Script(tokens=["Retried ", "on ", "B."]))
         page.get_by_role("button", name=re.compile("^(Retry|Regenerate)$")).click()
         expect(messages(page).nth(3)).to_contain_text("Retried on B.")
+
+
+def test_proxy_restart_mid_answer_loses_no_saved_token(cluster, browser):
+    cluster.ensure_up("a")
+    with guest(browser, cluster, "a", "10.12.3.4") as page:
+        visible = start_slow_answer(cluster, page)
+        url = page.url
+        cluster.proxy.restart()  # every connection through it drops, the browser's too
+
+        # the replica sees its browser gone: the answer ends there, all of it saved, and the
+        # page (reconnected to the same replica) says it was cut short, with Retry
+        expect(messages(page).nth(3)).to_contain_text(
+            "Interrupted — the app restarted or the page was closed", timeout=30_000
+        )
+        saved = answer_words(page, 3)
+        assert saved[: len(visible)] == visible, (visible, saved)
+        page.goto(url)
+        expect(messages(page).nth(3)).to_contain_text("Interrupted — the app restarted")
+        assert answer_words(page, 3) == saved
+        assert pinned_to(page) == "a"
+        cluster.fake.set_script(Script(tokens=["Retried."]))
+        page.get_by_role("button", name="Retry").click()
+        expect(messages(page).nth(3)).to_contain_text("Retried.")

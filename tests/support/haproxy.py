@@ -63,12 +63,12 @@ def haproxy_binary() -> str | None:
 class HAProxy:
     """``haproxy`` in a subprocess, balancing ``replicas`` (name -> port on 127.0.0.1)."""
 
-    def __init__(self, replicas: dict[str, int], tmp: Path) -> None:
+    def __init__(self, replicas: dict[str, int], tmp: Path, port: int | None = None) -> None:
         binary = haproxy_binary()
         if binary is None:
             raise FileNotFoundError("haproxy is not installed: apt-get install -y haproxy")
         self.binary = binary
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         servers = "\n".join(
             f"    server {name} 127.0.0.1:{port} check cookie {name}"
@@ -101,6 +101,11 @@ class HAProxy:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"haproxy did not answer: {self.log.read_text()[-2000:]}")
+
+    def restart(self) -> HAProxy:
+        """Stop, then start again on the same port (every connection through it drops)."""
+        self.stop()
+        return self.start()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
