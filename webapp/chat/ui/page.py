@@ -41,7 +41,7 @@ history = History(store, UsageLimits.from_settings(store, settings), owner)
 
 init_state(settings)
 sync_with_url(settings, history)
-apply_redo(history)
+apply_redo()
 model, max_len = sidebar(settings, client, history, owner)
 options = GenerationOptions.from_values(ss, model, max_len)  # what this run answers with
 conversation_tools(history)
