@@ -198,6 +198,25 @@ def test_models_and_status(fake):
     assert client.status().state == "loading"
 
 
+@pytest.mark.parametrize(
+    ("listed", "configured", "expected"),
+    [
+        (None, (), [("a", 2048), ("b", 2048)]),  # one server serving two names
+        (["a"], (), [("a", 2048)]),  # a gateway: /v1/models reaches the default pool only
+        (["a"], ("b",), [("a", 2048), ("b", 2048)]),  # b's length from its own /tokenize
+        (["a"], ("b", "a"), [("a", 2048), ("b", 2048)]),  # listed once
+        (["a"], ("gone", "b"), [("a", 2048), ("gone", None), ("b", 2048)]),  # offered anyway
+    ],
+)
+def test_models_listed_and_configured(listed, configured, expected):
+    with FakeOpenAI(model=["a", "b"]) as srv:
+        srv.configure(listed_models=listed)
+        client = ChatClient(srv.url, configured_models=configured)
+        assert [(m.id, m.max_model_len) for m in client.models()] == expected
+        probes = [r["body"]["model"] for r in srv.requests if r["path"] == "/tokenize"]
+        assert probes == [n for n in configured if n not in (listed or ["a", "b"])]
+
+
 def test_api_key_sent_and_not_in_repr():
     with FakeOpenAI(api_key="sekret") as srv:
         srv.set_script(Script(tokens=["k"]))

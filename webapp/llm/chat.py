@@ -314,6 +314,7 @@ class ChatClient:
     mode: Literal["auto", "chat", "completion"] = "auto"
     timeout_s: float = 60.0
     answer_deadline_s: float | None = None  # total time one answer may stream
+    configured_models: tuple[str, ...] = ()  # LLM_MODELS: served here, not in /v1/models
     _modes: dict[str, Mode] = field(default_factory=dict, repr=False)
     _llms: dict[tuple[Mode, str], Any] = field(default_factory=dict, repr=False)
     _tokenize_ok: bool = field(default=True, repr=False)
@@ -348,7 +349,7 @@ class ChatClient:
         return server.health(self.base_url, self.api_key)
 
     def models(self) -> list[server.ModelInfo]:
-        return server.list_models(self.base_url, self.api_key)
+        return server.served_models(self.base_url, self.configured_models, self.api_key)
 
     def requests_waiting(self) -> int | None:
         """The server's queue length now, or None when it cannot be read."""
