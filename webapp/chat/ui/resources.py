@@ -55,7 +55,8 @@ def backend_status(_client: ChatClient, url: str) -> BackendStatus:
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def served_models(_client: ChatClient, url: str) -> list[ModelInfo]:
+def served_models(_client: ChatClient, url: str, configured: tuple[str, ...]) -> list[ModelInfo]:
+    """``/v1/models`` and the LLM_MODELS names (``configured``, part of the cache key)."""
     return _client.models()
 
 
