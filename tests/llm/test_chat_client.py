@@ -244,6 +244,18 @@ def test_short_prompt_skips_tokenize_long_one_counts(fake):
     assert [r for r in fake.requests if r["path"] == "/tokenize"]
 
 
+def test_a_pool_without_tokenize_does_not_stop_counting_for_the_others(fake):
+    # "gone" is named in LLM_MODELS but not served: its /tokenize fails (404), then its answer
+    fake.set_script(Script(tokens=["ok"]))
+    client = ChatClient(fake.url, configured_models=("gone",))
+    long = Turn("user", "word " * 300)  # needs counting (see above)
+    with pytest.raises(E.ModelNotFound):
+        run(client.stream(req(model="gone", turns=[long], max_tokens=1000)))
+    run(client.stream(req(turns=[long], max_tokens=1000)))
+    counted = [r["body"]["model"] for r in fake.requests if r["path"] == "/tokenize"]
+    assert counted[0] == "gone" and counted[-1] == "fake-chat"
+
+
 def test_completion_mode_cut_reports_exact_token_count(fake):
     fake.set_script(Script(n_tokens=50))
     g = ChatClient(fake.url, mode="completion").stream(req(max_tokens=7))
