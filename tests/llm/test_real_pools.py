@@ -18,7 +18,9 @@ from streamlit.testing.v1 import AppTest
 
 from tests.support.model_router import ModelRouter
 from webapp.llm.chat import ChatClient, ChatRequest, GenerationParams
+from webapp.llm.errors import BackendHTTPError
 from webapp.llm.prompts import Turn
+from webapp.llm.server import model_info
 from webapp.settings import Settings, get_settings
 
 pytestmark = [pytest.mark.vllm]
@@ -111,6 +113,15 @@ def test_each_model_answers_from_its_own_server(router, settings, vllm_chat, vll
             expected = [(pool, "POST", "/v1/chat/completions", 400)]
             expected.append((pool, "POST", "/v1/completions", 200))
         assert router.routes(seen, len(expected)) == expected
+
+
+def test_a_model_no_pool_serves_is_offered_without_its_context(router, vllm_chat):
+    client = ChatClient(router.url, configured_models=("retired-model",))
+    assert [(m.id, m.max_model_len) for m in client.models()][-1] == ("retired-model", None)
+    # vLLM itself answers /tokenize for a model it does not serve with 404 (as the fake does)
+    with pytest.raises(BackendHTTPError) as caught:
+        model_info(vllm_chat.url, "retired-model")
+    assert caught.value.status == 404
 
 
 @pytest.fixture
