@@ -17,13 +17,13 @@ Every request is logged as one line ``route <backend> <method> <path> <status>``
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
+from tests.support.haproxy import haproxy_binary
 from tests.support.servers import free_port
 
 _CONFIG = """\
@@ -56,16 +56,6 @@ backend no_route
 """
 
 
-def haproxy_binary() -> str:
-    """The haproxy binary (``/usr/sbin`` is not on every user's PATH)."""
-    found = shutil.which("haproxy") or (
-        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
-    )
-    if found is None:
-        raise FileNotFoundError("haproxy is not installed: apt-get install -y haproxy")
-    return found
-
-
 def _host_port(url: str) -> str:
     parsed = urlparse(url)
     return f"{parsed.hostname}:{parsed.port}"
@@ -75,7 +65,10 @@ class ModelRouter:
     """``haproxy`` in a subprocess routing each model name to its server (base URL)."""
 
     def __init__(self, servers: dict[str, str], default: str, tmp: Path) -> None:
-        self.binary = haproxy_binary()
+        binary = haproxy_binary()
+        if binary is None:
+            raise FileNotFoundError("haproxy is not installed: apt-get install -y haproxy")
+        self.binary = binary
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.backend_of = {model: f"pool_{i}" for i, model in enumerate(servers)}
