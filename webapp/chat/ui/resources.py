@@ -13,8 +13,10 @@ from webapp.store import ConversationStore, PoolOptions
 
 
 @st.cache_resource(show_spinner=False)
-def _client(url: str, api_key: str, mode: str, timeout_s: float, deadline_s: float) -> ChatClient:
-    return ChatClient(url, api_key, mode, timeout_s, deadline_s)  # type: ignore[arg-type]
+def _client(
+    url: str, api_key: str, mode: str, timeout_s: float, deadline_s: float, models: tuple[str, ...]
+) -> ChatClient:
+    return ChatClient(url, api_key, mode, timeout_s, deadline_s, models)  # type: ignore[arg-type]
 
 
 def chat_client(settings: Settings) -> ChatClient:
@@ -25,6 +27,7 @@ def chat_client(settings: Settings) -> ChatClient:
         settings.llm_mode,
         settings.llm_timeout_s,
         settings.llm_answer_deadline_s,
+        settings.served_model_names,
     )
 
 
@@ -52,7 +55,8 @@ def backend_status(_client: ChatClient, url: str) -> BackendStatus:
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def served_models(_client: ChatClient, url: str) -> list[ModelInfo]:
+def served_models(_client: ChatClient, url: str, configured: tuple[str, ...]) -> list[ModelInfo]:
+    """``/v1/models`` and the LLM_MODELS names (``configured``, part of the cache key)."""
     return _client.models()
 
 

@@ -48,7 +48,7 @@ def sidebar(
         models: list[ModelInfo] = []
         if status.state is BackendState.HEALTHY:
             try:
-                models = served_models(client, settings.llm_url)
+                models = served_models(client, settings.llm_url, client.configured_models)
             except LLMError as e:
                 st.caption(safe_markdown(f"Could not list models: {llm_error_message(e)}"))
         model, max_len = _pick_model(settings, models)
