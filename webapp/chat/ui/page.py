@@ -54,7 +54,7 @@ options = GenerationOptions.from_values(ss, model, max_len)  # what this run ans
 conversation_tools(history)
 heading(settings)
 load = load_in_progress(store)  # a model switch under way, said in plain words
-switching_notice(load)
+switching_notice(store, load)
 if settings.llm_notice:
     st.warning(settings.llm_notice, icon=":material/science:")
 notice = st.empty()  # the empty-chat hint, cleared when the first message is sent

@@ -32,10 +32,22 @@ def load_in_progress(store: ConversationStore) -> LoadInProgress | None:
         return None
 
 
-def switching_notice(load: LoadInProgress | None) -> None:
-    """The sentence, when a load is under way and no message waits for it (that one says it)."""
-    if load is not None and not ss.get("held"):
-        st.info(literal(switching_sentence(load)), icon=":material/hourglass_top:")
+def switching_notice(store: ConversationStore, load: LoadInProgress | None) -> None:
+    """The sentence, kept up to date while a load is under way (none: nothing is drawn
+    and nothing polls)."""
+    if load is not None:
+        _live_notice(store)
+
+
+@st.fragment(run_every=POLL_S)
+def _live_notice(store: ConversationStore) -> None:
+    if ss.get("held"):
+        return  # the waiting message says it
+    load = load_in_progress(store)
+    if load is None:  # the switch ended: redraw the page (the sidebar's server state too)
+        forget_server_facts()
+        st.rerun(scope="app")
+    st.info(literal(switching_sentence(load)), icon=":material/hourglass_top:")
 
 
 def hold_while_switching(client: ChatClient, load: LoadInProgress | None) -> bool:
