@@ -5,11 +5,13 @@
 #   scripts/check_prereqs.sh        prints one line per missing thing, with how to install
 #                                   it, and exits 1; prints nothing and exits 0 when all is there
 #
-# CHROMIUM (default /usr/bin/chromium) exists so the script's own tests can point it
-# elsewhere: the browser tests always launch /usr/bin/chromium.
+# CHROMIUM (default /usr/bin/chromium) and HAPROXY (default: haproxy on PATH or in
+# /usr/sbin, where Debian puts it) exist so the script's own tests can point them elsewhere:
+# the browser tests always launch /usr/bin/chromium; the failover test runs haproxy.
 set -euo pipefail
 
 chromium="${CHROMIUM:-/usr/bin/chromium}"
+haproxy="${HAPROXY:-$(command -v haproxy || echo /usr/sbin/haproxy)}"
 # `kubectl kustomize` renders k8s/ (labels with includeTemplates, components): kustomize 5,
 # which kubectl ships from 1.27 on. Debian's kubernetes-client is 1.20: too old.
 kubectl_min_minor=27
@@ -24,6 +26,10 @@ report() {
 
 if [[ ! -x "$chromium" ]]; then
   report "Chromium at $chromium (browser tests): apt-get install -y chromium"
+fi
+
+if [[ ! -x "$haproxy" ]]; then
+  report "HAProxy at $haproxy (the failover test's sticky proxy): apt-get install -y haproxy"
 fi
 
 if ! command -v kubectl >/dev/null; then

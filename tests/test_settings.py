@@ -13,6 +13,14 @@ from webapp.settings import Settings
         ({"LLM_NAME": "  "}, "llm_name", None),
         ({"LLM_NAME": "meta-llama/Llama-2-7b-hf"}, "llm_name", "meta-llama/Llama-2-7b-hf"),
         ({"LLM_MODE": "completion"}, "llm_mode", "completion"),
+        ({}, "served_model_names", ()),
+        ({"LLM_MODELS": " , "}, "served_model_names", ()),
+        ({"LLM_MODELS": "llama-2-7b"}, "served_model_names", ("llama-2-7b",)),
+        (
+            {"LLM_MODELS": " llama-2-7b, mistral-7b ,meta-llama/Llama-3.1-8B:q4 "},
+            "served_model_names",
+            ("llama-2-7b", "mistral-7b", "meta-llama/Llama-3.1-8B:q4"),
+        ),
         ({"APP_MODE": "chat"}, "app_mode", "chat"),
         ({"MAX_PROMPT_CHARS": "100"}, "max_prompt_chars", 100),
         ({}, "database_pool_size", 5),
@@ -44,6 +52,11 @@ def test_settings_from_env(monkeypatch, env, field, expected):
     [
         ({"LLM_URL": "vllm:8000"},),
         ({"LLM_MODE": "magic"},),
+        ({"LLM_MODELS": "llama-2-7b,llama-2-7b"},),  # twice
+        ({"LLM_MODELS": "llama 2"},),  # a space inside a name
+        ({"LLM_MODELS": "a,<img src=x>"},),
+        ({"LLM_MODELS": "-leading-dash"},),
+        ({"LLM_MODELS": "x" * 201},),
         ({"APP_MODE": "everything"},),
         ({"DEFAULT_TEMPERATURE": "3"},),
         ({"DEFAULT_TOP_P": "0"},),
@@ -77,3 +90,9 @@ def test_api_key_never_in_repr(monkeypatch):
 def test_admin_allowlist_normalised(monkeypatch):
     monkeypatch.setenv("ADMIN_EMAILS", " Alice@Example.com, ,bob@example.com ")
     assert Settings().admin_allowlist == {"alice@example.com", "bob@example.com"}
+
+
+def test_bad_llm_models_says_which_name(monkeypatch):
+    monkeypatch.setenv("LLM_MODELS", "mistral-7b, bad name")
+    with pytest.raises(ValidationError, match="LLM_MODELS: 'bad name' is not a served model name"):
+        Settings()

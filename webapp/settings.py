@@ -7,11 +7,15 @@ they never show up in a repr, a log line or a page.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: a served model name as vLLM's --served-model-name takes it (e.g. meta-llama/Llama-2-7b-hf)
+_SERVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}")
 
 
 class Settings(BaseSettings):
@@ -22,6 +26,11 @@ class Settings(BaseSettings):
     # --- the model server (names kept from the original tutorial) ---
     llm_url: str = Field("http://localhost:8000", description="vLLM base URL")
     llm_name: str | None = Field(None, description="served model name; default: /v1/models")
+    llm_models: str = Field(
+        "",
+        description="comma-separated served model names behind LLM_URL that /v1/models does "
+        "not list (model pools behind a gateway); the picker offers them too",
+    )
     llm_api_key: SecretStr = Field(SecretStr("EMPTY"), description="vLLM --api-key, if set")
     llm_mode: Literal["auto", "chat", "completion"] = "auto"
     llm_timeout_s: float = Field(60.0, gt=0, description="connect/read timeout per request")
@@ -171,6 +180,25 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, v: str | None) -> str | None:
         return v.strip() or None if v is not None else None
+
+    @field_validator("llm_models")
+    @classmethod
+    def _model_names(cls, v: str) -> str:
+        names = [n.strip() for n in v.split(",") if n.strip()]
+        for name in names:
+            if not _SERVED_NAME.fullmatch(name):
+                raise ValueError(
+                    f"LLM_MODELS: {name[:80]!r} is not a served model name (letters, digits, "
+                    "'.', '_', '-', ':', '/'; at most 200 characters)"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("LLM_MODELS names a model twice")
+        return ",".join(names)
+
+    @property
+    def served_model_names(self) -> tuple[str, ...]:
+        """LLM_MODELS as names, in the order given."""
+        return tuple(n for n in self.llm_models.split(",") if n)
 
     @property
     def admin_allowlist(self) -> frozenset[str]:

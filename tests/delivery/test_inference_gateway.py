@@ -49,6 +49,7 @@ from tests.delivery.helpers import (
 from webapp.admin.catalog import load_catalog
 from webapp.cluster import pools
 from webapp.cluster.pools import Backend, PoolSpec
+from webapp.settings import Settings
 
 pytestmark = pytest.mark.delivery
 
@@ -307,6 +308,41 @@ def test_gateway_traffic_may_reach_the_pools_and_the_chat_the_gateway(pooled):
     assert {"podSelector": {"matchLabels": {"app.kubernetes.io/component": "endpoint-picker"}}} in (
         sources
     )
+
+
+def test_the_chat_is_told_every_model_the_gateway_routes(pooled, monkeypatch):
+    (route,) = of_kind(pooled, "HTTPRoute")
+    routed = [
+        h["value"]
+        for rule in route["spec"]["rules"]
+        for m in rule["matches"]
+        for h in m.get("headers", [])
+    ]
+    # a set: the switch's second slot (vllm-green) serves the same name as vllm
+    served = sorted({_served_model(d) for d in _vllm(pooled)})
+    config = find_prefix(pooled, "ConfigMap", "webapp-config")["data"]
+    monkeypatch.setenv("LLM_MODELS", config["LLM_MODELS"])
+    assert sorted(Settings().served_model_names) == sorted(routed) == served
+
+
+def _vllm(objs: list[dict]) -> list[dict]:
+    return [
+        d
+        for d in of_kind(objs, "Deployment")
+        if any(c["name"] == "vllm" for c in d["spec"]["template"]["spec"]["containers"])
+    ]
+
+
+def test_requests_without_a_body_reach_the_default_pool(pooled):
+    """GET /v1/models and GET /health have no model to route on: without a rule for them the
+    gateway answers 404 and the chat says the model server is unreachable."""
+    (route,) = of_kind(pooled, "HTTPRoute")
+    bodiless = [r for r in route["spec"]["rules"] if not any("headers" in m for m in r["matches"])]
+    assert [m["path"] for r in bodiless for m in r["matches"]] == [
+        {"type": "Exact", "value": "/v1/models"},
+        {"type": "Exact", "value": "/health"},
+    ]
+    assert [ref["name"] for r in bodiless for ref in r["backendRefs"]] == ["vllm"]
 
 
 # --- builders agree with the manifests ------------------------------------------------------

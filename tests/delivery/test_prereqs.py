@@ -1,4 +1,5 @@
-"""`make test` on a fresh machine: it checks what it needs from the system (Chromium, kubectl)
+"""`make test` on a fresh machine: it checks what it needs from the system (Chromium, HAProxy,
+kubectl)
 before building anything, with one line each on how to install what is missing, and takes
 every other tool (shellcheck included) from the venvs it builds."""
 
@@ -30,18 +31,26 @@ def fake_kubectl(bin_dir: Path, minor: str) -> None:
 
 
 def fake_chromium(tmp_path: Path) -> Path:
-    path = tmp_path / "chromium"
+    return fake_binary(tmp_path, "chromium")
+
+
+def fake_binary(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
     path.write_text("#!/bin/bash\nexit 0\n")
     path.chmod(0o755)
     return path
 
 
-def check(bin_dir: Path, chromium: Path) -> subprocess.CompletedProcess[str]:
-    """Run the check with only bin_dir on PATH (so no system kubectl is found)."""
+def check(
+    bin_dir: Path, chromium: Path, haproxy: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the check with only bin_dir on PATH (so no system kubectl is found); HAProxy is
+    there unless ``haproxy`` names another (missing) path."""
     bin_dir.mkdir(exist_ok=True)
+    haproxy = haproxy or fake_binary(bin_dir.parent, "haproxy")
     return subprocess.run(
         ["/bin/bash", str(CHECK)],
-        env={"PATH": str(bin_dir), "CHROMIUM": str(chromium)},
+        env={"PATH": str(bin_dir), "CHROMIUM": str(chromium), "HAPROXY": str(haproxy)},
         capture_output=True,
         text=True,
         check=False,
@@ -65,6 +74,16 @@ def test_missing_chromium_is_one_line_with_the_install_command(tmp_path):
     ]
 
 
+def test_missing_haproxy_is_one_line_with_the_install_command(tmp_path):
+    fake_kubectl(tmp_path / "bin", "32")
+    out = check(tmp_path / "bin", fake_chromium(tmp_path), tmp_path / "no-haproxy")
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"make test needs HAProxy at {tmp_path / 'no-haproxy'} (the failover test's sticky"
+        " proxy): apt-get install -y haproxy"
+    ]
+
+
 def test_missing_kubectl_is_one_line_with_how_to_install_it(tmp_path):
     out = check(tmp_path / "bin", fake_chromium(tmp_path))
     assert out.returncode == 1
@@ -84,11 +103,12 @@ def test_too_old_kubectl_is_named_with_its_version(tmp_path):
 
 
 def test_everything_missing_is_one_line_each(tmp_path):
-    out = check(tmp_path / "bin", tmp_path / "no-chromium")
+    out = check(tmp_path / "bin", tmp_path / "no-chromium", tmp_path / "no-haproxy")
     assert out.returncode == 1
     lines = out.stderr.splitlines()
     assert [re.match(r"make test needs (\w+)", x).group(1) for x in lines] == [
         "Chromium",
+        "HAProxy",
         "kubectl",
     ]
 

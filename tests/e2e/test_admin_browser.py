@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.fakes.dcgm_server import FakeDcgm, FakeDcgmServer, GpuSpec
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.support.admin_world import admin_world
 from tests.support.cluster import LLAMA, NS
@@ -109,6 +110,32 @@ def test_admin_switches_model_and_watches_it_become_ready(admin_app, page, iap_k
         (ADMIN, "switch.start", "started"),
     ]
     page.get_by_text("Deploy a model").scroll_into_view_if_needed()
+
+
+def test_gpu_panel_shows_each_gpu_with_its_pod_and_a_warning(admin_app, page, iap_key):
+    """Issue 13.1: GPU telemetry from the DCGM exporter (through the API's service proxy): one
+    row per GPU, joined with the vLLM pod using it, and a warning for nearly full memory."""
+    app, fc = admin_app
+    pod = next(p["metadata"]["name"] for p in fc.list("pods", NS))
+    gpus = [
+        GpuSpec(node="gpu-a", util=87, fb_used=21_900, fb_free=590, pod=pod, namespace=NS,
+                container="vllm"),
+        GpuSpec(node="gpu-b", util=3, fb_used=0, fb_free=22_491),
+    ]  # fmt: skip
+    with FakeDcgmServer(FakeDcgm(gpus=gpus)) as dcgm:
+        fc.proxy_to("gpu-operator", "nvidia-dcgm-exporter", dcgm.url)
+        open_admin(page, app, iap_key[0])
+        expect(page.get_by_text("Source: DCGM exporter in the cluster.")).to_be_visible(
+            timeout=TIMEOUT_MS
+        )
+        expect(alert(page, "GPU 0 on gpu-a: memory 97.4 % full")).to_be_visible()
+        grid = page.get_by_test_id("stDataFrame").filter(has_text="utilization %")
+        expect(grid.locator("td").first).to_have_text("gpu-a")  # the grid's accessible table
+        cells = grid.locator("td").all_inner_texts()
+        row = cells[cells.index("gpu-a") :]
+        assert f"{NS}/{pod}" in row[:6] and LLAMA.name in row[:6] and "87" in row[:7]
+        assert "gpu-b" in cells
+        expect(page.get_by_text("Node pools")).to_be_visible()  # the rest of the page goes on
 
 
 def test_failing_switch_is_rolled_back(admin_app, page, iap_key):

@@ -290,6 +290,8 @@ class _State:
         self.lock = threading.Condition()
         self.stopping = threading.Event()
         self.models = list(models)
+        # what GET /v1/models lists (None: every model); a gateway lists its default pool's
+        self.listed_models: list[str] | None = None
         self.max_model_len = max_model_len
         self.chat_template = chat_template
         self.api_key: str | None = None
@@ -522,13 +524,17 @@ class _Handler(BaseHTTPRequestHandler):
                 "max_model_len": self.st.max_model_len,
                 "permission": [],
             }
-            for m in self.st.models
+            for m in (self.st.models if self.st.listed_models is None else self.st.listed_models)
         ]
         self._send_json(200, {"object": "list", "data": data})
 
     def _tokenize(self, body: Any) -> None:
         if not isinstance(body, dict):
             self._send_error(400, "Request body must be a JSON object")
+            return
+        model = body.get("model")
+        if model and model not in self.st.models:
+            self._send_error(404, f"The model `{model}` does not exist.", param="model")
             return
         if "messages" in body:
             if not self.st.chat_template:
@@ -902,9 +908,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _apply_config(st: _State, cfg: dict[str, Any]) -> None:
-    allowed = {"models", "max_model_len", "chat_template", "health_status", "api_key",
-               "max_num_seqs", "overflow_style", "metrics_override", "kv_cache_tokens",
-               "metrics_status", "metrics_text"}  # fmt: skip
+    allowed = {"models", "listed_models", "max_model_len", "chat_template", "health_status",
+               "api_key", "max_num_seqs", "overflow_style", "metrics_override",
+               "kv_cache_tokens", "metrics_status", "metrics_text"}  # fmt: skip
     unknown = set(cfg) - allowed
     if unknown:
         raise ValueError(f"unknown config keys: {sorted(unknown)}")
@@ -912,7 +918,8 @@ def _apply_config(st: _State, cfg: dict[str, Any]) -> None:
         raise ValueError("overflow_style must be current, v0.11 or legacy")
     with st.lock:
         for k, v in cfg.items():
-            setattr(st, k, list(v) if k == "models" else v)
+            listing = k == "models" or (k == "listed_models" and v is not None)
+            setattr(st, k, list(v) if listing else v)
         st.lock.notify_all()
 
 
@@ -1008,9 +1015,10 @@ class FakeOpenAI:
             self._state.queue.extend(scripts)
 
     def configure(self, **cfg: Any) -> None:
-        """Change models, max_model_len, chat_template, health_status, api_key,
-        max_num_seqs, overflow_style, metrics_override, kv_cache_tokens, metrics_status or
-        metrics_text (served as /metrics instead of the gauges) at runtime."""
+        """Change models, listed_models (what /v1/models lists; None: all), max_model_len,
+        chat_template, health_status, api_key, max_num_seqs, overflow_style, metrics_override,
+        kv_cache_tokens, metrics_status or metrics_text (served as /metrics instead of the
+        gauges) at runtime."""
         _apply_config(self._state, cfg)
 
     def reset(self) -> None:

@@ -198,6 +198,25 @@ def test_models_and_status(fake):
     assert client.status().state == "loading"
 
 
+@pytest.mark.parametrize(
+    ("listed", "configured", "expected"),
+    [
+        (None, (), [("a", 2048), ("b", 2048)]),  # one server serving two names
+        (["a"], (), [("a", 2048)]),  # a gateway: /v1/models reaches the default pool only
+        (["a"], ("b",), [("a", 2048), ("b", 2048)]),  # b's length from its own /tokenize
+        (["a"], ("b", "a"), [("a", 2048), ("b", 2048)]),  # listed once
+        (["a"], ("gone", "b"), [("a", 2048), ("gone", None), ("b", 2048)]),  # offered anyway
+    ],
+)
+def test_models_listed_and_configured(listed, configured, expected):
+    with FakeOpenAI(model=["a", "b"]) as srv:
+        srv.configure(listed_models=listed)
+        client = ChatClient(srv.url, configured_models=configured)
+        assert [(m.id, m.max_model_len) for m in client.models()] == expected
+        probes = [r["body"]["model"] for r in srv.requests if r["path"] == "/tokenize"]
+        assert probes == [n for n in configured if n not in (listed or ["a", "b"])]
+
+
 def test_api_key_sent_and_not_in_repr():
     with FakeOpenAI(api_key="sekret") as srv:
         srv.set_script(Script(tokens=["k"]))
@@ -223,6 +242,18 @@ def test_short_prompt_skips_tokenize_long_one_counts(fake):
     long = Turn("user", "word " * 300)  # 1500 bytes > 2048 - 1000 - overhead
     run(client.stream(req(turns=[long], max_tokens=1000)))
     assert [r for r in fake.requests if r["path"] == "/tokenize"]
+
+
+def test_a_pool_without_tokenize_does_not_stop_counting_for_the_others(fake):
+    # "gone" is named in LLM_MODELS but not served: its /tokenize fails (404), then its answer
+    fake.set_script(Script(tokens=["ok"]))
+    client = ChatClient(fake.url, configured_models=("gone",))
+    long = Turn("user", "word " * 300)  # needs counting (see above)
+    with pytest.raises(E.ModelNotFound):
+        run(client.stream(req(model="gone", turns=[long], max_tokens=1000)))
+    run(client.stream(req(turns=[long], max_tokens=1000)))
+    counted = [r["body"]["model"] for r in fake.requests if r["path"] == "/tokenize"]
+    assert counted[0] == "gone" and counted[-1] == "fake-chat"
 
 
 def test_completion_mode_cut_reports_exact_token_count(fake):

@@ -10,7 +10,15 @@ import pytest
 from sqlalchemy import insert
 
 from webapp.store import ConversationStore, StoreUnavailable
-from webapp.store.loads import ModelLoad, past_loads, record_load
+from webapp.store.loads import (
+    LoadInProgress,
+    ModelLoad,
+    current_load,
+    finish_load,
+    past_loads,
+    publish_load,
+    record_load,
+)
 from webapp.store.models import model_loads
 
 T0 = datetime(2026, 12, 1, 18, 0, 0)
@@ -122,3 +130,56 @@ def test_an_unusable_database_is_a_plain_store_unavailable():
     with pytest.raises(StoreUnavailable):
         past_loads(store, "qwen2-7b", "nvidia-l4")
     assert "s3cr3t" not in str(err.value)
+
+
+# ---------------------------------------------------------------- a load in progress
+
+
+def progress(phase="loading weights", eta=40.0, at=T0, **kw) -> LoadInProgress:
+    return LoadInProgress("qwen2-7b", "nvidia-l4", T0, phase, eta, at, **kw)
+
+
+def test_a_published_load_is_the_current_one_until_it_is_finished(store):
+    load_id = publish_load(store, progress("pulling image", None))
+    assert publish_load(store, progress(at=T0 + timedelta(seconds=5), id=load_id)) == load_id
+    now = T0 + timedelta(seconds=15)
+    got = current_load(store, now=now)
+    assert got == progress(at=T0 + timedelta(seconds=5), id=load_id)
+    assert got.eta_at(now) == 30.0  # counted down since it was written
+    assert got.eta_at(now + timedelta(minutes=5)) == 0.0
+    assert past_loads(store, "qwen2-7b", "nvidia-l4") == []  # not a finished load
+    assert finish_load(store, load_id, load()) == load_id
+    assert current_load(store, now=now) is None
+    assert past_loads(store, "qwen2-7b", "nvidia-l4") == [load(id=load_id)]
+
+
+def test_a_load_not_updated_for_a_while_is_stale(store):
+    publish_load(store, progress())
+    assert current_load(store, max_age_s=30, now=T0 + timedelta(seconds=29)) is not None
+    assert current_load(store, max_age_s=30, now=T0 + timedelta(seconds=31)) is None
+
+
+def test_the_newest_load_in_progress_wins_and_a_finished_one_is_not_reopened(store):
+    old = publish_load(store, progress("scheduled"))
+    finish_load(store, old, load(outcome="failed"))
+    # an update of a finished row does not bring it back: a new row is made
+    again = publish_load(store, progress("compiling", 12.0, T0 + timedelta(seconds=2), id=old))
+    assert again != old
+    assert current_load(store, now=T0 + timedelta(seconds=3)).phase == "compiling"
+    assert finish_load(store, None, load(outcome="cancelled")) not in (old, again)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        progress(phase=""),
+        progress(eta=-1.0),
+        progress(eta=math.nan),
+        LoadInProgress("", "nvidia-l4", T0, "compiling", None, T0),
+        LoadInProgress("m" * 201, "nvidia-l4", T0, "compiling", None, T0),
+    ],
+)
+def test_a_bad_load_in_progress_is_refused_and_nothing_is_stored(store, bad):
+    with pytest.raises(ValueError):
+        publish_load(store, bad)
+    assert current_load(store, now=T0) is None

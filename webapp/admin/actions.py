@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from webapp.admin.jobs import Job, JobDefinition, JobView
+from webapp.admin.load_tracking import OUTCOME, LoadTracker
+from webapp.admin.loading import LoadView
 from webapp.admin.plan import require_placement
 from webapp.cluster import manifests as mf
 from webapp.cluster.errors import SwitchInProgress
@@ -26,6 +28,7 @@ from webapp.cluster.node_pools import NodePools, OperationInfo
 from webapp.cluster.rollout import UNSCHEDULABLE_GRACE_S, RolloutSnapshot
 from webapp.cluster.switch import SwitchOptions, SwitchResult, SwitchStep, switch_model
 from webapp.llm.server import BackendState, health, list_models
+from webapp.store import ConversationStore
 
 # ---------------------------------------------------------------- model switch
 
@@ -40,7 +43,8 @@ def switch_options(unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> Swit
 class SwitchRequest:
     """What the admin asked for: serve ``spec`` on ``deployment``, switching ``strategy``.
 
-    ``pools`` (GKE, optional) lets the placement check see the pool's maximum size."""
+    ``pools`` (GKE, optional) lets the placement check see the pool's maximum size;
+    ``store`` (optional) keeps the loads: the prediction, the load the chat page shows."""
 
     cluster: Cluster
     spec: mf.ModelSpec
@@ -51,6 +55,7 @@ class SwitchRequest:
     model_probe: Callable[[str], list[str]] | None = None
     options: SwitchOptions = field(default_factory=switch_options)
     pools: NodePools | None = None
+    store: ConversationStore | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class SwitchDetail:
     model_before: str | None = None  # the served model it replaces, once read
     snapshot: RolloutSnapshot | None = None
     failed_snapshot: RolloutSnapshot | None = None  # the rollout that failed, before rollback
+    load: LoadView | None = None  # the new model's load, phase by phase
 
 
 def switch_probe(
@@ -75,8 +81,9 @@ def switch_probe(
     return None
 
 
-def _absorb(job: Job, item: SwitchStep | SwitchResult) -> SwitchResult | None:
-    """Show one item of ``switch_model`` on the job; the result, if it is the last."""
+def _absorb(job: Job, item: SwitchStep | SwitchResult, loads: LoadTracker) -> SwitchResult | None:
+    """Show one item of ``switch_model`` on the job; the result, if it is the last. The new
+    model's rollout also updates its load (``loads``)."""
     detail: SwitchDetail = job.detail
     if isinstance(item, SwitchResult):
         job.progress(item.message, detail=replace(detail, model_before=item.model_before))
@@ -88,11 +95,20 @@ def _absorb(job: Job, item: SwitchStep | SwitchResult) -> SwitchResult | None:
         changes["snapshot"] = item.snapshot
         if item.snapshot.state == "failed" and item.stage == "rollout":
             changes["failed_snapshot"] = item.snapshot
+        if item.stage == "rollout":
+            changes |= _load_changes(item.snapshot, loads)
     job.progress(item.message, detail=replace(detail, **changes))
     return None
 
 
-_Switching = tuple[Iterator[SwitchStep | SwitchResult], SwitchResult | None]
+def _load_changes(snap: RolloutSnapshot, loads: LoadTracker) -> dict[str, Any]:
+    changes = {} if snap.load is None else {"load": loads.look(snap.load)}
+    if snap.terminal:
+        loads.finish(OUTCOME[snap.state])
+    return changes
+
+
+_Switching = tuple[Iterator[SwitchStep | SwitchResult], SwitchResult | None, LoadTracker]
 
 
 def _begin_switch(req: SwitchRequest, job: Job) -> _Switching:
@@ -108,16 +124,18 @@ def _begin_switch(req: SwitchRequest, job: Job) -> _Switching:
     except BaseException:
         steps.close()  # releases the Lease if it was taken
         raise
-    return steps, _absorb(job, first)
+    loads = LoadTracker(req.store, req.spec.name)
+    return steps, _absorb(job, first, loads), loads
 
 
 def _run_switch(state: _Switching, job: Job) -> SwitchResult:
-    steps, result = state
+    steps, result, loads = state
     try:
         for item in steps:
-            result = _absorb(job, item) or result
+            result = _absorb(job, item, loads) or result
     finally:
         steps.close()  # releases the Lease if the switch stopped early
+        loads.finish("cancelled" if job.cancel.is_set() else "failed")  # if it did not end
     if result is None:
         raise RuntimeError("the switch ended without a result")
     return result

@@ -279,9 +279,11 @@ def _ahead(waiting: int | None) -> int | None:
 
 
 def _switched_model(client: ChatClient, request: ChatRequest, follow: bool) -> ChatRequest:
-    """The same request for the model now served, or raise ModelNotFound again."""
+    """The same request for the model now served, or raise ModelNotFound again: also when
+    the model is still listed (a pool named in LLM_MODELS that does not answer), as
+    answering from another model would be a silent switch."""
     fresh = client.models() if follow else []
-    if not fresh or fresh[0].id == request.model:
+    if not fresh or request.model in {m.id for m in fresh}:
         raise ModelNotFound(404, f"{request.model} is not served")
     return dataclasses.replace(request, model=fresh[0].id, max_model_len=fresh[0].max_model_len)
 

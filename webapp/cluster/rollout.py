@@ -16,6 +16,7 @@ from typing import Literal
 
 from webapp.cluster.inventory import EventInfo, parse_event, pod_reason, sort_events
 from webapp.cluster.k8s import Cluster, call, parse_time
+from webapp.cluster.pod_load import PodLoad, read_pod_load
 
 RolloutState = Literal["progressing", "ready", "failed", "cancelled"]
 FATAL_WAITING = {
@@ -69,6 +70,7 @@ class RolloutSnapshot:
     ready_replicas: int = 0
     desired_replicas: int = 0
     elapsed_s: float = 0.0
+    load: PodLoad | None = None  # the new pod's load phases, once it exists
 
     @property
     def terminal(self) -> bool:
@@ -223,7 +225,8 @@ def rollout_status(
     started: float | None = None,
     unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S,
 ) -> RolloutSnapshot:
-    """Read a Deployment's rollout once: 4 list/get calls, plus 1 log read of the new pod."""
+    """Read a Deployment's rollout once: 4 list/get calls, plus 1 log read of the new pod
+    (its tail, and the phases of its load with ``webapp.cluster.pod_load``)."""
     dep = call(
         f"read Deployment {namespace}/{deployment}",
         cluster.apps.read_namespaced_deployment,
@@ -250,7 +253,8 @@ def rollout_status(
         unschedulable_grace_s=unschedulable_grace_s,
     )  # fmt: skip
     progress = tuple(_pod_progress(p, new_hash) for p in pods)
-    tail = _log_tail(cluster, namespace, progress, log_lines)
+    new_pods = [p for p in pods if any(q.new and q.name == p["metadata"]["name"] for q in progress)]
+    load, tail = read_pod_load(cluster, namespace, new_pods, raw_events, log_lines=log_lines)
     status = dep.get("status") or {}
     return RolloutSnapshot(
         deployment=deployment,
@@ -268,6 +272,7 @@ def rollout_status(
         ready_replicas=status.get("readyReplicas", 0),
         desired_replicas=dep["spec"].get("replicas", 1),
         elapsed_s=0.0 if started is None else time.monotonic() - started,
+        load=load,
     )
 
 
@@ -282,24 +287,6 @@ def _rollout_events(
         if rs["metadata"]["labels"].get("pod-template-hash") == new_hash
     }
     return sort_events(e for e in map(parse_event, raw_events) if e.name in names)
-
-
-def _log_tail(
-    cluster: Cluster, namespace: str, progress: tuple[PodProgress, ...], log_lines: int
-) -> tuple[str, ...]:
-    """The last ``log_lines`` of the new pod that is loading (one read), if there is one."""
-    loading = next((p for p in progress if p.new and p.phase == "Running"), None)
-    if loading is None or not log_lines:
-        return ()
-    text = call(
-        f"read the log of pod {loading.name}",
-        cluster.core.read_namespaced_pod_log,
-        loading.name,
-        namespace,
-        tail_lines=log_lines,
-        text=True,
-    )
-    return tuple(text.splitlines())
 
 
 def _items(

@@ -314,9 +314,10 @@ class ChatClient:
     mode: Literal["auto", "chat", "completion"] = "auto"
     timeout_s: float = 60.0
     answer_deadline_s: float | None = None  # total time one answer may stream
+    configured_models: tuple[str, ...] = ()  # LLM_MODELS: served here, not in /v1/models
     _modes: dict[str, Mode] = field(default_factory=dict, repr=False)
     _llms: dict[tuple[Mode, str], Any] = field(default_factory=dict, repr=False)
-    _tokenize_ok: bool = field(default=True, repr=False)
+    _no_tokenize: set[str] = field(default_factory=set, repr=False)  # models: estimate
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __repr__(self) -> str:  # never show the key
@@ -348,7 +349,7 @@ class ChatClient:
         return server.health(self.base_url, self.api_key)
 
     def models(self) -> list[server.ModelInfo]:
-        return server.list_models(self.base_url, self.api_key)
+        return server.served_models(self.base_url, self.configured_models, self.api_key)
 
     def requests_waiting(self) -> int | None:
         """The server's queue length now, or None when it cannot be read."""
@@ -357,7 +358,7 @@ class ChatClient:
     # --- fitting the history ----------------------------------------------------------
     def count_tokens(self, req: ChatRequest, mode: Mode, turns: Sequence[Turn]) -> int:
         """Prompt tokens as the server counts them (``/tokenize``), else an estimate."""
-        if self._tokenize_ok:
+        if req.model not in self._no_tokenize:  # per model: behind a gateway, per pool
             try:
                 if mode == "chat":
                     return server.count_tokens(
@@ -373,7 +374,7 @@ class ChatClient:
                     api_key=self.api_key,
                 )
             except BackendHTTPError:
-                self._tokenize_ok = False  # not a vLLM server (or an old one): estimate
+                self._no_tokenize.add(req.model)  # not vLLM (or an old one): estimate
         text = req.system + "".join(t.content for t in turns)
         return estimate_tokens(text) + 4 * len(turns)
 

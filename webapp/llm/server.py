@@ -93,6 +93,51 @@ def list_models(base_url: str, api_key: str | None = None, timeout: float = 5.0)
         raise BackendHTTPError(r.status_code, f"unexpected /v1/models reply: {e}") from e
 
 
+def model_info(
+    base_url: str, model: str, api_key: str | None = None, timeout: float = 3.0
+) -> ModelInfo:
+    """One model's facts from ``POST /tokenize`` (its reply carries ``max_model_len``).
+
+    Behind a gateway that routes on the body's ``model`` (GKE Inference Gateway), this
+    request reaches the model's own pool, where ``GET /v1/models`` (no body) reaches only
+    the default pool."""
+    try:
+        r = _http().post(
+            f"{base_url}/tokenize",
+            json={"model": model, "prompt": ""},
+            headers=_headers(api_key),
+            timeout=timeout,
+        )
+    except httpx.TimeoutException as e:
+        raise BackendTimeout(str(e)) from e
+    except httpx.TransportError as e:
+        raise BackendUnreachable(str(e)) from e
+    _raise_for_status(r)
+    try:
+        return ModelInfo(model, _int_or_none(r.json().get("max_model_len")))
+    except (ValueError, AttributeError) as e:
+        raise LLMError(f"unexpected /tokenize reply: {e}") from e
+
+
+def served_models(
+    base_url: str, configured: Sequence[str] = (), api_key: str | None = None
+) -> list[ModelInfo]:
+    """What ``GET /v1/models`` lists, then each ``configured`` name (LLM_MODELS) it does not.
+
+    A configured model is offered even when its pool does not answer now (its context
+    length then unknown): asking it gives the plain error of the failure, not silence."""
+    listed = list_models(base_url, api_key)
+    known = {m.id for m in listed}
+    for name in configured:
+        if name in known:
+            continue
+        try:
+            listed.append(model_info(base_url, name, api_key))
+        except LLMError:
+            listed.append(ModelInfo(name, None))
+    return listed
+
+
 def count_tokens(
     base_url: str,
     model: str,

@@ -71,7 +71,8 @@ class GenerationInProgress(LimitExceeded):
     def __init__(self) -> None:
         super().__init__(
             "An answer is already being generated for you (perhaps in another tab or window). "
-            "You can go on as soon as it has finished or been stopped: then press Retry."
+            "You can go on as soon as it has finished or been stopped: then press Retry. "
+            "If the app restarted while answering, that answer is let go within 30 seconds."
         )
 
 

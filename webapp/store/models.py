@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -102,5 +103,8 @@ model_loads = Table(
     Column("ready_at", DateTime, nullable=True),
     Column("phases", JSON, nullable=False),
     Column("outcome", String(16), nullable=False),
+    Column("current_phase", String(64), nullable=True),
+    Column("eta_s", Float, nullable=True),
+    Column("updated_at", DateTime, nullable=True),
     Index("ix_model_loads_model_gpu_started", "model", "gpu_type", "started_at"),
 )

@@ -42,7 +42,11 @@ TITLE_STORED_MAX = 200
 #: chat settings kept per conversation (system prompt, sampling): MAX_PROMPT_CHARS is at
 #: most 200,000, so a system prompt the page accepts always fits
 SETTINGS_MAX_CHARS = 256_000
-DEFAULT_STALE_AFTER_S = 30.0
+#: a streaming answer not checkpointed for this long lost its writer (the writer touches it
+#: every 5 s, HEARTBEAT_EVERY_S): no longer than a dead writer's answer slot stays taken
+#: after its last renewal (lease 30 s, renewed every 10 s), so once a user's Retry is let
+#: through again, a reload shows the old answer as interrupted, not "still being written"
+DEFAULT_STALE_AFTER_S = 20.0
 
 Clock = Callable[[], datetime]
 

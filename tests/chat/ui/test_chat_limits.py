@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.fakes.openai_server import FakeOpenAI, Script
 from tests.support.identities import OIDC_SECRETS
-from webapp.access.identity import UNKNOWN_CLIENT
+from webapp.access.identity import ANON_PREFIX, UNKNOWN_CLIENT
 from webapp.chat.limits import UsageLimits
 from webapp.settings import get_settings
 from webapp.store import ConversationStore
@@ -135,3 +135,35 @@ def test_require_login_without_login_set_up_lets_nobody_chat(session):
     assert "signing in is not set up" in at.error[0].value
     assert len(at.chat_input) == 0
     assert len(session(CHAT_REQUIRE_LOGIN="false").chat_input) == 1
+
+
+@pytest.mark.parametrize(
+    ("held", "expected"),
+    [
+        # the user's slot still held (a replica died mid-answer, or another tab answers):
+        # Retry is refused and the answer it would replace stays, on screen and saved
+        (True, ["first answer"]),
+        # slot free: the new answer replaces the old one, on screen and in the database
+        (False, ["fine"]),
+    ],
+)
+def test_retry_replaces_the_last_answer_only_once_it_may_answer(
+    session, fake, limits, db_url, held, expected
+):
+    fake.set_script(Script(tokens=["first ", "answer"]))
+    at = session()
+    send(at, "question")
+    fake.set_script(Script(tokens=["fine"]))
+    lease = limits.acquire_generation(UNKNOWN_CLIENT) if held else None
+    at.button(key="redo").click().run()
+    assert ("already being generated for you" in at.warning[0].value) if held else not at.warning
+    assert [m.markdown[0].value for m in at.chat_message] == ["question", *expected]
+    store = ConversationStore(db_url)
+    try:
+        owner = ANON_PREFIX + at.session_state.browser_key
+        conv = store.get_conversation(owner, at.session_state.conv_id)
+    finally:
+        store.dispose()
+    assert [m.content for m in conv.messages if m.role == "assistant"] == expected
+    if lease:
+        limits.release_generation(lease)

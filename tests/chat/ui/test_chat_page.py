@@ -164,6 +164,35 @@ def test_several_models_selectable(page):
         assert body["model"] == "m-two"
 
 
+def test_models_behind_a_gateway_listed_from_llm_models(page):
+    # a gateway routing on the body's model: /v1/models reaches the default pool only
+    with FakeOpenAI(model=["pool-a", "pool-b"], max_model_len=4096) as srv:
+        srv.configure(listed_models=["pool-a"])
+        srv.set_script(Script(tokens=["from b"]))
+        at = page(srv.url, LLM_MODELS="pool-b")
+        assert at.selectbox(key="model").options == ["pool-a", "pool-b"]
+        at.selectbox(key="model").set_value("pool-b").run()
+        # its context length came from its own pool (POST /tokenize names the model)
+        assert "context 4,096 tokens" in " ".join(c.value for c in at.sidebar.caption)
+        send(at, "hello")
+        assert chat(at)[1] == ("assistant", ["from b"])
+        bodies = [r["body"] for r in srv.requests if r["path"].endswith("completions")]
+        assert [b["model"] for b in bodies] == ["pool-b"]
+
+
+def test_a_listed_model_that_does_not_answer_is_a_plain_error(page):
+    with FakeOpenAI(model=["pool-a"]) as srv:
+        at = page(srv.url, LLM_MODELS="pool-a,pool-gone")
+        assert at.selectbox(key="model").options == ["pool-a", "pool-gone"]
+        at.selectbox(key="model").set_value("pool-gone").run()
+        send(at, "hello")
+        assert not at.exception
+        assert "no longer served" in at.chat_message[1].error[0].value
+        # not answered by another model behind the user's back
+        bodies = [r["body"] for r in srv.requests if r["path"].endswith("completions")]
+        assert [b["model"] for b in bodies] == ["pool-gone"]
+
+
 def test_base_model_page_uses_completions(page):
     with FakeOpenAI(model="base", chat_template=False) as srv:
         srv.set_script(Script(tokens=["cont"]))

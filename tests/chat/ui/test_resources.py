@@ -35,7 +35,9 @@ def test_a_page_runs_cached_calls_look_up_no_signature(monkeypatch, tmp_path):
             store = resources.conversation_store(settings)
             status = resources.backend_status(_client=client, url=settings.llm_url)
             assert status.state == "healthy"
-            models = resources.served_models(_client=client, url=settings.llm_url)
+            models = resources.served_models(
+                _client=client, url=settings.llm_url, configured=client.configured_models
+            )
         assert [m.id for m in models] == ["m"]
         assert resources.chat_client(settings) is client
         assert resources.conversation_store(settings) is store

@@ -16,7 +16,7 @@ from webapp.admin.plan import (
     strategy_options,
 )
 from webapp.admin.sizing import GPUS, SizingError, Verdict
-from webapp.admin.ui.console import Console, catalog
+from webapp.admin.ui.console import Console, catalog, conversation_store
 from webapp.admin.ui.status import read_status
 
 STREAM_INTERVAL_HELP = (
@@ -153,6 +153,7 @@ def _start_switch(console: Console, plan: DeployPlan, strategy: str) -> None:
         service=s.vllm_service, strategy=strategy,
         model_probe=actions.switch_probe(strategy, s.llm_url, console.api_key),
         options=actions.switch_options(s.switch_unschedulable_grace_s), pools=console.pools,
+        store=conversation_store(s),
     )  # fmt: skip
     try:
         console.registry.start(

@@ -1,5 +1,6 @@
 """The switch's progress: the latest model switch of this process (``actions.SWITCH``),
-its rollout, its Cancel button and how it ended, polled every second."""
+the new model's load phase by phase, its rollout, its Cancel button and how it ended,
+polled every second."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from webapp.admin import actions
 from webapp.admin.jobs import JobView
 from webapp.admin.messages import admin_error_message
 from webapp.admin.ui.console import Console, job_to_show
+from webapp.admin.ui.loading import loading_section
 from webapp.cluster.rollout import RolloutSnapshot
 from webapp.cluster.switch import SwitchResult
 from webapp.ui.safe_markdown import safe_markdown
@@ -31,6 +33,8 @@ def show(console: Console) -> None:
     st.subheader(literal(f"Switch {before} → {after}" if before else f"Switch {after}"))
     st.caption(literal(f"Started by {view.actor} on {view.target}"))
     _state(console, view)
+    if detail.load is not None:  # the new model's load: phases, predicted vs actual, ETA
+        loading_section(detail.load)
     failed = detail.failed_snapshot
     if failed is not None and not view.running:
         _failure(failed)

@@ -92,15 +92,24 @@ def generate(
     ss.generate = False
     ss.pop("limit_notice", None)
     busy = BusyWatch(settings.chat_busy_after_s, settings.chat_busy_poll_s)
+    replaced = ss.pop("replaced", None)  # Retry/Regenerate: the answer to replace
     turn = run_turn(history, client, options, ss.messages, ss.conv_id,
                     follow_switch=not settings.llm_name, busy=busy)  # fmt: skip
     view: AnswerView | None = None
     try:
         for event in turn:
+            if replaced and isinstance(event, Started):  # the new answer has its slot
+                history.truncate_after(ss.conv_id, replaced["after"])
+                replaced = None
             view = _draw(event, view)
     except BaseException as exc:  # Stop, browser gone: whatever stopped the drawing
         cancel(turn, browser_gone=isinstance(exc, StopException) and _browser_gone())
         raise
+    finally:
+        if replaced:  # refused before it began: the old answer stays, saved and shown
+            ss.messages.extend(replaced["answers"])
+    for m in replaced["answers"] if replaced else ():
+        render_message(m)
 
 
 def _draw(event: Event, view: AnswerView | None) -> AnswerView | None:

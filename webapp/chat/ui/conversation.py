@@ -94,14 +94,19 @@ def redo_last() -> None:
     ss.redo = True
 
 
-def apply_redo(history: History) -> None:
-    """Drop the last answer (if any) and ask again."""
+def apply_redo() -> None:
+    """Ask the last question again. The last answer (if any) leaves the screen but stays
+    saved in ``ss.replaced`` until the new answer gets its slot (``generate`` deletes it
+    then): a refused Retry — the user's slot still held by a replica that died mid-answer,
+    or the rate limit — must not lose the partial answer it was meant to replace."""
     if not ss.pop("redo", False):
         return
-    if ss.messages and ss.messages[-1]["role"] == "assistant":
-        ss.messages.pop()
-    if ss.messages and ss.messages[-1]["role"] == "user":
-        history.truncate_after(ss.conv_id, ss.messages[-1].get("id"))
+    keep = len(ss.messages)
+    if keep and ss.messages[-1]["role"] == "assistant":
+        keep -= 1
+    if keep and ss.messages[keep - 1]["role"] == "user":
+        ss.replaced = {"after": ss.messages[keep - 1].get("id"), "answers": ss.messages[keep:]}
+        del ss.messages[keep:]
         ss.generate = True
 
 

@@ -23,6 +23,13 @@ from webapp.chat.ui.conversation import (
 )
 from webapp.chat.ui.resources import chat_client, conversation_store
 from webapp.chat.ui.sidebar import sidebar
+from webapp.chat.ui.switching import (
+    hold_while_switching,
+    load_in_progress,
+    release_when_ready,
+    switching_notice,
+    waiting,
+)
 from webapp.settings import get_settings
 from webapp.store.expiry import start_expiry
 
@@ -41,11 +48,13 @@ history = History(store, UsageLimits.from_settings(store, settings), owner)
 
 init_state(settings)
 sync_with_url(settings, history)
-apply_redo(history)
+apply_redo()
 model, max_len = sidebar(settings, client, history, owner)
 options = GenerationOptions.from_values(ss, model, max_len)  # what this run answers with
 conversation_tools(history)
 heading(settings)
+load = load_in_progress(store)  # a model switch under way, said in plain words
+switching_notice(store, load)
 if settings.llm_notice:
     st.warning(settings.llm_notice, icon=":material/science:")
 notice = st.empty()  # the empty-chat hint, cleared when the first message is sent
@@ -58,9 +67,11 @@ new_conversation = False
 if prompt is not None:
     new_conversation = ss.conv_id is None
     submit(history, prompt, options)
-    if ss.generate:
+    held = hold_while_switching(client, load)  # kept, sent once the model is ready
+    if ss.generate or held:
         notice.empty()
         render_message(ss.messages[-1])
+release_when_ready(client)
 if ss.generate:
     remember_settings(history, options)
     generate(settings, history, client, options)
@@ -78,6 +89,8 @@ if history.pruned:
     )
 if ss.get("limit_notice"):
     st.warning(ss.limit_notice, icon=":material/hourglass_top:")
-actions()
+waiting(client, store)  # a message kept while the model loads: Cancel, sent when ready
+if not ss.get("held"):
+    actions()
 if history.problem:
     st.warning(f"Not saved: {history.problem}", icon=":material/cloud_off:")

@@ -18,9 +18,15 @@ from webapp.store import ConversationStore, PoolOptions
 
 @st.cache_resource(show_spinner=False)
 def _client(
-    *, url: str, api_key: str, mode: str, timeout_s: float, deadline_s: float
+    *,
+    url: str,
+    api_key: str,
+    mode: str,
+    timeout_s: float,
+    deadline_s: float,
+    models: tuple[str, ...],
 ) -> ChatClient:
-    return ChatClient(url, api_key, mode, timeout_s, deadline_s)  # type: ignore[arg-type]
+    return ChatClient(url, api_key, mode, timeout_s, deadline_s, models)  # type: ignore[arg-type]
 
 
 def chat_client(settings: Settings) -> ChatClient:
@@ -31,6 +37,7 @@ def chat_client(settings: Settings) -> ChatClient:
         mode=settings.llm_mode,
         timeout_s=settings.llm_timeout_s,
         deadline_s=settings.llm_answer_deadline_s,
+        models=settings.served_model_names,
     )
 
 
@@ -58,7 +65,8 @@ def backend_status(*, _client: ChatClient, url: str) -> BackendStatus:
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def served_models(*, _client: ChatClient, url: str) -> list[ModelInfo]:
+def served_models(*, _client: ChatClient, url: str, configured: tuple[str, ...]) -> list[ModelInfo]:
+    """``/v1/models`` and the LLM_MODELS names (``configured``, part of the cache key)."""
     return _client.models()
 
 

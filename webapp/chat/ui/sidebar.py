@@ -48,7 +48,9 @@ def sidebar(
         models: list[ModelInfo] = []
         if status.state is BackendState.HEALTHY:
             try:
-                models = served_models(_client=client, url=settings.llm_url)
+                models = served_models(
+                    _client=client, url=settings.llm_url, configured=client.configured_models
+                )
             except LLMError as e:
                 st.caption(safe_markdown(f"Could not list models: {llm_error_message(e)}"))
         model, max_len = _pick_model(settings, models)

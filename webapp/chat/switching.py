@@ -1,0 +1,46 @@
+"""What the chat page says while the model server is being switched or loads: one plain
+sentence from the load in progress the admin's switch publishes (``webapp.store.loads``).
+Pure: the page reads the store and draws the sentence as plain text (the model name comes
+from the admin console, not from this user, and is still never markdown)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from webapp.store.loads import LoadInProgress
+
+#: the load phases (``webapp.cluster.loading.PHASES``) in a chat user's words
+PLAIN_PHASES = {
+    "scheduled": "waiting for a GPU node",
+    "pulling image": "pulling the model server's image",
+    "starting vLLM": "starting the model server",
+    "downloading weights": "downloading the weights",
+    "loading weights": "loading the weights",
+    "compiling": "compiling the model",
+    "profiling memory & KV cache": "measuring GPU memory",
+    "capturing graphs": "capturing CUDA graphs",
+    "starting API server": "opening its API",
+    "ready": "ready",
+}
+
+
+def about(seconds: float) -> str:
+    """A rough duration: "5 s", "40 s", "2 min", "1 h 05 min"."""
+    whole = max(1, round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{(whole + 30) // 60} min"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def switching_sentence(load: LoadInProgress, now: datetime | None = None) -> str:
+    """ "Switching to Qwen2.5-7B-Instruct: loading the weights, about 40 s left"."""
+    phase = PLAIN_PHASES.get(load.phase, load.phase)
+    said = f"Switching to {load.model}: {phase}"
+    eta = load.eta_at(now or datetime.now(UTC))
+    if eta is None:
+        return said
+    if eta < 1:
+        return f"{said}, almost ready"
+    return f"{said}, about {about(eta)} left"
