@@ -1,6 +1,11 @@
 """App CPU per streamed chunk, and what vLLM's ``--stream-interval N`` does to it.
 
-``python -m bench.chunk_cost [--tokens 512] [--rate 100] [--levels 1 32] [--intervals 1 2 4 8]``
+``python -m bench.chunk_cost [--tokens 512] [--rate 100] [--levels 1 32] [--intervals 1 2 4 8]
+[--before DIR]``
+
+``--before DIR``: also run the app of another checkout (a git worktree of main: ``git
+worktree add DIR main``) and report its rows as path "before" next to this one's ("app"),
+mode by mode, in one run on the same machine (before, app, then the next mode).
 
 The real app (``streamlit run webapp/app.py``, once with ``LLM_MODE=chat``, once with
 ``LLM_MODE=completion``) streams answers from the scripted fake (its own process), driven by
@@ -35,6 +40,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.common import cpu_seconds, machine, median, streamlit_app
 from bench.streaming import FIRST, LAST, MAX_MODEL_LEN, PROMPT, TTFT_S, scripted_tokens
@@ -177,15 +183,18 @@ async def _close(sessions: list[TimedSession]) -> None:
         await s.close()
 
 
-def run_app(fake, mode: str, cfg: dict, log, client_base: int) -> list[Row]:
-    """Every (interval, level) for one mode of the app; ``client_base`` keeps clients apart."""
+def run_app(
+    fake, mode: str, cfg: dict, log, client_base: int, root: Path | None = None
+) -> list[Row]:
+    """Every (interval, level) for one mode of the app; ``client_base`` keeps clients apart;
+    ``root``: the checkout whose app runs (None: this one), its rows are path "before"."""
     from tests.fakes.openai_server import Script
 
     n, rate = cfg["tokens"], cfg["rate"]
     env = {"LLM_URL": fake.url, "LLM_MODE": mode, "DEFAULT_MAX_TOKENS": str(n)}
     rows: list[Row] = []
     clients = iter(range(client_base, client_base + 100_000, 100))
-    with streamlit_app(**env) as app:
+    with streamlit_app(root, **env) as app:
         warm = Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=rate)
         _measure(app, fake, warm, 1, n, next(clients))  # imports, client, first page
         short_by_level = {}
@@ -202,7 +211,8 @@ def run_app(fake, mode: str, cfg: dict, log, client_base: int) -> list[Row]:
                 cpu, chunks, wall, answers, sessions = _measure(
                     app, fake, script, level, n, next(clients)
                 )
-                row = Row("app", mode, interval, level, n, chunks, cpu)
+                row = Row("app" if root is None else "before", mode, interval, level, n, chunks,
+                          cpu)  # fmt: skip
                 row.short_cpu_s, row.short_chunks = short_by_level[level]
                 row.wall_s, row.cpu_percent = wall, 100 * cpu / wall if wall else 0.0
                 ideal = TTFT_S + (n - 1) / rate
@@ -371,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--intervals", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--no-floor", action="store_true")
+    ap.add_argument("--before", type=Path, help="a checkout of the code before (git worktree)")
     args = ap.parse_args(argv)
     cfg = vars(args)
 
@@ -381,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with spawn_fake_openai("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN)) as fake:
         for k, mode in enumerate(args.modes):
+            if args.before is not None:
+                log(f"before ({args.before}), {mode} mode")
+                rows += run_app(fake, mode, cfg, log, 20_000 * k + 10_000, args.before)
             log(f"app, {mode} mode")
             rows += run_app(fake, mode, cfg, log, client_base=20_000 * k)
         if not args.no_floor:

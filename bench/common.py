@@ -107,8 +107,10 @@ class CpuWindow:
 
 # ---------------------------------------------------------------- app + browser
 @contextlib.contextmanager
-def streamlit_app(**env: str) -> Iterator:
-    """Run the chat app (``StreamlitServer`` from tests/conftest) with ``env``; stop it after."""
+def streamlit_app(root: Path | None = None, **env: str) -> Iterator:
+    """Run the chat app (``StreamlitServer`` from tests/conftest) with ``env``; stop it after.
+    ``root``: another checkout of the repository whose app to run (e.g. a git worktree of
+    main, for a before/after in one run); the code that drives it stays this one."""
     from tests.support.servers import StreamlitServer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
@@ -117,7 +119,11 @@ def streamlit_app(**env: str) -> Iterator:
         "MAX_CONCURRENT_GENERATIONS": "1000",
         "APP_MODE": "chat",
     }
-    srv = StreamlitServer({**base, **{k: str(v) for k, v in env.items()}}, tmp).start()
+    if root is not None:
+        env = {**env, "PYTHONPATH": str(root)}
+    script = None if root is None else root / "webapp" / "app.py"
+    srv = StreamlitServer({**base, **{k: str(v) for k, v in env.items()}}, tmp, script=script)
+    srv.start()
     try:
         yield srv
     finally:

@@ -7,6 +7,8 @@ import pytest
 from webapp.admin.catalog import load_catalog
 from webapp.admin.plan import plan_deploy
 from webapp.admin.sizing import SizingError, Verdict
+from webapp.cluster.errors import InvalidModelSpec
+from webapp.cluster.model_spec import vllm_args
 
 CATALOG = load_catalog()
 
@@ -42,3 +44,21 @@ def test_plan_deploy(model, gpu, count, mml, conc, verdict, tp, quant, blocked):
 def test_plan_deploy_rejects_context_above_model_maximum():
     with pytest.raises(SizingError):
         plan_deploy(CATALOG.get("llama-2-7b"), gpu="nvidia-l4", gpu_count=1, max_model_len=9000)
+
+
+@pytest.mark.parametrize(
+    ("chosen", "kept", "error"),
+    [(None, 4, None), (1, 1, None), (64, 64, None), (0, None, "stream_interval"),
+     (65, None, "stream_interval")],
+)  # fmt: skip
+def test_plan_deploy_carries_the_tokens_per_streamed_chunk(chosen, kept, error):
+    kwargs = {} if chosen is None else {"stream_interval": chosen}
+    model = CATALOG.get("llama-2-7b")
+    if error:
+        with pytest.raises(InvalidModelSpec) as err:
+            plan_deploy(model, gpu="nvidia-l4", gpu_count=1, max_model_len=4096, **kwargs)
+        assert err.value.field == error
+        return
+    plan = plan_deploy(model, gpu="nvidia-l4", gpu_count=1, max_model_len=4096, **kwargs)
+    assert plan.spec.stream_interval == kept
+    assert f"--stream-interval={kept}" in vllm_args(plan.spec)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes.openai_server import FakeOpenAI, Script
 from webapp.access.identity import resolve_owner
-from webapp.chat.history import DELETED, History
+from webapp.chat.history import CHECKPOINT_EVERY_S, DELETED, History
 from webapp.chat.limits import UsageLimits
 from webapp.chat.options import GenerationOptions
 from webapp.chat.turn import (
@@ -90,7 +90,8 @@ def test_a_finished_answer_streams_saves_and_frees_the_slot(fake, history):
     fake.set_script(Script(tokens=["Hel", "lo", " there"]))
     conv, messages = conversation(history)
     events = list(turn(history, fake, messages, conv))
-    assert kinds(events) == ["Started"] + ["Delta", "Checkpointed"] * 3 + ["Delta", "Finished"]
+    # the first piece is saved at once; the next two arrive within CHECKPOINT_EVERY_S
+    assert kinds(events) == ["Started", "Delta", "Checkpointed"] + ["Delta"] * 3 + ["Finished"]
     assert [e.text for e in events if isinstance(e, Delta)] == [
         "Hel", "Hello", "Hello there", "Hello there"
     ]  # fmt: skip
@@ -104,6 +105,33 @@ def test_a_finished_answer_streams_saves_and_frees_the_slot(fake, history):
     body = [r for r in fake.requests if r["path"].endswith("completions")][-1]["body"]
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     assert (body["temperature"], body["top_p"], body["max_completion_tokens"]) == (0.5, 0.9, 64)
+
+
+@pytest.mark.parametrize(
+    ("n_tokens", "tokens_per_s", "least"),
+    [(40, 1000, 1), (30, 50, 2), (5, 2, 5)],
+    ids=["fast: the first only", "50/s: a few a second", "slower than the cadence: each"],
+)
+def test_the_answer_is_handed_to_the_store_at_the_writers_cadence_and_all_kept(
+    fake, history, monkeypatch, n_tokens, tokens_per_s, least
+):
+    """Not on every piece (that cost CPU per streamed chunk for nothing: the writer saves
+    every CHECKPOINT_EVERY_S): the first piece at once, then at most one per interval; the
+    final save keeps the whole answer."""
+    fake.set_script(Script(n_tokens=n_tokens, tokens_per_s=tokens_per_s))
+    offered = []
+    monkeypatch.setattr(history, "checkpoint", lambda mid, text: offered.append(text))
+    conv, messages = conversation(history)
+    events = list(turn(history, fake, messages, conv, options(max_tokens=n_tokens + 1)))
+    handed = [e for e in events if isinstance(e, Checkpointed)]
+    streamed = messages[-1]["meta"]["duration_s"] - messages[-1]["meta"]["ttft_s"]
+    most = min(n_tokens, 1 + int(streamed / CHECKPOINT_EVERY_S) + 1)
+    assert least <= len(handed) <= most, (len(handed), streamed)
+    assert len(handed) == 1 + len(offered) and handed[0].message_id is not None
+    assert all(b.startswith(a) for a, b in zip(offered, offered[1:], strict=False))
+    saved = saved_answer(history, conv)
+    assert (saved.content, saved.status) == (messages[-1]["content"], "complete")
+    assert len(saved.content.split()) == n_tokens
 
 
 # One row per way an answer ends on the model's side: script, client deadline, the ending,

@@ -39,6 +39,13 @@ from webapp.cluster.errors import InvalidModelSpec
         ({"extra_args": ("--trust-remote-code",)}, "extra_args"),
         ({"extra_args": ("--model=other/model",)}, "extra_args"),
         ({"image": "vllm/vllm-openai:latest && sh"}, "image"),
+        ({"stream_interval": 0}, "stream_interval"),
+        ({"stream_interval": 65}, "stream_interval"),
+        ({"stream_interval": -4}, "stream_interval"),
+        ({"stream_interval": "4"}, "stream_interval"),
+        ({"stream_interval": 4.0}, "stream_interval"),
+        ({"stream_interval": True}, "stream_interval"),
+        ({"extra_args": ("--stream-interval=8",)}, "extra_args"),
     ],
 )
 def test_invalid_spec_names_the_field(changes, field):
@@ -57,6 +64,8 @@ def test_invalid_spec_names_the_field(changes, field):
         {"tensor_parallel_size": 2, "quantization": "awq", "dtype": "half"},
         {"extra_args": ("--enable-prefix-caching", "--max-num-seqs=64")},
         {"trust_remote_code": True},
+        {"stream_interval": 1},
+        {"stream_interval": 64},
     ],
 )
 def test_valid_specs_pass(changes):
@@ -96,6 +105,9 @@ def test_rfc1123_names(name, ok):
         ({"max_model_len": 2048}, ["--max-model-len=2048"], []),
         ({"gpu_memory_utilization": 0.85}, ["--gpu-memory-utilization=0.85"], []),
         ({"extra_args": ("--enforce-eager",)}, ["--enforce-eager"], []),
+        ({}, ["--stream-interval=4"], []),
+        ({"stream_interval": 1}, ["--stream-interval=1"], ["--stream-interval=4"]),
+        ({"stream_interval": 16}, ["--stream-interval=16"], ["--stream-interval=4"]),
     ],
 )
 def test_vllm_args(changes, present, absent):

@@ -9,12 +9,14 @@ import re
 import pytest
 
 from tests.delivery.helpers import OVERLAYS, ROOT, arg_map, container, find
+from webapp.cluster.model_spec import ModelSpec
 
 pytestmark = pytest.mark.delivery
 
 #: README "Scaling the chat": 4 tokens per chunk cut the app's CPU per token 2-3x against 1,
-#: and the page still redraws ~8 times a second at 100 tokens/s (8 would make it ~6).
-STREAM_INTERVAL = "4"
+#: and the page still redraws ~8 times a second at 100 tokens/s (8 would make it ~6). The
+#: manifests and the admin's deploy form (``ModelSpec``'s default) stream the same.
+STREAM_INTERVAL = str(ModelSpec.stream_interval)
 
 
 @pytest.mark.parametrize("slot", ["vllm", "vllm-green"])

@@ -33,6 +33,9 @@ from webapp.cluster.scheduling import (
 _DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 # quantizations vLLM can apply to unquantized weights at load time
 _ONLINE_QUANTIZATION = frozenset({"fp8"})
+#: the deploy form's "Tokens per streamed chunk" (vLLM's --stream-interval): default, range
+DEFAULT_STREAM_INTERVAL = mf.DEFAULT_STREAM_INTERVAL
+STREAM_INTERVALS = mf.STREAM_INTERVALS
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,10 @@ def plan_deploy(
     concurrency: int = 1,
     gpu_memory_utilization: float = 0.90,
     image: str | None = None,
+    stream_interval: int = DEFAULT_STREAM_INTERVAL,
 ) -> DeployPlan:
-    """Size ``model`` on ``gpu_count`` x ``gpu`` and build the ModelSpec to deploy.
+    """Size ``model`` on ``gpu_count`` x ``gpu`` and build the ModelSpec to deploy
+    (``stream_interval``: vLLM's tokens per streamed chunk, checked by ``validate_spec``).
 
     Blocked: DOES_NOT_FIT; a fit that needs more GPUs than one node of this type has;
     a quantization (AWQ/GPTQ) that needs a different, pre-quantized checkpoint.
@@ -100,6 +105,7 @@ def plan_deploy(
         quantization=quantization,
         trust_remote_code=model.trust_remote_code,
         image=image,
+        stream_interval=stream_interval,
     )
     return DeployPlan(model, sizing, mf.validate_spec(spec))
 

@@ -36,8 +36,9 @@ DELETED = (
 )
 
 #: streaming answers are written to the database behind the streams, one round every
-#: this often: a killed process loses only the tokens received in the last round's
-#: time plus this interval
+#: this often, and each turn hands its text over at the same cadence (not per chunk, see
+#: ``webapp.chat.turn``): a killed process loses only the tokens received in the last
+#: round's time plus twice this interval; Stop, SIGTERM and failures save all of it
 CHECKPOINT_EVERY_S = 0.2
 #: an answer whose text does not change (a model still "thinking") is still touched
 #: this often, so other sessions do not take it for abandoned (see mark_interrupted)

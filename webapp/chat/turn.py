@@ -7,9 +7,10 @@ events; when it stops drawing (Stop pressed, browser gone) it calls ``cancel``, 
 ``TurnCancelled`` into the turn so that the partial answer is kept and marked for it.
 
 Events, in order: ``Refused`` alone; or ``Started``, then ``ModelSwitched`` at most once,
-``Waiting`` while the first piece is late (``BusyWatch``), ``Reasoning``/``Delta`` each
-followed by ``Checkpointed``, one final ``Delta``, and exactly one ending: ``Finished``,
-``Stopped``, ``Interrupted`` or ``Failed``.
+``Waiting`` while the first piece is late (``BusyWatch``), ``Reasoning``/``Delta`` for each
+piece, the first one and then at most one every ``CHECKPOINT_EVERY_S`` followed by
+``Checkpointed``, one final ``Delta``, and exactly one ending: ``Finished``, ``Stopped``,
+``Interrupted`` or ``Failed``.
 
 The answer is the dict the page keeps in its session (role, content, status, meta, id,
 error, reasoning): appended to ``messages`` at ``Started`` and changed in place, so a page
@@ -21,13 +22,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from webapp.chat.errors import TurnCancelled
 from webapp.chat.first_token import FirstPiece
-from webapp.chat.history import History
+from webapp.chat.history import CHECKPOINT_EVERY_S, History
 from webapp.chat.messages import llm_error_message
 from webapp.chat.options import GenerationOptions
 from webapp.llm.chat import ChatClient, ChatRequest, Generation
@@ -230,10 +232,17 @@ def _answer(
         yield ModelSwitched(request.model, switched.model)
         stream.gen = gen = client.stream(switched)
         first = yield from _first_piece(client, gen, stream, busy)
+    handed = float("-inf")  # when the text was last handed to the store
     for piece in itertools.chain([] if first is None else [first], gen):
         answer["content"] = gen.text
         yield Delta(gen.text, piece) if piece or not gen.reasoning else Reasoning(gen.reasoning)
-        # saved after drawing, so the database never delays what the user sees
+        # saved after drawing, so the database never delays what the user sees; at the
+        # writer's cadence, not per piece (the writer saves no more often anyway): the
+        # final save in ``run_turn`` keeps all of it whatever ends the turn
+        now = time.monotonic()
+        if now - handed < CHECKPOINT_EVERY_S:
+            continue
+        handed = now
         if answer["id"] is None:
             answer["id"] = history.begin_answer(conversation_id, gen.text)
         else:

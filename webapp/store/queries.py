@@ -21,10 +21,11 @@ or records; none commits.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, Update, and_, bindparam, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from webapp.access.identity import ANON_PREFIX, is_anonymous_key
@@ -42,9 +43,33 @@ from webapp.store.records import (
 
 def access(owner: str, *, manage: bool) -> ColumnElement[bool]:
     """SQL condition: may ``owner`` act on the conversation row (see module docstring)."""
-    if manage or not is_anonymous_key(owner):
+    return _access(owner, anonymous=is_anonymous_key(owner), manage=manage)
+
+
+def _access(owner: Any, *, anonymous: bool, manage: bool) -> ColumnElement[bool]:
+    """:func:`access` for an owner key or a bound parameter standing for one."""
+    if manage or not anonymous:
         return C.c.owner == owner
     return or_(C.c.owner == owner, C.c.owner.startswith(ANON_PREFIX, autoescape=True))
+
+
+@functools.cache
+def checkpoint_statement(anonymous: bool) -> Update:
+    """``UPDATE`` of a streaming answer's text, built once per process with bound
+    parameters ``mid``, ``owner``, ``content``, ``now``: the checkpoint writer runs it for
+    every streaming answer several times a second, and building it per row (the
+    expression and its cache key) cost 4x its execution on SQLite. The access rule is
+    :func:`access`'s (continue, not manage), for an anonymous owner key or not."""
+    may = _access(bindparam("owner"), anonymous=anonymous, manage=False)
+    return (
+        update(M)
+        .where(
+            M.c.id == bindparam("mid"),
+            M.c.status == "streaming",
+            M.c.conversation_pk.in_(select(C.c.pk).where(may)),
+        )
+        .values(content=bindparam("content"), updated_at=bindparam("now"))
+    )
 
 
 def summary(row: Any) -> ConversationSummary:

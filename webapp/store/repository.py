@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from webapp.access.identity import is_anonymous_key
 from webapp.store import engine as db
 from webapp.store import queries as q
 from webapp.store.errors import (
@@ -318,17 +319,9 @@ class ConversationStore:
         now = self.now()
         with db.transaction(self.migrated_engine()) as conn:
             for owner, message_id, content in items:
-                result = conn.execute(
-                    update(M)
-                    .where(
-                        M.c.id == message_id,
-                        M.c.status == "streaming",
-                        M.c.conversation_pk.in_(
-                            select(C.c.pk).where(q.access(owner, manage=False))
-                        ),
-                    )
-                    .values(content=content, updated_at=now)
-                )
+                stmt = q.checkpoint_statement(is_anonymous_key(owner))
+                params = {"mid": message_id, "owner": owner, "content": content, "now": now}
+                result = conn.execute(stmt, params)
                 if result.rowcount != 1:
                     missed.append(message_id)
         return missed

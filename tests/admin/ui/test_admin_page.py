@@ -404,6 +404,25 @@ def test_switch_in_place_succeeds_and_is_audited(world, page):
     assert set(audit["who"]) == {ADMIN}
 
 
+@pytest.mark.parametrize(("chosen", "sent"), [(None, "4"), (16, "16")], ids=["default", "16"])
+def test_the_deploy_form_sets_the_tokens_per_streamed_chunk(world, page, chosen, sent):
+    """vLLM's --stream-interval: the form's default (ModelSpec's) or the admin's choice
+    reaches the new pod; the field says what it does."""
+    at = page(world)
+    at.selectbox(key="model").set_value("mistral-7b").run()
+    field = at.number_input(key="chunk_mistral-7b")
+    assert (field.label, field.value, field.min, field.max) == (
+        "Tokens per streamed chunk", 4, 1, 64
+    )  # fmt: skip
+    assert "--stream-interval" in field.help
+    if chosen is not None:
+        field.set_value(chosen).run()
+    at = run_until(_deploy(at), lambda a: "Switched" in texts(a))
+    pod = serving_pod(world, "mistral-7b")
+    spec = next(p["spec"] for p in world.fc.list("pods", NS) if p["metadata"]["name"] == pod)
+    assert arg_value(pod_args(spec), "--stream-interval") == sent
+
+
 def test_failing_switch_is_rolled_back_with_reason(world, page):
     world.fc.inject_fault(kind="crash", model="mistralai/Mistral-7B-v0.1")
     at = run_until(_deploy(page(world)), lambda a: "Rolled back" in texts(a))

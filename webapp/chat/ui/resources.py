@@ -1,6 +1,10 @@
 """What the chat page keeps across runs: the model server's client, the store, and the
 server facts it caches briefly (health, served models). Built here only, keyed by
-everything they depend on."""
+everything they depend on.
+
+The cached functions take keyword-only arguments: Streamlit names each positional
+argument of a cached call with ``inspect.signature``, on every call (every page run, while
+every other session streams); keywords need no lookup."""
 
 from __future__ import annotations
 
@@ -14,7 +18,13 @@ from webapp.store import ConversationStore, PoolOptions
 
 @st.cache_resource(show_spinner=False)
 def _client(
-    url: str, api_key: str, mode: str, timeout_s: float, deadline_s: float, models: tuple[str, ...]
+    *,
+    url: str,
+    api_key: str,
+    mode: str,
+    timeout_s: float,
+    deadline_s: float,
+    models: tuple[str, ...],
 ) -> ChatClient:
     return ChatClient(url, api_key, mode, timeout_s, deadline_s, models)  # type: ignore[arg-type]
 
@@ -22,25 +32,25 @@ def _client(
 def chat_client(settings: Settings) -> ChatClient:
     """The process's client for the configured model server."""
     return _client(
-        settings.llm_url,
-        settings.llm_api_key.get_secret_value(),
-        settings.llm_mode,
-        settings.llm_timeout_s,
-        settings.llm_answer_deadline_s,
-        settings.served_model_names,
+        url=settings.llm_url,
+        api_key=settings.llm_api_key.get_secret_value(),
+        mode=settings.llm_mode,
+        timeout_s=settings.llm_timeout_s,
+        deadline_s=settings.llm_answer_deadline_s,
+        models=settings.served_model_names,
     )
 
 
 @st.cache_resource(show_spinner=False)
-def _store(database_url: str, pool: PoolOptions) -> ConversationStore:
+def _store(*, database_url: str, pool: PoolOptions) -> ConversationStore:
     return ConversationStore(database_url, pool=pool)  # no I/O until first use
 
 
 def conversation_store(settings: Settings) -> ConversationStore:
     """The process's conversation store."""
     return _store(
-        settings.database_url,
-        PoolOptions(
+        database_url=settings.database_url,
+        pool=PoolOptions(
             settings.database_pool_size,
             settings.database_max_overflow,
             settings.database_pool_timeout_s,
@@ -50,12 +60,12 @@ def conversation_store(settings: Settings) -> ConversationStore:
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def backend_status(_client: ChatClient, url: str) -> BackendStatus:
+def backend_status(*, _client: ChatClient, url: str) -> BackendStatus:
     return _client.status()
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def served_models(_client: ChatClient, url: str, configured: tuple[str, ...]) -> list[ModelInfo]:
+def served_models(*, _client: ChatClient, url: str, configured: tuple[str, ...]) -> list[ModelInfo]:
     """``/v1/models`` and the LLM_MODELS names (``configured``, part of the cache key)."""
     return _client.models()
 

@@ -40,7 +40,7 @@ def sidebar(
             use_container_width=True,
             key="new_chat",
         )
-        status = backend_status(client, settings.llm_url)
+        status = backend_status(_client=client, url=settings.llm_url)
         icon, label = _STATE_LABEL[status.state]
         st.markdown(f"{icon} **{label}**")
         if status.detail:
@@ -48,7 +48,9 @@ def sidebar(
         models: list[ModelInfo] = []
         if status.state is BackendState.HEALTHY:
             try:
-                models = served_models(client, settings.llm_url, client.configured_models)
+                models = served_models(
+                    _client=client, url=settings.llm_url, configured=client.configured_models
+                )
             except LLMError as e:
                 st.caption(safe_markdown(f"Could not list models: {llm_error_message(e)}"))
         model, max_len = _pick_model(settings, models)
