@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, stop_process, wait_healthy
 
 COOKIE = "SERVERID"
 
@@ -60,6 +58,25 @@ def haproxy_binary() -> str | None:
     return "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
 
 
+def run_haproxy(
+    binary: str, config: Path, log: Path, health_url: str, timeout: float
+) -> subprocess.Popen:
+    """Check ``config``, run ``haproxy -f config -db`` (foreground) logging to ``log``, and
+    wait until ``health_url`` (through it) answers 200."""
+    check = subprocess.run([binary, "-c", "-q", "-f", str(config)], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise RuntimeError(f"haproxy rejected its config: {check.stdout}{check.stderr}")
+    proc = subprocess.Popen(
+        [binary, "-f", str(config), "-db"], stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
+    try:
+        wait_healthy(proc, health_url, log, "haproxy", timeout)
+    except RuntimeError:
+        stop_process(proc)
+        raise
+    return proc
+
+
 class HAProxy:
     """``haproxy`` in a subprocess, balancing ``replicas`` (name -> port on 127.0.0.1)."""
 
@@ -80,27 +97,10 @@ class HAProxy:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10) -> HAProxy:
-        check = subprocess.run(
-            [self.binary, "-c", "-q", "-f", str(self.config)], capture_output=True, text=True
+        self.proc = run_haproxy(
+            self.binary, self.config, self.log, f"{self.url}/_stcore/health", timeout
         )
-        if check.returncode != 0:
-            raise RuntimeError(f"haproxy rejected its config: {check.stdout}{check.stderr}")
-        self.proc = subprocess.Popen(
-            [self.binary, "-f", str(self.config), "-db"],
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"haproxy exited: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"haproxy did not answer: {self.log.read_text()[-2000:]}")
+        return self
 
     def restart(self) -> HAProxy:
         """Stop, then start again on the same port (every connection through it drops)."""
@@ -108,10 +108,4 @@ class HAProxy:
         return self.start()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from tests.support.haproxy import haproxy_binary
-from tests.support.servers import free_port
+from tests.support.haproxy import haproxy_binary, run_haproxy
+from tests.support.servers import free_port, stop_process
 
 _CONFIG = """\
 global
@@ -93,27 +92,10 @@ class ModelRouter:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10) -> ModelRouter:
-        check = subprocess.run(
-            [self.binary, "-c", "-q", "-f", str(self.config)], capture_output=True, text=True
+        self.proc = run_haproxy(
+            self.binary, self.config, self.log_path, f"{self.url}/health", timeout
         )
-        if check.returncode != 0:
-            raise RuntimeError(f"haproxy rejected its config: {check.stdout}{check.stderr}")
-        self.proc = subprocess.Popen(
-            [self.binary, "-f", str(self.config), "-db"],
-            stdout=self.log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"haproxy exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"haproxy did not answer: {self.log_path.read_text()[-2000:]}")
+        return self
 
     def routes(self, since: int = 0, count: int = 0) -> list[tuple[str, str, str, int]]:
         """(backend, method, path, status) of each request after the first ``since``, oldest
@@ -131,10 +113,4 @@ class ModelRouter:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)

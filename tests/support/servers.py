@@ -35,6 +35,33 @@ def free_port() -> int:
     return port
 
 
+def wait_healthy(proc: subprocess.Popen, url: str, log: Path, what: str, timeout: float) -> None:
+    """Wait until ``url`` answers 200; raise with the end of ``log`` if ``proc`` exits first
+    or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start: {log.read_text()[-2000:]}")
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class StreamlitServer:
     """``streamlit run webapp/app.py`` (or ``script``) in a subprocess with its own environment."""
 
@@ -62,17 +89,8 @@ class StreamlitServer:
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"streamlit did not start: {self.log.read_text()[-2000:]}")
+        wait_healthy(self.proc, f"{self.url}/_stcore/health", self.log, "streamlit", timeout)
+        return self
 
     def kill(self) -> None:
         """Hard kill (SIGKILL): what a crashed or evicted pod looks like."""
@@ -81,9 +99,4 @@ class StreamlitServer:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.proc)
