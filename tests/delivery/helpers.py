@@ -4,6 +4,7 @@ schema validation and checkov, and running scripts/ against recording gcloud/kub
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -70,6 +71,24 @@ def render(path: Path) -> list[dict]:
     )
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def overlay_with_component(
+    directory: Path, overlay: str, component: Path, extra: dict | None = None
+) -> Path:
+    """A kustomization in ``directory``: ``k8s/overlays/<overlay>`` plus ``component`` (as the
+    README tells a user to write it; kustomize only takes relative paths), with ``extra``
+    top-level fields."""
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        **(extra or {}),
+        "resources": [os.path.relpath(K8S / "overlays" / overlay, directory)],
+        "components": [os.path.relpath(component, directory)],
+    }
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return directory
 
 
 def find(objs: list[dict], kind: str, name: str) -> dict:

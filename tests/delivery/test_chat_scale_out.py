@@ -6,9 +6,6 @@ fit the max_connections the component documents."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -25,6 +22,7 @@ from tests.delivery.helpers import (
     failed_checks,
     find,
     labels_match,
+    overlay_with_component,
     render,
 )
 
@@ -38,24 +36,11 @@ MAX_CONNECTIONS_ANNOTATION = "llm-console/postgresql-max-connections"
 RESERVED_CONNECTIONS = 10
 
 
-def _kustomization(directory: Path, overlay: str) -> Path:
-    """A kustomization in ``directory`` on top of an overlay with the scale-out component."""
-    directory.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(K8S / "overlays" / overlay, directory)],
-        "components": [os.path.relpath(COMPONENT, directory)],
-    }
-    (directory / "kustomization.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return directory
-
-
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory) -> dict[str, list[dict]]:
     """overlay name -> rendered objects with the scale-out component."""
     base = tmp_path_factory.mktemp("scale-out")
-    return {name: render(_kustomization(base / name, name)) for name in OVERLAYS}
+    return {name: render(overlay_with_component(base / name, name, COMPONENT)) for name in OVERLAYS}
 
 
 def _surge(deploy: dict) -> int:

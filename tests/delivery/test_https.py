@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 import yaml
@@ -26,6 +25,7 @@ from tests.delivery.helpers import (
     dump,
     failed_checks,
     find,
+    overlay_with_component,
     printed_commands,
     recording_tools,
     render,
@@ -42,26 +42,11 @@ HTTPS_KINDS = {"ManagedCertificate", "FrontendConfig"}
 DOMAIN = "chat.mycompany.com"
 
 
-def _kustomization(directory: Path, overlay: str, extra: dict | None = None) -> Path:
-    """A kustomization in `directory` on top of an overlay with the HTTPS component
-    (kustomize only takes relative paths to other kustomizations)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(K8S / "overlays" / overlay, directory)],
-        "components": [os.path.relpath(COMPONENT, directory)],
-        **(extra or {}),
-    }
-    (directory / "kustomization.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return directory
-
-
 @pytest.fixture(scope="module")
 def rendered_https(tmp_path_factory) -> dict[str, list[dict]]:
     """overlay name -> rendered objects with the HTTPS component."""
     base = tmp_path_factory.mktemp("https")
-    return {name: render(_kustomization(base / name, name)) for name in OVERLAYS}
+    return {name: render(overlay_with_component(base / name, name, COMPONENT)) for name in OVERLAYS}
 
 
 def _https_objects(objs: list[dict]) -> tuple[dict, dict, dict]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-import os
-from pathlib import Path
 from urllib.parse import urlparse
 
 import jsonpatch
@@ -44,6 +42,7 @@ from tests.delivery.helpers import (
     find,
     find_prefix,
     labels_match,
+    overlay_with_component,
     render,
 )
 from webapp.admin.catalog import load_catalog
@@ -52,20 +51,6 @@ from webapp.cluster.pools import Backend, PoolSpec
 from webapp.settings import Settings
 
 pytestmark = pytest.mark.delivery
-
-
-def _kustomization(directory: Path, overlay: str) -> Path:
-    """A kustomization in `directory`: overlay + the component (as the README tells)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "namespace": "vllm",
-        "resources": [os.path.relpath(K8S / "overlays" / overlay, directory)],
-        "components": [os.path.relpath(COMPONENT, directory)],
-    }
-    (directory / "kustomization.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -403,7 +388,9 @@ def _without_hashes(obj: dict) -> dict:
 @pytest.mark.parametrize("overlay", ["l4", "t4"])
 def test_component_changes_only_llm_url_and_network_policies(tmp_path, overlay):
     plain = render(K8S / "overlays" / overlay)
-    with_gateway = render(_kustomization(tmp_path / overlay, overlay))
+    with_gateway = render(
+        overlay_with_component(tmp_path / overlay, overlay, COMPONENT, {"namespace": "vllm"})
+    )
     changed = {
         ("ConfigMap", "webapp-config"),
         ("NetworkPolicy", "vllm-allow-webapp-only"),
