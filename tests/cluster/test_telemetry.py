@@ -243,6 +243,31 @@ def test_managed_source_without_google_credentials(dcgm, monkeypatch, tmp_path):
     assert dcgm.state.seen_auth == []
 
 
+def test_default_credentials_are_found_once_per_process(dcgm, monkeypatch):
+    """The status view reads telemetry on every refresh: the credentials are looked up once
+    and their (still valid) token reused, not fetched anew each time."""
+    import google.auth
+
+    from webapp.cluster import telemetry
+
+    found = []
+
+    def default(scopes=None):
+        found.append(scopes)
+        return CREDS, "demo-project"
+
+    monkeypatch.setattr(google.auth, "default", default)
+    telemetry._default_credentials.cache_clear()
+    try:
+        s = settings(gpu_prometheus_url=dcgm.query_url)
+        for _ in range(3):
+            assert read_gpu_telemetry(s).source == MANAGED
+    finally:
+        telemetry._default_credentials.cache_clear()
+    assert len(found) == 1
+    assert dcgm.state.seen_auth == [f"Bearer {TOKEN}"] * 3
+
+
 # ---------------------------------------------------------------- source 2: exporter via proxy
 
 

@@ -272,14 +272,23 @@ def read_managed(
     return gpus
 
 
-def _token(credentials: Any) -> str:
+@lru_cache(maxsize=1)
+def _default_credentials() -> Any:
+    """The process's Google credentials, found once: their token is refreshed only when it
+    expires (``_token``), not fetched anew on every status refresh."""
     import google.auth
+
+    credentials, _ = google.auth.default(scopes=[MONITORING_READ])
+    return credentials
+
+
+def _token(credentials: Any) -> str:
     from google.auth.exceptions import GoogleAuthError
     from google.auth.transport.requests import Request
 
     try:
         if credentials is None:
-            credentials, _ = google.auth.default(scopes=[MONITORING_READ])
+            credentials = _default_credentials()
         if not credentials.valid:
             credentials.refresh(Request())
     except GoogleAuthError as exc:
