@@ -93,6 +93,22 @@ def list_models(base_url: str, api_key: str | None = None, timeout: float = 5.0)
         raise BackendHTTPError(r.status_code, f"unexpected /v1/models reply: {e}") from e
 
 
+def _tokenize(
+    base_url: str, body: dict[str, object], api_key: str | None, timeout: float
+) -> httpx.Response:
+    """``POST /tokenize``, transport failures and error statuses raised as typed errors."""
+    try:
+        r = _http().post(
+            f"{base_url}/tokenize", json=body, headers=_headers(api_key), timeout=timeout
+        )
+    except httpx.TimeoutException as e:
+        raise BackendTimeout(str(e)) from e
+    except httpx.TransportError as e:
+        raise BackendUnreachable(str(e)) from e
+    _raise_for_status(r)
+    return r
+
+
 def model_info(
     base_url: str, model: str, api_key: str | None = None, timeout: float = 3.0
 ) -> ModelInfo:
@@ -101,18 +117,7 @@ def model_info(
     Behind a gateway that routes on the body's ``model`` (GKE Inference Gateway), this
     request reaches the model's own pool, where ``GET /v1/models`` (no body) reaches only
     the default pool."""
-    try:
-        r = _http().post(
-            f"{base_url}/tokenize",
-            json={"model": model, "prompt": ""},
-            headers=_headers(api_key),
-            timeout=timeout,
-        )
-    except httpx.TimeoutException as e:
-        raise BackendTimeout(str(e)) from e
-    except httpx.TransportError as e:
-        raise BackendUnreachable(str(e)) from e
-    _raise_for_status(r)
+    r = _tokenize(base_url, {"model": model, "prompt": ""}, api_key, timeout)
     try:
         return ModelInfo(model, _int_or_none(r.json().get("max_model_len")))
     except (ValueError, AttributeError) as e:
@@ -158,15 +163,7 @@ def count_tokens(
         body["add_generation_prompt"] = True
     else:
         body["prompt"] = prompt or ""
-    try:
-        r = _http().post(
-            f"{base_url}/tokenize", json=body, headers=_headers(api_key), timeout=timeout
-        )
-    except httpx.TimeoutException as e:
-        raise BackendTimeout(str(e)) from e
-    except httpx.TransportError as e:
-        raise BackendUnreachable(str(e)) from e
-    _raise_for_status(r)
+    r = _tokenize(base_url, body, api_key, timeout)
     try:
         return int(r.json()["count"])
     except (ValueError, KeyError, TypeError) as e:
