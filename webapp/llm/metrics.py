@@ -165,7 +165,8 @@ def _sum(samples: list[Sample], name: str) -> float | None:
     return sum(vals) if vals else None
 
 
-def _histogram(samples: list[Sample], name: str) -> Histogram | None:
+def histogram(samples: list[Sample], name: str) -> Histogram | None:
+    """The histogram ``name`` summed over its label sets, or None when it is absent."""
     by_le: dict[float, float] = {}
     for s in samples:
         if s.name == name + "_bucket" and not math.isnan(s.value):
@@ -213,7 +214,7 @@ def parse_metrics(text: str, taken_at: float | None = None) -> MetricsSnapshot:
         kv_cache_usage=kv,
         prompt_tokens_total=_counter(samples, "vllm:prompt_tokens"),
         generation_tokens_total=_counter(samples, "vllm:generation_tokens"),
-        ttft=_histogram(samples, TTFT),
+        ttft=histogram(samples, TTFT),
     )
 
 
