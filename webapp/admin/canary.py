@@ -129,13 +129,14 @@ def read_scrape(text: str) -> Scrape:
     if not by_reason and ttft is None:
         raise MetricsUnreadable("no vllm:request_success or TTFT metrics")
     routes = [s for s in samples if s.name == HTTP and _label(s, "handler").endswith("completions")]
+    failing = [s for s in routes if _label(s, "status").startswith("5")]
     return Scrape(
         finished=_total(by_reason),
         failed=_total(s for s in by_reason if _label(s, "finished_reason") in FAILED_REASONS),
         http_total=_total(routes) if routes else None,
-        http_5xx=_total(s for s in routes if _label(s, "status").startswith("5")) if routes else None,
+        http_5xx=_total(failing) if routes else None,
         ttft=ttft.buckets if ttft else (),
-    )  # fmt: skip
+    )
 
 
 def _label(sample: Sample, name: str) -> str:

@@ -82,7 +82,8 @@ def _run(req: CanaryRequest, job: Job) -> CanaryResult:
     def set_weights(share: int) -> None:
         req.set_weights(share)
         job.progress(
-            f"{req.canary} now takes {share}% of {req.model}'s traffic, {req.stable} {100 - share}%.",
+            f"{req.canary} now takes {share}% of {req.model}'s traffic, "
+            f"{req.stable} {100 - share}%.",
             detail=replace(job.detail, weights=(100 - share, share)),
         )
 
