@@ -48,6 +48,7 @@ def test_a_good_canary_job_shows_every_step_and_is_audited_promoted(audit):
     assert "mistral-b now takes 5% of mistral-7b's traffic, mistral-a 95%." in view.messages
     assert any(m.startswith("Step 1 (5% on the canary): The canary's error rate 0.0%")
                for m in view.messages)  # fmt: skip
+    assert view.messages[-1] == "Promoted: mistral-b serves all of mistral-7b's traffic."
     assert _audited(audit) == [
         ("ann@example.com", "canary.start", "started"),
         ("ann@example.com", "canary.result", "promoted"),
@@ -64,6 +65,11 @@ def test_a_slow_canary_job_rolls_back_and_the_audit_keeps_the_decision(audit):
     result = job.view().result
     assert result.outcome == "rolled_back" and world.shares == [5, 0]
     assert job.view().detail.weights == (100, 0)
+    assert job.view().messages[-3:] == (
+        "Rolling back: all of mistral-7b's traffic goes to mistral-a again.",
+        f"Step 1 (5% on the canary): {result.reason}",
+        "Rolled back: mistral-b takes none of mistral-7b's traffic.",
+    )
     end = audit.recent()[0]
     assert (end.action, end.result) == ("canary.result", "rolled_back")
     assert end.details["decision"].startswith("TTFT p95 of the canary 988 ms is 2.0×")

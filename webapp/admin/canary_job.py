@@ -69,10 +69,19 @@ def _begin(req: CanaryRequest, job: Job) -> CanaryRequest:
     return req
 
 
-def _absorb(job: Job, item: CanaryStep | CanaryResult) -> None:
+def _ending(req: CanaryRequest, res: CanaryResult) -> str:
+    if res.outcome == "promoted":
+        return f"Promoted: {req.canary} serves all of {req.model}'s traffic."
+    if res.outcome == "rolled_back":
+        return f"Rolled back: {req.canary} takes none of {req.model}'s traffic."
+    return res.reason
+
+
+def _absorb(req: CanaryRequest, job: Job, item: CanaryStep | CanaryResult) -> None:
     detail: CanaryDetail = job.detail
     if isinstance(item, CanaryResult):
-        job.progress(item.reason, detail=replace(detail, weights=item.weights, result=item))
+        changes = {"weights": item.weights, "result": item}
+        job.progress(_ending(req, item), detail=replace(detail, **changes))
         return
     message = f"Step {item.step} ({item.share}% on the canary): {item.decision.reason}"
     job.progress(message, detail=replace(detail, weights=item.weights, steps=(*detail.steps, item)))
@@ -81,11 +90,13 @@ def _absorb(job: Job, item: CanaryStep | CanaryResult) -> None:
 def _run(req: CanaryRequest, job: Job) -> CanaryResult:
     def set_weights(share: int) -> None:
         req.set_weights(share)
-        job.progress(
-            f"{req.canary} now takes {share}% of {req.model}'s traffic, "
-            f"{req.stable} {100 - share}%.",
-            detail=replace(job.detail, weights=(100 - share, share)),
+        stable = f"{req.stable} {100 - share}%"
+        message = (
+            f"{req.canary} now takes {share}% of {req.model}'s traffic, {stable}."
+            if share
+            else f"Rolling back: all of {req.model}'s traffic goes to {req.stable} again."
         )
+        job.progress(message, detail=replace(job.detail, weights=(100 - share, share)))
 
     steps: Generator[CanaryStep | CanaryResult, None, None] = run_canary(
         req.plan, set_weights=set_weights, scrape=req.scrape, cancel=job.cancel,
@@ -94,7 +105,7 @@ def _run(req: CanaryRequest, job: Job) -> CanaryResult:
     result = None
     try:
         for item in steps:
-            _absorb(job, item)
+            _absorb(req, job, item)
             if isinstance(item, CanaryResult):
                 result = item
     finally:
