@@ -226,6 +226,18 @@ def fetch_metrics(
     client: httpx.Client | None = None,
 ) -> MetricsSnapshot:
     """GET ``{base_url}/metrics`` and parse it; MetricsUnavailable on any failure."""
+    return parse_metrics(fetch_metrics_text(base_url, api_key, timeout, client=client))
+
+
+def fetch_metrics_text(
+    base_url: str,
+    api_key: str | None = None,
+    timeout: float = 3.0,
+    *,
+    client: httpx.Client | None = None,
+) -> str:
+    """The text of ``{base_url}/metrics`` as served (the canary reads series the snapshot
+    leaves out); MetricsUnavailable on any failure."""
     url = base_url.rstrip("/") + "/metrics"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
@@ -247,7 +259,7 @@ def fetch_metrics(
         raise MetricsUnavailable("the model server refused the metrics request (API key?)")
     if r.status_code != 200:
         raise MetricsUnavailable(f"the model server's metrics answered HTTP {r.status_code}")
-    return parse_metrics(r.text)
+    return r.text
 
 
 def rates(before: MetricsSnapshot, after: MetricsSnapshot) -> Rates | None:
