@@ -8,11 +8,12 @@ import pytest
 from tests.support.canary_traffic import Pool, World
 from webapp.admin.audit import AuditLog
 from webapp.admin.canary import CanaryPlan
-from webapp.admin.canary_job import CANARY, CanaryDetail, CanaryRequest
+from webapp.admin.canary_job import CANARY, CanaryDetail, CanaryRequest, canary_split
 from webapp.admin.errors import InvalidCanaryPlan, JobBusy
 from webapp.admin.jobs import JobRegistry
 from webapp.admin.messages import admin_error_message
 from webapp.cluster.errors import InvalidPool
+from webapp.cluster.pools import Backend
 
 PLAN = CanaryPlan(soak_s=30, min_requests=10)
 
@@ -136,3 +137,23 @@ def test_a_weight_change_that_fails_is_audited_as_an_error_after_rolling_back(au
     end = audit.recent()[0]
     assert (end.action, end.result) == ("canary.result", "error")
     assert "add up to 90%" in end.details["reason"]
+
+
+@pytest.mark.parametrize(
+    ("share", "want"),
+    [
+        (5, (Backend("mistral-a", 95), Backend("mistral-b", 5))),
+        (0, (Backend("mistral-a", 100), Backend("mistral-b", 0))),
+        (100, (Backend("mistral-a", 0), Backend("mistral-b", 100))),
+    ],
+)
+def test_canary_split_is_the_backends_the_fleet_writes(share, want):
+    assert canary_split("mistral-7b", "mistral-a", "mistral-b", share) == want
+
+
+@pytest.mark.parametrize(
+    ("share", "words"), [(101, "must be 0 to 100"), (-5, "must be 0 to 100"), (5.5, "0 to 100")]
+)
+def test_canary_split_refuses_a_share_outside_0_to_100(share, words):
+    with pytest.raises(InvalidPool, match=words):
+        canary_split("mistral-7b", "mistral-a", "mistral-b", share)

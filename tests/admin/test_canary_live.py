@@ -15,9 +15,11 @@ import httpx
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI, Script
-from webapp.admin.canary import CanaryPlan
+from webapp.admin.canary import CanaryPlan, read_scrape
 from webapp.admin.canary_job import CANARY, CanaryRequest
+from webapp.admin.canary_runner import pool_metrics_text
 from webapp.admin.jobs import JobRegistry
+from webapp.llm.metrics import MetricsUnavailable
 
 MODEL = "fake-chat"
 THREADS = 12
@@ -86,7 +88,7 @@ class Traffic:
             )
 
     def scrape(self) -> tuple[str, str]:
-        return tuple(httpx.get(self.urls[p] + "/metrics", timeout=5).text for p in self.urls)
+        return pool_metrics_text([self.urls["stable"]]), pool_metrics_text([self.urls["canary"]])
 
 
 @pytest.fixture
@@ -144,3 +146,19 @@ def test_a_canary_whose_requests_fail_rolls_itself_back(pools):
     assert traffic.weights == [10, 0]
     assert view.result.reason.startswith("The canary's error rate 100.0% is 100.0 points above")
     assert traffic.failed["stable"] == 0 and traffic.failed["canary"] > 0
+
+
+def test_a_pool_is_read_as_the_sum_of_its_replicas_and_one_unreadable_replica_is_refused():
+    with FakeOpenAI(model=MODEL) as one, FakeOpenAI(model=MODEL) as two:
+        one.enqueue(Script(status=500))
+        for replica, n in ((one, 3), (two, 2)):
+            for _ in range(n):
+                httpx.post(replica.url + "/v1/completions", json={"model": MODEL, "prompt": "hi"})
+        pool = read_scrape(pool_metrics_text([one.url, two.url]))
+        assert (pool.finished, pool.http_total, pool.http_5xx) == (4, 5, 1)
+        assert dict(pool.ttft)[float("inf")] == 4
+        gone = two.url
+    with pytest.raises(MetricsUnavailable, match="cannot reach the model server's metrics"):
+        pool_metrics_text([gone])
+    with pytest.raises(MetricsUnavailable, match="no replica"):
+        pool_metrics_text([])

@@ -7,8 +7,12 @@ steps with their weights, signals and decisions). Cancel rolls back: all traffic
 the stable pool. Audited as ``canary.start`` / ``canary.result`` (outcome promoted,
 rolled_back or cancelled, with the decision's words) and ``canary.cancel``.
 
-The cluster effects come in with the request (``set_weights``, ``scrape``): the fleet
-(``webapp.cluster.fleet``) gives them for a real pool pair; tests give fakes.
+The cluster effects come in with the request (``set_weights``, ``scrape``), so the canary is
+tested without a cluster and wired to the fleet by two lambdas::
+
+    set_weights=lambda share: fleet.set_split(
+        cluster, ns, model, canary_split(model, stable, canary, share)),
+    scrape=lambda: (pool_metrics_text(stable_replica_urls), pool_metrics_text(canary_urls)),
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from webapp.admin.canary_runner import CanaryResult, CanaryStep, Texts, run_cana
 from webapp.admin.errors import InvalidCanaryPlan
 from webapp.admin.jobs import Job, JobDefinition
 from webapp.cluster.errors import InvalidPool
-from webapp.cluster.pools import check_pool_name
+from webapp.cluster.pools import Backend, check_pool_name, validate_split
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,13 @@ class CanaryDetail:
     weights: tuple[int, int] = (100, 0)
     steps: tuple[CanaryStep, ...] = ()
     result: CanaryResult | None = None
+
+
+def canary_split(model: str, stable: str, canary: str, share: int) -> tuple[Backend, ...]:
+    """The backends of ``model`` while the canary takes ``share`` %: what ``set_weights``
+    hands to the fleet (``fleet.set_split(cluster, ns, model, backends)``); ``InvalidPool``
+    for a share outside 0-100 or a bad pool name."""
+    return validate_split(model, (Backend(stable, 100 - share), Backend(canary, share)))
 
 
 def _begin(req: CanaryRequest, job: Job) -> CanaryRequest:

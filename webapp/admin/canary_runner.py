@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from webapp.admin.canary import (
@@ -32,7 +32,7 @@ from webapp.admin.canary import (
     unavailable,
     validate_plan,
 )
-from webapp.llm.metrics import MetricsUnavailable
+from webapp.llm.metrics import MetricsUnavailable, fetch_metrics_text
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,17 @@ class CanaryResult:
     @property
     def promoted(self) -> bool:
         return self.outcome == "promoted"
+
+
+def pool_metrics_text(
+    replica_urls: Sequence[str], api_key: str | None = None, timeout: float = 3.0
+) -> str:
+    """One pool's /metrics: every replica's text, one after the other (the signals sum the
+    series over all of them). A replica that cannot be read makes the pool unreadable
+    (``MetricsUnavailable``): its missing counters would look like a reset."""
+    if not replica_urls:
+        raise MetricsUnavailable("the pool has no replica to read metrics from")
+    return "".join(fetch_metrics_text(url, api_key, timeout) for url in replica_urls)
 
 
 def _weights(share: int) -> tuple[int, int]:
