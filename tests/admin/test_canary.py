@@ -128,6 +128,8 @@ GOOD = PoolSignals(requests=400, errors=4, ttft_p95_s=1.0)
          "The canary's error rate 0.0% (stable 1.0%) and TTFT p95 1.2 s (1.2× stable's 1.0 s) "
          "are within the limits: promoting."),
         (GOOD, PoolSignals(100, 3, 1.5), None, "promote", "1.5× stable's 1.0 s"),
+        (GOOD, PoolSignals(100, 3, 1.48), None, "promote", "1.48× stable's 1.0 s"),
+        (GOOD, PoolSignals(100, 3, 1.52), None, "rollback", "is 1.52× the stable pool's"),
         (GOOD, PoolSignals(100, 2, 3.1), None, "rollback",
          "TTFT p95 of the canary 3.1 s is 3.1× the stable pool's 1.0 s (limit 1.5×): "
          "rolling back."),

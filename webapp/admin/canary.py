@@ -245,6 +245,13 @@ def seconds(value: float) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
 
 
+def times(ratio: float, limit: float) -> str:
+    """A ratio for people, precise enough not to read as the limit it crossed: "3.0×",
+    "1.52×" against a 1.5× limit."""
+    short = f"{ratio:.1f}"
+    return f"{short}×" if float(short) != round(limit, 1) or ratio == limit else f"{ratio:.2f}×"
+
+
 def percent(rate: float | None) -> str:
     return "no requests" if rate is None else f"{rate * 100:.1f}%"
 
@@ -291,10 +298,15 @@ def _judge(stable: PoolSignals, canary: PoolSignals, plan: CanaryPlan) -> Decisi
     c_ttft = max(canary.ttft_p95_s, plan.ttft_floor_s)
     s_ttft = max(stable.ttft_p95_s, plan.ttft_floor_s)
     ratio = c_ttft / s_ttft
+    shown = times(ratio, plan.max_ttft_ratio)
     if ratio > plan.max_ttft_ratio:
-        return Decision("rollback", f"TTFT p95 of the canary {seconds(c_ttft)} is {ratio:.1f}× "
-                        f"the stable pool's {seconds(s_ttft)} (limit {plan.max_ttft_ratio:g}×): "
-                        "rolling back.")  # fmt: skip
-    return Decision("promote", f"The canary's {rates} and TTFT p95 {seconds(c_ttft)} "
-                    f"({ratio:.1f}× stable's {seconds(s_ttft)}) are within the limits: "
-                    "promoting.")  # fmt: skip
+        return Decision(
+            "rollback",
+            f"TTFT p95 of the canary {seconds(c_ttft)} is {shown} the stable pool's "
+            f"{seconds(s_ttft)} (limit {plan.max_ttft_ratio:g}×): rolling back.",
+        )
+    return Decision(
+        "promote",
+        f"The canary's {rates} and TTFT p95 {seconds(c_ttft)} ({shown} stable's "
+        f"{seconds(s_ttft)}) are within the limits: promoting.",
+    )
