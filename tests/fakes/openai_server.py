@@ -10,7 +10,8 @@ Wire details copied from vLLM 0.32.0 (the CPU build in ``.venv-vllm``):
 error body ``{"error": {"message", "type", "param", "code"}}``, SSE chunks as
 vLLM serialises them (``exclude_unset``), the usage chunk with ``choices: []``,
 ``data: [DONE]``, the chat-template and context-length messages, ``/tokenize``,
-``/metrics`` names and labels.
+``/metrics`` names and labels (with ``http_requests_total{handler,method,status="2xx"}`` as
+vLLM's prometheus-fastapi-instrumentator counts its ``/v1/`` routes).
 
 Token counting (deterministic, documented so tests can compute budgets):
 - generated tokens: one scripted piece = one token;
@@ -323,6 +324,8 @@ class _State:
             self.generation_tokens_total = 0
             self.ttfts: list[float] = []
             self.success: dict[str, int] = {}
+            # (handler, method, status group) -> count, as vLLM's prometheus-fastapi-instrumentator
+            self.http: dict[tuple[str, str, str], int] = {}
             self.peak_in_flight = self.in_flight
             self.released.clear()
 
@@ -384,6 +387,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self._dispatch("POST")
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._status = code  # counted per handler in http_requests_total
+        super().send_response(code, message)
 
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(obj).encode()
@@ -501,12 +508,17 @@ class _Handler(BaseHTTPRequestHandler):
         if handler is None:
             self._send_json(404, {"detail": "Not Found"})
             return
+        self._status = 0
         try:
             handler()
         except _ClientGone:
             self.close_connection = True
         except (OSError, ValueError):
             self.close_connection = True
+        if path.startswith("/v1/") and self._status:
+            with self.st.lock:
+                key3 = (path, method, f"{self._status // 100}xx")
+                self.st.http[key3] = self.st.http.get(key3, 0) + 1
 
     def _health(self) -> None:
         self._send_raw(self.st.health_status, b"", "application/json")
@@ -576,6 +588,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
             ttfts = list(st.ttfts)
             success = dict(st.success)
+            http = dict(st.http)
         lab = f'engine="0",model_name="{st.models[0] if st.models else ""}"'
         out: list[str] = []
         for name, value in gauges.items():
@@ -587,6 +600,12 @@ class _Handler(BaseHTTPRequestHandler):
             out.append(
                 f'vllm:request_success_total{{{lab},finished_reason="{reason}"}} '
                 f"{float(success.get(reason, 0))}"
+            )
+        out.append("# TYPE http_requests counter")
+        for (handler, method, group), n in sorted(http.items()):
+            out.append(
+                f'http_requests_total{{handler="{handler}",method="{method}",status="{group}"}} '
+                f"{float(n)}"
             )
         name = "vllm:time_to_first_token_seconds"
         out.append(f"# TYPE {name} histogram")

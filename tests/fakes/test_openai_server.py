@@ -509,6 +509,24 @@ def test_metrics_reflect_in_flight_streams(srv):
     assert metric(text, "vllm:generation_tokens_total") >= 1.0
 
 
+def test_metrics_count_http_statuses_per_route_and_finish_reasons(srv):
+    srv.enqueue(Script(status=500), Script(error_after=0))
+    for _ in range(3):
+        httpx.post(srv.url + "/v1/completions", json={"model": "fake-chat", "prompt": "hi"})
+    text = httpx.get(srv.url + "/metrics").text
+    by_status = {
+        group: f'http_requests_total{{handler="/v1/completions",method="POST",status="{group}"}}'
+        for group in ("2xx", "5xx")
+    }
+    assert f"{by_status['5xx']} 2.0" in text  # the scripted 500 and the engine error
+    assert f"{by_status['2xx']} 1.0" in text
+    assert (
+        'vllm:request_success_total{engine="0",model_name="fake-chat",finished_reason="error"} 1.0'
+        in text
+    )
+    assert "/metrics" not in text.split("http_requests_total", 1)[1]  # only /v1/ routes
+
+
 def test_max_num_seqs_queues_requests_as_waiting():
     with FakeOpenAI(max_num_seqs=1) as s:
         s.enqueue(Script(n_tokens=1000, tokens_per_s=100), Script(tokens=["queued", " ok"]))

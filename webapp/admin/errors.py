@@ -31,3 +31,11 @@ class NotCancellable(AdminError):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         super().__init__(f"A {kind} job cannot be cancelled; wait until it finishes.")
+
+
+class InvalidCanaryPlan(AdminError):
+    """The admin's canary plan (steps, soak, thresholds) cannot run; ``field`` names the input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)

@@ -165,7 +165,8 @@ def _sum(samples: list[Sample], name: str) -> float | None:
     return sum(vals) if vals else None
 
 
-def _histogram(samples: list[Sample], name: str) -> Histogram | None:
+def histogram(samples: list[Sample], name: str) -> Histogram | None:
+    """The histogram ``name`` summed over its label sets, or None when it is absent."""
     by_le: dict[float, float] = {}
     for s in samples:
         if s.name == name + "_bucket" and not math.isnan(s.value):
@@ -213,7 +214,7 @@ def parse_metrics(text: str, taken_at: float | None = None) -> MetricsSnapshot:
         kv_cache_usage=kv,
         prompt_tokens_total=_counter(samples, "vllm:prompt_tokens"),
         generation_tokens_total=_counter(samples, "vllm:generation_tokens"),
-        ttft=_histogram(samples, TTFT),
+        ttft=histogram(samples, TTFT),
     )
 
 
@@ -225,6 +226,18 @@ def fetch_metrics(
     client: httpx.Client | None = None,
 ) -> MetricsSnapshot:
     """GET ``{base_url}/metrics`` and parse it; MetricsUnavailable on any failure."""
+    return parse_metrics(fetch_metrics_text(base_url, api_key, timeout, client=client))
+
+
+def fetch_metrics_text(
+    base_url: str,
+    api_key: str | None = None,
+    timeout: float = 3.0,
+    *,
+    client: httpx.Client | None = None,
+) -> str:
+    """The text of ``{base_url}/metrics`` as served (the canary reads series the snapshot
+    leaves out); MetricsUnavailable on any failure."""
     url = base_url.rstrip("/") + "/metrics"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
@@ -246,7 +259,7 @@ def fetch_metrics(
         raise MetricsUnavailable("the model server refused the metrics request (API key?)")
     if r.status_code != 200:
         raise MetricsUnavailable(f"the model server's metrics answered HTTP {r.status_code}")
-    return parse_metrics(r.text)
+    return r.text
 
 
 def rates(before: MetricsSnapshot, after: MetricsSnapshot) -> Rates | None:
