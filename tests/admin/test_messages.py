@@ -100,18 +100,32 @@ def test_every_client_method_the_cluster_package_calls_has_a_rule():
     called = {
         m.group(1)
         for path in (ROOT / "webapp" / "cluster").glob("*.py")
-        for m in re.finditer(r"\.(?:core|apps|coordination)\.(\w+)", path.read_text())
+        for m in re.finditer(
+            r"\.(?:core|apps|coordination|custom|autoscaling)\.(\w+)", path.read_text()
+        )
     }
     assert called and called <= set(RBAC_RULES), called - set(RBAC_RULES)
 
 
+ADMIN_RBAC = (
+    ROOT / "k8s" / "base" / "admin-rbac.yaml",
+    ROOT / "k8s" / "components" / "inference-gateway" / "admin-fleet-rbac.yaml",
+)
+
+
 def _granted() -> set[tuple[str, str, str]]:
-    """(kind, verb, resource) of every rule in k8s/base/admin-rbac.yaml."""
-    docs = yaml.safe_load_all((ROOT / "k8s" / "base" / "admin-rbac.yaml").read_text())
+    """(kind, verb, resource) of every rule of the admin's Roles in ``ADMIN_RBAC``."""
+    docs = [d for path in ADMIN_RBAC for d in yaml.safe_load_all(path.read_text())]
+    admin_roles = {
+        d["roleRef"]["name"]
+        for d in docs
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and any(s["name"] == "webapp-admin" for s in d["subjects"])
+    }
     return {
         (d["kind"], verb, res)
         for d in docs
-        if d["kind"] in ("Role", "ClusterRole")
+        if d["kind"] in ("Role", "ClusterRole") and d["metadata"]["name"] in admin_roles
         for r in d["rules"]
         for verb in r["verbs"]
         for res in r["resources"]
@@ -122,9 +136,9 @@ def test_the_rules_the_messages_name_are_the_ones_the_manifests_grant():
     granted = _granted()
     named = set()
     for rule in RBAC_RULES.values():
-        verb, resource = re.match(r"(\S+) on (\S+)", rule).groups()
+        verb, resources = re.match(r"(\S+) on ([^(]+)", rule).groups()
         kind = "ClusterRole" if "ClusterRole" in rule else "Role"
-        named.add((kind, verb, resource))
+        named |= {(kind, verb, resource.strip()) for resource in resources.split(",")}
     assert named == granted
 
 
