@@ -15,11 +15,17 @@ from webapp.cluster import pools
 from webapp.cluster.errors import (
     ApiRejected,
     ClusterUnavailable,
+    FleetNotInstalled,
     Forbidden,
+    InvalidAutoscaling,
     InvalidPool,
+    ModelAlreadyServed,
     NodePoolError,
     NotFound,
+    PoolInUse,
+    PoolNotFound,
     SlotMissing,
+    SwitchInProgress,
 )
 from webapp.llm.errors import LLMError
 
@@ -145,3 +151,25 @@ def test_the_rules_the_messages_name_are_the_ones_the_manifests_grant():
 def test_job_busy_says_who_holds_what():
     message = admin_error_message(JobBusy("node_pool", "ann@example.com", "gpu-pool"))
     assert "ann@example.com is already changing gpu-pool; wait until it finishes." in message
+
+
+@pytest.mark.parametrize(
+    ("err", "words"),
+    [
+        (PoolNotFound("vllm-x"), "There is no model pool named 'vllm-x'"),
+        (
+            ModelAlreadyServed("mistral-7b", ("vllm-mistral",)),
+            "already served by pool vllm-mistral",
+        ),
+        (PoolInUse("vllm", "it is the default pool"), "Pool 'vllm' cannot be removed now"),
+        (FleetNotInstalled("the HTTPRoute 'llm-models'"), "k8s/components/inference-gateway"),
+        (InvalidAutoscaling("The minimum (3) is above the maximum (2) replicas"), "minimum (3)"),
+    ],
+)
+def test_fleet_refusals_are_shown_in_their_own_plain_words(err, words):
+    assert words in admin_error_message(err)
+
+
+def test_a_pool_held_by_another_admin_names_the_holder_and_the_pool():
+    message = admin_error_message(SwitchInProgress("bob@example.com", "", pool="vllm-mistral"))
+    assert message.startswith("bob@example.com is already changing pool vllm-mistral.")

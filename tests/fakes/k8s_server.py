@@ -15,7 +15,11 @@ Deployment on a GPU node pool:
 * a kubelet that makes containers ready after ``ready_delay`` seconds, or plays
   an injected fault (image pull error, crash loop, OOMKilled, slow start);
 * Deployment status and conditions, including ``ProgressDeadlineExceeded`` after
-  ``progressDeadlineSeconds * time_scale`` seconds.
+  ``progressDeadlineSeconds * time_scale`` seconds;
+* model pools (``tests/fakes/k8s_fleet.py``): Gateway API ``gateways``/``httproutes``,
+  ``inferencepools``, ``horizontalpodautoscalers`` (autoscaling/v2), GKE's health-check and
+  backend policies, ``configmaps`` and ``deployments/NAME/scale``; the gateway controller's
+  route status and an HPA controller acting on ``set_metric(ns, hpa, value)``.
 
 Supported API: GET / LIST (labelSelector, fieldSelector) / WATCH (``?watch=true``,
 JSON lines) / POST / PUT (resourceVersion conflict -> 409) / PATCH (json-patch,

@@ -20,6 +20,7 @@ from webapp.cluster.errors import (
     ClusterNotConfigured,
     ClusterUnavailable,
     Conflict,
+    FleetError,
     Forbidden,
     InvalidModelSpec,
     InvalidPool,
@@ -98,13 +99,22 @@ def admin_error_message(err: Exception) -> str:
     return safe_markdown(_message(err))
 
 
+def _held(err: SwitchInProgress) -> str:
+    since = f" (since {err.since})" if err.since else ""
+    if err.pool != "vllm":  # a pool of the fleet: one action per pool at a time
+        return (
+            f"{err.holder} is already changing pool {err.pool}{since}. One change per pool "
+            "runs at a time: wait for it to finish, or act on another pool."
+        )
+    return (
+        f"A model switch by {err.holder} is already running{since}. Only one switch runs "
+        "at a time: wait for it to finish, or ask them to cancel it."
+    )
+
+
 def _message(err: Exception) -> str:
     if isinstance(err, SwitchInProgress):
-        since = f" (since {err.since})" if err.since else ""
-        return (
-            f"A model switch by {err.holder} is already running{since}. Only one switch runs "
-            "at a time: wait for it to finish, or ask them to cancel it."
-        )
+        return _held(err)
     if isinstance(err, Forbidden):
         rule = RBAC_RULES.get(err.operation)
         need = f" It needs the RBAC permission: {rule}." if rule else ""
@@ -139,8 +149,8 @@ def _message(err: Exception) -> str:
         return f"The cluster rejected the change: {err.action}. {err.detail}".strip()
     if isinstance(err, InvalidModelSpec):
         return f"The model settings are not valid: {err.field} {err.reason}."
-    if isinstance(err, InvalidPool):
-        return err.message  # plain words naming the field, written for the page
+    if isinstance(err, InvalidPool | FleetError):
+        return err.message  # plain words naming the field or the pool, written for the page
     if isinstance(err, PoolCannotSchedule):
         return err.reason  # says why and what to change already
     if isinstance(err, StrategyNotAllowed):
