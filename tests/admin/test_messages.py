@@ -15,11 +15,17 @@ from webapp.cluster import pools
 from webapp.cluster.errors import (
     ApiRejected,
     ClusterUnavailable,
+    FleetNotInstalled,
     Forbidden,
+    InvalidAutoscaling,
     InvalidPool,
+    ModelAlreadyServed,
     NodePoolError,
     NotFound,
+    PoolInUse,
+    PoolNotFound,
     SlotMissing,
+    SwitchInProgress,
 )
 from webapp.llm.errors import LLMError
 
@@ -100,18 +106,32 @@ def test_every_client_method_the_cluster_package_calls_has_a_rule():
     called = {
         m.group(1)
         for path in (ROOT / "webapp" / "cluster").glob("*.py")
-        for m in re.finditer(r"\.(?:core|apps|coordination)\.(\w+)", path.read_text())
+        for m in re.finditer(
+            r"\.(?:core|apps|coordination|custom|autoscaling)\.(\w+)", path.read_text()
+        )
     }
     assert called and called <= set(RBAC_RULES), called - set(RBAC_RULES)
 
 
+ADMIN_RBAC = (
+    ROOT / "k8s" / "base" / "admin-rbac.yaml",
+    ROOT / "k8s" / "components" / "inference-gateway" / "admin-fleet-rbac.yaml",
+)
+
+
 def _granted() -> set[tuple[str, str, str]]:
-    """(kind, verb, resource) of every rule in k8s/base/admin-rbac.yaml."""
-    docs = yaml.safe_load_all((ROOT / "k8s" / "base" / "admin-rbac.yaml").read_text())
+    """(kind, verb, resource) of every rule of the admin's Roles in ``ADMIN_RBAC``."""
+    docs = [d for path in ADMIN_RBAC for d in yaml.safe_load_all(path.read_text())]
+    admin_roles = {
+        d["roleRef"]["name"]
+        for d in docs
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and any(s["name"] == "webapp-admin" for s in d["subjects"])
+    }
     return {
         (d["kind"], verb, res)
         for d in docs
-        if d["kind"] in ("Role", "ClusterRole")
+        if d["kind"] in ("Role", "ClusterRole") and d["metadata"]["name"] in admin_roles
         for r in d["rules"]
         for verb in r["verbs"]
         for res in r["resources"]
@@ -122,12 +142,34 @@ def test_the_rules_the_messages_name_are_the_ones_the_manifests_grant():
     granted = _granted()
     named = set()
     for rule in RBAC_RULES.values():
-        verb, resource = re.match(r"(\S+) on (\S+)", rule).groups()
+        verb, resources = re.match(r"(\S+) on ([^(]+)", rule).groups()
         kind = "ClusterRole" if "ClusterRole" in rule else "Role"
-        named.add((kind, verb, resource))
+        named |= {(kind, verb, resource.strip()) for resource in resources.split(",")}
     assert named == granted
 
 
 def test_job_busy_says_who_holds_what():
     message = admin_error_message(JobBusy("node_pool", "ann@example.com", "gpu-pool"))
     assert "ann@example.com is already changing gpu-pool; wait until it finishes." in message
+
+
+@pytest.mark.parametrize(
+    ("err", "words"),
+    [
+        (PoolNotFound("vllm-x"), "There is no model pool named 'vllm-x'"),
+        (
+            ModelAlreadyServed("mistral-7b", ("vllm-mistral",)),
+            "already served by pool vllm-mistral",
+        ),
+        (PoolInUse("vllm", "it is the default pool"), "Pool 'vllm' cannot be removed now"),
+        (FleetNotInstalled("the HTTPRoute 'llm-models'"), "k8s/components/inference-gateway"),
+        (InvalidAutoscaling("The minimum (3) is above the maximum (2) replicas"), "minimum (3)"),
+    ],
+)
+def test_fleet_refusals_are_shown_in_their_own_plain_words(err, words):
+    assert words in admin_error_message(err)
+
+
+def test_a_pool_held_by_another_admin_names_the_holder_and_the_pool():
+    message = admin_error_message(SwitchInProgress("bob@example.com", "", pool="vllm-mistral"))
+    assert message.startswith("bob@example.com is already changing pool vllm-mistral.")

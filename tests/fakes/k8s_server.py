@@ -15,7 +15,11 @@ Deployment on a GPU node pool:
 * a kubelet that makes containers ready after ``ready_delay`` seconds, or plays
   an injected fault (image pull error, crash loop, OOMKilled, slow start);
 * Deployment status and conditions, including ``ProgressDeadlineExceeded`` after
-  ``progressDeadlineSeconds * time_scale`` seconds.
+  ``progressDeadlineSeconds * time_scale`` seconds;
+* model pools (``tests/fakes/k8s_fleet.py``): Gateway API ``gateways``/``httproutes``,
+  ``inferencepools``, ``horizontalpodautoscalers`` (autoscaling/v2), GKE's health-check and
+  backend policies, ``configmaps`` and ``deployments/NAME/scale``; the gateway controller's
+  route status and an HPA controller acting on ``set_metric(ns, hpa, value)``.
 
 Supported API: GET / LIST (labelSelector, fieldSelector) / WATCH (``?watch=true``,
 JSON lines) / POST / PUT (resourceVersion conflict -> 409) / PATCH (json-patch,
@@ -48,6 +52,8 @@ from urllib.error import URLError
 from urllib.parse import parse_qs, unquote, urlparse
 from urllib.request import urlopen
 
+from tests.fakes import k8s_fleet
+
 GPU = "nvidia.com/gpu"
 ACCEL_LABEL = "cloud.google.com/gke-accelerator"
 POOL_LABEL = "cloud.google.com/gke-nodepool"
@@ -64,6 +70,7 @@ RESOURCES = {
     "deployments": ("apps", "v1", True, "Deployment"),
     "replicasets": ("apps", "v1", True, "ReplicaSet"),
     "leases": ("coordination.k8s.io", "v1", True, "Lease"),
+    **k8s_fleet.FLEET_RESOURCES,  # model pools: Gateway API, Inference Extension, HPA
 }
 FAULTS = ("image_pull", "crash", "oom", "slow")
 
@@ -355,6 +362,7 @@ class FakeCluster:
         self.autoscaler: tuple[str, str, dict | None, float] = ("off", "", None, 0.0)
         self._coming_nodes: list[tuple[float, dict]] = []  # (due, add_node kwargs)
         self.pod_logs: dict[tuple[str, str], list[str]] = {}
+        self.metrics: dict[tuple[str, str], float] = {}  # (ns, hpa) -> per-pod metric value
         self.proxy_targets: dict[tuple[str, str], str] = {}  # (ns, service) -> base URL
         self._pstate: dict[tuple[str, str], dict] = {}
         self._dstate: dict[tuple[str, str], dict] = {}
@@ -480,6 +488,15 @@ class FakeCluster:
         assert mode != "scale_up" or node is not None
         with self.lock:
             self.autoscaler = (mode, message, node, delay_s)
+
+    def set_metric(self, namespace: str, hpa: str, value: float) -> None:
+        """The per-pod value of HPA ``namespace/hpa``'s Pods metric (what the custom-metrics
+        adapter would serve for ``vllm:num_requests_waiting``); the HPA controller acts on it
+        at once (``tests/fakes/k8s_fleet.py``)."""
+        with self.lock:
+            self.metrics[(namespace, hpa)] = float(value)
+            k8s_fleet.reconcile(self)
+            self.changed.notify_all()
 
     def forbid(self, verb: str, resource: str) -> None:
         """Answer 403 for ``verb`` (get/list/watch/create/update/patch/delete) on ``resource``."""
@@ -764,6 +781,7 @@ class FakeCluster:
     def reconcile(self) -> None:
         """One pass of all controllers (also callable directly from tests)."""
         now = time.monotonic()
+        k8s_fleet.reconcile(self)  # gateway routes' status, HPAs (may scale Deployments)
         self._index_owners()
         for key in list(self.objects["deployments"]):
             self._reconcile_deployment(key, now)
@@ -1190,6 +1208,8 @@ class FakeCluster:
                 return 200, ("WATCH", resource, ns, query)
             if sub == "log":
                 return 200, self._read_log(ns, name, query)
+            if sub == "scale" and resource == "deployments":
+                return 200, k8s_fleet.handle_scale(self, verb, ns, name, body, ctype)
             if sub == "proxy" and resource == "services" and verb == "get":
                 target = self._proxy_target(ns, name)
             else:

@@ -2,8 +2,9 @@
 wrong and what to do (no streamlit import; the UI only draws them).
 
 ``RBAC_RULES`` names the Kubernetes permission behind each client method the console
-calls (``Forbidden.operation``, set by ``cluster.k8s.call``); k8s/base/admin-rbac.yaml
-grants exactly these (tests/admin/test_messages.py checks both ways).
+calls (``Forbidden.operation``, set by ``cluster.k8s.call``); k8s/base/admin-rbac.yaml and,
+for the fleet of model pools, k8s/components/inference-gateway/admin-fleet-rbac.yaml grant
+exactly these (tests/admin/test_messages.py checks both ways).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from webapp.cluster.errors import (
     ClusterNotConfigured,
     ClusterUnavailable,
     Conflict,
+    FleetError,
     Forbidden,
     InvalidModelSpec,
     InvalidPool,
@@ -50,6 +52,43 @@ RBAC_RULES: dict[str, str] = {
     "connect_get_namespaced_service_proxy_with_path": (
         "get on services/proxy (the DCGM exporter's, a ClusterRole)"
     ),
+    # the fleet of model pools (k8s/components/inference-gateway/admin-fleet-rbac.yaml)
+    "list_namespaced_deployment": "list on deployments (apps)",
+    "create_namespaced_deployment": "create on deployments (apps)",
+    "delete_namespaced_deployment": "delete on deployments (apps)",
+    "read_namespaced_deployment_scale": "get on deployments/scale (apps)",
+    "patch_namespaced_deployment_scale": "patch on deployments/scale (apps)",
+    "read_namespaced_config_map": "get on configmaps",
+    "create_namespaced_config_map": "create on configmaps",
+    "delete_namespaced_config_map": "delete on configmaps",
+    "create_namespaced_service": "create on services",
+    "delete_namespaced_service": "delete on services",
+    "list_namespaced_horizontal_pod_autoscaler": "list on horizontalpodautoscalers (autoscaling)",
+    "read_namespaced_horizontal_pod_autoscaler": "get on horizontalpodautoscalers (autoscaling)",
+    "create_namespaced_horizontal_pod_autoscaler": (
+        "create on horizontalpodautoscalers (autoscaling)"
+    ),
+    "replace_namespaced_horizontal_pod_autoscaler": (
+        "update on horizontalpodautoscalers (autoscaling)"
+    ),
+    "delete_namespaced_horizontal_pod_autoscaler": (
+        "delete on horizontalpodautoscalers (autoscaling)"
+    ),
+    # custom objects: one client method for every kind; the rule names each kind it is used on
+    "get_namespaced_custom_object": (
+        "get on httproutes, inferencepools, healthcheckpolicies, gcpbackendpolicies "
+        "(Gateway API, Inference Extension, GKE)"
+    ),
+    "list_namespaced_custom_object": "list on inferencepools (inference.networking.k8s.io)",
+    "create_namespaced_custom_object": (
+        "create on inferencepools, healthcheckpolicies, gcpbackendpolicies "
+        "(Inference Extension, GKE)"
+    ),
+    "replace_namespaced_custom_object": "update on httproutes (gateway.networking.k8s.io)",
+    "delete_namespaced_custom_object": (
+        "delete on inferencepools, healthcheckpolicies, gcpbackendpolicies "
+        "(Inference Extension, GKE)"
+    ),
 }
 
 
@@ -60,13 +99,22 @@ def admin_error_message(err: Exception) -> str:
     return safe_markdown(_message(err))
 
 
+def _held(err: SwitchInProgress) -> str:
+    since = f" (since {err.since})" if err.since else ""
+    if err.pool != "vllm":  # a pool of the fleet: one action per pool at a time
+        return (
+            f"{err.holder} is already changing pool {err.pool}{since}. One change per pool "
+            "runs at a time: wait for it to finish, or act on another pool."
+        )
+    return (
+        f"A model switch by {err.holder} is already running{since}. Only one switch runs "
+        "at a time: wait for it to finish, or ask them to cancel it."
+    )
+
+
 def _message(err: Exception) -> str:
     if isinstance(err, SwitchInProgress):
-        since = f" (since {err.since})" if err.since else ""
-        return (
-            f"A model switch by {err.holder} is already running{since}. Only one switch runs "
-            "at a time: wait for it to finish, or ask them to cancel it."
-        )
+        return _held(err)
     if isinstance(err, Forbidden):
         rule = RBAC_RULES.get(err.operation)
         need = f" It needs the RBAC permission: {rule}." if rule else ""
@@ -101,8 +149,8 @@ def _message(err: Exception) -> str:
         return f"The cluster rejected the change: {err.action}. {err.detail}".strip()
     if isinstance(err, InvalidModelSpec):
         return f"The model settings are not valid: {err.field} {err.reason}."
-    if isinstance(err, InvalidPool):
-        return err.message  # plain words naming the field, written for the page
+    if isinstance(err, InvalidPool | FleetError):
+        return err.message  # plain words naming the field or the pool, written for the page
     if isinstance(err, PoolCannotSchedule):
         return err.reason  # says why and what to change already
     if isinstance(err, StrategyNotAllowed):

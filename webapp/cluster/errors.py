@@ -78,12 +78,14 @@ class InvalidModelSpec(ClusterError, ValueError):
 
 
 class SwitchInProgress(ClusterError):
-    """Another admin holds the model-switch lock (a Lease) that has not expired yet."""
+    """Another admin holds the lock (a Lease) of the pool, ``pool``, that has not expired yet:
+    a model switch or another action on that pool is under way."""
 
-    def __init__(self, holder: str, since: str) -> None:
+    def __init__(self, holder: str, since: str, *, pool: str = "vllm") -> None:
         self.holder = holder
         self.since = since
-        super().__init__(f"a model switch by {holder} is in progress since {since}")
+        self.pool = pool
+        super().__init__(f"a change of pool {pool} by {holder} is in progress since {since}")
 
 
 class SlotMissing(ClusterError):
@@ -190,3 +192,80 @@ class InvalidPool(ClusterError, ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+# --- the fleet of model pools (webapp.cluster.fleet). Each message is written for users: the
+# pool or model named, what to do instead.
+
+
+class FleetError(ClusterError):
+    """A fleet action was refused before anything was written; ``message`` is plain words."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class FleetNotInstalled(FleetError):
+    """The cluster has no inference gateway (HTTPRoute "llm-models", the InferencePool CRD, the
+    default pool's endpoint picker): model pools need k8s/components/inference-gateway."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"Model pools need the inference gateway, and {what} is missing: apply an overlay "
+            "with k8s/components/inference-gateway (for example k8s/overlays/pools) first."
+        )
+
+
+class PoolNotFound(FleetError):
+    """No model pool (InferencePool + vLLM Deployment) of that name in the namespace."""
+
+    def __init__(self, pool: str) -> None:
+        self.pool = pool
+        super().__init__(f"There is no model pool named {pool!r}; reload the list of pools.")
+
+
+class PoolExists(FleetError):
+    """A Deployment or InferencePool of the new pool's name already exists."""
+
+    def __init__(self, pool: str) -> None:
+        self.pool = pool
+        super().__init__(
+            f"The name {pool!r} is already taken by a model pool or Deployment: pick another."
+        )
+
+
+class ModelAlreadyServed(FleetError):
+    """The gateway already routes this model name (to ``pools``): one rule per model name; a
+    second pool for it is a canary (a traffic split), not a new pool."""
+
+    def __init__(self, model: str, pools: tuple[str, ...]) -> None:
+        self.model = model
+        self.pools = pools
+        super().__init__(
+            f"The model {model!r} is already served by pool {', '.join(pools)}. Scale that "
+            "pool, or run a canary to change it, instead of deploying it twice."
+        )
+
+
+class ModelNotRouted(FleetError):
+    """The gateway has no rule for this model name."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(f"No pool serves the model {model!r} behind the gateway.")
+
+
+class PoolInUse(FleetError):
+    """Removing the pool would break traffic: it shares its model's traffic with another pool
+    (a canary under way) or it is the default pool (GET /v1/models and /health go to it)."""
+
+    def __init__(self, pool: str, reason: str) -> None:
+        self.pool = pool
+        self.reason = reason
+        super().__init__(f"Pool {pool!r} cannot be removed now: {reason}")
+
+
+class InvalidAutoscaling(FleetError, ValueError):
+    """Autoscaling bounds or target not valid (min above max, a target that is not positive)."""

@@ -38,6 +38,8 @@ class Cluster:
     core: Any
     apps: Any
     coordination: Any
+    custom: Any  # CustomObjectsApi: Gateway API and Inference Extension objects (model pools)
+    autoscaling: Any  # AutoscalingV2Api: a pool's HorizontalPodAutoscaler
     source: str  # "in-cluster" or "kubeconfig <path>" — never credentials
 
 
@@ -120,7 +122,15 @@ def preload() -> None:
     admin console can do it before its first session (``webapp.admin.warmup``)."""
     from kubernetes import client, config  # noqa: F401
 
-    for name in ("ApiClient", "Configuration", "CoreV1Api", "AppsV1Api", "CoordinationV1Api"):
+    for name in (
+        "ApiClient",
+        "Configuration",
+        "CoreV1Api",
+        "AppsV1Api",
+        "CoordinationV1Api",
+        "CustomObjectsApi",
+        "AutoscalingV2Api",
+    ):
         getattr(client, name)  # the client package imports these lazily
 
 
@@ -138,6 +148,8 @@ def _clients(client: Any, api: Any, source: str) -> Cluster:
         core=client.CoreV1Api(api),
         apps=client.AppsV1Api(api),
         coordination=client.CoordinationV1Api(api),
+        custom=client.CustomObjectsApi(api),
+        autoscaling=client.AutoscalingV2Api(api),
         source=source,
     )
 

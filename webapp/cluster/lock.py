@@ -1,4 +1,8 @@
-"""One model switch at a time: a ``coordination.k8s.io/v1`` Lease with an expiry."""
+"""One action per model pool at a time: a ``coordination.k8s.io/v1`` Lease with an expiry.
+
+Each pool has its own Lease, ``<pool>-switch-lock`` (``lock_name``): two admins may act on two
+pools at once, and a model switch of pool ``vllm`` (the default pool, whose Lease keeps its old
+name ``vllm-switch-lock``) and a fleet action on ``vllm`` exclude each other."""
 
 from __future__ import annotations
 
@@ -9,7 +13,15 @@ from datetime import UTC, datetime, timedelta
 from webapp.cluster.errors import Conflict, NotFound, SwitchInProgress
 from webapp.cluster.k8s import Cluster, call, parse_time
 
-LOCK_NAME = "vllm-switch-lock"
+DEFAULT_POOL = "vllm"
+
+
+def lock_name(pool: str = DEFAULT_POOL) -> str:
+    """The Lease that serialises the actions on ``pool``."""
+    return f"{pool}-switch-lock"
+
+
+LOCK_NAME = lock_name(DEFAULT_POOL)
 
 # ---------------------------------------------------------------- the lock (a Lease)
 
@@ -18,12 +30,14 @@ def _micro(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def lease_body(holder: str, now: datetime, duration_s: int, namespace: str) -> dict:
-    """The Lease object for ``holder`` (pure)."""
+def lease_body(
+    holder: str, now: datetime, duration_s: int, namespace: str, name: str = LOCK_NAME
+) -> dict:
+    """The Lease object ``name`` for ``holder`` (pure)."""
     return {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
-        "metadata": {"name": LOCK_NAME, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "holderIdentity": holder,
             "leaseDurationSeconds": int(duration_s),
@@ -55,6 +69,7 @@ class SwitchLock:
     duration_s: int
     lease: dict = field(repr=False, default_factory=dict)
     renewed: float = 0.0
+    name: str = LOCK_NAME
 
     def renew(self, *, force: bool = False) -> None:
         """Extend the Lease (at most every third of its duration unless ``force``)."""
@@ -71,7 +86,7 @@ class SwitchLock:
             current = call(
                 "read the model-switch lock",
                 self.cluster.coordination.read_namespaced_lease,
-                LOCK_NAME,
+                self.name,
                 self.namespace,
             )
             if (current.get("spec") or {}).get("holderIdentity") != self.holder:
@@ -85,7 +100,7 @@ class SwitchLock:
         return call(
             action,
             self.cluster.coordination.replace_namespaced_lease,
-            LOCK_NAME,
+            self.name,
             self.namespace,
             body,
         )
@@ -98,27 +113,31 @@ def acquire_lock(
     *,
     duration_s: int = 300,
     now: datetime | None = None,
+    pool: str = DEFAULT_POOL,
 ) -> SwitchLock:
-    """Take the ``vllm-switch-lock`` Lease for ``holder`` or raise ``SwitchInProgress``."""
+    """Take pool ``pool``'s Lease (``lock_name(pool)``; ``vllm-switch-lock`` for the default
+    pool) for ``holder`` or raise ``SwitchInProgress`` naming who holds it."""
     now = now or datetime.now(UTC)
-    body = lease_body(holder, now, duration_s, namespace)
-    lock = SwitchLock(cluster, namespace, holder, duration_s, renewed=time.monotonic())
-    action = "take the model-switch lock"
+    name = lock_name(pool)
+    body = lease_body(holder, now, duration_s, namespace, name)
+    lock = SwitchLock(cluster, namespace, holder, duration_s, renewed=time.monotonic(), name=name)
+    action = f"take the lock of pool {pool}"
     try:
         lock.lease = call(action, cluster.coordination.create_namespaced_lease, namespace, body)
         return lock
     except Conflict:
         pass
-    current = call(action, cluster.coordination.read_namespaced_lease, LOCK_NAME, namespace)
+    current = call(action, cluster.coordination.read_namespaced_lease, name, namespace)
     held = lease_holder(current, now)
     if held:
-        raise SwitchInProgress(*held)
+        raise SwitchInProgress(*held, pool=pool)
     body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
     try:
         lock.lease = call(
-            action, cluster.coordination.replace_namespaced_lease, LOCK_NAME, namespace, body
+            action, cluster.coordination.replace_namespaced_lease, name, namespace, body
         )
     except Conflict:
-        again = call(action, cluster.coordination.read_namespaced_lease, LOCK_NAME, namespace)
-        raise SwitchInProgress(*(lease_holder(again, now) or ("another admin", ""))) from None
+        again = call(action, cluster.coordination.read_namespaced_lease, name, namespace)
+        held = lease_holder(again, now) or ("another admin", "")
+        raise SwitchInProgress(*held, pool=pool) from None
     return lock

@@ -119,7 +119,8 @@ def switch_model(
     if strategy not in ("in_place", "blue_green"):
         raise StrategyNotAllowed(f"unknown strategy {strategy!r}")
     opts = options or SwitchOptions()
-    lock = acquire_lock(cluster, namespace, admin, duration_s=opts.lock_duration_s)
+    # the pool's Lease: the Deployment named here is the pool (blue/green's base slot)
+    lock = acquire_lock(cluster, namespace, admin, duration_s=opts.lock_duration_s, pool=deployment)
     try:
         yield SwitchStep("locked", f"{admin} holds the model-switch lock.")
         if strategy == "in_place":
