@@ -153,6 +153,11 @@ class OperationFailed(NodePoolError):
     """The long-running operation finished with an error, or took too long."""
 
 
+class NoGoogleCredentials(ClusterError):
+    """No usable Google credentials for a Google REST API (``google_auth.bearer_token``); the
+    message is the google-auth error's type name only, never a token or key."""
+
+
 # --- GPU telemetry (webapp.cluster.telemetry): each failure names the source, says why in
 # plain words and gives the command that turns the source on; shown in the GPU panel only.
 
