@@ -158,6 +158,12 @@ class NoGoogleCredentials(ClusterError):
     message is the google-auth error's type name only, never a token or key."""
 
 
+class QuotaUnreadable(ClusterError):
+    """The region's Compute Engine quota could not be read (``webapp.cluster.quota``): refused,
+    down, or an answer that is not a region. The message is a plain reason for the page; the
+    capacity guard then says the quota was not checked and never blocks on it."""
+
+
 # --- GPU telemetry (webapp.cluster.telemetry): each failure names the source, says why in
 # plain words and gives the command that turns the source on; shown in the GPU panel only.
 
