@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import re
+from functools import partial
+
 import pytest
 
-from webapp.admin.capacity import CapacityRequest, Fit, check_capacity
-from webapp.admin.errors import InvalidCapacityRequest
+from tests.fakes.k8s_server import FakeCluster
+from tests.support.admin_world import CLUSTER, LOCATION, NS, PROJECT, fake_gke, gke_settings
+from webapp.admin.capacity import CapacityRequest, Fit, check_capacity, require_capacity
+from webapp.admin.errors import InvalidCapacityRequest, NotEnoughCapacity
+from webapp.admin.messages import admin_error_message
 from webapp.cluster.inventory import GpuNode, Inventory
-from webapp.cluster.node_pools import NodePoolInfo
-from webapp.cluster.quota import Quota, RegionQuotas
+from webapp.cluster.k8s import connect
+from webapp.cluster.node_pools import NodePoolInfo, NodePools
+from webapp.cluster.quota import Quota, RegionQuotas, gpu_quotas
 
 L4, T4 = "nvidia-l4", "nvidia-tesla-t4"
 
@@ -200,3 +207,93 @@ def test_a_scale_adds_the_difference(current, new, adds):
 def test_impossible_requests_are_refused_plainly(request_, said):
     with pytest.raises(InvalidCapacityRequest, match=said):
         check_capacity(request_, inv(), [], None)
+
+
+# ---------------------------------------------------------------- reading the live inputs
+
+
+@pytest.fixture
+def world():
+    """Two free 1-GPU L4 nodes in gpu-pool (autoscaling 0..2), the demo region's quota."""
+    with FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fc, fake_gke() as gke:
+        yield fc, gke
+
+
+def _guard(world, replicas, *, quota=True, gke_pools=True):
+    fc, gke = world
+    pools = NodePools.from_settings(gke_settings(gke)) if gke_pools else None
+    read = partial(gpu_quotas, gke_settings(gke)) if quota else None
+    return require_capacity(connect(fc.kubeconfig_path), NS, req(replicas), pools, read)
+
+
+def _region_reads(gke) -> int:
+    return sum("/regions/" in r["path"] for r in gke.fake.requests)
+
+
+def _set_max(gke, n: int) -> None:
+    gke.fake.pools[(PROJECT, LOCATION, CLUSTER)]["gpu-pool"]["autoscaling"]["maxNodeCount"] = n
+
+
+def test_replicas_on_free_gpus_pass_without_reading_the_quota(world):
+    verdict = _guard(world, 2)
+    assert verdict.fit is Fit.NOW and _region_reads(world[1]) == 0
+
+
+def test_a_pool_at_its_maximum_is_refused_with_what_to_change(world):
+    fc, gke = world
+    fc.reset_counts()
+    with pytest.raises(NotEnoughCapacity) as err:
+        _guard(world, 3)
+    said = str(err.value)
+    assert "raise the node pool gpu-pool's maximum from 2 to 3 nodes" in said
+    assert "choose fewer replicas (at most 2 fit)" in said
+    assert err.value.verdict.at_most == 2
+    assert admin_error_message(err.value) == said  # the page shows it as it is
+    assert not [k for k in fc.request_counts if k[0] in ("create", "patch", "delete")]
+
+
+def test_the_quota_stops_the_growth_the_maximum_allows(world):
+    _, gke = world
+    _set_max(gke, 4)
+    gke.fake.add_region(PROJECT, LOCATION, {"PREEMPTIBLE_NVIDIA_L4_GPUS": (2, 2)})
+    with pytest.raises(NotEnoughCapacity, match=re.escape(
+        "ask for GPU quota: PREEMPTIBLE_NVIDIA_L4_GPUS in us-central1 is 2, 2 used "
+        "(1 more needed); or choose fewer replicas (at most 2 fit)"
+    )):  # fmt: skip
+        _guard(world, 3)
+    assert _region_reads(gke) == 1
+
+
+def test_growth_within_maximum_and_quota_passes(world):
+    _, gke = world
+    _set_max(gke, 4)
+    verdict = _guard(world, 4)
+    assert verdict.fit is Fit.AFTER_GROWTH and verdict.growth == {"gpu-pool": 2}
+    assert verdict.quota_checked and "quota" not in verdict.message
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [("deny_quota", "needs compute.regions.get"), ("garbage", "is not JSON"),
+     ("no_reader", "The GPU quota was not checked.")],
+)  # fmt: skip
+def test_an_unreadable_quota_is_said_and_never_blocks(world, fault, said):
+    _, gke = world
+    _set_max(gke, 4)
+    gke.fake.add_region(PROJECT, LOCATION, {"PREEMPTIBLE_NVIDIA_L4_GPUS": (2, 2)})
+    if fault == "deny_quota":
+        gke.fake.deny_quota = True
+    elif fault == "garbage":
+        gke.fake.garbage_region = "<html>oops</html>"
+    verdict = _guard(world, 3, quota=fault != "no_reader")
+    assert verdict.fit is Fit.AFTER_GROWTH and not verdict.quota_checked
+    assert "The GPU quota was not checked" in verdict.message and said in verdict.message
+
+
+@pytest.mark.parametrize("gke_pools", [True, False])
+def test_unreadable_node_pools_make_the_check_partial(world, gke_pools):
+    _, gke = world
+    gke.fake.deny = True  # GKE and Compute both refuse
+    verdict = _guard(world, 3, gke_pools=gke_pools)
+    assert verdict.fit is Fit.UNCHECKED and not verdict.blocks
+    assert "node pools could not be read" in verdict.message

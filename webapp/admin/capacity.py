@@ -17,17 +17,16 @@ by other namespaces' pods are not seen (``cluster.inventory``): a node they fill
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from webapp.admin.errors import InvalidCapacityRequest, NotEnoughCapacity
 from webapp.cluster.errors import NodePoolError, QuotaUnreadable
 from webapp.cluster.inventory import GpuNode, Inventory, inventory
 from webapp.cluster.k8s import Cluster
 from webapp.cluster.node_pools import NodePoolInfo, NodePools
-from webapp.cluster.quota import RegionQuotas, gpu_quota_metric, gpu_quotas
+from webapp.cluster.quota import RegionQuotas, gpu_quota_metric
 from webapp.cluster.scheduling import gpu_name
 
 
@@ -307,21 +306,22 @@ def require_capacity(
     namespace: str,
     request: CapacityRequest,
     pools: NodePools | None,
-    settings: Any,
+    read_quota: Callable[[], RegionQuotas] | None = None,
 ) -> CapacityVerdict:
-    """Read the GPU nodes (3 Kubernetes calls), GKE's pools (1 call) and the region's quota
-    (1 call), and raise ``NotEnoughCapacity`` when ``request`` does not fit. Unreadable pools
-    or quota make the check partial, never a refusal; an unreadable cluster raises its
-    ClusterError. The verdict (what fits, what could not be checked) is returned."""
+    """Read the GPU nodes (3 Kubernetes calls) and GKE's pools (1 call), and the region's
+    quota (``read_quota``, e.g. ``partial(cluster.quota.gpu_quotas, settings)``: 1 call, only
+    when nodes must be added); raise ``NotEnoughCapacity`` when ``request`` does not fit.
+    Unreadable pools or quota make the check partial, never a refusal; an unreadable cluster
+    raises its ClusterError. Returns the verdict (what fits, what was not checked)."""
     inv = inventory(cluster, namespace)
     try:
         infos = pools.list_node_pools() if pools is not None else None
     except NodePoolError:
         infos = None
     verdict = check_capacity(request, inv, infos, None)
-    if verdict.fit in (Fit.AFTER_GROWTH, Fit.NO):
-        try:  # only when nodes must be added: the quota limits new nodes alone
-            verdict = check_capacity(request, inv, infos, gpu_quotas(settings))
+    if read_quota is not None and verdict.fit in (Fit.AFTER_GROWTH, Fit.NO):
+        try:  # new nodes alone count against the quota
+            verdict = check_capacity(request, inv, infos, read_quota())
         except QuotaUnreadable as exc:
             verdict = check_capacity(request, inv, infos, None, quota_reason=str(exc))
     if verdict.blocks:
