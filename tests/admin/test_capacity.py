@@ -10,13 +10,20 @@ import pytest
 
 from tests.fakes.k8s_server import FakeCluster
 from tests.support.admin_world import CLUSTER, LOCATION, NS, PROJECT, fake_gke, gke_settings
-from webapp.admin.capacity import CapacityRequest, Fit, check_capacity, require_capacity
+from webapp.admin.capacity import (
+    CapacityRequest,
+    Fit,
+    check_capacity,
+    quota_reader,
+    require_capacity,
+)
 from webapp.admin.errors import InvalidCapacityRequest, NotEnoughCapacity
 from webapp.admin.messages import admin_error_message
 from webapp.cluster.inventory import GpuNode, Inventory
 from webapp.cluster.k8s import connect
 from webapp.cluster.node_pools import NodePoolInfo, NodePools
 from webapp.cluster.quota import Quota, RegionQuotas, gpu_quotas
+from webapp.settings import Settings
 
 L4, T4 = "nvidia-l4", "nvidia-tesla-t4"
 
@@ -297,3 +304,10 @@ def test_unreadable_node_pools_make_the_check_partial(world, gke_pools):
     verdict = _guard(world, 3, gke_pools=gke_pools)
     assert verdict.fit is Fit.UNCHECKED and not verdict.blocks
     assert "node pools could not be read" in verdict.message
+
+
+def test_the_quota_reader_comes_from_the_gke_settings(world):
+    _, gke = world
+    assert quota_reader(Settings(gke_project="p", gke_location="", gke_cluster="c")) is None
+    read = quota_reader(gke_settings(gke))
+    assert read is not None and read().quotas["NVIDIA_L4_GPUS"].limit == 8

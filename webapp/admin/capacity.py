@@ -20,13 +20,15 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
+from typing import Any
 
 from webapp.admin.errors import InvalidCapacityRequest, NotEnoughCapacity
 from webapp.cluster.errors import NodePoolError, QuotaUnreadable
 from webapp.cluster.inventory import GpuNode, Inventory, inventory
 from webapp.cluster.k8s import Cluster
 from webapp.cluster.node_pools import NodePoolInfo, NodePools
-from webapp.cluster.quota import RegionQuotas, gpu_quota_metric
+from webapp.cluster.quota import RegionQuotas, gpu_quota_metric, gpu_quotas
 from webapp.cluster.scheduling import gpu_name
 
 
@@ -327,3 +329,9 @@ def require_capacity(
     if verdict.blocks:
         raise NotEnoughCapacity(verdict.message, verdict)
     return verdict
+
+
+def quota_reader(settings: Any) -> Callable[[], RegionQuotas] | None:
+    """What reads the cluster's region quota (``cluster.quota.gpu_quotas``); None when GKE
+    is not configured (GKE_PROJECT, GKE_LOCATION, GKE_CLUSTER): no region to ask."""
+    return partial(gpu_quotas, settings) if settings.gke_configured else None
