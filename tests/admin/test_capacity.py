@@ -102,6 +102,12 @@ CASES = {
         req(3), [], [pool(auto=(0, 1), nodes=0, zones=3, total=False)], ROOMY,
         Fit.AFTER_GROWTH, 0, None, {"gpu-pool": 3}, ["adds 3 node(s)"],
     ),
+    "a per-zone maximum is said per zone too": (
+        req(4), [], [pool(auto=(0, 1), nodes=0, zones=3, total=False)], ROOMY,
+        Fit.NO, 0, 3, {"gpu-pool": 3},
+        ["raise the node pool gpu-pool's maximum from 3 to 4 nodes (per zone: from 1 to 2, "
+         "in 3 zones)"],
+    ),
     "no autoscaling: turn it on": (
         req(2), [node("a")], [pool(auto=None, nodes=1)], ROOMY,
         Fit.NO, 1, 1, {},

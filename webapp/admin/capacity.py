@@ -256,10 +256,8 @@ def _what_to_change(
     if beyond_max > 0:
         target = best.live + best.taken + extra
         if best.pool.autoscaling_enabled:
-            now_max = best.pool.max_nodes_total
-            changes.append(
-                f"raise the node pool {best.pool.name}'s maximum from {now_max} to {target} nodes"
-            )
+            changes.append(f"raise the node pool {best.pool.name}'s maximum from "
+                           f"{best.pool.max_nodes_total} to {target} nodes{_per_zone(best.pool, target)}")  # fmt: skip
         else:
             changes.append(
                 f"turn on autoscaling for node pool {best.pool.name} with a maximum of "
@@ -276,6 +274,14 @@ def _what_to_change(
                 f"{q.usage:g} used ({short:g} more needed)"
             )
     return changes
+
+
+def _per_zone(pool: NodePoolInfo, total: int) -> str:
+    """GKE keeps a per-zone maximum unless the pool has total limits: say it per zone too."""
+    if pool.total_limits or pool.zones <= 1:
+        return ""
+    per_zone = math.ceil(total / pool.zones)
+    return f" (per zone: from {pool.max_nodes} to {per_zone}, in {pool.zones} zones)"
 
 
 def _sentences(changes: list[str], at_most: int) -> str:
