@@ -204,21 +204,25 @@ class CachedFleet:
             self._entries.pop(("state", model), None)
 
     def _read(self, key: tuple[str, str], ttl_s: float, read: Callable[[], T], fallback: T) -> T:
-        """A fresh cached value, else one read (a single one in flight per key, shared),
-        waited for at most ``wait_s``; the last value (or ``fallback``) meanwhile."""
+        """The cached value while fresh. Stale: the last value at once, read anew in the
+        background (one read in flight per key, shared by every session). Never read: wait
+        for the read at most ``wait_s``, else ``fallback``."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry.future is None and self.clock() - entry.at < ttl_s:
                 return entry.value  # type: ignore[return-value]
+            known = entry is not None
             if entry is None:
-                entry = self._entries[key] = _Entry(-1e18, fallback)
+                entry = self._entries[key] = _Entry(self.clock(), fallback)
             if entry.future is None:
                 entry.future = self._pool.submit(self._refresh, key, read, fallback)
             future = entry.future
+        if known:
+            return entry.value  # type: ignore[return-value]
         try:
             return future.result(timeout=self.wait_s)
         except FutureTimeout:
-            return entry.value  # type: ignore[return-value]
+            return fallback
 
     def _refresh(self, key: tuple[str, str], read: Callable[[], T], fallback: T) -> T:
         try:
