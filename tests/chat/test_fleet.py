@@ -3,7 +3,9 @@ the process-wide cache in front of a fleet (shared reads, bounded waits, one wak
 
 from __future__ import annotations
 
+import sys
 import threading
+from types import SimpleNamespace
 
 import pytest
 
@@ -213,3 +215,77 @@ def test_the_cluster_fleet_without_a_cluster_is_unavailable_in_plain_words(tmp_p
         "the chat has no access to the cluster",
         "this version cannot read model pools",
     )
+
+
+class StandIn:
+    """Until ``webapp.cluster.fleet`` is merged: a module with its planned functions
+    (``served_models``, ``list_pools`` -> PoolState with model/replicas/ready,
+    ``wake_pool``), recording calls. Replace by the real module against the fake API."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.fail: Exception | None = None
+        self.pools = [
+            SimpleNamespace(name="vllm", model="llama-2-7b", replicas=1, ready=1),
+            SimpleNamespace(name="mistral", model="mistral-7b", replicas=0, ready=0),
+            SimpleNamespace(name="mistral-canary", model="mistral-7b", replicas=0, ready=0),
+        ]
+
+    def _record(self, *call):
+        self.calls.append(call)
+        if self.fail:
+            raise self.fail
+
+    def served_models(self, cluster, ns):
+        self._record("served_models", cluster, ns)
+        return ["llama-2-7b", "mistral-7b"]
+
+    def list_pools(self, cluster, ns):
+        self._record("list_pools", cluster, ns)
+        return self.pools
+
+    def wake_pool(self, cluster, ns, model):
+        self._record("wake_pool", cluster, ns, model)
+        return "mistral"
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    from webapp.cluster import k8s
+
+    module = StandIn()
+    monkeypatch.setitem(sys.modules, "webapp.cluster.fleet", module)
+    connects = []
+    monkeypatch.setattr(k8s, "connect", lambda kubeconfig=None: connects.append(kubeconfig) or "C")
+    module.connects = connects
+    return module
+
+
+def test_the_cluster_fleet_calls_the_cluster_functions(stand_in):
+    fleet = ClusterFleet("", "llm")
+    assert fleet.models() == ["llama-2-7b", "mistral-7b"]
+    assert fleet.state("llama-2-7b") == "serving"
+    assert fleet.state("mistral-7b") == "asleep"
+    assert fleet.state("gone") == "unknown"
+    fleet.wake("mistral-7b")
+    assert stand_in.calls[-1] == ("wake_pool", "C", "llm", "mistral-7b")
+    assert {c[1:3] for c in stand_in.calls} == {("C", "llm")}
+    assert stand_in.connects == [None]  # one connection, in-cluster or ~/.kube/config
+    stand_in.pools[1].replicas = 1
+    assert fleet.state("mistral-7b") == "loading"
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (Forbidden("scale", operation="patch_namespaced_deployment_scale"), "not allowed"),
+        (ClusterUnavailable("connection refused"), "cannot be reached"),
+    ],
+)
+def test_the_cluster_fleets_errors_are_plain(stand_in, error, reason):
+    stand_in.fail = error
+    fleet = ClusterFleet("/etc/kube.conf", "llm")
+    for call in (fleet.models, lambda: fleet.state("m"), lambda: fleet.wake("m")):
+        with pytest.raises(FleetUnavailable, match=reason):
+            call()
+    assert stand_in.connects == ["/etc/kube.conf"]

@@ -119,10 +119,8 @@ class ClusterFleet:
         return list(self._call(self._fleet().served_models))
 
     def state(self, model: str) -> PoolCondition:
-        pools = self._call(self._fleet().list_pools)
-        return pool_condition(
-            (int(p.replicas), int(p.ready_replicas)) for p in pools if p.model == model
-        )
+        pools = self._call(self._fleet().list_pools)  # PoolState: model, replicas, ready
+        return pool_condition((int(p.replicas), int(p.ready)) for p in pools if p.model == model)
 
     def wake(self, model: str) -> None:
         self._call(self._fleet().wake_pool, model)
