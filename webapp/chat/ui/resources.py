@@ -1,7 +1,6 @@
 """What the chat page keeps across runs: the model server's client, the store, the model
 pools' view (``FLEET_DISCOVERY``), and the server facts it caches briefly (health, served
-models). Built here only, keyed by
-everything they depend on.
+models). Built here only, keyed by everything they depend on.
 
 The cached functions take keyword-only arguments: Streamlit names each positional
 argument of a cached call with ``inspect.signature``, on every call (every page run, while
