@@ -289,3 +289,14 @@ def test_the_cluster_fleets_errors_are_plain(stand_in, error, reason):
         with pytest.raises(FleetUnavailable, match=reason):
             call()
     assert stand_in.connects == ["/etc/kube.conf"]
+
+
+def test_wake_pool_is_found_beside_the_fleet_module(stand_in, monkeypatch):
+    scaling = SimpleNamespace(wake_pool=stand_in.wake_pool)
+    monkeypatch.delattr(StandIn, "wake_pool")
+    fleet = ClusterFleet("", "llm")
+    with pytest.raises(FleetUnavailable, match="cannot read model pools"):
+        fleet.wake("mistral-7b")
+    monkeypatch.setitem(sys.modules, "webapp.cluster.fleet_scaling", scaling)
+    fleet.wake("mistral-7b")
+    assert stand_in.calls[-1] == ("wake_pool", "C", "llm", "mistral-7b")

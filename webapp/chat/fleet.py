@@ -12,6 +12,7 @@ per process however many sessions and reruns ask. No Streamlit here (unit-tested
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from webapp.chat.errors import FleetUnavailable
 from webapp.cluster.errors import (
@@ -39,6 +40,9 @@ STATE_TTL_S = 2.0
 READ_WAIT_S = 3.0
 #: a woken model is not woken again for this long unless it was seen serving meanwhile
 WAKE_GUARD_S = 300.0
+
+#: where the cluster package keeps the fleet's functions (read lazily, in this order)
+FLEET_MODULES = ("webapp.cluster.fleet", "webapp.cluster.fleet_scaling")
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -108,22 +112,26 @@ class ClusterFleet:
             raise _plain(exc) from None
 
     @staticmethod
-    def _fleet():  # noqa: ANN205 - the cluster package's module, once it is there
-        try:
-            from webapp.cluster import fleet
-        except ImportError:
-            raise FleetUnavailable("this version cannot read model pools") from None
-        return fleet
+    def _function(name: str) -> Callable[..., Any]:
+        """``name`` of the cluster package's fleet modules, imported now (first use)."""
+        for module in FLEET_MODULES:
+            try:
+                found = getattr(importlib.import_module(module), name, None)
+            except ImportError:
+                continue
+            if found is not None:
+                return found
+        raise FleetUnavailable("this version cannot read model pools")
 
     def models(self) -> list[str]:
-        return list(self._call(self._fleet().served_models))
+        return list(self._call(self._function("served_models")))
 
     def state(self, model: str) -> PoolCondition:
-        pools = self._call(self._fleet().list_pools)  # PoolState: model, replicas, ready
+        pools = self._call(self._function("list_pools"))  # PoolState: model, replicas, ready
         return pool_condition((int(p.replicas), int(p.ready)) for p in pools if p.model == model)
 
     def wake(self, model: str) -> None:
-        self._call(self._fleet().wake_pool, model)
+        self._call(self._function("wake_pool"), model)
 
 
 def cluster_fleet(kubeconfig: str, namespace: str) -> Fleet:
