@@ -26,16 +26,18 @@ page = chat_page.page  # the chat page's fixture
 
 
 class Pools:
-    """Model pools behind one fake OpenAI server: ``replicas`` wanted per model; a model
-    with replicas answers once ``come_up`` made the server serve it."""
+    """Model pools behind one fake OpenAI server standing in for the gateway: ``replicas``
+    wanted per model, ``up`` the models with a ready replica, ``routed`` those the gateway
+    sends requests to (the fake server serves them)."""
 
     def __init__(self, srv: FakeOpenAI, replicas: dict[str, int], up: list[str]) -> None:
-        self.srv, self.replicas, self.up = srv, replicas, list(up)
+        self.srv, self.replicas = srv, replicas
+        self.up, self.routed = list(up), list(up)
         self.wakes: list[str] = []
         self.calls = 0
         self.unreadable: FleetUnavailable | None = None
         self.refuse: FleetUnavailable | None = None
-        srv.configure(models=self.up)
+        srv.configure(models=self.routed)
 
     def models(self) -> list[str]:
         self.calls += 1
@@ -58,10 +60,15 @@ class Pools:
         self.wakes.append(model)
         self.replicas[model] = max(1, self.replicas[model])
 
-    def come_up(self, model: str) -> None:
-        """The woken pool's replica is ready: the gateway routes the model to it."""
+    def come_up(self, model: str, routed: bool = True) -> None:
+        """The woken pool's replica is ready; ``routed``: the gateway routes to it too."""
         self.up.append(model)
-        self.srv.configure(models=self.up)
+        if routed:
+            self.route(model)
+
+    def route(self, model: str) -> None:
+        self.routed.append(model)
+        self.srv.configure(models=self.routed)
 
 
 @pytest.fixture
@@ -219,3 +226,19 @@ def test_a_new_chat_drops_the_refused_wake_notice(page, srv, pools):
     assert any("could not be woken" in w for w in warnings(at))
     at.button(key="new_chat").click().run()
     assert not any("could not be woken" in w for w in warnings(at))
+
+
+def test_a_woken_model_is_asked_only_once_the_gateway_routes_to_it(page, srv, pools):
+    at = page(srv.url, FLEET_DISCOVERY="true")
+    at.selectbox(key="model").set_value("pool-b").run()
+    at = send(at, "hello b")
+    pools.come_up("pool-b", routed=False)  # ready in the cluster, not yet behind the gateway
+    time.sleep(2.5)  # the fleet's 2 s cache runs out: it reads "serving"
+    at.run()
+    at.run()
+    assert chat(at) == [("user", ["hello b"])] and completions(srv) == []  # still kept
+    assert at.button(key="cancel_held")
+    pools.route("pool-b")
+    run_until(at, lambda a: len(chat(a)) == 2)
+    assert chat(at) == [("user", ["hello b"]), ("assistant", ["answered"])]
+    assert [b["model"] for b in completions(srv)] == ["pool-b"]

@@ -97,10 +97,14 @@ def _hold(model: str | None) -> None:
 
 
 def _ready(client: ChatClient, fleet: CachedFleet | None) -> bool:
-    """What a kept message waits for: its woken model serving, else a healthy server."""
+    """What a kept message waits for: its woken model answering through the gateway (the
+    pool's replica ready and routed to; not asked while the cluster says it still loads),
+    else a healthy server."""
     model = ss.get("held_model")
-    if model and fleet is not None:
-        return fleet.state(model) == "serving"
+    if model:
+        if fleet is not None and fleet.state(model) in ("asleep", "loading"):
+            return False
+        return client.answers(model)
     return client.status().state is BackendState.HEALTHY
 
 
