@@ -51,8 +51,8 @@ def test_every_phase_has_plain_words():
         ("asleep", 0.4, "Qwen2.5-7B-Instruct was asleep and is being woken: asking for a GPU"),
         ("loading", 42, "Qwen2.5-7B-Instruct was asleep and is being woken: starting the model server, 42 s so far"),
         ("loading", 130, "Qwen2.5-7B-Instruct was asleep and is being woken: starting the model server, 2 min so far"),
-        ("unknown", 5, "Qwen2.5-7B-Instruct was asleep and is being woken: waiting for news from the cluster, 5 s so far"),
-        ("a newer condition", None, "Qwen2.5-7B-Instruct was asleep and is being woken: waiting for news from the cluster"),
+        ("unknown", 5, "Qwen2.5-7B-Instruct was not answering and is being woken: waiting for it to answer, 5 s so far"),
+        ("a newer condition", None, "Qwen2.5-7B-Instruct was not answering and is being woken: waiting for it to answer"),
     ],
 )  # fmt: skip
 def test_the_waking_sentence_says_the_pools_condition_and_time(condition, since_s, said):

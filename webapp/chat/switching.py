@@ -56,7 +56,7 @@ WAKING_STEPS = {
     "asleep": "asking for a GPU",
     "loading": "starting the model server",
     "serving": "ready",
-    "unknown": "waiting for news from the cluster",
+    "unknown": "waiting for it to answer",
 }
 
 
@@ -69,11 +69,13 @@ def waking_sentence(
 ) -> str:
     """ "Qwen2.5-7B-Instruct was asleep and is being woken: loading the weights, about
     40 s left" — the load of the woken pool when one is published for ``model``, else its
-    condition, and how long the wake has been going on (``since_s``)."""
+    condition, and how long the wake has been going on (``since_s``). "unknown": the pools
+    cannot be read (the chat's Role may only wake), so the model was just not answering."""
     if load is not None and load.model == model:
         step = _progress(load, now)
     else:
         step = WAKING_STEPS.get(condition, WAKING_STEPS["unknown"])
         if since_s is not None and since_s >= 1:
             step = f"{step}, {about(since_s)} so far"
-    return f"{model} was asleep and is being woken: {step}"
+    said = "was asleep" if condition in ("asleep", "loading", "serving") else "was not answering"
+    return f"{model} {said} and is being woken: {step}"

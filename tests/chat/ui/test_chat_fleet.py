@@ -36,6 +36,7 @@ class Pools:
         self.wakes: list[str] = []
         self.calls = 0
         self.unreadable: FleetUnavailable | None = None
+        self.pools_unreadable: FleetUnavailable | None = None  # the route only: the chat's Role
         self.refuse: FleetUnavailable | None = None
         srv.configure(models=self.routed)
 
@@ -47,8 +48,8 @@ class Pools:
 
     def state(self, model: str) -> str:
         self.calls += 1
-        if self.unreadable:
-            raise self.unreadable
+        if self.unreadable or self.pools_unreadable:
+            raise self.unreadable or self.pools_unreadable
         if model not in self.replicas:
             return "unknown"
         return pool_condition([(self.replicas[model], 1 if model in self.up else 0)])
@@ -242,3 +243,24 @@ def test_a_woken_model_is_asked_only_once_the_gateway_routes_to_it(page, srv, po
     run_until(at, lambda a: len(chat(a)) == 2)
     assert chat(at) == [("user", ["hello b"]), ("assistant", ["answered"])]
     assert [b["model"] for b in completions(srv)] == ["pool-b"]
+
+
+def test_with_the_route_readable_only_a_model_not_answering_is_woken(page, srv, pools):
+    """The chat's Role reads the route and wakes, but cannot list the pools' replicas: a
+    routed model that does not answer is woken and the message kept; one that answers is
+    asked at once."""
+    pools.pools_unreadable = FleetUnavailable("the chat is not allowed to wake models")
+    at = page(srv.url, FLEET_DISCOVERY="true")
+    # /v1/models first (both serving pools, here), then the route's other models
+    assert at.selectbox(key="model").options == ["pool-a", "pool-c", "pool-b"]
+    at.selectbox(key="model").set_value("pool-c").run()
+    send(at, "hello c")
+    assert chat(at)[1] == ("assistant", ["answered"]) and pools.wakes == []
+    at.selectbox(key="model").set_value("pool-b").run()
+    send(at, "hello b")
+    assert chat(at)[2:] == [("user", ["hello b"])] and pools.wakes == ["pool-b"]
+    assert "pool-b was not answering and is being woken" in " ".join(infos(at))
+    pools.come_up("pool-b")
+    run_until(at, lambda a: len(chat(a)) == 4)
+    assert chat(at)[3] == ("assistant", ["answered"])
+    assert [b["model"] for b in completions(srv)] == ["pool-c", "pool-b"]

@@ -74,7 +74,7 @@ if prompt is not None:
         notice.empty()
         render_message(ss.messages[-1])
 # a message (or a Retry) kept while the model loads or its pool is woken: sent once ready
-hold_while_switching(client, load) or hold_while_asleep(fleet, options.model)
+hold_while_switching(client, load) or hold_while_asleep(fleet, client, options.model)
 release_when_ready(client, fleet)
 if ss.generate:
     remember_settings(history, options)

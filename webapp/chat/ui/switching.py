@@ -65,29 +65,37 @@ def hold_while_switching(client: ChatClient, load: LoadInProgress | None) -> boo
     return False
 
 
-def hold_while_asleep(fleet: CachedFleet | None, model: str | None) -> bool:
+def hold_while_asleep(fleet: CachedFleet | None, client: ChatClient, model: str | None) -> bool:
     """A message about to be answered by a model whose pool sleeps at 0 replicas (or is
     starting): keep it, wake the pool (once per process, whoever asks) and send it when the
-    model serves. A refused wake keeps the message too, with Retry and a plain reason.
+    model answers. A refused wake keeps the message too, with Retry and a plain reason.
     True when it is not answered now."""
     if not ss.generate or fleet is None or not model:
         return False
     ss.pop("wake_problem", None)
     condition = fleet.state(model)
-    if condition not in ("asleep", "loading"):
+    if condition == "serving" or (condition == "unknown" and not _silent(fleet, client, model)):
         return False
-    if condition == "asleep":
+    if condition != "loading":
         try:
             fleet.wake(model)
         except FleetUnavailable as e:
             ss.generate = False
+            said = "is asleep" if condition == "asleep" else "is not answering"
             ss.wake_problem = (
-                f"{model} is asleep and could not be woken: {e.reason}. Your message is "
+                f"{model} {said} and could not be woken: {e.reason}. Your message is "
                 "kept: press Retry later, or ask an administrator to scale the model up."
             )
             return True
     _hold(model)
     return True
+
+
+def _silent(fleet: CachedFleet, client: ChatClient, model: str) -> bool:
+    """The pools' replicas cannot be read (the chat's Role may read the route and wake, not
+    list pools): a routed model that does not answer now is woken too — waking leaves a
+    pool that has replicas alone."""
+    return model in (fleet.models() or ()) and not client.answers(model)
 
 
 def _hold(model: str | None) -> None:
