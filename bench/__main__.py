@@ -131,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import replicas
 
         _log("2d. two replicas behind the proxy against one (websocket protocol clients)")
-        res["replicas"] = replicas.run(cfg["replica_levels"], cfg["conc_tokens"], _log)
+        try:
+            res["replicas"] = replicas.run(cfg["replica_levels"], cfg["conc_tokens"], _log)
+        except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
+            res["replicas_error"] = f"{type(e).__name__}: {e}"
+            _log(f"  replicas rows failed: {res['replicas_error']}")
     if "status" in args.parts:
         from bench import admin
 

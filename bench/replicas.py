@@ -34,6 +34,7 @@ from bench.concurrency import ConcurrencyRow, level_row
 from bench.streaming import MAX_MODEL_LEN, RATE, TTFT_S, scripted_tokens
 from bench.tables import at_least, num
 from bench.ws_sessions import client_headers, open_sessions, stream_level
+from tests.support.streamlit_ws import nth_client
 
 #: the manifests' PostgreSQL pool per chat pod (k8s/base/webapp-chat.yaml)
 POOL_ENV = {"DATABASE_POOL_SIZE": "5", "DATABASE_MAX_OVERFLOW": "5"}
@@ -91,8 +92,6 @@ def proxied_headers(i: int) -> dict[str, str]:
     (``option forwardfor``) appends the address it got the request from, where GKE's load
     balancer appends its own: with one trusted hop the app keys the client by the left
     entry, as in the failover e2e test."""
-    from tests.support.streamlit_ws import nth_client
-
     return {"X-Forwarded-For": nth_client(i)}
 
 
@@ -112,7 +111,10 @@ async def _measure(url, pids, names, levels, per_level, headers, fake, script, n
             return s.cookies.get(COOKIE) if names[0] else None
 
         # warm-up: a process's first answer imports and builds the LLM client
-        warm = [next(s for s in sessions if replica_of(s) == name) for name in names]
+        warm = [next((s for s in sessions if replica_of(s) == name), None) for name in names]
+        if None in warm:
+            missing = [name for name, s in zip(names, warm, strict=True) if s is None]
+            raise RuntimeError(f"the proxy sent no session to replica(s) {missing}")
         await stream_level(warm, pids, n, timeout, first_index=100_000 * len(pids))
         for level in levels:
             fake.reset()  # forget recorded requests (and the script: set it again)

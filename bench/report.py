@@ -186,6 +186,8 @@ def markdown(res: dict) -> str:
         from bench.replicas import markdown_section as replicas_section
 
         lines += replicas_section(res["replicas"])
+    if res.get("replicas_error"):
+        lines += [f"Replicas rows failed: `{res['replicas_error']}`", ""]
     status_rows = [*res.get("status", []), *page_rows(res.get("status_page", []))]
     if status_rows:
         lines += ["### 3. Admin status at scale", "", *status_table(status_rows), ""]
