@@ -213,7 +213,7 @@ def markdown_section(res: ReplicasResult) -> list[str]:
     """Part 2d's table and verdicts."""
     out = ["### 2d. Two replicas behind the proxy (websocket protocol clients, PostgreSQL)", ""]
     if res.skipped:
-        return [*out, f"Not run: {res.skipped}.", ""]
+        return [*out, f"Not run: {res.skipped.strip()}", ""]
     out += [
         f"{res.tokens}-token answers at {RATE:.0f} tokens/s from one scripted fake; one"
         " PostgreSQL shared by every process; one replica: sessions straight at it; two:"
