@@ -10,6 +10,7 @@ import pytest
 from tests.support.fleet import CATALOG, seed_fleet
 from webapp.cluster import fleet, fleet_scaling
 from webapp.cluster.errors import (
+    FleetNotInstalled,
     Forbidden,
     InvalidAutoscaling,
     InvalidModelSpec,
@@ -22,6 +23,7 @@ from webapp.cluster.errors import (
     SwitchInProgress,
 )
 from webapp.cluster.fleet_objects import WAITING_METRIC, Autoscaling
+from webapp.cluster.k8s import connect
 from webapp.cluster.lock import acquire_lock, lock_name
 from webapp.cluster.pools import Backend, PoolSpec
 
@@ -318,3 +320,35 @@ def test_two_admins_create_two_pools_at_once(seeded, cluster):
     assert fleet.served_models(cluster, NS) == ["llama-2-7b", "mistral-7b", "qwen2-7b"] or (
         fleet.served_models(cluster, NS) == ["llama-2-7b", "qwen2-7b", "mistral-7b"]
     )
+
+
+def test_a_cluster_without_the_gateway_says_what_to_install(fake, cluster):
+    with pytest.raises(FleetNotInstalled) as exc:
+        fleet.served_models(cluster, NS)
+    assert "k8s/components/inference-gateway" in exc.value.message
+    with pytest.raises(FleetNotInstalled):
+        fleet.list_pools(cluster, NS)
+
+
+def test_a_pool_without_its_default_picker_is_refused_with_nothing_written(seeded, cluster):
+    seeded.objects["configmaps"].pop((NS, "vllm-epp"))
+    seeded.reset_counts()
+    with pytest.raises(FleetNotInstalled, match="vllm-epp"):
+        create_mistral(cluster)
+    assert writes(seeded) == []
+
+
+def test_a_pool_the_gpus_cannot_hold_is_listed_not_ready(one_node):
+    seed_fleet(one_node, NS)  # the default pool takes the only GPU
+    cluster = connect(one_node.kubeconfig_path)
+    create_mistral(cluster)
+    assert one_node.wait_for(
+        lambda f: any(
+            c.get("reason") == "Unschedulable"
+            for p in f.list("pods", NS, "app.kubernetes.io/name=vllm-mistral")
+            for c in p["status"].get("conditions") or []
+        ),
+        5,
+    )
+    (pool,) = [p for p in fleet.list_pools(cluster, NS) if p.name == "vllm-mistral"]
+    assert (pool.replicas, pool.ready, pool.asleep) == (1, 0, False)
