@@ -352,3 +352,29 @@ def test_a_pool_the_gpus_cannot_hold_is_listed_not_ready(one_node):
     )
     (pool,) = [p for p in fleet.list_pools(cluster, NS) if p.name == "vllm-mistral"]
     assert (pool.replicas, pool.ready, pool.asleep) == (1, 0, False)
+
+
+def test_a_canary_pool_takes_traffic_only_by_split_and_can_replace_the_stable_one(seeded, cluster):
+    seeded.add_node("gpu-c")  # a GPU for the canary's replica
+    create_mistral(cluster)
+    spec = PoolSpec("vllm-mistral-v2", "mistral-7b")
+    canary = fleet.create_pool(cluster, NS, spec, canary=True,
+                               **{**MISTRAL, "hf_repo": "mistralai/Mistral-7B-v0.3"})  # fmt: skip
+    assert canary.backends == (Backend("vllm-mistral", 100),)  # no traffic yet
+    assert seeded.wait_for(lambda f: f.served_models(NS).count("mistral-7b") == 2, 10)
+    for share in (5, 25, 50):
+        split = [Backend("vllm-mistral", 100 - share), Backend("vllm-mistral-v2", share)]
+        fleet.set_split(cluster, NS, "mistral-7b", split)
+    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral-v2", 100)])  # promote
+    fleet.remove_pool(cluster, NS, "vllm-mistral")
+    assert fleet.served_models(cluster, NS) == ["llama-2-7b", "mistral-7b"]
+    pools = {p.name: p for p in fleet.list_pools(cluster, NS)}
+    assert set(pools) == {"vllm", "vllm-mistral-v2"}
+    assert pools["vllm-mistral-v2"].backends == (Backend("vllm-mistral-v2", 100),)
+
+
+def test_a_canary_of_a_model_nobody_serves_is_refused(seeded, cluster):
+    seeded.reset_counts()
+    with pytest.raises(ModelNotRouted):
+        fleet.create_pool(cluster, NS, PoolSpec("x", "mistral-7b"), canary=True, **MISTRAL)
+    assert writes(seeded) == []
