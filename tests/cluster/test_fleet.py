@@ -156,32 +156,45 @@ def test_remove_takes_away_every_object_of_the_pool(seeded, cluster):
         fleet.remove_pool(cluster, NS, "vllm-mistral")
 
 
+def create_canary(cluster, name: str = "canary") -> None:
+    """A second pool serving mistral-7b (a newer revision), beside "vllm-mistral"."""
+    fleet.create_pool(cluster, NS, PoolSpec(name, "mistral-7b"), canary=True,
+                      **{**MISTRAL, "hf_repo": "mistralai/Mistral-7B-v0.3"})  # fmt: skip
+
+
+def create_qwen(cluster) -> None:
+    fleet.create_pool(cluster, NS, PoolSpec("qwen", "qwen2-7b"),
+                      **{**MISTRAL, "hf_repo": "Qwen/Qwen2-7B-Instruct"})  # fmt: skip
+
+
 def test_remove_refuses_the_default_pool_and_a_pool_in_a_canary(seeded, cluster):
     with pytest.raises(PoolInUse, match="default pool"):
         fleet.remove_pool(cluster, NS, "vllm")
     create_mistral(cluster)
-    fleet.create_pool(cluster, NS, PoolSpec("qwen", "qwen2-7b"),
-                      **{**MISTRAL, "hf_repo": "Qwen/Qwen2-7B-Instruct"})  # fmt: skip
-    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 90), Backend("qwen", 10)])
+    create_canary(cluster)
+    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 90), Backend("canary", 10)])
     seeded.reset_counts()
-    with pytest.raises(PoolInUse, match="vllm-mistral"):
-        fleet.remove_pool(cluster, NS, "qwen")
+    for pool in ("canary", "vllm-mistral"):
+        with pytest.raises(PoolInUse, match="roll back that canary"):
+            fleet.remove_pool(cluster, NS, pool)
     assert writes(seeded) == []
 
 
 def test_set_split_moves_the_weights_and_refuses_bad_ones(seeded, cluster):
     create_mistral(cluster)
-    fleet.create_pool(cluster, NS, PoolSpec("qwen", "qwen2-7b"),
-                      **{**MISTRAL, "hf_repo": "Qwen/Qwen2-7B-Instruct"})  # fmt: skip
-    split = [Backend("vllm-mistral", 75), Backend("qwen", 25)]
+    create_canary(cluster)
+    create_qwen(cluster)
+    split = [Backend("vllm-mistral", 75), Backend("canary", 25)]
     fleet.set_split(cluster, NS, "mistral-7b", split)
     pools = {p.name: p for p in fleet.list_pools(cluster, NS)}
     assert pools["vllm-mistral"].backends == tuple(split)
+    assert pools["canary"].backends == tuple(split)
     seeded.reset_counts()
     for bad, error in (
-        ([Backend("vllm-mistral", 70), Backend("qwen", 20)], InvalidPool),
+        ([Backend("vllm-mistral", 70), Backend("canary", 20)], InvalidPool),
         ([Backend("vllm-mistral", 50), Backend("No_Such", 50)], InvalidPool),
         ([Backend("vllm-mistral", 50), Backend("absent", 50)], PoolNotFound),
+        ([Backend("vllm-mistral", 50), Backend("qwen", 50)], InvalidPool),  # serves qwen2-7b
     ):
         with pytest.raises(error):
             fleet.set_split(cluster, NS, "mistral-7b", bad)
@@ -192,25 +205,26 @@ def test_set_split_moves_the_weights_and_refuses_bad_ones(seeded, cluster):
 
 def test_set_split_retries_when_the_route_changed_meanwhile(seeded, cluster, monkeypatch):
     create_mistral(cluster)
-    fleet.create_pool(cluster, NS, PoolSpec("qwen", "qwen2-7b"),
-                      **{**MISTRAL, "hf_repo": "Qwen/Qwen2-7B-Instruct"})  # fmt: skip
+    create_canary(cluster)
+    create_qwen(cluster)
     real = fleet.read_route
-    raced = []
+    reads = []
 
     def read_then_someone_writes(c, ns):
         route = real(c, ns)
-        if not raced:  # another admin's write lands between our read and our write
-            raced.append(1)
+        reads.append(1)
+        if len(reads) == 2:  # the read before our write: another admin's write lands now
             fleet.set_split(c, ns, "qwen2-7b", [Backend("qwen", 100)])
         return route
 
     monkeypatch.setattr(fleet, "read_route", read_then_someone_writes)
     seeded.reset_counts()
-    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 95), Backend("qwen", 5)])
+    split = [Backend("vllm-mistral", 95), Backend("canary", 5)]
+    fleet.set_split(cluster, NS, "mistral-7b", split)
     conflicts = [r for r in seeded.requests if r.verb == "update" and r.resource == "httproutes"]
     assert len(conflicts) == 3  # the racing write, ours refused (409), ours again
     pools = {p.name: p for p in fleet.list_pools(cluster, NS)}
-    assert pools["vllm-mistral"].backends == (Backend("vllm-mistral", 95), Backend("qwen", 5))
+    assert pools["vllm-mistral"].backends == tuple(split)
 
 
 def test_scale_and_wake_through_the_scale_subresource(seeded, cluster):

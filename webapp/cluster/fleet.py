@@ -22,6 +22,7 @@ from webapp.cluster.errors import (
     ClusterError,
     Conflict,
     FleetNotInstalled,
+    InvalidPool,
     ModelAlreadyServed,
     ModelNotRouted,
     NotFound,
@@ -30,6 +31,7 @@ from webapp.cluster.errors import (
 )
 from webapp.cluster.fleet_objects import PoolState
 from webapp.cluster.k8s import Cluster, call
+from webapp.cluster.manifests import template_model
 from webapp.cluster.model_spec import ModelSpec, validate_spec
 from webapp.cluster.pools import Backend, PoolSpec
 
@@ -142,16 +144,27 @@ def _update_route(cluster: Cluster, ns: str, change: Callable[[dict], dict]) -> 
 
 def set_split(cluster: Cluster, ns: str, model: str, backends: Sequence[Backend]) -> None:
     """Send ``model``'s requests to ``backends`` by weight (a canary step, a promotion, a
-    rollback). Validated first (weights sum to 100, names); every pool must exist."""
+    rollback). Validated first (weights sum to 100, names); every pool must exist and serve
+    ``model`` (vLLM answers 404 to a model name it does not serve)."""
     split = pools.validate_split(model, backends)
-    for b in split:
-        get_pool(cluster, ns, b.pool)
 
     def change(route: dict) -> dict:
         if model not in fo.routed_models(route):
             raise ModelNotRouted(model)
         return fo.with_split(route, model, split)
 
+    change(read_route(cluster, ns))  # an unknown model is refused first
+    for b in split:
+        get_pool(cluster, ns, b.pool)
+        dep = get_or_none(f"read Deployment {ns}/{b.pool}",
+                          cluster.apps.read_namespaced_deployment, b.pool, ns)  # fmt: skip
+        served = template_model(dep["spec"].get("template") or {}) if dep else None
+        if served != model:
+            raise InvalidPool(
+                "backends",
+                f"Pool {b.pool!r} serves {served or 'no model'}, not {model!r}: only pools "
+                f"serving {model!r} can share its traffic.",
+            )
     _update_route(cluster, ns, change)
 
 
