@@ -59,6 +59,8 @@ def test_the_default_pool_is_listed_with_its_model_gpus_and_route(seeded, cluste
         "vllm", "llama-2-7b", "nvidia-l4", 1)  # fmt: skip
     assert (pool.replicas, pool.ready, pool.autoscaling) == (1, 1, None)
     assert pool.backends == (Backend("vllm", 100),)
+    assert pool.hf_repo == "meta-llama/Llama-2-7b-hf"
+    assert pool.image.startswith("vllm/vllm-openai:")
     assert fleet.served_models(cluster, NS) == ["llama-2-7b"]
 
 
