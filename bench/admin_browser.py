@@ -163,18 +163,21 @@ PROBE_TO_READY_S = 2.0
 
 
 @contextlib.contextmanager
-def admin_console(world, iap: Iap, *, startup_probe: bool = False) -> Iterator:
+def admin_console(
+    world, iap: Iap, *, startup_probe: bool = False, root: Path | None = None
+) -> Iterator:
     """The admin console (``APP_MODE=admin``) wired to ``world``, admitting ``ADMIN`` via IAP.
 
     ``startup_probe``: as ``k8s/base/webapp-admin.yaml`` starts it: with Streamlit's script
-    health check enabled and called once (its startup probe), then ``PROBE_TO_READY_S``."""
+    health check enabled and called once (its startup probe), then ``PROBE_TO_READY_S``.
+    ``root``: run the app of that source tree instead (``bench.common.source_tree``)."""
     from bench.common import streamlit_app
 
     env = {"APP_MODE": "admin", "ADMIN_EMAILS": ADMIN, "IAP_AUDIENCE": AUDIENCE,
            "IAP_CERTS_FILE": iap.certs_file, **world.env()}  # fmt: skip
     if startup_probe:
         env["STREAMLIT_SERVER_SCRIPT_HEALTH_CHECK_ENABLED"] = "true"
-    with streamlit_app(**env) as app:
+    with streamlit_app(root, **env) as app:
         if startup_probe:
             with urllib.request.urlopen(f"{app.url}/_stcore/script-health-check", timeout=60) as r:
                 if r.read() != b"ok":
@@ -405,10 +408,16 @@ def load_admin_page(ctx, app, reqlog: RequestLog, kind: str) -> PageLoad:
     return PageLoad(kind, marks, count(reqlog.since(t0, t1)))
 
 
-def run_status_page(browser, sizes: list[tuple[int, int]], loads: int, log) -> list:
+def run_status_page(
+    browser, sizes: list[tuple[int, int]], loads: int, log, before: Path | None = None
+) -> list:
     """Per size: a fresh world and console; one cold load (new browser context), ``loads``
     warm loads (new tabs of one context: browser cache warm, each a new session), then
-    ~3 periodic status refreshes of an open page, their requests counted."""
+    ~3 periodic status refreshes of an open page, their requests counted.
+
+    ``before``: another source tree of the app (``bench.common.source_tree``, the page before
+    a change): a second console runs it on the same world, and its warm loads ("before")
+    alternate with this tree's, in the same browser context, so both see the same load."""
     from tests.support.admin_world import admin_world
 
     rows = []
@@ -429,8 +438,7 @@ def run_status_page(browser, sizes: list[tuple[int, int]], loads: int, log) -> l
                 ctx = _admin_context(browser, iap, expect)
                 try:
                     load_admin_page(ctx, app, reqlog, "fill the cache")
-                    for _ in range(loads):
-                        row.loads.append(load_admin_page(ctx, app, reqlog, "warm"))
+                    _warm_loads(ctx, app, world, iap, reqlog, row, loads, before)
                     _watch_refreshes(ctx, app, world, reqlog, row, log)
                 finally:
                     ctx.close()
@@ -452,6 +460,19 @@ def run_status_page(browser, sizes: list[tuple[int, int]], loads: int, log) -> l
                 )
             rows.append(row)
     return rows
+
+
+def _warm_loads(ctx, app, world, iap, reqlog, row, loads: int, before: Path | None) -> None:
+    """``loads`` returning loads of ``app``; with ``before``, each after one of the old page."""
+    if before is None:
+        for _ in range(loads):
+            row.loads.append(load_admin_page(ctx, app, reqlog, "warm"))
+        return
+    with admin_console(world, iap, root=before) as old:
+        load_admin_page(ctx, old, reqlog, "fill the cache")
+        for _ in range(loads):
+            row.loads.append(load_admin_page(ctx, old, reqlog, "before"))
+            row.loads.append(load_admin_page(ctx, app, reqlog, "warm"))
 
 
 def _load_status_only(browser, world, iap, expect, reqlog, row, loads: int, tmp: Path) -> None:
