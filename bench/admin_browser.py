@@ -55,6 +55,7 @@ GAP_S = 0.8  # requests further apart than this belong to different refreshes
 #: tables, ``EXPECT`` = {first column header: rows}: ``seen_<col>`` when that grid appears,
 #: ``rows_<col>`` when its accessible table reports all rows, ``tables`` when all do.
 #: ``__watchRows(name, col, rows)`` marks when the grid headed ``col`` reports ``rows`` rows.
+#: ``page`` when the audit log's header (the last section) is drawn: the whole page.
 #: Streamlit's websocket is wrapped: ``ws_open`` when it opens (the page has booted),
 #: ``data`` when a message containing ``DATA`` arrives (the node pools table, the last of
 #: the three, carries the GKE pool name ``default-pool``).
@@ -117,6 +118,7 @@ _WATCH_JS = """
   }, true);
   window.__watch('title', 'h1', 'Admin console');
   window.__watch('signed_in', '[data-testid="stCaptionContainer"]', 'Signed in as');
+  window.__watch('page', 'h2', 'Audit log');  // the last section: the whole page is drawn
   new MutationObserver(() => { check(); if (rowWatches.length) checkRows(); }).observe(document, {
     subtree: true, childList: true, characterData: true, attributes: true,
     attributeFilter: ['aria-rowcount']
@@ -392,6 +394,8 @@ def load_admin_page(ctx, app, reqlog: RequestLog, kind: str) -> PageLoad:
         t0 = time.time()
         page.goto(f"{app.url}/")
         page.wait_for_function("() => window.__marks && 'tables' in window.__marks")
+        if kind != "alone":  # the what-if page has no audit log
+            page.wait_for_function("() => 'page' in window.__marks")
         page.wait_for_timeout(1500)  # the page's last requests (log tail, audit) and deltas
         raw = page.evaluate("() => window.__marks")
         t1 = time.time()
@@ -456,7 +460,8 @@ def run_status_page(
                 log(
                     f"  {nodes} nodes / {row.pods} pods, {x.kind}: ws open "
                     f"{_ms(x.phase(None, 'ws_open'))}, status data {_ms(x.phase(None, 'data'))}, "
-                    f"tables {_ms(x.phase(None, 'tables'))}; {calls_text(x.calls)}"
+                    f"tables {_ms(x.phase(None, 'tables'))}, whole page {_ms(x.phase(None, 'page'))}; "
+                    f"{calls_text(x.calls)}"
                 )
             rows.append(row)
     return rows
