@@ -394,7 +394,7 @@ def load_admin_page(ctx, app, reqlog: RequestLog, kind: str) -> PageLoad:
         t0 = time.time()
         page.goto(f"{app.url}/")
         page.wait_for_function("() => window.__marks && 'tables' in window.__marks")
-        if kind != "alone":  # the what-if page has no audit log
+        if not isinstance(app, _StatusOnlyServer):  # the what-if page has no audit log
             page.wait_for_function("() => 'page' in window.__marks")
         page.wait_for_timeout(1500)  # the page's last requests (log tail, audit) and deltas
         raw = page.evaluate("() => window.__marks")
