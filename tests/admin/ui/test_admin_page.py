@@ -18,7 +18,6 @@ from tests.support.admin_world import CLUSTER, LOCATION, PROJECT, admin_world, s
 from tests.support.cluster import LLAMA, NS, seed_vllm
 from tests.support.identities import OIDC_SECRETS
 from webapp.admin import warmup
-from webapp.admin.ui import first_paint
 from webapp.cluster.k8s import connect
 from webapp.cluster.lock import acquire_lock
 from webapp.settings import get_settings
@@ -65,21 +64,12 @@ def page(monkeypatch, tmp_path):
         at.user = (
             {"is_logged_in": True, "email": ADMIN, "email_verified": True} if user is None else user
         )
-        return rest_drawn(at.run())
+        return at.run()
 
     yield make
     get_settings.cache_clear()
     config.set_option("server.address", listening[0])
     config.set_option("server.allowedHosts", listening[1])
-
-
-def rest_drawn(at):
-    """``at`` once the sections below the status are drawn: a session's first run draws the
-    status only and arms a timer in the browser (``first_paint``), which AppTest has not;
-    the next run is what that timer's run asks for."""
-    if any(c.value == first_paint.PENDING for c in at.caption):
-        at.run()
-    return at
 
 
 def texts(at) -> str:
@@ -188,28 +178,6 @@ def test_status_comes_first_and_costly_parts_wait_until_asked(world, page):
     (log,) = at.html
     assert log.value.startswith("<pre") and "vLLM API server" in log.value
     assert "&lt;b&gt;not markup&lt;/b&gt; &amp; co" in log.value  # log text, never HTML
-
-
-def test_a_page_open_draws_the_status_first_and_the_rest_right_after(world, page, monkeypatch):
-    """A session's first run sends the status tables alone (the browser draws them before
-    the deploy form, node pool forms and audit log arrive); the run right after draws the
-    whole page from the same read: 3 list calls per page open, not 6."""
-    monkeypatch.setitem(globals(), "rest_drawn", lambda at: at)  # see the first run alone
-    at = page(world)
-    assert not at.exception, at.exception
-    assert [h.value for h in at.header] == ["Status"]
-    assert table(at, "recent events") is not None and table(at, "machine type") is not None
-    assert first_paint.PENDING in texts(at) and not at.button
-    lists = {k: n for k, n in world.fc.request_counts.items() if k[0] == "list"}
-    assert lists == {("list", "pods"): 1, ("list", "nodes"): 1, ("list", "events"): 1}
-    at.run()  # what the browser's timer asks for once the status is drawn
-    assert [h.value for h in at.header] == ["Status", "Deploy a model", "Audit log"]
-    assert first_paint.PENDING not in texts(at) and at.button(key="deploy")
-    lists = {k: n for k, n in world.fc.request_counts.items() if k[0] == "list"}
-    assert lists == {("list", "pods"): 1, ("list", "nodes"): 1, ("list", "events"): 1}
-    at.run()  # later runs read afresh and draw everything at once
-    assert world.fc.request_counts[("list", "pods")] == 2
-    assert [h.value for h in at.header] == ["Status", "Deploy a model", "Audit log"]
 
 
 def test_gpu_panel_shows_each_gpu_with_the_pod_using_it(world, page):

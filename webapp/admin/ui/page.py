@@ -3,8 +3,7 @@
 A router of sections, one module each under ``webapp/admin/ui/``: the status view first,
 right under the sign-in line, so its tables are the first data sent and drawn when the
 page opens (bench/RESULTS.md 3b); then deploy, the switch's progress, node pools, usage and the
-audit log, which a session's first run leaves to the run right after the browser has drawn
-the status (``first_paint``). The sections only lay out widgets: reads go through ``webapp.admin.status``,
+audit log. The sections only lay out widgets: reads go through ``webapp.admin.status``,
 long actions through the process-wide ``JobRegistry`` (``webapp.admin.jobs``), whose
 threads outlive reruns (fragments poll their progress), and typed errors become
 messages in ``webapp.admin.messages``.
@@ -15,7 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from webapp.admin.messages import signed_in_line
-from webapp.admin.ui import audit, deploy, first_paint, pools, status, switch, usage
+from webapp.admin.ui import audit, deploy, pools, status, switch, usage
 from webapp.admin.ui.console import open_console, sign_in
 from webapp.settings import get_settings
 
@@ -26,9 +25,8 @@ st.caption(signed_in_line(admin))
 console = open_console(settings, admin)
 
 status.show(console)  # first: its data is sent and drawn before the rest of the page
-if first_paint.rest_now():  # a session's first run: right after the browser drew the status
-    deploy.show(console)
-    switch.show(console)
-    pools.show(console)
-    usage.show(console)
-    audit.show(console)
+deploy.show(console)
+switch.show(console)
+pools.show(console)
+usage.show(console)
+audit.show(console)

@@ -16,7 +16,6 @@ import streamlit as st
 from webapp.admin import status as reads
 from webapp.admin.messages import admin_error_message
 from webapp.admin.serving import Serving
-from webapp.admin.ui import first_paint
 from webapp.admin.ui.console import Console, age, metrics_history, still_admin
 from webapp.admin.ui.gpus import gpu_section
 from webapp.cluster.errors import ClusterError, NotFound
@@ -35,20 +34,15 @@ def read_status(console: Console, *, shared: bool) -> reads.Status:
     the result in ``console.reads`` for the deploy form further down the same run; else
     take what this run has read, or read. The status view's own timed reruns read afresh;
     what they leave nobody takes (the deploy form does not run in them, and the next full
-    run starts with a new ``Console``). A session's first full run and the one its page asks
-    for right after (``first_paint``) share one read too."""
+    run starts with a new ``Console``)."""
     if not shared and "status" in console.reads:
         return console.reads.pop("status")
-    status = first_paint.carried() if shared else None
-    if status is None:
-        s = console.settings
-        status = reads.read_status(
-            console.cluster, s.k8s_namespace, console.pools, llm_url=s.llm_url,
-            api_key=console.api_key,
-        )  # fmt: skip
+    s = console.settings
+    status = reads.read_status(
+        console.cluster, s.k8s_namespace, console.pools, llm_url=s.llm_url, api_key=console.api_key
+    )
     if shared:
         console.reads["status"] = status
-        first_paint.carry(status)
     return status
 
 
