@@ -18,8 +18,10 @@ Deployment on a GPU node pool:
   ``progressDeadlineSeconds * time_scale`` seconds;
 * model pools (``tests/fakes/k8s_fleet.py``): Gateway API ``gateways``/``httproutes``,
   ``inferencepools``, ``horizontalpodautoscalers`` (autoscaling/v2), GKE's health-check and
-  backend policies, ``configmaps`` and ``deployments/NAME/scale``; the gateway controller's
-  route status and an HPA controller acting on ``set_metric(ns, hpa, value)``.
+  backend policies, KEDA's ``scaledobjects``/``triggerauthentications``, ``configmaps`` and
+  ``deployments/NAME/scale``; the gateway controller's
+  route status, an HPA controller acting on ``set_metric(ns, hpa, value)`` and a KEDA-like
+  controller for ``scaledobjects`` (scale to zero after the cooldown, wake on activity).
 
 Supported API: GET / LIST (labelSelector, fieldSelector) / WATCH (``?watch=true``,
 JSON lines) / POST / PUT (resourceVersion conflict -> 409) / PATCH (json-patch,
