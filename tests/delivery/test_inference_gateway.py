@@ -18,15 +18,11 @@ import yaml
 
 from tests.delivery.gateway import (
     COMPONENT,
-    CRD_KINDS,
-    CRDS,
     EXAMPLE_POOLS,
     GATEWAY_CLASS,
     GKE_KINDS,
     POOLS,
-    SCHEMAS,
     of_kind,
-    schema_errors,
 )
 from tests.delivery.helpers import (
     CHECKOV_SKIPS,
@@ -45,6 +41,7 @@ from tests.delivery.helpers import (
     overlay_with_component,
     render,
 )
+from tests.support.crd_schemas import CRD_KINDS, CRDS, SCHEMAS, schema_errors
 from webapp.admin.catalog import load_catalog
 from webapp.cluster import pools
 from webapp.cluster.pools import Backend, PoolSpec
