@@ -65,3 +65,15 @@ def schema_errors(obj: dict) -> list[str]:
         return [f"no CRD schema for {obj['apiVersion']} {obj['kind']}"]
     validator = jsonschema.Draft7Validator(schema)
     return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(obj)]
+
+
+KEDA_API = "keda.sh/v1alpha1"
+
+
+def scaled_object_errors(obj: dict) -> list[str]:
+    """What is wrong with a KEDA ``ScaledObject`` (keda.sh/v1alpha1) against the CRD of the
+    KEDA release scripts/setup_gke.sh installs (empty: valid). For a TriggerAuthentication use
+    ``schema_errors``."""
+    if (obj.get("apiVersion"), obj.get("kind")) != (KEDA_API, "ScaledObject"):
+        return [f"not a {KEDA_API} ScaledObject: {obj.get('apiVersion')} {obj.get('kind')}"]
+    return schema_errors(obj)
