@@ -192,3 +192,16 @@ def test_keda_installed_is_the_release_whose_schemas_the_tests_use(tripwire):
     assert [p.name for p in CRDS.glob("keda-*")] == [f"keda-{version}"]
     readme = (ADDON_COPIES / "README.md").read_text()
     assert [f"`{p.name}/`" in readme for p in ADDON_COPIES.iterdir() if p.is_dir()] == [True]
+
+
+def test_the_readme_names_the_versions_installed(tripwire):
+    """README "Autoscaling a pool" names the adapter's tag and KEDA's version that are used."""
+    readme = (K8S.parent / "README.md").read_text()
+    section = readme.split("**Autoscaling a pool.**")[1].split("**What each fleet action")[0]
+    (url,) = yaml.safe_load((ADDON / "kustomization.yaml").read_text())["resources"]
+    assert url.removeprefix(UPSTREAM).split("/")[0] in section
+    out = run_script("setup_gke.sh", ["--dry-run", "--gateway"], ENV, tripwire)
+    (apply,) = [c for c in printed_commands(out.stdout) if "kedacore/keda" in c]
+    assert f"KEDA** ({apply.split('/releases/download/')[1].split('/')[0]}," in section
+    for name in ("vllm-pools", "roles/monitoring.viewer", "custom-metrics-stackdriver-adapter"):
+        assert name in section
