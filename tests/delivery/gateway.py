@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from tests.delivery.helpers import K8S
 
+# Re-exported for tests written against this module before the check moved to tests/support.
+from tests.support.crd_schemas import CRD_KINDS, SCHEMAS, schema_errors  # noqa: F401
+
 COMPONENT = K8S / "components" / "inference-gateway"
 POOLS = K8S / "overlays" / "pools"
 GKE_KINDS = {"HealthCheckPolicy", "GCPBackendPolicy", "GCPRoutingExtension"}
