@@ -21,6 +21,7 @@ from webapp.cluster import pools
 from webapp.cluster.errors import (
     ClusterError,
     Conflict,
+    FleetError,
     FleetNotInstalled,
     ModelAlreadyServed,
     ModelNotRouted,
@@ -167,18 +168,22 @@ def create_pool(
     max_model_len: int,
     catalog_ids: Collection[str],
     base: str = "vllm",
+    canary_of: str | None = None,
 ) -> PoolState:
     """Deploy ``spec.model`` as a new pool beside the others; return it.
 
     Writes, in this order: the vLLM Deployment (a copy of ``base``), the endpoint picker
     (copy of ``base``'s), the InferencePool, the GKE policies (when ``base`` has them), then
     the route rule, so the gateway sends traffic only to a complete pool. Any failure removes
-    what this call created and re-raises."""
+    what this call created and re-raises.
+
+    ``canary_of``: the pool that alone serves ``spec.model`` now; the new pool joins that
+    model's rule at weight 0 (a canary; ``set_split`` then moves the traffic) instead of
+    getting a rule of its own."""
     pools.validate_pool(spec, catalog_ids)
     validate_spec(ModelSpec(name=spec.model, hf_repo=hf_repo, max_model_len=max_model_len))
     route = read_route(cluster, ns)
-    if spec.model in (routed := fo.routed_models(route)):
-        raise ModelAlreadyServed(spec.model, tuple(b.pool for b in routed[spec.model]))
+    _check_rule(fo.routed_models(route), spec.model, canary_of)
     objects = _pool_objects(cluster, ns, spec, hf_repo, max_model_len, base)
     created: list[Callable[[], object]] = []
     try:
@@ -187,8 +192,10 @@ def create_pool(
             created.append(delete)
 
         def add_rule(route: dict) -> dict:
-            if spec.model in (routed := fo.routed_models(route)):
-                raise ModelAlreadyServed(spec.model, tuple(b.pool for b in routed[spec.model]))
+            _check_rule(fo.routed_models(route), spec.model, canary_of)
+            if canary_of is not None:
+                split = [Backend(canary_of, pools.TOTAL_WEIGHT), Backend(spec.name, 0)]
+                return fo.with_split(route, spec.model, split)
             return fo.with_split(route, spec.model, [Backend(spec.name, pools.TOTAL_WEIGHT)])
 
         route = _update_route(cluster, ns, add_rule)
@@ -201,6 +208,22 @@ def create_pool(
         f"read Deployment {ns}/{spec.name}", cluster.apps.read_namespaced_deployment, spec.name, ns
     )
     return fo.pool_state(spec.name, dep, None, route)
+
+
+def _check_rule(routed: dict[str, tuple[Backend, ...]], model: str, canary_of: str | None):
+    """A new pool gets a rule of its own only for a model no rule routes; a canary joins
+    the rule of a model that ``canary_of`` alone serves (not during another canary)."""
+    pools_now = tuple(b.pool for b in routed.get(model, ()))
+    if canary_of is None:
+        if pools_now:
+            raise ModelAlreadyServed(model, pools_now)
+        return
+    if canary_of not in pools_now:
+        raise ModelNotRouted(model)
+    if len(pools_now) > 1:
+        others = ", ".join(p for p in pools_now if p != canary_of)
+        raise FleetError(f"Pool {canary_of!r} already shares the traffic of {model!r} with "
+                         f"{others}: finish or roll back that canary first.")  # fmt: skip
 
 
 def _read_base(cluster: Cluster, ns: str, name: str, base: str) -> list[dict]:
