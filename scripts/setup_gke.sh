@@ -44,6 +44,8 @@ Environment (defaults in brackets):
   AR_REPO             Artifact Registry repository [llm-console]
   ADMIN_GSA           Google service account of the admin page [llm-console-admin]
   ADMIN_ROLE_ID       custom IAM role id [llmConsoleGpuPoolOperator]
+  QUOTA_ROLE_ID       custom IAM role id that reads the region's GPU quota
+                      (compute.regions.get) [llmConsoleQuotaReader]
   ADMIN_IAM_SCOPE     cluster: the role is bound with an IAM condition on this cluster (its
                       node pools and GKE operations in REGION) | project: unconditional, on
                       every cluster of the project (only if the condition refuses a call)
@@ -78,6 +80,7 @@ GPU_TYPE="${GPU_TYPE:-nvidia-l4}"
 GPU_COUNT="${GPU_COUNT:-1}"
 GPU_POOL_MAX_NODES="${GPU_POOL_MAX_NODES:-2}"
 ADMIN_ROLE_ID="${ADMIN_ROLE_ID:-llmConsoleGpuPoolOperator}"
+QUOTA_ROLE_ID="${QUOTA_ROLE_ID:-llmConsoleQuotaReader}"
 ADMIN_KSA="webapp-admin"
 ADMIN_IAM_SCOPE="${ADMIN_IAM_SCOPE:-cluster}"
 # The names go into an IAM condition (CEL) below: GCP's own rules, so no quote gets in.
@@ -166,6 +169,11 @@ ADMIN_GSA_EMAIL="${ADMIN_GSA}@${PROJECT_ID}.iam.gserviceaccount.com"
 # cannot resize; roles/container.clusterAdmin can do far more (delete clusters, ...):
 # a custom role holds exactly these four permissions.
 ADMIN_PERMISSIONS="container.clusters.get,container.clusters.update,container.operations.get,container.operations.list"
+# The capacity guard (before a deploy, scale or canary) reads the region's GPU quota: Compute
+# Engine regions.get (limit and usage per metric, e.g. NVIDIA_L4_GPUS). An IAM condition on
+# the cluster cannot name a region, so this one read-only permission is a role of its own,
+# bound on the project (roles/compute.viewer would do too, with far more).
+QUOTA_PERMISSIONS="compute.regions.get"
 # Least privilege in space too: IAM grants on projects, not on single clusters, so the role is
 # bound on the project with an IAM condition (CEL on the request's resource name) that holds
 # only for this cluster, its node pools and the GKE operations of its location. Without it,
@@ -300,17 +308,24 @@ ensure "repository exists" \
   --location="$REGION" --project="$PROJECT_ID" \
   --description="llm-console web app images"
 
-log "IAM: custom role $ADMIN_ROLE_ID and service account $ADMIN_GSA_EMAIL"
-if exists gcloud iam roles describe "$ADMIN_ROLE_ID" --project="$PROJECT_ID"; then
-  # Keep the permissions in sync with this script.
-  run gcloud iam roles update "$ADMIN_ROLE_ID" --project="$PROJECT_ID" \
-    --permissions="$ADMIN_PERMISSIONS" --quiet
-else
-  run gcloud iam roles create "$ADMIN_ROLE_ID" --project="$PROJECT_ID" \
-    --title="LLM console GPU pool operator" \
-    --description="Read the GKE cluster, resize its GPU node pool, follow operations" \
-    --permissions="$ADMIN_PERMISSIONS" --stage=GA
-fi
+# A custom role with exactly PERMISSIONS: created, or brought in sync with this script.
+ensure_role() {
+  local id="$1" title="$2" description="$3" permissions="$4"
+  if exists gcloud iam roles describe "$id" --project="$PROJECT_ID"; then
+    run gcloud iam roles update "$id" --project="$PROJECT_ID" \
+      --permissions="$permissions" --quiet
+  else
+    run gcloud iam roles create "$id" --project="$PROJECT_ID" \
+      --title="$title" --description="$description" \
+      --permissions="$permissions" --stage=GA
+  fi
+}
+
+log "IAM: custom roles $ADMIN_ROLE_ID, $QUOTA_ROLE_ID and service account $ADMIN_GSA_EMAIL"
+ensure_role "$ADMIN_ROLE_ID" "LLM console GPU pool operator" \
+  "Read the GKE cluster, resize its GPU node pool, follow operations" "$ADMIN_PERMISSIONS"
+ensure_role "$QUOTA_ROLE_ID" "LLM console GPU quota reader" \
+  "Read the region's quotas (GPUs) before adding GPU nodes" "$QUOTA_PERMISSIONS"
 ensure "service account exists" \
   gcloud iam service-accounts describe "$ADMIN_GSA_EMAIL" --project="$PROJECT_ID" -- \
   gcloud iam service-accounts create "$ADMIN_GSA" --project="$PROJECT_ID" \
@@ -330,6 +345,10 @@ else
     --member="serviceAccount:${ADMIN_GSA_EMAIL}" \
     --role="projects/${PROJECT_ID}/roles/${ADMIN_ROLE_ID}" --condition=None --quiet
 fi
+# Capacity guard: read the region's GPU quota (see QUOTA_PERMISSIONS).
+run gcloud projects add-iam-policy-binding "$PROJECT_ID" \
+  --member="serviceAccount:${ADMIN_GSA_EMAIL}" \
+  --role="projects/${PROJECT_ID}/roles/${QUOTA_ROLE_ID}" --condition=None --quiet
 # GPU telemetry: read the managed DCGM metrics (PromQL on Managed Service for Prometheus).
 # roles/monitoring.viewer is read-only; monitoring data has no per-cluster IAM resource, so
 # it is granted on the project.

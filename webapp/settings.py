@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     gke_cluster: str = ""
     gke_node_pool: str = "gpu-pool"
     gke_api_endpoint: str = Field("", description="override, for tests")
+    compute_api_endpoint: str = Field(
+        "", description="Compute Engine API (GPU quota) override, for tests"
+    )
 
     # --- GPU telemetry (README "GPU telemetry"; webapp/cluster/telemetry.py) ---
     gpu_prometheus_url: str = Field(

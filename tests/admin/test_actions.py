@@ -3,10 +3,12 @@ against the fake Kubernetes and GKE API servers (real clients over HTTP)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from tests.fakes.k8s_server import FakeCluster
-from tests.support.admin_world import fake_gke, gke_settings
+from tests.support.admin_world import CLUSTER, LOCATION, PROJECT, fake_gke, gke_settings
 from tests.support.cluster import FAST, LLAMA, NS, seed_vllm
 from webapp.admin.actions import (
     NODE_POOL_AUTOSCALING,
@@ -18,7 +20,7 @@ from webapp.admin.actions import (
 )
 from webapp.admin.audit import AuditLog
 from webapp.admin.catalog import load_catalog
-from webapp.admin.errors import JobBusy, NotCancellable
+from webapp.admin.errors import JobBusy, NotCancellable, NotEnoughCapacity
 from webapp.admin.jobs import JobRegistry
 from webapp.admin.messages import admin_error_message
 from webapp.admin.plan import plan_deploy, strategy_options
@@ -31,6 +33,7 @@ from webapp.cluster.errors import (
 )
 from webapp.cluster.k8s import connect
 from webapp.cluster.node_pools import NodePools
+from webapp.cluster.quota import gpu_quotas
 from webapp.cluster.switch import SwitchResult
 
 CATALOG = load_catalog()
@@ -241,3 +244,23 @@ def test_blue_green_needs_room_beside_the_running_model(fake, audit, gke):
     assert in_place.allowed and not bg.allowed
     job = _start(JobRegistry(), fake, _spec(), audit, pools=_pools(gke))
     assert job.wait(20) and job.view().result.outcome == "switched"
+
+
+def test_blue_green_beyond_the_gpu_quota_is_refused_before_anything_changes(fake, audit, gke):
+    """The pool may grow (maximum 3) but the region's spot L4 quota is used up: given a quota
+    reader, blue/green is refused with what to change; nothing patched, the Lease free."""
+    fake.add_pod("batch-job", node="gpu-b", namespace=NS, gpus=1)
+    gke.fake.pools[(PROJECT, LOCATION, CLUSTER)]["gpu-pool"]["autoscaling"]["maxNodeCount"] = 3
+    gke.fake.add_region(PROJECT, LOCATION, {"PREEMPTIBLE_NVIDIA_L4_GPUS": (2, 2)})
+    fake.reset_counts()
+    with pytest.raises(NotEnoughCapacity) as err:
+        _start(JobRegistry(), fake, _spec(), audit, strategy="blue_green",
+               model_probe=fake.model_probe, pools=_pools(gke),
+               read_quota=partial(gpu_quotas, gke_settings(gke)))  # fmt: skip
+    said = admin_error_message(err.value)
+    assert "ask for GPU quota: PREEMPTIBLE_NVIDIA_L4_GPUS in us-central1 is 2, 2 used" in said
+    assert fake.request_counts[("patch", "deployments")] == 0
+    assert fake.get("leases", "vllm-switch-lock", NS)["spec"].get("holderIdentity") is None
+    entry = audit.recent()[0]
+    assert (entry.action, entry.result) == ("switch.start", "refused")
+    assert "ask for GPU quota" in entry.details["reason"]

@@ -248,7 +248,7 @@ def test_default_credentials_are_found_once_per_process(dcgm, monkeypatch):
     and their (still valid) token reused, not fetched anew each time."""
     import google.auth
 
-    from webapp.cluster import telemetry
+    from webapp.cluster import google_auth
 
     found = []
 
@@ -257,13 +257,13 @@ def test_default_credentials_are_found_once_per_process(dcgm, monkeypatch):
         return CREDS, "demo-project"
 
     monkeypatch.setattr(google.auth, "default", default)
-    telemetry._default_credentials.cache_clear()
+    google_auth.default_credentials.cache_clear()
     try:
         s = settings(gpu_prometheus_url=dcgm.query_url)
         for _ in range(3):
             assert read_gpu_telemetry(s).source == MANAGED
     finally:
-        telemetry._default_credentials.cache_clear()
+        google_auth.default_credentials.cache_clear()
     assert len(found) == 1
     assert dcgm.state.seen_auth == [f"Bearer {TOKEN}"] * 3
 

@@ -102,7 +102,8 @@ def test_setup_dry_run_prints_everything_and_runs_nothing(tripwire):
     (grant,) = [
         c
         for c in cmds
-        if c.startswith("gcloud projects add-iam-policy-binding") and "roles/llmConsole" in c
+        if c.startswith("gcloud projects add-iam-policy-binding")
+        and "roles/llmConsoleGpuPoolOperator" in c
     ]
     assert "roles/llmConsoleGpuPoolOperator" in grant and "--condition=None" not in grant
     assert 'resource.name == "projects/demo-proj/locations/us-central1/clusters/vllm-cluster"' in (
@@ -199,10 +200,28 @@ def test_admin_role_can_still_be_bound_project_wide(tripwire):
     out = run_script("setup_gke.sh", ["--dry-run"], env, tripwire)
     assert out.returncode == 0, out.stderr
     bindings = [
-        c for c in printed_commands(out.stdout) if "projects add-iam" in c and "llmConsole" in c
+        c
+        for c in printed_commands(out.stdout)
+        if "projects add-iam" in c and "llmConsoleGpuPoolOperator" in c
     ]
     assert len(bindings) == 1 and "--condition=None" in bindings[0]
     assert "every cluster of demo-proj" in out.stderr
+
+
+def test_the_capacity_guard_may_read_the_region_quota_and_nothing_more(tripwire):
+    """A custom role holding only compute.regions.get (the region's quotas), bound on the
+    project for the admin page's Google service account: no IAM condition can name a region."""
+    out = run_script("setup_gke.sh", ["--dry-run"], {"PROJECT_ID": "demo-proj"}, tripwire)
+    assert out.returncode == 0, out.stderr
+    cmds = printed_commands(out.stdout)
+    (role,) = [c for c in cmds if c.startswith("gcloud iam roles create llmConsoleQuotaReader")]
+    assert shlex.split(role.split("--permissions=")[1])[0] == "compute.regions.get"
+    (grant,) = [c for c in cmds if "add-iam-policy-binding" in c and "QuotaReader" in c]
+    words = shlex.split(grant)
+    assert words[:4] == ["gcloud", "projects", "add-iam-policy-binding", "demo-proj"]
+    assert "--role=projects/demo-proj/roles/llmConsoleQuotaReader" in words
+    assert "--member=serviceAccount:llm-console-admin@demo-proj.iam.gserviceaccount.com" in words
+    assert "--condition=None" in words
 
 
 @pytest.mark.parametrize(
@@ -261,6 +280,7 @@ def test_setup_creates_what_is_missing(tmp_path):
         "gcloud compute security-policies rules create 1000",
         "gcloud artifacts repositories create llm-console",
         "gcloud iam roles create llmConsoleGpuPoolOperator",
+        "gcloud iam roles create llmConsoleQuotaReader",
         "gcloud iam service-accounts create llm-console-admin",
     ]
 

@@ -9,6 +9,7 @@ It speaks the subset of the v1 REST surface that ``ClusterManagerClient`` with
     POST /v1/projects/P/locations/L/clusters/C/nodePools/NP:setSize         {"nodeCount": n}
     POST /v1/projects/P/locations/L/clusters/C/nodePools/NP:setAutoscaling  {"autoscaling": {...}}
     GET  /v1/projects/P/locations/L/operations/OP
+    GET  /compute/v1/projects/P/regions/R    (Compute Engine: the region and its quotas)
 
 Behaviour copied from GKE: mutations return a long-running Operation that is
 RUNNING until it finishes (after ``op_polls`` GETs of the operation and
@@ -16,7 +17,9 @@ RUNNING until it finishes (after ``op_polls`` GETs of the operation and
 operation per cluster may run, a second one gets HTTP 400 FAILED_PRECONDITION
 "Cluster is running incompatible operation operation-...". The change is
 applied when the operation completes. ``deny`` makes every call 403, and
-``fail_next`` injects one error response.
+``fail_next`` injects one error response. The Compute Engine region (``add_region``) is
+served from the same address (``COMPUTE_API_ENDPOINT``): ``deny_quota`` refuses it alone
+(403 as Compute sends it), ``garbage_region`` answers it with that text instead.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ _ROUTES = [
         re.compile(r"/v1/projects/(?P<p>[^/]+)/locations/(?P<l>[^/]+)/operations/(?P<op>[^/:]+)$"),
         "get_operation",
     ),
+    ("GET", re.compile(r"/compute/v1/projects/(?P<p>[^/]+)/regions/(?P<r>[^/]+)$"), "get_region"),
 ]
 
 
@@ -146,6 +150,9 @@ class FakeGke:
     requests: list[dict[str, Any]] = field(default_factory=list)
     operations: dict[str, _Operation] = field(default_factory=dict)
     node_counts: dict[str, int] = field(default_factory=dict)  # pool name -> current size
+    regions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    deny_quota: bool = False  # 403 on the Compute region only
+    garbage_region: str | None = None  # answer the region with this text (HTTP 200)
     _injected: list[tuple[int, str, str]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -156,6 +163,21 @@ class FakeGke:
             self.pools[(project, location, cluster)] = {p["name"]: p for p in pools}
             for p in pools:
                 self.node_counts[p["name"]] = int(p.get("initialNodeCount", 0))
+
+    def add_region(self, project: str, region: str, quotas: dict[str, tuple[float, float]]) -> None:
+        """A Compute Engine region whose ``quotas`` are metric -> (limit, usage)."""
+        with self._lock:
+            self.regions[(project, region)] = {
+                "kind": "compute#region",
+                "id": "1000",
+                "name": region,
+                "status": "UP",
+                "zones": [f"https://www.googleapis.com/compute/v1/projects/{project}/zones/"
+                          f"{region}-{z}" for z in "abc"],
+                "quotas": [{"metric": m, "limit": float(lim), "usage": float(use)}
+                           for m, (lim, use) in quotas.items()],
+                "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/regions/{region}",
+            }  # fmt: skip
 
     def fail_next(self, status: int, grpc_status: str, message: str) -> None:
         """Make the next request fail with this HTTP status and google.rpc status."""
@@ -179,7 +201,7 @@ class FakeGke:
 
     # --- request handling (called by the HTTP handler) ---
 
-    def handle(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
+    def handle(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, Any]:
         with self._lock:
             self.requests.append({"method": method, "path": path, "query": query, "body": body})
             if self._injected:
@@ -196,6 +218,21 @@ class FakeGke:
                 if m == method and match:
                     return getattr(self, "_" + action)(match.groupdict(), body or {})
             return _error(404, "NOT_FOUND", f"no route for {method} {path}")
+
+    def _get_region(self, g: dict, _body: dict) -> tuple[int, Any]:
+        if self.deny_quota:
+            message = f"Required 'compute.regions.get' permission for 'projects/{g['p']}/regions/{g['r']}'"
+            return 403, {"error": {"code": 403, "message": message,
+                                   "errors": [{"message": message, "domain": "global",
+                                               "reason": "forbidden"}]}}  # fmt: skip
+        if self.garbage_region is not None:
+            return 200, self.garbage_region
+        region = self.regions.get((g["p"], g["r"]))
+        if region is None:
+            return _error(
+                404, "NOT_FOUND", f"The resource 'projects/{g['p']}/regions/{g['r']}' was not found"
+            )
+        return 200, region
 
     def _cluster(self, g: dict) -> dict[str, dict] | None:
         return self.pools.get((g["p"], g["l"], g["c"]))
@@ -350,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload = self.fake.handle(method, parts.path, query, body)
         if status == 200 and "enum-encoding=int" in " ".join(query.get("$alt", [])):
             payload = _int_enums(payload)  # what GKE does for the client's $alt parameter
-        data = json.dumps(payload).encode()
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))

@@ -27,6 +27,8 @@ from webapp.cluster.patches import idle_slot
 from webapp.settings import Settings
 
 PROJECT, LOCATION, CLUSTER = "demo-project", "us-central1", "llm-cluster"
+#: the demo region's Compute Engine quotas: metric -> (limit, usage)
+DEMO_QUOTAS = {"CPUS": (72, 12), "NVIDIA_L4_GPUS": (8, 0), "PREEMPTIBLE_NVIDIA_L4_GPUS": (16, 1)}
 BASE_MANIFEST = (
     Path(__file__).resolve().parents[2] / "k8s" / "base" / "vllm" / "vllm-deployment.yaml"
 )
@@ -55,9 +57,11 @@ def seed_from_manifest(fc: FakeCluster, *, annotated: bool = True) -> None:
 
 @contextmanager
 def fake_gke() -> Iterator[FakeGkeServer]:
-    """A fake GKE API serving the demo cluster (default pool + GPU pool); ``.fake`` is its state."""
+    """A fake GKE API serving the demo cluster (default pool + GPU pool) and its region's
+    quotas (``DEMO_QUOTAS``); ``.fake`` is its state."""
     gke = FakeGke()
     gke.add_cluster(PROJECT, LOCATION, CLUSTER, default_pool(), gpu_pool(autoscaling=(0, 2)))
+    gke.add_region(PROJECT, LOCATION, DEMO_QUOTAS)
     with FakeGkeServer(gke) as server:
         yield server
 
@@ -69,6 +73,7 @@ def gke_settings(server: FakeGkeServer) -> Settings:
         gke_location=LOCATION,
         gke_cluster=CLUSTER,
         gke_api_endpoint=server.endpoint,
+        compute_api_endpoint=server.endpoint,
     )
 
 

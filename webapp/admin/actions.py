@@ -2,7 +2,9 @@
 
 * ``SWITCH`` — deploy another model on the GPU pool (``cluster.switch.switch_model``):
   ``begin`` validates, takes the switch Lease and checks that the pool can ever schedule
-  the model, so every refusal comes before anything changes; ``run`` follows the rollout
+  the model (blue/green, given a quota reader: and that the node it may need is within the
+  region's GPU quota, ``admin.capacity``), so every refusal comes before anything changes;
+  ``run`` follows the rollout
   (and the rollback) to the end. Cancel rolls back.
 * ``NODE_POOL_RESIZE`` / ``NODE_POOL_AUTOSCALING`` — change the GPU pool (GKE): ``begin``
   sends the request (GKE refuses a second operation at once), ``run`` follows it to DONE.
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from webapp.admin.capacity import CapacityRequest, require_capacity
 from webapp.admin.jobs import Job, JobDefinition, JobView
 from webapp.admin.load_tracking import OUTCOME, LoadTracker
 from webapp.admin.loading import LoadView
@@ -25,6 +28,7 @@ from webapp.cluster import manifests as mf
 from webapp.cluster.errors import SwitchInProgress
 from webapp.cluster.k8s import Cluster
 from webapp.cluster.node_pools import NodePools, OperationInfo
+from webapp.cluster.quota import RegionQuotas
 from webapp.cluster.rollout import UNSCHEDULABLE_GRACE_S, RolloutSnapshot
 from webapp.cluster.switch import SwitchOptions, SwitchResult, SwitchStep, switch_model
 from webapp.llm.server import BackendState, health, list_models
@@ -44,6 +48,8 @@ class SwitchRequest:
     """What the admin asked for: serve ``spec`` on ``deployment``, switching ``strategy``.
 
     ``pools`` (GKE, optional) lets the placement check see the pool's maximum size;
+    ``read_quota`` (optional, e.g. ``partial(cluster.quota.gpu_quotas, settings)``) lets a
+    blue/green switch, which adds a pod beside the running one, check the GPU quota too;
     ``store`` (optional) keeps the loads: the prediction, the load the chat page shows."""
 
     cluster: Cluster
@@ -56,6 +62,7 @@ class SwitchRequest:
     options: SwitchOptions = field(default_factory=switch_options)
     pools: NodePools | None = None
     store: ConversationStore | None = None
+    read_quota: Callable[[], RegionQuotas] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,11 @@ def _begin_switch(req: SwitchRequest, job: Job) -> _Switching:
         first = next(steps)  # validation + lock: refusals surface here
         in_place = req.strategy != "blue_green"
         require_placement(req.cluster, req.namespace, req.spec, req.pools, in_place=in_place)
+        if not in_place and req.read_quota is not None:  # one replica more, beside the old
+            added = CapacityRequest(
+                req.spec.gpu_type, req.spec.tensor_parallel_size, 1, req.spec.name
+            )
+            require_capacity(req.cluster, req.namespace, added, req.pools, req.read_quota)
     except BaseException:
         steps.close()  # releases the Lease if it was taken
         raise

@@ -39,3 +39,17 @@ class InvalidCanaryPlan(AdminError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(message)
+
+
+class InvalidCapacityRequest(AdminError, ValueError):
+    """A capacity check asked with impossible numbers (negative replicas, no GPU type)."""
+
+
+class NotEnoughCapacity(AdminError):
+    """The GPU pool cannot hold what a deploy, scale or canary adds (``admin.capacity``):
+    the message says why and what to change, written for the page; ``verdict`` is the
+    ``CapacityVerdict`` it comes from. Raised before anything is written."""
+
+    def __init__(self, message: str, verdict: object = None) -> None:
+        self.verdict = verdict
+        super().__init__(message)

@@ -155,6 +155,17 @@ class OperationFailed(NodePoolError):
     """The long-running operation finished with an error, or took too long."""
 
 
+class NoGoogleCredentials(ClusterError):
+    """No usable Google credentials for a Google REST API (``google_auth.bearer_token``); the
+    message is the google-auth error's type name only, never a token or key."""
+
+
+class QuotaUnreadable(ClusterError):
+    """The region's Compute Engine quota could not be read (``webapp.cluster.quota``): refused,
+    down, or an answer that is not a region. The message is a plain reason for the page; the
+    capacity guard then says the quota was not checked and never blocks on it."""
+
+
 # --- GPU telemetry (webapp.cluster.telemetry): each failure names the source, says why in
 # plain words and gives the command that turns the source on; shown in the GPU panel only.
 

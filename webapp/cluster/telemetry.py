@@ -38,10 +38,12 @@ from webapp.cluster.errors import (
     ClusterError,
     ClusterUnavailable,
     Forbidden,
+    NoGoogleCredentials,
     NotFound,
     SourceFailure,
     TelemetryUnavailable,
 )
+from webapp.cluster.google_auth import bearer_token
 
 UTIL = "DCGM_FI_DEV_GPU_UTIL"  # %
 FB_USED = "DCGM_FI_DEV_FB_USED"  # MiB
@@ -272,31 +274,14 @@ def read_managed(
     return gpus
 
 
-@lru_cache(maxsize=1)
-def _default_credentials() -> Any:
-    """The process's Google credentials, found once: their token is refreshed only when it
-    expires (``_token``), not fetched anew on every status refresh."""
-    import google.auth
-
-    credentials, _ = google.auth.default(scopes=[MONITORING_READ])
-    return credentials
-
-
 def _token(credentials: Any) -> str:
-    from google.auth.exceptions import GoogleAuthError
-    from google.auth.transport.requests import Request
-
     try:
-        if credentials is None:
-            credentials = _default_credentials()
-        if not credentials.valid:
-            credentials.refresh(Request())
-    except GoogleAuthError as exc:
+        return bearer_token(credentials, (MONITORING_READ,))
+    except NoGoogleCredentials as exc:
         raise _Unavailable(
-            f"no usable Google credentials ({type(exc).__name__}): Workload Identity or "
+            f"no usable Google credentials ({exc}): Workload Identity or "
             "GOOGLE_APPLICATION_CREDENTIALS"
         ) from None
-    return str(credentials.token)
 
 
 def read_exporter(cluster: Any, settings: Any) -> list[GpuSample]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from webapp.admin import actions
+from webapp.admin.capacity import quota_reader
 from webapp.admin.catalog import CatalogError
 from webapp.admin.messages import admin_error_message
 from webapp.admin.plan import (
@@ -153,7 +154,7 @@ def _start_switch(console: Console, plan: DeployPlan, strategy: str) -> None:
         service=s.vllm_service, strategy=strategy,
         model_probe=actions.switch_probe(strategy, s.llm_url, console.api_key),
         options=actions.switch_options(s.switch_unschedulable_grace_s), pools=console.pools,
-        store=conversation_store(s),
+        store=conversation_store(s), read_quota=quota_reader(s),
     )  # fmt: skip
     try:
         console.registry.start(
