@@ -66,6 +66,17 @@ def default_pools(route: dict) -> set[str]:
     return {b.pool for r in rules if fo.rule_model(r) is None for b in fo.rule_backends(r)}
 
 
+def canary_candidates(cluster: Cluster, ns: str) -> list[PoolState]:
+    """The pools a canary can switch now: deployed, awake, alone behind their model name,
+    not the default pool (what the page offers; ``FLEET_CANARY`` checks again)."""
+    default = default_pools(fleet.read_route(cluster, ns))
+    return [
+        p for p in fleet.list_pools(cluster, ns)
+        if p.deployed and p.model and p.replicas > 0 and p.name not in default
+        and [b.pool for b in p.backends] == [p.name]
+    ]  # fmt: skip
+
+
 def _pod_metrics(cluster: Cluster, ns: str, pool: str) -> str:
     from webapp.cluster.pod_metrics import pool_metrics_text  # noqa: PLC0415 - see README
 
@@ -106,6 +117,7 @@ class FleetCanaryDetail(CanaryDetail):
     new_model: str = ""
     phase: str = "creating"
     ready: tuple[int, int] = (0, 0)  # the canary pool's replicas (ready, desired)
+    shares: tuple[int, ...] = ()  # the plan's steps (% on the canary)
 
 
 @dataclass(frozen=True)
@@ -329,8 +341,11 @@ FLEET_CANARY: JobDefinition[FleetCanaryRequest, _State, FleetCanaryResult] = Job
         "max_error_rate_increase": getattr(r.plan, "max_error_rate_increase", None),
     },
     initial_detail=lambda r: FleetCanaryDetail(
-        stable=r.pool, canary=canary_pool_name(r.pool), new_model=r.model
-    ),
+        stable=r.pool,
+        canary=canary_pool_name(r.pool),
+        new_model=r.model,
+        shares=tuple(r.plan.steps) if isinstance(r.plan, CanaryPlan) else (),
+    ),  # fmt: skip
     begin=_begin,
     run=_run,
     audit_start="canary.start",
