@@ -11,15 +11,17 @@ import pytest
 
 from tests.fakes.k8s_server import FakeCluster
 from tests.fakes.openai_server import FakeOpenAI, Script
+from tests.support.admin_world import fake_gke, gke_settings
 from tests.support.fleet import seed_fleet
 from tests.support.gateway_traffic import GatewayTraffic
 from webapp.admin.audit import AuditLog
 from webapp.admin.canary import CanaryPlan
 from webapp.admin.canary_fleet import FLEET_CANARY, FleetCanaryRequest, canary_pool_name
 from webapp.admin.catalog import load_catalog
-from webapp.admin.errors import InvalidCanaryPlan
+from webapp.admin.errors import InvalidCanaryPlan, NotEnoughCapacity
 from webapp.admin.jobs import JobRegistry
-from webapp.cluster import fleet
+from webapp.admin.status import connect_node_pools
+from webapp.cluster import fleet, fleet_scaling
 from webapp.cluster.errors import FleetError, InvalidPool, SwitchInProgress
 from webapp.cluster.k8s import connect
 from webapp.cluster.lock import acquire_lock
@@ -229,3 +231,17 @@ def test_a_split_already_under_way_is_refused(world):
 )  # fmt: skip
 def test_canary_names_alternate(pool, canary):
     assert canary_pool_name(pool) == canary
+
+
+def test_a_canary_the_gpus_cannot_hold_is_refused_before_anything_is_written(world):
+    w = world
+    fleet_scaling.scale_pool(w.cluster, NS, STABLE, 2)  # 4 GPUs: vllm 1 + stable 2, 1 free
+    assert w.fc.wait_for(lambda f: f.get("deployments", STABLE, NS)["status"].get(
+        "readyReplicas") == 2, 10)  # fmt: skip
+    w.fc.requests.clear()
+    with fake_gke() as gke, pytest.raises(NotEnoughCapacity, match="the canary of pool"):
+        node_pools = connect_node_pools(gke_settings(gke))  # the GPU pool: autoscaling 0..2
+        JobRegistry().start(FLEET_CANARY, request(w, node_pools=node_pools),
+                            actor="ann@example.com", audit=w.audit)  # fmt: skip
+    assert [r for r in w.fc.requests if r.verb in WRITES] == []
+    assert lease_free(w)
