@@ -35,7 +35,7 @@ PHASES = {
 def show(console: Console) -> None:
     if console.cluster is None:
         return
-    st.header("Canary")
+    st.subheader("Canary")
     progress(console)
     if st.toggle("Switch a pool's model as a canary", key="canary_open"):
         _form(console)
@@ -93,7 +93,8 @@ def progress(console: Console) -> None:
     if view is None:
         return
     d = view.detail
-    st.subheader(literal(f"Canary of pool {d.stable}: {d.new_model} as {d.served or '…'}"))
+    title = f"Canary of pool {d.stable}: {d.new_model} as {d.served or '…'}"
+    st.markdown(f"**{literal(title)}**")
     st.caption(literal(f"Started by {view.actor} · {PHASES.get(d.phase, d.phase)}"))
     _state(console, view)
     _steps(d.shares, d.steps, d.weights, d.result)

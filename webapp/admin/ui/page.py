@@ -14,7 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from webapp.admin.messages import signed_in_line
-from webapp.admin.ui import audit, canary, deploy, pools, status, switch, usage
+from webapp.admin.ui import audit, deploy, pools, status, switch, usage
 from webapp.admin.ui.console import open_console, sign_in
 from webapp.settings import get_settings
 
@@ -27,7 +27,6 @@ console = open_console(settings, admin)
 status.show(console)  # first: its data is sent and drawn before the rest of the page
 deploy.show(console)
 switch.show(console)
-canary.show(console)  # the model pools' canary (behind a toggle: reads nothing closed)
 pools.show(console)
 usage.show(console)
 audit.show(console)
