@@ -39,6 +39,9 @@ from webapp.settings import Settings
         ({"CHAT_BUSY_AFTER_S": "0.5"}, "chat_busy_after_s", 0.5),
         ({}, "chat_busy_poll_s", 2.0),
         ({"CHAT_BUSY_POLL_S": "5"}, "chat_busy_poll_s", 5.0),
+        ({}, "fleet_discovery", False),
+        ({"FLEET_DISCOVERY": "true"}, "fleet_discovery", True),
+        ({"FLEET_DISCOVERY": "0"}, "fleet_discovery", False),
     ],
 )
 def test_settings_from_env(monkeypatch, env, field, expected):
@@ -71,6 +74,7 @@ def test_settings_from_env(monkeypatch, env, field, expected):
         ({"CHAT_BUSY_AFTER_S": "soon"},),
         ({"CHAT_BUSY_POLL_S": "0.1"},),
         ({"CHAT_BUSY_POLL_S": "61"},),
+        ({"FLEET_DISCOVERY": "on the gateway"},),
     ],
 )
 def test_settings_reject_bad_values(monkeypatch, env):

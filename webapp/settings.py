@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         description="comma-separated served model names behind LLM_URL that /v1/models does "
         "not list (model pools behind a gateway); the picker offers them too",
     )
+    fleet_discovery: bool = Field(
+        False,
+        description="behind the inference gateway: the chat reads the model pools from the "
+        "cluster (every served model in the picker; a pool scaled to 0 is woken when asked)",
+    )
     llm_api_key: SecretStr = Field(SecretStr("EMPTY"), description="vLLM --api-key, if set")
     llm_mode: Literal["auto", "chat", "completion"] = "auto"
     llm_timeout_s: float = Field(60.0, gt=0, description="connect/read timeout per request")
@@ -105,6 +110,11 @@ class Settings(BaseSettings):
         "with no node coming from the cluster autoscaler",
     )
     vllm_deployment: str = "vllm"
+    fleet: bool = Field(
+        False,
+        description="the admin page's 'Model pools' section: model pools behind the inference "
+        "gateway (k8s/components/inference-gateway sets it)",
+    )
     vllm_service: str = "vllm"
     gke_project: str = ""
     gke_location: str = ""

@@ -17,6 +17,7 @@ from tests.support.gateway_traffic import GatewayTraffic
 from webapp.admin.audit import AuditLog
 from webapp.admin.canary import CanaryPlan
 from webapp.admin.canary_fleet import FLEET_CANARY, FleetCanaryRequest, canary_pool_name
+from webapp.admin.canary_job import canary_split
 from webapp.admin.catalog import load_catalog
 from webapp.admin.errors import InvalidCanaryPlan, NotEnoughCapacity
 from webapp.admin.jobs import JobRegistry
@@ -25,8 +26,7 @@ from webapp.cluster import fleet, fleet_scaling
 from webapp.cluster.errors import FleetError, InvalidPool, SwitchInProgress
 from webapp.cluster.k8s import connect
 from webapp.cluster.lock import acquire_lock
-from webapp.cluster.pools import Backend, PoolSpec
-from webapp.llm.metrics import fetch_metrics_text
+from webapp.cluster.pools import PoolSpec, pool_labels
 
 NS = "vllm"
 MODEL = "mistral-7b"  # the served model name, kept through the canary
@@ -49,9 +49,6 @@ class World:
     def urls(self) -> dict[str, str]:
         return {STABLE: self.stable.url, CANARY: self.canary.url}
 
-    def metrics(self, _cluster, _ns: str, pool: str) -> str:
-        return fetch_metrics_text(self.urls[pool], None, 3.0)
-
 
 @pytest.fixture
 def world(tmp_path) -> Iterator[World]:
@@ -70,8 +67,9 @@ def world(tmp_path) -> Iterator[World]:
             catalog_ids=[m.id for m in CATALOG.models],
         )  # fmt: skip
         assert fc.wait_for(lambda f: ready(f, STABLE), 10)
-        for server in (stable, canary):
+        for pool, server in ((STABLE, stable), (CANARY, canary)):
             server.set_script(Script(ttft_s=0.2, n_tokens=4))
+            fc.proxy_pod_to(NS, server.url, labels=pool_labels(pool))  # the pods' /metrics
         audit = AuditLog.from_url(f"sqlite:///{tmp_path / 'audit.db'}")
         yield World(fc, cluster, stable, canary, audit)
 
@@ -84,8 +82,7 @@ def ready(fc: FakeCluster, pool: str) -> bool:
 def request(w: World, traffic: GatewayTraffic | None = None, **kw) -> FleetCanaryRequest:
     sleep = traffic.soak_for(CANARY, PLAN.min_requests + 2) if traffic else None
     args = dict(cluster=w.cluster, namespace=NS, pool=STABLE, model=NEW, plan=PLAN,
-                catalog=CATALOG, poll_s=0.05, ready_timeout_s=10.0, metrics=w.metrics,
-                sleep=sleep)  # fmt: skip
+                catalog=CATALOG, poll_s=0.05, ready_timeout_s=10.0, sleep=sleep)  # fmt: skip
     return FleetCanaryRequest(**{**args, **kw})
 
 
@@ -214,12 +211,12 @@ def test_a_second_admin_on_the_same_pool_is_refused_naming_the_holder(world):
 
 def test_a_split_already_under_way_is_refused(world):
     w = world
-    fleet.set_split(w.cluster, NS, MODEL, [Backend(STABLE, 100)])
     mistral = CATALOG.get(MODEL)
     fleet.create_pool(
         w.cluster, NS, PoolSpec("other", MODEL), hf_repo=mistral.hf_repo, max_model_len=4096,
-        catalog_ids=[m.id for m in CATALOG.models], base=STABLE, canary_of=STABLE,
+        catalog_ids=[m.id for m in CATALOG.models], base=STABLE, canary=True,
     )  # fmt: skip
+    fleet.set_split(w.cluster, NS, MODEL, canary_split(MODEL, STABLE, "other", 10))
     with pytest.raises(FleetError, match="already shares the traffic"):
         JobRegistry().start(FLEET_CANARY, request(w), actor="ann@example.com")
 

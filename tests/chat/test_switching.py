@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from webapp.chat.switching import PLAIN_PHASES, about, switching_sentence
+from webapp.chat.switching import PLAIN_PHASES, about, switching_sentence, waking_sentence
 from webapp.cluster.loading import PHASES
 from webapp.store.loads import LoadInProgress
 
@@ -42,3 +42,32 @@ def test_about(seconds, said):
 
 def test_every_phase_has_plain_words():
     assert set(PLAIN_PHASES) == set(PHASES)
+
+
+@pytest.mark.parametrize(
+    ("condition", "since_s", "said"),
+    [
+        ("asleep", None, "Qwen2.5-7B-Instruct was asleep and is being woken: asking for a GPU"),
+        ("asleep", 0.4, "Qwen2.5-7B-Instruct was asleep and is being woken: asking for a GPU"),
+        ("loading", 42, "Qwen2.5-7B-Instruct was asleep and is being woken: starting the model server, 42 s so far"),
+        ("loading", 130, "Qwen2.5-7B-Instruct was asleep and is being woken: starting the model server, 2 min so far"),
+        ("unknown", 5, "Qwen2.5-7B-Instruct was not answering and is being woken: waiting for it to answer, 5 s so far"),
+        ("a newer condition", None, "Qwen2.5-7B-Instruct was not answering and is being woken: waiting for it to answer"),
+    ],
+)  # fmt: skip
+def test_the_waking_sentence_says_the_pools_condition_and_time(condition, since_s, said):
+    assert waking_sentence(MODEL, condition, None, since_s) == said
+
+
+def test_the_waking_sentence_says_the_published_load_of_that_model_only():
+    said = waking_sentence(
+        MODEL, "loading", load("loading weights", 40.0), 12, T0 + timedelta(seconds=15)
+    )
+    assert (
+        said
+        == "Qwen2.5-7B-Instruct was asleep and is being woken: loading the weights, about 25 s left"
+    )
+    other = LoadInProgress("another-model", "nvidia-l4", T0, "compiling", 5.0, T0)
+    assert waking_sentence(MODEL, "loading", other, 12, T0).endswith(
+        "starting the model server, 12 s so far"
+    )

@@ -281,3 +281,14 @@ def test_an_answer_past_its_total_deadline_is_stopped_and_kept(fake, mode):
     while fake.disconnects < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert fake.disconnects == 1  # vLLM is told to stop generating
+
+
+def test_answers_says_whether_a_model_is_routed_now():
+    # behind a gateway: a model answers once its pool has a ready replica routed to
+    with FakeOpenAI(model=["pool-a"]) as srv:
+        client = ChatClient(srv.url)
+        assert client.answers("pool-a") is True
+        assert client.answers("pool-b") is False  # 404: not served (yet)
+        srv.configure(models=["pool-a", "pool-b"])
+        assert client.answers("pool-b") is True
+    assert ChatClient(f"http://127.0.0.1:{free_port()}").answers("pool-a") is False

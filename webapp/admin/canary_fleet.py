@@ -4,8 +4,8 @@ What it writes, in order (all through ``webapp.cluster.fleet``, P's Lease held t
 
 1. a second pool ``P-canary`` (``canary_pool_name``) — a copy of P's Deployment, picker and
    policies with the new model's weights (``--model``) under P's served model name, P's
-   replicas — in P's model rule at weight 0 (``create_pool(..., canary_of=P)``); the capacity
-   guard and every check run before it;
+   replicas (``create_pool(..., base=P, canary=True)``) — put in P's model rule at weight 0;
+   the capacity guard and every check run before it;
 2. once its replicas are ready, the canary's share step by step (5 → 25 → 50 → 100 %, the
    HTTPRoute backend weights, ``set_split``), each step judged on both pools' vLLM /metrics
    read from their ready pods through the API server's pod proxy (``canary_runner``);
@@ -42,6 +42,7 @@ from webapp.cluster.fleet_objects import PoolState
 from webapp.cluster.k8s import Cluster
 from webapp.cluster.lock import SwitchLock, acquire_lock
 from webapp.cluster.node_pools import NodePools
+from webapp.cluster.pod_metrics import pool_metrics_text
 from webapp.cluster.pools import Backend, PoolSpec, check_pool_name
 from webapp.cluster.quota import RegionQuotas
 from webapp.llm.metrics import MetricsUnavailable
@@ -77,12 +78,6 @@ def canary_candidates(cluster: Cluster, ns: str) -> list[PoolState]:
     ]  # fmt: skip
 
 
-def _pod_metrics(cluster: Cluster, ns: str, pool: str) -> str:
-    from webapp.cluster.pod_metrics import pool_metrics_text  # noqa: PLC0415 - see README
-
-    return pool_metrics_text(cluster, ns, pool)
-
-
 @dataclass(frozen=True)
 class FleetCanaryRequest:
     """Switch pool ``pool`` to catalog model ``model`` by ``plan``.
@@ -103,7 +98,7 @@ class FleetCanaryRequest:
     read_quota: Callable[[], RegionQuotas] | None = None
     ready_timeout_s: float = 900.0
     poll_s: float = 2.0
-    metrics: PoolMetrics = field(default=_pod_metrics, compare=False)
+    metrics: PoolMetrics = field(default=pool_metrics_text, compare=False)
     sleep: Callable[[float], object] | None = field(default=None, compare=False)
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)
 
@@ -214,8 +209,15 @@ def _create(s: _State, job: Job) -> None:
     fleet.create_pool(
         req.cluster, req.namespace, spec, hf_repo=s.entry.hf_repo,
         max_model_len=s.entry.recommended.max_model_len,
-        catalog_ids=[m.id for m in req.catalog.models], base=req.pool, canary_of=req.pool,
+        catalog_ids=[m.id for m in req.catalog.models], base=req.pool, canary=True,
     )  # fmt: skip
+
+
+def _join(s: _State, job: Job) -> None:
+    """The canary pool in P's model rule at 0 % (the gateway then knows it, sends nothing)."""
+    req = s.req
+    split = canary_split(s.served, req.pool, s.canary, 0)
+    fleet.set_split(req.cluster, req.namespace, s.served, split)
     _phase(job, "loading", f"Created pool {s.canary} ({s.replicas} replicas) at 0% of "
            f"{s.served}'s traffic; waiting for its replicas to get ready.",
            ready=(0, s.replicas))  # fmt: skip
@@ -291,6 +293,7 @@ def _run(s: _State, job: Job) -> FleetCanaryResult:
     try:
         _create(s, job)
         created = True
+        _join(s, job)
         why = _wait_ready(s, job)
         if why is None:
             result = _shift(s, job)

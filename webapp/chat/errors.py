@@ -21,3 +21,14 @@ class TurnCancelled(Exception):
     def __init__(self, *, browser_gone: bool = False) -> None:
         self.browser_gone = browser_gone
         super().__init__("browser gone" if browser_gone else "stopped")
+
+
+class FleetUnavailable(Exception):
+    """The model pools could not be read or a sleeping pool could not be woken (no cluster
+    access, refused by RBAC, the API server down, the fleet code missing). ``reason`` says
+    why in a few plain words written for users (never a secret or an API message); the chat
+    then behaves as without discovery, or keeps the message and says the model stays asleep."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -1,5 +1,6 @@
 """What the chat page says while the model server is being switched or loads: one plain
-sentence from the load in progress the admin's switch publishes (``webapp.store.loads``).
+sentence from the load in progress the admin's switch publishes (``webapp.store.loads``),
+or, for a sleeping model the chat woke (``webapp.chat.fleet``), from its pool's condition.
 Pure: the page reads the store and draws the sentence as plain text (the model name comes
 from the admin console, not from this user, and is still never markdown)."""
 
@@ -34,13 +35,47 @@ def about(seconds: float) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
-def switching_sentence(load: LoadInProgress, now: datetime | None = None) -> str:
-    """ "Switching to Qwen2.5-7B-Instruct: loading the weights, about 40 s left"."""
+def _progress(load: LoadInProgress, now: datetime | None) -> str:
+    """ "loading the weights, about 40 s left" """
     phase = PLAIN_PHASES.get(load.phase, load.phase)
-    said = f"Switching to {load.model}: {phase}"
     eta = load.eta_at(now or datetime.now(UTC))
     if eta is None:
-        return said
+        return phase
     if eta < 1:
-        return f"{said}, almost ready"
-    return f"{said}, about {about(eta)} left"
+        return f"{phase}, almost ready"
+    return f"{phase}, about {about(eta)} left"
+
+
+def switching_sentence(load: LoadInProgress, now: datetime | None = None) -> str:
+    """ "Switching to Qwen2.5-7B-Instruct: loading the weights, about 40 s left"."""
+    return f"Switching to {load.model}: {_progress(load, now)}"
+
+
+#: a woken pool's condition (``webapp.chat.fleet.PoolCondition``) while no load is published
+WAKING_STEPS = {
+    "asleep": "asking for a GPU",
+    "loading": "starting the model server",
+    "serving": "ready",
+    "unknown": "waiting for it to answer",
+}
+
+
+def waking_sentence(
+    model: str,
+    condition: str,
+    load: LoadInProgress | None = None,
+    since_s: float | None = None,
+    now: datetime | None = None,
+) -> str:
+    """ "Qwen2.5-7B-Instruct was asleep and is being woken: loading the weights, about
+    40 s left" — the load of the woken pool when one is published for ``model``, else its
+    condition, and how long the wake has been going on (``since_s``). "unknown": the pools
+    cannot be read (the chat's Role may only wake), so the model was just not answering."""
+    if load is not None and load.model == model:
+        step = _progress(load, now)
+    else:
+        step = WAKING_STEPS.get(condition, WAKING_STEPS["unknown"])
+        if since_s is not None and since_s >= 1:
+            step = f"{step}, {about(since_s)} so far"
+    said = "was asleep" if condition in ("asleep", "loading", "serving") else "was not answering"
+    return f"{model} {said} and is being woken: {step}"

@@ -21,8 +21,8 @@ from webapp.cluster import pools
 from webapp.cluster.errors import (
     ClusterError,
     Conflict,
-    FleetError,
     FleetNotInstalled,
+    InvalidPool,
     ModelAlreadyServed,
     ModelNotRouted,
     NotFound,
@@ -31,6 +31,7 @@ from webapp.cluster.errors import (
 )
 from webapp.cluster.fleet_objects import PoolState
 from webapp.cluster.k8s import Cluster, call
+from webapp.cluster.manifests import template_model
 from webapp.cluster.model_spec import ModelSpec, validate_spec
 from webapp.cluster.pools import Backend, PoolSpec
 
@@ -143,16 +144,27 @@ def _update_route(cluster: Cluster, ns: str, change: Callable[[dict], dict]) -> 
 
 def set_split(cluster: Cluster, ns: str, model: str, backends: Sequence[Backend]) -> None:
     """Send ``model``'s requests to ``backends`` by weight (a canary step, a promotion, a
-    rollback). Validated first (weights sum to 100, names); every pool must exist."""
+    rollback). Validated first (weights sum to 100, names); every pool must exist and serve
+    ``model`` (vLLM answers 404 to a model name it does not serve)."""
     split = pools.validate_split(model, backends)
-    for b in split:
-        get_pool(cluster, ns, b.pool)
 
     def change(route: dict) -> dict:
         if model not in fo.routed_models(route):
             raise ModelNotRouted(model)
         return fo.with_split(route, model, split)
 
+    change(read_route(cluster, ns))  # an unknown model is refused first
+    for b in split:
+        get_pool(cluster, ns, b.pool)
+        dep = get_or_none(f"read Deployment {ns}/{b.pool}",
+                          cluster.apps.read_namespaced_deployment, b.pool, ns)  # fmt: skip
+        served = template_model(dep["spec"].get("template") or {}) if dep else None
+        if served != model:
+            raise InvalidPool(
+                "backends",
+                f"Pool {b.pool!r} serves {served or 'no model'}, not {model!r}: only pools "
+                f"serving {model!r} can share its traffic.",
+            )
     _update_route(cluster, ns, change)
 
 
@@ -168,37 +180,37 @@ def create_pool(
     max_model_len: int,
     catalog_ids: Collection[str],
     base: str = "vllm",
-    canary_of: str | None = None,
+    canary: bool = False,
 ) -> PoolState:
     """Deploy ``spec.model`` as a new pool beside the others; return it.
 
     Writes, in this order: the vLLM Deployment (a copy of ``base``), the endpoint picker
     (copy of ``base``'s), the InferencePool, the GKE policies (when ``base`` has them), then
     the route rule, so the gateway sends traffic only to a complete pool. Any failure removes
-    what this call created and re-raises.
-
-    ``canary_of``: the pool that alone serves ``spec.model`` now; the new pool joins that
-    model's rule at weight 0 (a canary; ``set_split`` then moves the traffic) instead of
-    getting a rule of its own."""
+    what this call created and re-raises. A model name already routed is refused
+    (``ModelAlreadyServed``) unless ``canary``: then the model must be routed already
+    (``ModelNotRouted``) and the new pool gets no traffic until ``set_split`` gives it some."""
     pools.validate_pool(spec, catalog_ids)
     validate_spec(ModelSpec(name=spec.model, hf_repo=hf_repo, max_model_len=max_model_len))
-    route = read_route(cluster, ns)
-    _check_rule(fo.routed_models(route), spec.model, canary_of)
+
+    def add_rule(route: dict) -> dict:
+        routed = fo.routed_models(route)
+        if canary and spec.model not in routed:
+            raise ModelNotRouted(spec.model)
+        if canary:
+            return route
+        if spec.model in routed:
+            raise ModelAlreadyServed(spec.model, tuple(b.pool for b in routed[spec.model]))
+        return fo.with_split(route, spec.model, [Backend(spec.name, pools.TOTAL_WEIGHT)])
+
+    add_rule(read_route(cluster, ns))  # refuse before anything is written
     objects = _pool_objects(cluster, ns, spec, hf_repo, max_model_len, base)
     created: list[Callable[[], object]] = []
     try:
         for create, delete in objects:
             create()
             created.append(delete)
-
-        def add_rule(route: dict) -> dict:
-            _check_rule(fo.routed_models(route), spec.model, canary_of)
-            if canary_of is not None:
-                split = [Backend(canary_of, pools.TOTAL_WEIGHT), Backend(spec.name, 0)]
-                return fo.with_split(route, spec.model, split)
-            return fo.with_split(route, spec.model, [Backend(spec.name, pools.TOTAL_WEIGHT)])
-
-        route = _update_route(cluster, ns, add_rule)
+        route = read_route(cluster, ns) if canary else _update_route(cluster, ns, add_rule)
     except BaseException:
         for delete in reversed(created):
             with contextlib.suppress(ClusterError):  # best effort: report the first error
@@ -208,22 +220,6 @@ def create_pool(
         f"read Deployment {ns}/{spec.name}", cluster.apps.read_namespaced_deployment, spec.name, ns
     )
     return fo.pool_state(spec.name, dep, None, route)
-
-
-def _check_rule(routed: dict[str, tuple[Backend, ...]], model: str, canary_of: str | None):
-    """A new pool gets a rule of its own only for a model no rule routes; a canary joins
-    the rule of a model that ``canary_of`` alone serves (not during another canary)."""
-    pools_now = tuple(b.pool for b in routed.get(model, ()))
-    if canary_of is None:
-        if pools_now:
-            raise ModelAlreadyServed(model, pools_now)
-        return
-    if canary_of not in pools_now:
-        raise ModelNotRouted(model)
-    if len(pools_now) > 1:
-        others = ", ".join(p for p in pools_now if p != canary_of)
-        raise FleetError(f"Pool {canary_of!r} already shares the traffic of {model!r} with "
-                         f"{others}: finish or roll back that canary first.")  # fmt: skip
 
 
 def _read_base(cluster: Cluster, ns: str, name: str, base: str) -> list[dict]:

@@ -348,8 +348,13 @@ class ChatClient:
     def status(self) -> server.BackendStatus:
         return server.health(self.base_url, self.api_key)
 
-    def models(self) -> list[server.ModelInfo]:
-        return server.served_models(self.base_url, self.configured_models, self.api_key)
+    def models(self, discovered: Sequence[str] = ()) -> list[server.ModelInfo]:
+        """``/v1/models``, then LLM_MODELS and the pools' models (``FLEET_DISCOVERY``)."""
+        extra = tuple(n for n in discovered if n not in self.configured_models)
+        return server.served_models(self.base_url, self.configured_models + extra, self.api_key)
+
+    def answers(self, model: str) -> bool:
+        return server.answers(self.base_url, model, self.api_key)
 
     def requests_waiting(self) -> int | None:
         """The server's queue length now, or None when it cannot be read."""

@@ -124,6 +124,16 @@ def model_info(
         raise LLMError(f"unexpected /tokenize reply: {e}") from e
 
 
+def answers(base_url: str, model: str, api_key: str | None = None) -> bool:
+    """Whether ``model`` answers through ``base_url`` now: behind a gateway, whether its
+    pool has a ready replica the gateway routes to (``POST /tokenize`` names the model)."""
+    try:
+        model_info(base_url, model, api_key)
+    except LLMError:
+        return False
+    return True
+
+
 def served_models(
     base_url: str, configured: Sequence[str] = (), api_key: str | None = None
 ) -> list[ModelInfo]:

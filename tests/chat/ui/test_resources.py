@@ -13,7 +13,13 @@ from tests.fakes.openai_server import FakeOpenAI
 from webapp.chat.ui import resources
 from webapp.settings import Settings
 
-CACHED = [resources._client, resources._store, resources.backend_status, resources.served_models]
+CACHED = [
+    resources._client,
+    resources._store,
+    resources._fleet,
+    resources.backend_status,
+    resources.served_models,
+]
 
 
 @pytest.mark.parametrize("cached", CACHED, ids=lambda f: f.__name__)

@@ -57,15 +57,18 @@ def _form(console: Console) -> None:
                "model name; each step is judged on both pools' live vLLM metrics and rolls "
                "back by itself when the canary is worse than the limits.")  # fmt: skip
     with st.form("canary_form"):
-        pool = st.selectbox("Pool", list(pools), format_func=lambda n: (
+        pool = st.selectbox("Pool", list(pools), key="canary_pool", format_func=lambda n: (
             f"{n} — {pools[n].model}, {pools[n].replicas} replica(s)"))  # fmt: skip
         model = st.selectbox("New model (its weights, served under the pool's model name)",
-                             models)  # fmt: skip
-        ttft = st.number_input("Max TTFT p95 ratio (canary / stable)", 1.0, 20.0, 1.5, 0.1)
-        errors = st.number_input("Max error-rate increase (percentage points)", 0.1, 100.0, 2.0)
-        soak = st.number_input("Soak seconds per step", 1, 3600, 120)
-        need = st.number_input("Canary requests needed to judge a step", 1, 10_000, 20)
-        start = st.form_submit_button("Start canary")
+                             models, key="canary_model")  # fmt: skip
+        ttft = st.number_input("Max TTFT p95 ratio (canary / stable)", 1.0, 20.0, 1.5, 0.1,
+                               key="canary_ttft")  # fmt: skip
+        errors = st.number_input("Max error-rate increase (percentage points)", 0.1, 100.0,
+                                 2.0, key="canary_errors")  # fmt: skip
+        soak = st.number_input("Soak seconds per step", 1, 3600, 120, key="canary_soak")
+        need = st.number_input("Canary requests needed to judge a step", 1, 10_000, 20,
+                               key="canary_need")  # fmt: skip
+        start = st.form_submit_button("Start canary", key="canary_start")
     if start:
         plan = CanaryPlan(soak_s=float(soak), max_ttft_ratio=float(ttft),
                           max_error_rate_increase=float(errors), min_requests=int(need))  # fmt: skip

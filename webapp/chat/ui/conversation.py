@@ -38,6 +38,7 @@ def init_state(settings: Settings) -> None:
 
 def new_chat() -> None:
     ss.pop("limit_notice", None)
+    ss.pop("wake_problem", None)
     ss.messages = []
     ss.conv_id = None
     ss.conv_title = None
@@ -75,6 +76,7 @@ def sync_with_url(settings: Settings, history: History) -> None:
         ss[key] = value
     ss.generate = False
     ss.pop("limit_notice", None)
+    ss.pop("wake_problem", None)
     if conv.id not in ss.opened_ids:
         ss.opened_ids.append(conv.id)
 

@@ -21,9 +21,10 @@ from webapp.chat.ui.conversation import (
     submit,
     sync_with_url,
 )
-from webapp.chat.ui.resources import chat_client, conversation_store
+from webapp.chat.ui.resources import chat_client, chat_fleet, conversation_store
 from webapp.chat.ui.sidebar import sidebar
 from webapp.chat.ui.switching import (
+    hold_while_asleep,
     hold_while_switching,
     load_in_progress,
     release_when_ready,
@@ -32,6 +33,7 @@ from webapp.chat.ui.switching import (
 )
 from webapp.settings import get_settings
 from webapp.store.expiry import start_expiry
+from webapp.ui.text import literal
 
 #: time for the websocket to send the final answer before a rerun clears its queue
 FLUSH_BEFORE_RERUN_S = 0.1
@@ -39,6 +41,7 @@ FLUSH_BEFORE_RERUN_S = 0.1
 settings = get_settings()
 ss = st.session_state
 client = chat_client(settings)
+fleet = chat_fleet(settings)  # the model pools (FLEET_DISCOVERY), else None
 store = conversation_store(settings)
 start_expiry(store, settings.anonymous_conversation_ttl_days)  # once per process
 owner = current_owner(settings, ss.get("browser_key"))
@@ -49,7 +52,7 @@ history = History(store, UsageLimits.from_settings(store, settings), owner)
 init_state(settings)
 sync_with_url(settings, history)
 apply_redo()
-model, max_len = sidebar(settings, client, history, owner)
+model, max_len = sidebar(settings, client, history, owner, fleet)
 options = GenerationOptions.from_values(ss, model, max_len)  # what this run answers with
 conversation_tools(history)
 heading(settings)
@@ -67,11 +70,12 @@ new_conversation = False
 if prompt is not None:
     new_conversation = ss.conv_id is None
     submit(history, prompt, options)
-    held = hold_while_switching(client, load)  # kept, sent once the model is ready
-    if ss.generate or held:
+    if ss.generate:
         notice.empty()
         render_message(ss.messages[-1])
-release_when_ready(client)
+# a message (or a Retry) kept while the model loads or its pool is woken: sent once ready
+hold_while_switching(client, load) or hold_while_asleep(fleet, client, options.model)
+release_when_ready(client, fleet)
 if ss.generate:
     remember_settings(history, options)
     generate(settings, history, client, options)
@@ -89,7 +93,9 @@ if history.pruned:
     )
 if ss.get("limit_notice"):
     st.warning(ss.limit_notice, icon=":material/hourglass_top:")
-waiting(client, store)  # a message kept while the model loads: Cancel, sent when ready
+waiting(client, store, fleet)  # a message kept while the model loads: Cancel, sent when ready
+if ss.get("wake_problem"):  # a sleeping model that could not be woken: the message is kept
+    st.warning(literal(ss.wake_problem), icon=":material/bedtime:")
 if not ss.get("held"):
     actions()
 if history.problem:

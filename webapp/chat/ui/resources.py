@@ -1,6 +1,6 @@
-"""What the chat page keeps across runs: the model server's client, the store, and the
-server facts it caches briefly (health, served models). Built here only, keyed by
-everything they depend on.
+"""What the chat page keeps across runs: the model server's client, the store, the model
+pools' view (``FLEET_DISCOVERY``), and the server facts it caches briefly (health, served
+models). Built here only, keyed by everything they depend on.
 
 The cached functions take keyword-only arguments: Streamlit names each positional
 argument of a cached call with ``inspect.signature``, on every call (every page run, while
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from webapp.chat import fleet
+from webapp.chat.fleet import CachedFleet
 from webapp.llm.chat import ChatClient
 from webapp.llm.server import BackendStatus, ModelInfo
 from webapp.settings import Settings
@@ -65,9 +67,24 @@ def backend_status(*, _client: ChatClient, url: str) -> BackendStatus:
 
 
 @st.cache_data(ttl=10, show_spinner=False)
-def served_models(*, _client: ChatClient, url: str, configured: tuple[str, ...]) -> list[ModelInfo]:
-    """``/v1/models`` and the LLM_MODELS names (``configured``, part of the cache key)."""
-    return _client.models()
+def served_models(
+    *, _client: ChatClient, url: str, configured: tuple[str, ...], discovered: tuple[str, ...] = ()
+) -> list[ModelInfo]:
+    """``/v1/models``, the LLM_MODELS names (``configured``) and the model pools'
+    (``discovered``; both part of the cache key)."""
+    return _client.models(discovered)
+
+
+@st.cache_resource(show_spinner=False)
+def _fleet(*, kubeconfig: str, namespace: str) -> CachedFleet:
+    return CachedFleet(fleet.cluster_fleet(kubeconfig, namespace))  # no I/O until first use
+
+
+def chat_fleet(settings: Settings) -> CachedFleet | None:
+    """The process's view of the model pools, or None without ``FLEET_DISCOVERY``."""
+    if not settings.fleet_discovery:
+        return None
+    return _fleet(kubeconfig=settings.kubeconfig, namespace=settings.k8s_namespace)
 
 
 def forget_server_facts() -> None:

@@ -7,6 +7,7 @@ import streamlit as st
 
 from webapp.access.identity import Owner
 from webapp.access.ui.identify import oidc_configured
+from webapp.chat.fleet import CachedFleet
 from webapp.chat.history import History
 from webapp.chat.messages import display_title, llm_error_message
 from webapp.chat.options import MODEL, Knob, knobs
@@ -14,7 +15,7 @@ from webapp.chat.ui.conversation import new_chat, open_chat
 from webapp.chat.ui.resources import backend_status, served_models
 from webapp.llm.chat import ChatClient
 from webapp.llm.errors import LLMError
-from webapp.llm.server import BackendState, ModelInfo
+from webapp.llm.server import BackendState, BackendStatus, ModelInfo
 from webapp.settings import Settings
 from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
@@ -29,7 +30,11 @@ _STATE_LABEL = {
 
 
 def sidebar(
-    settings: Settings, client: ChatClient, history: History, owner: Owner
+    settings: Settings,
+    client: ChatClient,
+    history: History,
+    owner: Owner,
+    fleet: CachedFleet | None = None,
 ) -> tuple[str | None, int | None]:
     """Render the sidebar; return the chosen model and its context length."""
     with st.sidebar:
@@ -45,21 +50,37 @@ def sidebar(
         st.markdown(f"{icon} **{label}**")
         if status.detail:
             st.caption(status.detail)
-        models: list[ModelInfo] = []
-        if status.state is BackendState.HEALTHY:
-            try:
-                models = served_models(
-                    _client=client, url=settings.llm_url, configured=client.configured_models
-                )
-            except LLMError as e:
-                st.caption(safe_markdown(f"Could not list models: {llm_error_message(e)}"))
+        models = _models(settings, client, status, fleet)
         model, max_len = _pick_model(settings, models)
+        if model and fleet is not None and fleet.state(model) == "asleep":
+            st.caption("This model is asleep: your next message wakes it up.")
         with st.expander("Settings", expanded=False):
             for knob in knobs(settings):
                 _knob(knob, max_len)
         _conversation_list(history)
         _account(owner)
         return model, max_len
+
+
+def _models(
+    settings: Settings, client: ChatClient, status: BackendStatus, fleet: CachedFleet | None
+) -> list[ModelInfo]:
+    """What the picker offers: the server's models with LLM_MODELS and, with
+    ``FLEET_DISCOVERY``, every model the pools serve — also when the server's default
+    model does not answer (a sleeping one is listed, to be woken). The fleet unreadable:
+    as without discovery."""
+    discovered = tuple((fleet.models() or []) if fleet is not None else [])
+    if status.state is BackendState.HEALTHY:
+        try:
+            return served_models(
+                _client=client,
+                url=settings.llm_url,
+                configured=client.configured_models,
+                discovered=discovered,
+            )
+        except LLMError as e:
+            st.caption(safe_markdown(f"Could not list models: {llm_error_message(e)}"))
+    return [ModelInfo(name, None) for name in discovered]
 
 
 def _knob(knob: Knob, max_len: int | None) -> None:

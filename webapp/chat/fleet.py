@@ -1,0 +1,243 @@
+"""The chat's view of the model pools behind the gateway (``FLEET_DISCOVERY``): which
+models are served, whether a model's pool is serving, loading or asleep (scaled to 0),
+and waking a sleeping one.
+
+The chat depends on the small ``Fleet`` protocol only; ``ClusterFleet`` implements it over
+``webapp.cluster.fleet`` (imported inside its methods: the chat tier without cluster access
+never loads the Kubernetes client). ``CachedFleet`` stands in front of any ``Fleet`` once per
+process: reads are cached, shared by every session and never hold a page longer than
+``READ_WAIT_S`` (a slow API server gives the last answer, or none); a model is woken once
+per process however many sessions and reruns ask. No Streamlit here (unit-tested).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from webapp.chat.errors import FleetUnavailable
+from webapp.cluster.errors import (
+    ClusterError,
+    ClusterNotConfigured,
+    ClusterUnavailable,
+    Forbidden,
+    NotFound,
+)
+
+PoolCondition = Literal["serving", "loading", "asleep", "unknown"]
+
+#: how long the served models are trusted (the picker), and a pool's condition (a wait)
+MODELS_TTL_S = 10.0
+STATE_TTL_S = 2.0
+#: the longest a page waits for a fleet read (the health check's timeout): then it goes on
+READ_WAIT_S = 3.0
+#: a woken model is not woken again for this long unless it was seen serving meanwhile
+WAKE_GUARD_S = 300.0
+
+#: where the cluster package keeps the fleet's functions (read lazily, in this order)
+FLEET_MODULES = ("webapp.cluster.fleet", "webapp.cluster.fleet_scaling")
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class Fleet(Protocol):
+    """The model pools as the chat needs them. Every method may raise ``FleetUnavailable``."""
+
+    def models(self) -> list[str]:
+        """Every served model name (the gateway routes each to its pool)."""
+        ...
+
+    def state(self, model: str) -> PoolCondition:
+        """Whether ``model``'s pool answers now, is starting, or sleeps at 0 replicas
+        ("unknown": no pool serves that name)."""
+        ...
+
+    def wake(self, model: str) -> None:
+        """Scale ``model``'s sleeping pool to one replica (nothing when it is awake)."""
+        ...
+
+
+def pool_condition(replicas: Iterable[tuple[int, int]]) -> PoolCondition:
+    """The condition of a model from its pools' ``(desired, ready)`` replicas: serving when
+    one replica is ready, loading when one is wanted, asleep when all are at 0."""
+    pools = list(replicas)
+    if not pools:
+        return "unknown"
+    if any(ready > 0 for _, ready in pools):
+        return "serving"
+    if any(desired > 0 for desired, _ in pools):
+        return "loading"
+    return "asleep"
+
+
+def _plain(exc: ClusterError) -> FleetUnavailable:
+    """A cluster error in a chat user's words (no API detail: it may name internals)."""
+    if isinstance(exc, ClusterNotConfigured):
+        return FleetUnavailable("the chat has no access to the cluster")
+    if isinstance(exc, Forbidden):
+        return FleetUnavailable("the chat is not allowed to wake models")
+    if isinstance(exc, ClusterUnavailable):
+        return FleetUnavailable("the cluster cannot be reached right now")
+    if isinstance(exc, NotFound):
+        return FleetUnavailable("its model pool was not found")
+    return FleetUnavailable("the cluster refused")
+
+
+class ClusterFleet:
+    """``Fleet`` over ``webapp.cluster.fleet`` (``served_models``, ``list_pools``,
+    ``wake_pool``) in ``namespace``; connects on first use."""
+
+    def __init__(self, kubeconfig: str, namespace: str) -> None:
+        self.kubeconfig, self.namespace = kubeconfig, namespace
+        self._cluster: object | None = None
+        self._lock = threading.Lock()
+
+    def _call(self, fn: Callable[..., T], *args: object) -> T:
+        try:
+            from webapp.cluster import k8s
+
+            with self._lock:
+                if self._cluster is None:
+                    self._cluster = k8s.connect(self.kubeconfig or None)
+            return fn(self._cluster, self.namespace, *args)
+        except ClusterError as exc:
+            raise _plain(exc) from None
+
+    @staticmethod
+    def _function(name: str) -> Callable[..., Any]:
+        """``name`` of the cluster package's fleet modules, imported now (first use)."""
+        for module in FLEET_MODULES:
+            try:
+                found = getattr(importlib.import_module(module), name, None)
+            except ImportError:
+                continue
+            if found is not None:
+                return found
+        raise FleetUnavailable("this version cannot read model pools")
+
+    def models(self) -> list[str]:
+        return list(self._call(self._function("served_models")))
+
+    def state(self, model: str) -> PoolCondition:
+        pools = self._call(self._function("list_pools"))  # PoolState: model, replicas, ready
+        return pool_condition((int(p.replicas), int(p.ready)) for p in pools if p.model == model)
+
+    def wake(self, model: str) -> None:
+        self._call(self._function("wake_pool"), model)
+
+
+def cluster_fleet(kubeconfig: str, namespace: str) -> Fleet:
+    """The fleet the chat page uses (tests give the page their own ``Fleet`` here)."""
+    return ClusterFleet(kubeconfig, namespace)
+
+
+@dataclass
+class _Entry:
+    at: float
+    value: object
+    future: Future | None = None
+
+
+class CachedFleet:
+    """One process's front of a ``Fleet``: never raises, never waits past ``wait_s``.
+
+    ``models()`` is None and ``state()`` "unknown" when the fleet cannot tell (the chat
+    then behaves as without discovery); ``wake()`` raises ``FleetUnavailable``."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        *,
+        models_ttl_s: float = MODELS_TTL_S,
+        state_ttl_s: float = STATE_TTL_S,
+        wait_s: float = READ_WAIT_S,
+        wake_guard_s: float = WAKE_GUARD_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fleet = fleet
+        self.models_ttl_s, self.state_ttl_s = models_ttl_s, state_ttl_s
+        self.wait_s, self.wake_guard_s, self.clock = wait_s, wake_guard_s, clock
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._woken: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._wake_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fleet-read")
+
+    def models(self) -> list[str] | None:
+        """The served models, or None when the fleet cannot be read."""
+        found = self._read(("models", ""), self.models_ttl_s, self.fleet.models, None)
+        return list(found) if isinstance(found, list) else None
+
+    def state(self, model: str) -> PoolCondition:
+        found = self._read(
+            ("state", model), self.state_ttl_s, lambda: self.fleet.state(model), "unknown"
+        )
+        if found == "serving":
+            with self._lock:
+                self._woken.pop(model, None)  # awake again: a later sleep may be woken
+        return found  # type: ignore[return-value]
+
+    def wake(self, model: str) -> bool:
+        """Wake ``model`` unless this process did within the guard; True when it called
+        the fleet. ``FleetUnavailable`` when it could not (nothing recorded: a retry may)."""
+        with self._wake_lock:
+            since = self._woken.get(model)
+            if since is not None and self.clock() - since < self.wake_guard_s:
+                return False
+            try:
+                self.fleet.wake(model)
+            except FleetUnavailable:
+                raise
+            except Exception as exc:  # a bug below must not reach the page as a traceback
+                log.warning("waking %s failed: %s", model, type(exc).__name__)
+                raise FleetUnavailable("the model pool could not be woken") from None
+            with self._lock:
+                self._woken[model] = self.clock()
+                self._entries.pop(("state", model), None)  # read it anew: loading now
+            return True
+
+    def forget(self, model: str) -> None:
+        """Read ``model``'s condition anew next time (a page waiting for it)."""
+        with self._lock:
+            self._entries.pop(("state", model), None)
+
+    def _read(self, key: tuple[str, str], ttl_s: float, read: Callable[[], T], fallback: T) -> T:
+        """The cached value while fresh. Stale: the last value at once, read anew in the
+        background (one read in flight per key, shared by every session). Never read: wait
+        for the read at most ``wait_s``, else ``fallback``."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry.future is None and self.clock() - entry.at < ttl_s:
+                return entry.value  # type: ignore[return-value]
+            known = entry is not None
+            if entry is None:
+                entry = self._entries[key] = _Entry(self.clock(), fallback)
+            if entry.future is None:
+                entry.future = self._pool.submit(self._refresh, key, read, fallback)
+            future = entry.future
+        if known:
+            return entry.value  # type: ignore[return-value]
+        try:
+            return future.result(timeout=self.wait_s)
+        except FutureTimeout:
+            return fallback
+
+    def _refresh(self, key: tuple[str, str], read: Callable[[], T], fallback: T) -> T:
+        try:
+            value = read()
+        except FleetUnavailable:
+            value = fallback  # cached as well: an unreadable fleet is not asked every run
+        except Exception as exc:  # a bug below: the chat goes on as without discovery
+            log.warning("reading the fleet (%s) failed: %s", key[0], type(exc).__name__)
+            value = fallback
+        with self._lock:
+            self._entries[key] = _Entry(self.clock(), value)
+        return value
