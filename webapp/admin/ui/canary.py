@@ -95,6 +95,10 @@ def progress(console: Console) -> None:
     view = job_to_show(console, FLEET_CANARY.kind)
     if view is None:
         return
+    if view.running:
+        st.session_state["canary_watched"] = view.id
+    elif st.session_state.pop("canary_watched", None) == view.id:
+        st.rerun(scope="app")  # just ended while watched: the pools table above shows it now
     d = view.detail
     title = f"Canary of pool {d.stable}: {d.new_model} as {d.served or '…'}"
     st.markdown(f"**{literal(title)}**")
