@@ -9,6 +9,7 @@ import pytest
 
 from tests.fakes import k8s_server
 from tests.fakes.k8s_server import FakeCluster
+from tests.support.crd_schemas import scaled_object_errors, schema_errors
 from tests.support.fleet import CATALOG, seed_fleet
 from webapp.cluster import fleet, fleet_scaling
 from webapp.cluster import keda_objects as ko
@@ -83,6 +84,10 @@ def test_min_zero_writes_a_scaled_object_on_the_pools_queue(seeded, cluster):
     auth = seeded.get("triggerauthentications", ko.TRIGGER_AUTH_NAME, NS)
     assert auth["spec"] == {"podIdentity": {"provider": "gcp"}}
     assert seeded.wait_for(lambda f: conditions(f).get("Ready") == "True", 5)
+    so = seeded.get("scaledobjects", POOL, NS)  # as written, with the status KEDA's adds
+    assert so["status"]["hpaName"] == "keda-hpa-vllm-mistral"
+    assert scaled_object_errors(so) == []  # KEDA v2.20.2's CRD, strict: no unknown field
+    assert schema_errors(auth) == []
     assert listed(cluster).autoscaling == scaling
 
 
@@ -162,3 +167,12 @@ def test_remove_takes_away_the_scaled_object(seeded, cluster):
     assert seeded.get("scaledobjects", POOL, NS) is None
     assert seeded.get("deployments", POOL, NS) is None
     assert seeded.get("triggerauthentications", ko.TRIGGER_AUTH_NAME, NS)  # shared by pools
+
+
+@pytest.mark.parametrize(("low", "high", "target"), [(0, 1, 0.5), (0, 64, 1000), (0, 3, 2.5)])
+def test_every_scaled_object_we_build_passes_kedas_crd_schema(low, high, target):
+    so = ko.scaled_object(NS, POOL, Autoscaling(low, high, target, True), PROJECT)
+    assert scaled_object_errors(so) == []
+    assert ko.read_scaled_object(so) == Autoscaling(low, high, float(target), True)
+    assert schema_errors(ko.trigger_authentication()) == []
+    assert scaled_object_errors({**so, "spec": {**so["spec"], "cooldown": 600}}) != []  # strict

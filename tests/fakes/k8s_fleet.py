@@ -391,6 +391,24 @@ def keda_replicas(current: int, value: float, threshold: float, lo: int, hi: int
     return max(lo, min(hi, desired))
 
 
+def _keda_condition(typ: str, ok: bool, reason: str, message: str) -> dict:
+    """A ScaledObject condition as KEDA writes it (KEDA's type has no lastTransitionTime)."""
+    return {"type": typ, "status": "True" if ok else "False", "reason": reason, "message": message}
+
+
+def _keda_desired(fc: FakeCluster, key, spec: dict, dep: dict, value: float, active: bool) -> int:
+    """The replicas KEDA (and its HPA) want for the target now."""
+    current = dep["spec"].get("replicas", 0)
+    lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    if active:
+        return keda_replicas(current, value, _prometheus_trigger({"spec": spec})[0], lo, hi)
+    if current > 0 and lo == 0:
+        last = fc.keda_last_active.get(key)
+        cooldown = spec.get("cooldownPeriod", 300) * fc.time_scale
+        return 0 if last is None or time.monotonic() - last > cooldown else 1
+    return max(lo, 1) if current > 0 else current
+
+
 def _keda(fc: FakeCluster, key) -> None:
     so = fc.objects["scaledobjects"][key]
     ns, name = key
@@ -398,68 +416,37 @@ def _keda(fc: FakeCluster, key) -> None:
     target = spec["scaleTargetRef"]["name"]
     dep = fc.objects["deployments"].get((ns, target))
     status = copy.deepcopy(so.get("status") or {})
-    prev = {c["type"]: c for c in status.get("conditions", [])}
     trigger = _prometheus_trigger(so)
-    last = fc.keda_last_active.get(key)
     if dep is None or trigger is None:
         why = "the target does not exist" if dep is None else "no prometheus trigger"
         status["conditions"] = [
-            _condition("Ready", False, "ScaledObjectCheckFailed", why, prev.get("Ready")),
-            _condition("Active", False, "ScalerNotActive", "", prev.get("Active")),
+            _keda_condition("Ready", False, "ScaledObjectCheckFailed", why),
+            _keda_condition("Active", False, "ScalerNotActive", ""),
         ]
         _set_status(fc, "scaledobjects", so, status)
         return
-    starting = dep["spec"].get("replicas", 0) - (dep.get("status") or {}).get(
-        "availableReplicas", 0
-    )
+    current = dep["spec"].get("replicas", 0)
+    starting = current - (dep.get("status") or {}).get("availableReplicas", 0)
     value = fc.metrics.get(key, 0.0) + max(0, starting)  # the query's "replicas starting" term
     active = value > trigger[1]
-    now = time.monotonic()
-    current = dep["spec"].get("replicas", 0)
-    lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
-    desired = current
     if active:
-        fc.keda_last_active[key] = now
+        fc.keda_last_active[key] = time.monotonic()
         status["lastActiveTime"] = _now_iso()
-        desired = keda_replicas(current, value, trigger[0], lo, hi)
-    elif current > 0 and lo == 0:
-        cooldown = spec.get("cooldownPeriod", 300) * fc.time_scale
-        desired = 0 if last is None or now - last > cooldown else 1
-    elif current > 0:
-        desired = max(lo, 1)
+    desired = _keda_desired(fc, key, spec, dep, value, active)
     if desired != current:
         updated = copy.deepcopy(dep)
         updated["spec"]["replicas"] = desired
         fc._update("deployments", (ns, target), updated)
     status.setdefault("originalReplicaCount", current)
-    status.update(
-        scaleTargetKind="apps/v1.Deployment",
-        hpaName=f"keda-hpa-{name}",
-        externalMetricNames=["s0-prometheus"],
-    )
+    status.update(scaleTargetKind="apps/v1.Deployment", hpaName=f"keda-hpa-{name}",
+                  externalMetricNames=["s0-prometheus"])  # fmt: skip
     status["conditions"] = [
-        _condition(
-            "Ready",
-            True,
-            "ScaledObjectReady",
-            "ScaledObject is defined correctly and is ready for scaling",
-            prev.get("Ready"),
-        ),  # fmt: skip
-        _condition(
-            "Active",
-            active,
-            "ScalerActive" if active else "ScalerNotActive",
-            "Scaling is performed because triggers are active"
-            if active
-            else "Scaling is not performed because triggers are not active",
-            prev.get("Active"),
-        ),  # fmt: skip
-        _condition(
-            "Fallback",
-            False,
-            "NoFallbackFound",
-            "No fallbacks are active on this scaled object",
-            prev.get("Fallback"),
-        ),  # fmt: skip
-    ]
+        _keda_condition("Ready", True, "ScaledObjectReady",
+                        "ScaledObject is defined correctly and is ready for scaling"),
+        _keda_condition("Active", active, "ScalerActive" if active else "ScalerNotActive",
+                        "Scaling is performed because triggers are active" if active
+                        else "Scaling is not performed because triggers are not active"),
+        _keda_condition("Fallback", False, "NoFallbackFound",
+                        "No fallbacks are active on this scaled object"),
+    ]  # fmt: skip
     _set_status(fc, "scaledobjects", so, status)
