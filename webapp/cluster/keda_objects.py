@@ -14,8 +14,8 @@ Google service account needs ``roles/monitoring.viewer``). The query sums the re
 and running on the pool's pods (vLLM's ``vllm:num_requests_waiting`` and
 ``vllm:num_requests_running``, scraped by a PodMonitoring; pods are picked by name, the
 Deployment's ``<pool>-<hash>-<suffix>``) plus the pool's replicas that are wanted but not yet
-available (GKE's kube-state-metrics package: ``kube_deployment_spec_replicas`` minus
-``kube_deployment_status_replicas_available``). That last term keeps a pool the chat woke
+available (GKE's kube-state-metrics package for Deployments, ``--monitoring=...,DEPLOYMENT``:
+``kube_deployment_spec_replicas`` minus ``kube_deployment_status_replicas_available``). That last term keeps a pool the chat woke
 (0 -> 1) active while its model loads: KEDA scales an inactive target whose cooldown has
 passed back to 0 at its next poll, and a loading vLLM has no requests yet. The metric type is
 KEDA's default ``AverageValue``: the HPA aims at ``threshold`` (the admin's target) per replica.
