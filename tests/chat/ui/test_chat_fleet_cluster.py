@@ -58,6 +58,11 @@ def pod_phase(fake, model: str) -> str:
     return ""
 
 
+def stray_values(at) -> list[str]:
+    """Values Streamlit's magic drew from a bare expression of the page (`True`, `False`)."""
+    return [m.value for m in at.markdown if m.value in ("`True`", "`False`", "`None`")]
+
+
 def test_the_picker_lists_both_pools_models_from_the_cluster(page, world):
     fake, srv, _ = world
     at = open_chat(page, fake, srv)
@@ -67,6 +72,7 @@ def test_the_picker_lists_both_pools_models_from_the_cluster(page, world):
     send(at, "hello mistral")
     assert chat(at)[1] == ("assistant", ["answered"])
     assert [b["model"] for b in completions(srv)] == [MISTRAL]
+    assert stray_values(at) == []
 
 
 def test_a_pool_at_zero_is_said_asleep_woken_and_the_kept_message_answered(page, world):
@@ -83,6 +89,7 @@ def test_a_pool_at_zero_is_said_asleep_woken_and_the_kept_message_answered(page,
     assert chat(at) == [("user", ["hello sleepy"])]  # kept, not failed
     said = " ".join(infos(at))
     assert f"{MISTRAL} was asleep and is being woken" in said, said
+    assert stray_values(at) == []
     assert fake.get("deployments", "mistral", NS)["spec"]["replicas"] == 1  # woken: 0 -> 1
     phases, sayings = [], []
 
