@@ -66,6 +66,7 @@ def test_a_user_wakes_a_sleeping_model_and_gets_the_answer(fleet_app, page):
     expect(waking).to_contain_text("is being woken")
     expect(waking).to_contain_text("Your message will be sent when the model is ready")
     expect(page.get_by_test_id("stChatMessage").first).to_contain_text("Are you awake?")
+    expect(sidebar).not_to_contain_text("asleep")  # drawn anew once woken
     assert fake.get("deployments", "mistral", NS)["spec"]["replicas"] == 1
     SCREENS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENS / "wake.png"), full_page=True)

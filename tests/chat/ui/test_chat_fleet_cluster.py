@@ -90,6 +90,7 @@ def test_a_pool_at_zero_is_said_asleep_woken_and_the_kept_message_answered(page,
     said = " ".join(infos(at))
     assert f"{MISTRAL} was asleep and is being woken" in said, said
     assert stray_values(at) == []
+    assert not any("asleep" in c.value for c in at.sidebar.caption)  # not stale: it wakes
     assert fake.get("deployments", "mistral", NS)["spec"]["replicas"] == 1  # woken: 0 -> 1
     phases, sayings = [], []
 
