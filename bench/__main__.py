@@ -2,7 +2,8 @@
 
 Parts: stream (1. streaming overhead, scripted fake), vllm (1. on the real vLLM CPU
 build), concurrency (2.), concurrency-ws (2b., the same without the browser: Python clients
-of Streamlit's websocket protocol), status (3., module level), status-page (3., the admin page in
+of Streamlit's websocket protocol), replicas (2d., N sessions on one app process against 2N
+on two behind HAProxy, PostgreSQL shared), status (3., module level), status-page (3., the admin page in
 Chromium), switch (4., module level), switch-page (4., admin page + chat page in Chromium).
 Writes ``bench/results/latest.md``
 and ``bench/results/summary.png``; ``bench/RESULTS.md`` is the recorded full run.
@@ -20,8 +21,8 @@ from bench import report
 from bench.common import ROOT, chromium, machine
 
 PARTS = (
-    "stream", "vllm", "concurrency", "concurrency-ws", "status", "status-page", "switch",
-    "switch-page",
+    "stream", "vllm", "concurrency", "concurrency-ws", "replicas", "status", "status-page",
+    "switch", "switch-page",
 )  # fmt: skip
 BROWSER_PARTS = {"stream", "vllm", "concurrency", "status-page", "switch-page"}
 
@@ -36,14 +37,27 @@ def _config(quick: bool) -> dict:
             "lengths": [256, 2048], "runs": 1, "levels": [1, 8], "conc_tokens": 256,
             "sizes": [(10, 60), (50, 300)], "refreshes": 3, "polls": [2.0], "switch_runs": 1,
             "vllm_runs": 1, "page_sizes": [(10, 60), (50, 300)], "page_loads": 1,
-            "page_switch_runs": 2,
+            "page_switch_runs": 2, "replica_levels": [8],
         }  # fmt: skip
     return {
         "lengths": [256, 2048, 8192], "runs": 3, "levels": [1, 8, 32], "conc_tokens": 512,
         "sizes": [(10, 60), (50, 300)], "refreshes": 10, "polls": [2.0, 0.25],
         "switch_runs": 3, "vllm_runs": 3, "page_sizes": [(2, 1), (10, 60), (50, 300)],
-        "page_loads": 3, "page_switch_runs": 4,
+        "page_loads": 3, "page_switch_runs": 4, "replica_levels": [16, 32],
     }  # fmt: skip
+
+
+def _status_page(browser, cfg: dict, before: str | None) -> list:
+    from bench import admin_browser
+    from bench.common import source_tree
+
+    if before is None:
+        return admin_browser.run_status_page(browser, cfg["page_sizes"], cfg["page_loads"], _log)
+    with source_tree(before) as root:
+        _log(f"  before: the page at {before}, alternating with this tree's")
+        return admin_browser.run_status_page(
+            browser, cfg["page_sizes"], cfg["page_loads"], _log, before=root
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +73,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also profile the admin page open in Chromium (CPU time per script file)",
     )
+    ap.add_argument(
+        "--admin-before",
+        metavar="REV",
+        help="status-page: also time the admin page of git revision REV, alternating loads",
+    )
+    ap.add_argument(
+        "--page-sizes",
+        nargs="+",
+        metavar="NODESxPODS",
+        help="status-page: cluster sizes, e.g. 50x300 (default: 2x1 10x60 50x300)",
+    )
     args = ap.parse_args(argv)
     cfg = _config(args.quick)
+    if args.page_sizes:
+        cfg["page_sizes"] = [tuple(int(n) for n in s.split("x")) for s in args.page_sizes]
     if args.lengths:
         cfg["lengths"] = args.lengths
     if args.runs:
@@ -93,13 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows, idle = concurrency.run(browser, cfg["levels"], cfg["conc_tokens"], _log)
                 res["concurrency"], res["idle_rss"] = rows, idle
             if "status-page" in args.parts:
-                from bench import admin_browser
-
                 _log("3b. admin status at scale, the admin page in Chromium")
                 try:
-                    res["status_page"] = admin_browser.run_status_page(
-                        browser, cfg["page_sizes"], cfg["page_loads"], _log
-                    )
+                    res["status_page"] = _status_page(browser, cfg, args.admin_before)
                 except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
                     res["status_page_error"] = f"{type(e).__name__}: {e}"
                     _log(f"  admin page rows failed: {res['status_page_error']}")
@@ -126,6 +149,15 @@ def main(argv: list[str] | None = None) -> int:
 
         _log("2b. concurrency without the browser (websocket protocol clients)")
         res["concurrency_ws"] = ws_sessions.run(cfg["levels"], cfg["conc_tokens"], _log)
+    if "replicas" in args.parts:
+        from bench import replicas
+
+        _log("2d. two replicas behind the proxy against one (websocket protocol clients)")
+        try:
+            res["replicas"] = replicas.run(cfg["replica_levels"], cfg["conc_tokens"], _log)
+        except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
+            res["replicas_error"] = f"{type(e).__name__}: {e}"
+            _log(f"  replicas rows failed: {res['replicas_error']}")
     if "status" in args.parts:
         from bench import admin
 

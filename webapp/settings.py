@@ -110,6 +110,11 @@ class Settings(BaseSettings):
         "with no node coming from the cluster autoscaler",
     )
     vllm_deployment: str = "vllm"
+    fleet: bool = Field(
+        False,
+        description="the admin page's 'Model pools' section: model pools behind the inference "
+        "gateway (k8s/components/inference-gateway sets it)",
+    )
     vllm_service: str = "vllm"
     gke_project: str = ""
     gke_location: str = ""

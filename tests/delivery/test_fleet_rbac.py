@@ -1,6 +1,6 @@
 """Least privilege for the fleet of model pools, checked by use (as tests/delivery/test_rbac.py
 does for the base): the admin console runs every fleet action (list, deploy a pool, autoscale,
-scale, wake, canary split, per-pool lock, remove) against the fake API server while it
+scale, wake, canary split, per-pool lock, live /metrics, remove) against the fake API server while it
 authorizes each request with the Roles k8s/overlays/pools renders for the admin; the chat wakes
 a sleeping pool with its own Role only (the chat page's ClusterFleet: models, state, wake). Nothing is refused, and every permission the fleet's
 Role (and the chat's) grants is used by some request."""
@@ -19,6 +19,7 @@ from webapp.cluster import fleet, fleet_scaling
 from webapp.cluster.errors import SwitchInProgress
 from webapp.cluster.k8s import connect
 from webapp.cluster.lock import acquire_lock
+from webapp.cluster.pod_metrics import pod_metrics_texts
 from webapp.cluster.pools import Backend, PoolSpec
 
 pytestmark = pytest.mark.delivery
@@ -64,9 +65,14 @@ def fleet_session(fake: FakeCluster) -> None:
     assert fleet.served_models(cluster, NS) == ["llama-2-7b", "mistral-7b", "qwen2-7b"]
     assert len(fleet.list_pools(cluster, NS)) == 3
     fleet_scaling.scale_pool(cluster, NS, "qwen", 0)
+    assert [p.pod for p in pod_metrics_texts(cluster, NS, "vllm")]  # the fleet table's numbers
     assert fleet_scaling.wake_pool(cluster, NS, "qwen2-7b") == "qwen"
-    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 95), Backend("qwen", 5)])
-    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 100)])
+    fleet.create_pool(cluster, NS, PoolSpec("canary", "mistral-7b"), canary=True,
+                      hf_repo="mistralai/Mistral-7B-v0.3", **repo)  # fmt: skip
+    split = [Backend("vllm-mistral", 95), Backend("canary", 5)]
+    fleet.set_split(cluster, NS, "mistral-7b", split)
+    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 100)])  # rolled back
+    fleet.remove_pool(cluster, NS, "canary")
     fleet_scaling.clear_autoscaling(cluster, NS, "vllm-mistral")
     fleet_scaling.set_autoscaling(cluster, NS, "qwen", 1, 2, 4)
     fleet.remove_pool(cluster, NS, "qwen")

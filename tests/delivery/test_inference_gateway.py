@@ -386,7 +386,7 @@ def _without_hashes(obj: dict) -> dict:
 
 
 @pytest.mark.parametrize("overlay", ["l4", "t4"])
-def test_component_changes_only_llm_url_and_network_policies(tmp_path, overlay):
+def test_component_changes_only_llm_url_fleet_and_network_policies(tmp_path, overlay):
     plain = render(K8S / "overlays" / overlay)
     with_gateway = render(
         overlay_with_component(tmp_path / overlay, overlay, COMPONENT, {"namespace": "vllm"})
@@ -405,7 +405,8 @@ def test_component_changes_only_llm_url_and_network_policies(tmp_path, overlay):
             assert _without_hashes(after[key]) == _without_hashes(obj), key
     before = find_prefix(plain, "ConfigMap", "webapp-config")["data"]
     now = find_prefix(with_gateway, "ConfigMap", "webapp-config")["data"]
-    assert {k: v for k, v in now.items() if k != "LLM_URL"} == {
+    assert now["FLEET"] == "true" and "FLEET" not in before  # the admin page's pools section
+    assert {k: v for k, v in now.items() if k not in ("LLM_URL", "FLEET")} == {
         k: v for k, v in before.items() if k != "LLM_URL"
     }
     added = {k for k in after} - {

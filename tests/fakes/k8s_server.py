@@ -24,7 +24,8 @@ Deployment on a GPU node pool:
 Supported API: GET / LIST (labelSelector, fieldSelector) / WATCH (``?watch=true``,
 JSON lines) / POST / PUT (resourceVersion conflict -> 409) / PATCH (json-patch,
 merge-patch, strategic-merge-patch subset) / DELETE, ``pods/log``, GET on the Service proxy
-(``services/NAME:PORT/proxy/PATH``, forwarded to ``proxy_to(ns, service, url)``); errors are
+(``services/NAME:PORT/proxy/PATH``, forwarded to ``proxy_to(ns, service, url)``) and on the
+pod proxy (``pods/NAME:PORT/proxy/PATH``, to ``proxy_pod_to(ns, url, pod=|labels=)``); errors are
 ``Status`` objects (401, 403, 404, 409, 410, 415, 422). ``request_counts`` counts
 requests per ``(verb, resource)`` and ``requests`` lists them (``ApiRequest``: verb, API
 group, resource, namespace, name); ``forbid(verb, resource)`` answers 403, and so does any
@@ -364,6 +365,8 @@ class FakeCluster:
         self.pod_logs: dict[tuple[str, str], list[str]] = {}
         self.metrics: dict[tuple[str, str], float] = {}  # (ns, hpa) -> per-pod metric value
         self.proxy_targets: dict[tuple[str, str], str] = {}  # (ns, service) -> base URL
+        self.pod_proxy_targets: dict[tuple[str, str], str] = {}  # (ns, pod) -> base URL
+        self.pod_proxy_rules: list[tuple[str, dict[str, str], str]] = []  # (ns, labels, URL)
         self._pstate: dict[tuple[str, str], dict] = {}
         self._dstate: dict[tuple[str, str], dict] = {}
         self._event_index: dict[tuple, dict] = {}
@@ -525,6 +528,40 @@ class FakeCluster:
             raise ApiError(
                 503, f'no endpoints available for service "{service}"', "ServiceUnavailable"
             )
+        return target
+
+    def proxy_pod_to(
+        self, namespace: str, url: str, *, pod: str | None = None, labels: dict | None = None
+    ) -> None:
+        """The API's pod proxy (``pods/NAME[:PORT]/proxy/PATH``) forwards GETs to ``url`` for
+        pod ``pod``, or for every pod (present or future: pools' pods have generated names)
+        whose labels include ``labels``, as the pod's own server would answer. A later call
+        for the same pod or labels replaces the URL."""
+        with self.lock:
+            if pod is not None:
+                self.pod_proxy_targets[(namespace, pod)] = url.rstrip("/")
+            if labels is not None:
+                rules = [r for r in self.pod_proxy_rules if r[:2] != (namespace, labels)]
+                self.pod_proxy_rules = [*rules, (namespace, dict(labels), url.rstrip("/"))]
+
+    def _pod_proxy_target(self, ns: str, name: str) -> str:
+        """The URL behind ``pods/[scheme:]NAME[:PORT]/proxy``; 503 as the API server answers
+        when the pod has no server behind it (not running, nothing listening)."""
+        parts = name.split(":")
+        pod_name = parts[1] if len(parts) == 3 else parts[0]
+        pod = self.objects["pods"].get((ns, pod_name))
+        if pod is None:
+            raise ApiError(404, f'pods "{pod_name}" not found')
+        target = self.pod_proxy_targets.get((ns, pod_name))
+        labels = pod["metadata"].get("labels") or {}
+        for rns, want, url in self.pod_proxy_rules:
+            if target is None and rns == ns and want.items() <= labels.items():
+                target = url
+        if target is None or pod["status"].get("phase") != "Running":
+            raise ApiError(
+                503, f"error trying to reach service: dial tcp {pod['status'].get('podIP')}: "
+                "connect: connection refused", "ServiceUnavailable",
+            )  # fmt: skip
         return target
 
     @staticmethod
@@ -1212,6 +1249,8 @@ class FakeCluster:
                 return 200, k8s_fleet.handle_scale(self, verb, ns, name, body, ctype)
             if sub == "proxy" and resource == "services" and verb == "get":
                 target = self._proxy_target(ns, name)
+            elif sub == "proxy" and resource == "pods" and verb == "get":
+                target = self._pod_proxy_target(ns, name)
             else:
                 status_only = sub == "status"
                 return 200, self._crud(verb, resource, ns, name, query, body, ctype, status_only)

@@ -74,6 +74,7 @@ RBAC_RULES: dict[str, str] = {
     "delete_namespaced_horizontal_pod_autoscaler": (
         "delete on horizontalpodautoscalers (autoscaling)"
     ),
+    "connect_get_namespaced_pod_proxy_with_path": "get on pods/proxy",
     # custom objects: one client method for every kind; the rule names each kind it is used on
     "get_namespaced_custom_object": (
         "get on httproutes, inferencepools, healthcheckpolicies, gcpbackendpolicies "

@@ -280,3 +280,19 @@ class PoolInUse(FleetError):
 
 class InvalidAutoscaling(FleetError, ValueError):
     """Autoscaling bounds or target not valid (min above max, a target that is not positive)."""
+
+
+# --- a pool's live numbers (webapp.cluster.pod_metrics): vLLM's /metrics of its replicas, read
+# through the API server's pod proxy. ``reason`` is plain words (which pod, why).
+
+
+class PodMetricsUnavailable(ClusterError):
+    """A pool's /metrics could not be read: no ready replica, a replica that did not answer, a
+    refusal (RBAC: get pods/proxy); ``pool`` and ``pod`` (None for the whole pool) name where."""
+
+    def __init__(self, pool: str, reason: str, *, pod: str | None = None) -> None:
+        self.pool = pool
+        self.pod = pod
+        self.reason = reason
+        where = f"pod {pod} of pool {pool}" if pod else f"pool {pool}"
+        super().__init__(f"the metrics of {where} could not be read: {reason}")

@@ -10,11 +10,13 @@ into the exceptions of ``webapp.cluster.errors``; nothing here logs a token.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from webapp.cluster.errors import (
@@ -152,6 +154,18 @@ def _clients(client: Any, api: Any, source: str) -> Cluster:
         autoscaling=client.AutoscalingV2Api(api),
         source=source,
     )
+
+
+@lru_cache(maxsize=4)
+def no_retry_core(cluster: Cluster) -> Any:
+    """CoreV1Api on a copy of the cluster's configuration without urllib3's retries, for reads
+    through the API server's proxy (an exporter, a vLLM pod): a slow target must cost one
+    timeout, not four (three retries of a GET by default)."""
+    from kubernetes import client
+
+    cfg = copy.copy(cluster.api.configuration)
+    cfg.retries = False
+    return client.CoreV1Api(client.ApiClient(cfg))
 
 
 def parse_time(value: str | None) -> datetime | None:

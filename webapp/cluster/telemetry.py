@@ -23,11 +23,9 @@ that turns it on; no token or response body is logged or kept.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -292,7 +290,7 @@ def read_exporter(cluster: Any, settings: Any) -> list[GpuSample]:
     try:
         text = k8s.call(
             f"read {ns}/{name} through the service proxy",
-            _no_retry_core(cluster).connect_get_namespaced_service_proxy_with_path,
+            k8s.no_retry_core(cluster).connect_get_namespaced_service_proxy_with_path,
             name, ns, "metrics", text=True, _request_timeout=(timeout, timeout),
         )  # fmt: skip
     except NotFound:
@@ -307,17 +305,6 @@ def read_exporter(cluster: Any, settings: Any) -> list[GpuSample]:
     except ClusterError as exc:
         raise _Unavailable(f"the Kubernetes API refused: {type(exc).__name__}") from None
     return parse_exporter_text(text)
-
-
-@lru_cache(maxsize=4)
-def _no_retry_core(cluster: Any) -> Any:
-    """CoreV1Api on a copy of the cluster's configuration without urllib3's retries: a slow
-    exporter must cost one timeout, not four (three retries of a GET by default)."""
-    from kubernetes import client
-
-    cfg = copy.copy(cluster.api.configuration)
-    cfg.retries = False
-    return client.CoreV1Api(client.ApiClient(cfg))
 
 
 def _proxy_reason(message: str, timeout: float) -> str:
