@@ -263,9 +263,15 @@ def test_the_cluster_fleet_reads_and_wakes_the_real_pools(pools):
 def test_a_canary_pool_asleep_beside_a_serving_one_is_serving(pools):
     fake, admin = pools
     chat = ClusterFleet(fake.kubeconfig_path, NS)
-    fleet_scaling.scale_pool(admin, NS, "qwen", 0)
-    fleet.set_split(admin, NS, "mistral-7b", [Backend("mistral", 95), Backend("qwen", 5)])
-    assert fleet_scaling.model_replicas(admin, NS, "mistral-7b") == [(1, 1), (0, 0)]
+    fleet_scaling.scale_pool(admin, NS, "qwen", 0)  # its GPU for the canary
+    fleet.create_pool(admin, NS, PoolSpec("mistral-canary", "mistral-7b"), canary=True,
+                      hf_repo="mistralai/Mistral-7B-v0.1", **REPO)  # fmt: skip
+    assert fleet_scaling.model_replicas(admin, NS, "mistral-7b") == [(1, 1)]  # no share yet
+    split = [Backend("mistral", 95), Backend("mistral-canary", 5)]
+    fleet.set_split(admin, NS, "mistral-7b", split)
+    fleet_scaling.scale_pool(admin, NS, "mistral-canary", 0)
+    assert eventually(lambda: fleet_scaling.model_replicas(admin, NS, "mistral-7b"),
+                      [(1, 1), (0, 0)])  # fmt: skip
     assert chat.state("mistral-7b") == "serving"
     fleet_scaling.scale_pool(admin, NS, "mistral", 0)
     assert eventually(lambda: chat.state("mistral-7b"), "asleep")
