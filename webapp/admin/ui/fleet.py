@@ -18,6 +18,7 @@ from webapp.admin.jobs import JobDefinition
 from webapp.admin.messages import admin_error_message
 from webapp.admin.plan import plan_deploy
 from webapp.admin.sizing import SizingError
+from webapp.admin.ui import canary
 from webapp.admin.ui.console import Console, catalog, job_to_show
 from webapp.cluster.scheduling import gpu_name
 from webapp.ui.safe_markdown import safe_markdown
@@ -38,7 +39,7 @@ def show(console: Console) -> None:
         st.error(admin_error_message(fleet.error))
         return
     _table(fleet)
-    # The canary section goes here: it takes the console and fleet.rows (webapp/admin/ui/canary.py).
+    canary.show(console)  # switch a pool's model by traffic share (webapp/admin/ui/canary.py)
     for row in fleet.rows:
         _controls(console, row)
     _progress(console, tuple(r.pool for r in fleet.rows))
