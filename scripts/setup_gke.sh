@@ -287,8 +287,11 @@ log "GKE cluster $CLUSTER_NAME in $REGION (nodes in $ZONES)"
 # A small CPU pool runs the web apps and system pods; GPUs live in their own pool.
 # GPU telemetry for the admin page: Managed Service for Prometheus with managed collection,
 # and GKE's managed DCGM exporter on the GPU nodes (per-GPU utilization, memory, temperature,
-# power), queried by the page with PromQL (webapp/cluster/telemetry.py).
-GPU_TELEMETRY_FLAGS=(--enable-managed-prometheus "--monitoring=SYSTEM,DCGM")
+# power), queried by the page with PromQL (webapp/cluster/telemetry.py). DEPLOYMENT keeps
+# GKE's kube-state-metrics package for Deployments (an explicit --monitoring list replaces
+# GKE's default one): a pool scaled to zero by KEDA counts its replicas still starting as
+# activity, so KEDA does not undo the chat's wake (webapp/cluster/keda_objects.py).
+GPU_TELEMETRY_FLAGS=(--enable-managed-prometheus "--monitoring=SYSTEM,DCGM,DEPLOYMENT")
 if exists gcloud container clusters describe "$CLUSTER_NAME" \
   --location="$REGION" --project="$PROJECT_ID"; then
   log "cluster exists: left as it is, except that GPU telemetry is turned on"

@@ -112,7 +112,8 @@ def test_deploy_scale_autoscale_remove_a_pool_audited(fake, audit):
     assert _pools(fake)["mistral"] == ("mistral-7b", 2, 2)
     assert "mistral: 2/2 replicas ready." in job.view().messages
 
-    job = start_pool_job(reg, POOL_AUTOSCALE, AutoscalePool(cluster, NS, "mistral", 0, 3, 4.0),
+    job = start_pool_job(reg, POOL_AUTOSCALE, AutoscalePool(cluster, NS, "mistral", 0, 3, 4.0,
+                                                            project="my-project"),
                          actor=ANN, audit=audit)  # fmt: skip
     assert job.wait(20) and job.view().result == "done", job.view().messages
     (state,) = [p for p in fleet.list_pools(cluster, NS) if p.name == "mistral"]
@@ -141,6 +142,8 @@ BAD = [
      NotEnoughCapacity, "3 replicas"),
     (POOL_AUTOSCALE, lambda f: AutoscalePool(connect(f.kubeconfig_path), NS, "vllm", 3, 1, 4.0),
      InvalidAutoscaling, "above the maximum"),
+    (POOL_AUTOSCALE, lambda f: AutoscalePool(connect(f.kubeconfig_path), NS, "vllm", 0, 1, 4.0),
+     InvalidAutoscaling, "set GKE_PROJECT"),
     (POOL_SCALE, lambda f: ScalePool(connect(f.kubeconfig_path), NS, "vllm", 99),
      InvalidAutoscaling, "from 0 to 64"),
     (POOL_REMOVE, lambda f: RemovePool(connect(f.kubeconfig_path), NS, "vllm"), PoolInUse,

@@ -252,20 +252,19 @@ def test_scale_and_wake_through_the_scale_subresource(seeded, cluster):
 
 def test_autoscaling_writes_an_hpa_on_the_queue_depth(seeded, cluster):
     create_mistral(cluster)
-    scaling = fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 0, 3, 4)
-    assert scaling == Autoscaling(0, 3, 4.0, scale_to_zero=True)
+    scaling = fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 1, 3, 4)
+    assert scaling == Autoscaling(1, 3, 4.0, scale_to_zero=False)
     hpa = seeded.get("horizontalpodautoscalers", "vllm-mistral", NS)
-    assert hpa["spec"]["minReplicas"] == 1  # GKE's HPA cannot go to 0: the wish is noted
-    assert hpa["metadata"]["annotations"] == {"llm-console/scale-to-zero": "true"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    assert not hpa["metadata"].get("annotations")
     metric = hpa["spec"]["metrics"][0]["pods"]
     assert metric["metric"]["name"] == WAITING_METRIC
     assert metric["target"] == {"type": "AverageValue", "averageValue": "4"}
     (pool,) = [p for p in fleet.list_pools(cluster, NS) if p.name == "vllm-mistral"]
     assert pool.autoscaling == scaling
-    fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 1, 2, 2.5)  # replaces it
+    fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 2, 2, 2.5)  # replaces it
     hpa = seeded.get("horizontalpodautoscalers", "vllm-mistral", NS)
-    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 2)
-    assert not hpa["metadata"].get("annotations")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 2)
     fleet_scaling.clear_autoscaling(cluster, NS, "vllm-mistral")
     assert seeded.get("horizontalpodautoscalers", "vllm-mistral", NS) is None
 
@@ -284,7 +283,7 @@ def test_bad_autoscaling_is_refused_with_nothing_written(seeded, cluster, lo, hi
 
 def test_the_hpa_scales_the_pool_on_the_metric_and_pauses_at_zero(seeded, cluster):
     create_mistral(cluster)
-    fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 0, 3, 4)
+    fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 1, 3, 4)
     seeded.set_metric(NS, "vllm-mistral", 10)  # 1 replica * 10 / 4 -> 3 (ceil)
     dep = lambda f: f.get("deployments", "vllm-mistral", NS)["spec"]["replicas"]  # noqa: E731
     assert seeded.wait_for(lambda f: dep(f) == 3, 5)

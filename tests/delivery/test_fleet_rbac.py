@@ -60,8 +60,10 @@ def fleet_session(fake: FakeCluster) -> None:
     fleet.create_pool(cluster, NS, PoolSpec("qwen", "qwen2-7b"),
                       hf_repo="Qwen/Qwen2-7B-Instruct", **repo)  # fmt: skip
     lock.release()
-    fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 0, 2, 4)
+    fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 1, 2, 4)
     fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 1, 3, 4)
+    fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 0, 2, 4, project="my-project")
+    fleet_scaling.set_autoscaling(cluster, NS, "vllm-mistral", 0, 3, 4, project="my-project")
     assert fleet.served_models(cluster, NS) == ["llama-2-7b", "mistral-7b", "qwen2-7b"]
     assert len(fleet.list_pools(cluster, NS)) == 3
     fleet_scaling.scale_pool(cluster, NS, "qwen", 0)

@@ -13,7 +13,7 @@ from tests.delivery.helpers import calls, printed_commands, recorder, recording_
 
 pytestmark = pytest.mark.delivery
 
-TELEMETRY = ("--enable-managed-prometheus", "--monitoring=SYSTEM,DCGM")
+TELEMETRY = ("--enable-managed-prometheus", "--monitoring=SYSTEM,DCGM,DEPLOYMENT")
 GSA = "serviceAccount:llm-console-admin@demo-proj.iam.gserviceaccount.com"
 
 

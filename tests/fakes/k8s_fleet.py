@@ -11,6 +11,18 @@ this module adds what the real control plane does with them:
   ``InferencePool``; else False, reason ``BackendNotFound``), as GKE's gateway controller does;
   each ``InferencePool`` routed from a Gateway gets ``status.parents[]`` with ``Accepted`` and
   ``ResolvedRefs`` (False, reason ``InvalidExtensionRef``, without its picker's Service);
+* KEDA's operator: for each ``ScaledObject`` (``keda.sh/v1alpha1``) on a Deployment it reads
+  the value of its trigger's query: the requests a test set (``FakeCluster.set_metric(ns,
+  scaledobject, value)``, the pool's total waiting + running, not per replica) plus the
+  Deployment's replicas not yet available (the query's kube-state-metrics term).
+  Active (value > ``activationThreshold``): a Deployment at 0 goes to max(min, 1), one above
+  follows HPA's formula for an ``AverageValue`` metric, ``ceil(value / threshold)`` within
+  [max(min, 1), maxReplicaCount]. Inactive: after ``cooldownPeriod * time_scale`` seconds
+  since it was last active (or at once if it never was) a min-0 target goes to 0; until then
+  the HPA holds it at 1 or more. A Deployment scaled from 0 by someone else (the chat's
+  wake) is scaled back to 0 while inactive past the cooldown, as real KEDA does. Status as
+  KEDA writes it: conditions ``Ready``, ``Active``, ``Fallback``; ``hpaName``,
+  ``lastActiveTime``, ``scaleTargetKind``, ``originalReplicaCount``;
 * the HPA controller: for each ``autoscaling/v2`` HPA on a Deployment it reads the metric value
   a test set (``FakeCluster.set_metric(ns, hpa, value)``, standing in for the custom-metrics
   adapter serving ``vllm:num_requests_waiting`` per pod), computes HPA's
@@ -27,6 +39,7 @@ import copy
 import json
 import math
 import re
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -47,6 +60,8 @@ FLEET_RESOURCES = {
     "horizontalpodautoscalers": ("autoscaling", "v2", True, "HorizontalPodAutoscaler"),
     "healthcheckpolicies": ("networking.gke.io", "v1", True, "HealthCheckPolicy"),
     "gcpbackendpolicies": ("networking.gke.io", "v1", True, "GCPBackendPolicy"),
+    "scaledobjects": ("keda.sh", "v1alpha1", True, "ScaledObject"),
+    "triggerauthentications": ("keda.sh", "v1alpha1", True, "TriggerAuthentication"),
 }
 
 _QUANTITY = re.compile(r"^([0-9.]+)(m|k|M|G)?$")
@@ -145,6 +160,18 @@ def reconcile(fc: FakeCluster) -> None:
         _pool_status(fc, key)
     for key in list(fc.objects["horizontalpodautoscalers"]):
         _hpa(fc, key)
+    for key in list(fc.objects["scaledobjects"]):
+        _keda(fc, key)
+
+
+def cooling(fc: FakeCluster) -> bool:
+    """Whether a ScaledObject's target is up (it may go to sleep when its cooldown ends, with
+    no API request to wake the controller loop)."""
+    return any(
+        (dep := fc.objects["deployments"].get((k[0], so["spec"]["scaleTargetRef"]["name"])))
+        and dep["spec"].get("replicas", 0) > 0
+        for k, so in fc.objects["scaledobjects"].items()
+    )
 
 
 def _condition(typ: str, ok: bool, reason: str, message: str, old: dict | None) -> dict:
@@ -339,3 +366,87 @@ def _hpa(fc: FakeCluster, key) -> None:
     if last:
         status["lastScaleTime"] = last
     _set_status(fc, "horizontalpodautoscalers", hpa, status)
+
+
+# ---------------------------------------------------------------- KEDA
+
+
+def _prometheus_trigger(so: dict) -> tuple[float, float] | None:
+    """(threshold, activationThreshold) of the ScaledObject's first prometheus trigger."""
+    for trigger in so.get("spec", {}).get("triggers") or []:
+        if trigger.get("type") == "prometheus":
+            meta = trigger.get("metadata") or {}
+            return float(meta["threshold"]), float(meta.get("activationThreshold") or 0)
+    return None
+
+
+def keda_replicas(current: int, value: float, threshold: float, lo: int, hi: int) -> int:
+    """KEDA's HPA on an ``AverageValue`` external metric: ceil(value / threshold) outside the
+    tolerance, clamped to [max(lo, 1), hi] (the HPA never goes below 1)."""
+    lo = max(lo, 1)
+    if current == 0:
+        return lo
+    ratio = value / (threshold * current)
+    desired = current if abs(ratio - 1.0) <= TOLERANCE else math.ceil(value / threshold)
+    return max(lo, min(hi, desired))
+
+
+def _keda_condition(typ: str, ok: bool, reason: str, message: str) -> dict:
+    """A ScaledObject condition as KEDA writes it (KEDA's type has no lastTransitionTime)."""
+    return {"type": typ, "status": "True" if ok else "False", "reason": reason, "message": message}
+
+
+def _keda_desired(fc: FakeCluster, key, spec: dict, dep: dict, value: float, active: bool) -> int:
+    """The replicas KEDA (and its HPA) want for the target now."""
+    current = dep["spec"].get("replicas", 0)
+    lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    if active:
+        return keda_replicas(current, value, _prometheus_trigger({"spec": spec})[0], lo, hi)
+    if current > 0 and lo == 0:
+        last = fc.keda_last_active.get(key)
+        cooldown = spec.get("cooldownPeriod", 300) * fc.time_scale
+        return 0 if last is None or time.monotonic() - last > cooldown else 1
+    return max(lo, 1) if current > 0 else current
+
+
+def _keda(fc: FakeCluster, key) -> None:
+    so = fc.objects["scaledobjects"][key]
+    ns, name = key
+    spec = so.get("spec") or {}
+    target = spec["scaleTargetRef"]["name"]
+    dep = fc.objects["deployments"].get((ns, target))
+    status = copy.deepcopy(so.get("status") or {})
+    trigger = _prometheus_trigger(so)
+    if dep is None or trigger is None:
+        why = "the target does not exist" if dep is None else "no prometheus trigger"
+        status["conditions"] = [
+            _keda_condition("Ready", False, "ScaledObjectCheckFailed", why),
+            _keda_condition("Active", False, "ScalerNotActive", ""),
+        ]
+        _set_status(fc, "scaledobjects", so, status)
+        return
+    current = dep["spec"].get("replicas", 0)
+    starting = current - (dep.get("status") or {}).get("availableReplicas", 0)
+    value = fc.metrics.get(key, 0.0) + max(0, starting)  # the query's "replicas starting" term
+    active = value > trigger[1]
+    if active:
+        fc.keda_last_active[key] = time.monotonic()
+        status["lastActiveTime"] = _now_iso()
+    desired = _keda_desired(fc, key, spec, dep, value, active)
+    if desired != current:
+        updated = copy.deepcopy(dep)
+        updated["spec"]["replicas"] = desired
+        fc._update("deployments", (ns, target), updated)
+    status.setdefault("originalReplicaCount", current)
+    status.update(scaleTargetKind="apps/v1.Deployment", hpaName=f"keda-hpa-{name}",
+                  externalMetricNames=["s0-prometheus"])  # fmt: skip
+    status["conditions"] = [
+        _keda_condition("Ready", True, "ScaledObjectReady",
+                        "ScaledObject is defined correctly and is ready for scaling"),
+        _keda_condition("Active", active, "ScalerActive" if active else "ScalerNotActive",
+                        "Scaling is performed because triggers are active" if active
+                        else "Scaling is not performed because triggers are not active"),
+        _keda_condition("Fallback", False, "NoFallbackFound",
+                        "No fallbacks are active on this scaled object"),
+    ]  # fmt: skip
+    _set_status(fc, "scaledobjects", so, status)

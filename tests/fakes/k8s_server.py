@@ -18,8 +18,10 @@ Deployment on a GPU node pool:
   ``progressDeadlineSeconds * time_scale`` seconds;
 * model pools (``tests/fakes/k8s_fleet.py``): Gateway API ``gateways``/``httproutes``,
   ``inferencepools``, ``horizontalpodautoscalers`` (autoscaling/v2), GKE's health-check and
-  backend policies, ``configmaps`` and ``deployments/NAME/scale``; the gateway controller's
-  route status and an HPA controller acting on ``set_metric(ns, hpa, value)``.
+  backend policies, KEDA's ``scaledobjects``/``triggerauthentications``, ``configmaps`` and
+  ``deployments/NAME/scale``; the gateway controller's
+  route status, an HPA controller acting on ``set_metric(ns, hpa, value)`` and a KEDA-like
+  controller for ``scaledobjects`` (scale to zero after the cooldown, wake on activity).
 
 Supported API: GET / LIST (labelSelector, fieldSelector) / WATCH (``?watch=true``,
 JSON lines) / POST / PUT (resourceVersion conflict -> 409) / PATCH (json-patch,
@@ -364,6 +366,7 @@ class FakeCluster:
         self._coming_nodes: list[tuple[float, dict]] = []  # (due, add_node kwargs)
         self.pod_logs: dict[tuple[str, str], list[str]] = {}
         self.metrics: dict[tuple[str, str], float] = {}  # (ns, hpa) -> per-pod metric value
+        self.keda_last_active: dict[tuple[str, str], float] = {}  # (ns, scaledobject) -> time
         self.proxy_targets: dict[tuple[str, str], str] = {}  # (ns, service) -> base URL
         self.pod_proxy_targets: dict[tuple[str, str], str] = {}  # (ns, pod) -> base URL
         self.pod_proxy_rules: list[tuple[str, dict[str, str], str]] = []  # (ns, labels, URL)
@@ -494,8 +497,9 @@ class FakeCluster:
 
     def set_metric(self, namespace: str, hpa: str, value: float) -> None:
         """The per-pod value of HPA ``namespace/hpa``'s Pods metric (what the custom-metrics
-        adapter would serve for ``vllm:num_requests_waiting``); the HPA controller acts on it
-        at once (``tests/fakes/k8s_fleet.py``)."""
+        adapter would serve for ``vllm:num_requests_waiting``), or the value of ScaledObject
+        ``namespace/hpa``'s prometheus query (the pool's total); the HPA controller and KEDA's
+        act on it at once (``tests/fakes/k8s_fleet.py``)."""
         with self.lock:
             self.metrics[(namespace, hpa)] = float(value)
             k8s_fleet.reconcile(self)
@@ -808,8 +812,10 @@ class FakeCluster:
         while not self._stop.wait(self.tick):
             with self.lock:
                 # idle clusters (e.g. 300 static benchmark pods) cost nothing per tick
-                busy = any(not st.get("done") for st in self._pstate.values()) or any(
-                    _progressing(d) for d in self.objects["deployments"].values()
+                busy = (
+                    any(not st.get("done") for st in self._pstate.values())
+                    or any(_progressing(d) for d in self.objects["deployments"].values())
+                    or k8s_fleet.cooling(self)  # a ScaledObject's cooldown runs on the clock
                 )
                 if busy or self.rv != last_rv:
                     self.reconcile()

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.fakes.k8s_fleet import desired_replicas, quantity
+from tests.fakes.k8s_fleet import desired_replicas, keda_replicas, quantity
 from tests.fakes.k8s_server import FakeCluster
 from tests.support.fleet import seed_fleet
 from webapp.cluster.errors import Conflict, NotFound
@@ -49,6 +49,22 @@ def conditions(obj: dict, index: int = 0) -> dict[str, tuple[str, str]]:
 )  # fmt: skip
 def test_the_hpa_formula(current, value, target, lo, hi, desired):
     assert desired_replicas(current, value, target, lo, hi) == desired
+
+
+@pytest.mark.parametrize(
+    ("current", "value", "threshold", "lo", "hi", "desired"),
+    [
+        (0, 1, 4, 0, 5, 1),  # activation: 0 -> max(min, 1)
+        (0, 50, 4, 2, 5, 2),  # from 0 to the minimum first, the HPA then takes over
+        (1, 10, 4, 0, 5, 3),  # ceil(10 / 4): the query is the pool's total
+        (2, 10, 4, 0, 5, 3),
+        (3, 10, 4, 0, 2, 2),  # clamped to the maximum
+        (3, 0, 4, 0, 5, 1),  # the HPA part never goes below 1 (KEDA's cooldown takes it to 0)
+        (3, 12.5, 4, 0, 5, 3),  # 12.5 / (4 * 3) within the 10 % tolerance: no change
+    ],
+)  # fmt: skip
+def test_kedas_hpa_formula(current, value, threshold, lo, hi, desired):
+    assert keda_replicas(current, value, threshold, lo, hi) == desired
 
 
 @pytest.mark.parametrize(("text", "value"), [("5", 5.0), ("500m", 0.5), (2, 2.0), ("1k", 1000.0)])

@@ -4,7 +4,8 @@
 * ``POOL_REMOVE`` — remove a pool (``fleet.remove_pool``; the default pool and a pool sharing
   a canary's traffic are refused);
 * ``POOL_SCALE`` — set a pool's replicas (0: asleep; ``fleet_scaling.scale_pool``);
-* ``POOL_AUTOSCALE`` — an HPA on the queue depth, min 0 allowed (``set_autoscaling``).
+* ``POOL_AUTOSCALE`` — an HPA on the queue depth; min 0 is a KEDA ScaledObject that puts an
+  idle pool to sleep (``set_autoscaling``).
 
 Every ``begin`` refuses bad input first (a pool name that is not RFC 1123, a model not in the
 catalog, min above max, replicas out of range) and writes nothing then; it then takes the
@@ -89,12 +90,14 @@ class ScalePool(PoolAction):
 
 @dataclass(frozen=True)
 class AutoscalePool(PoolAction):
-    """Keep ``pool`` between ``min_replicas`` (0: scale to zero) and ``max_replicas``,
-    aiming at ``target_waiting`` requests waiting per replica."""
+    """Keep ``pool`` between ``min_replicas`` (0: scale to zero, a KEDA ScaledObject querying
+    the managed Prometheus of ``project``, GKE_PROJECT) and ``max_replicas``, aiming at
+    ``target_waiting`` requests waiting per replica."""
 
     min_replicas: int = 1
     max_replicas: int = 1
     target_waiting: float = 4.0
+    project: str = ""
 
 
 def pool_kind(pool: str) -> str:
@@ -280,7 +283,8 @@ POOL_SCALE: JobDefinition[ScalePool, tuple[ScalePool, SwitchLock, int], str] = J
 
 
 def _begin_autoscale(req: AutoscalePool, job: Job) -> tuple[AutoscalePool, SwitchLock]:
-    fleet_scaling.check_autoscaling(req.min_replicas, req.max_replicas, req.target_waiting)
+    fleet_scaling.check_autoscaling(req.min_replicas, req.max_replicas, req.target_waiting,
+                                    project=req.project)  # fmt: skip
     _state(req)
     return req, _lock(req, job)
 
@@ -289,7 +293,8 @@ def _run_autoscale(held: tuple[AutoscalePool, SwitchLock], job: Job) -> str:
     req, lock = held
     try:
         fleet_scaling.set_autoscaling(req.cluster, req.namespace, req.pool, req.min_replicas,
-                                      req.max_replicas, req.target_waiting)  # fmt: skip
+                                      req.max_replicas, req.target_waiting,
+                                      project=req.project)  # fmt: skip
         zero = " (scale to zero)" if req.min_replicas == 0 else ""
         job.progress(f"Pool {req.pool} autoscales from {req.min_replicas}{zero} to "
                      f"{req.max_replicas} replicas at {req.target_waiting:g} waiting.")  # fmt: skip

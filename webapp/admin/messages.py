@@ -77,18 +77,20 @@ RBAC_RULES: dict[str, str] = {
     "connect_get_namespaced_pod_proxy_with_path": "get on pods/proxy",
     # custom objects: one client method for every kind; the rule names each kind it is used on
     "get_namespaced_custom_object": (
-        "get on httproutes, inferencepools, healthcheckpolicies, gcpbackendpolicies "
-        "(Gateway API, Inference Extension, GKE)"
+        "get on httproutes, inferencepools, healthcheckpolicies, gcpbackendpolicies, "
+        "scaledobjects, triggerauthentications (Gateway API, Inference Extension, GKE, KEDA)"
     ),
-    "list_namespaced_custom_object": "list on inferencepools (inference.networking.k8s.io)",
+    "list_namespaced_custom_object": (
+        "list on inferencepools, scaledobjects (Inference Extension, KEDA)"
+    ),
     "create_namespaced_custom_object": (
-        "create on inferencepools, healthcheckpolicies, gcpbackendpolicies "
-        "(Inference Extension, GKE)"
+        "create on inferencepools, healthcheckpolicies, gcpbackendpolicies, scaledobjects, "
+        "triggerauthentications (Inference Extension, GKE, KEDA)"
     ),
-    "replace_namespaced_custom_object": "update on httproutes (gateway.networking.k8s.io)",
+    "replace_namespaced_custom_object": ("update on httproutes, scaledobjects (Gateway API, KEDA)"),
     "delete_namespaced_custom_object": (
-        "delete on inferencepools, healthcheckpolicies, gcpbackendpolicies "
-        "(Inference Extension, GKE)"
+        "delete on inferencepools, healthcheckpolicies, gcpbackendpolicies, scaledobjects "
+        "(Inference Extension, GKE, KEDA)"
     ),
 }
 

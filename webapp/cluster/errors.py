@@ -229,6 +229,16 @@ class FleetNotInstalled(FleetError):
         )
 
 
+class KedaNotInstalled(FleetError):
+    """Scale to zero needs KEDA (its ScaledObject and TriggerAuthentication CRDs)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Scale to zero needs KEDA in the cluster, and it is not installed: run "
+            "scripts/setup_gke.sh (it installs KEDA), or choose a minimum of 1."
+        )
+
+
 class PoolNotFound(FleetError):
     """No model pool (InferencePool + vLLM Deployment) of that name in the namespace."""
 

@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Callable, Collection, Sequence
 
 from webapp.cluster import fleet_objects as fo
+from webapp.cluster import keda_objects as ko
 from webapp.cluster import pools
 from webapp.cluster.errors import (
     ClusterError,
@@ -109,7 +110,17 @@ def list_pools(cluster: Cluster, ns: str) -> list[PoolState]:
         )["items"]
     }
     route = read_route(cluster, ns)
-    return [fo.pool_state(n, deployments.get(n), hpas.get(n), route) for n in names]
+    scaled = _scaled_objects(cluster, ns)
+    return [fo.pool_state(n, deployments.get(n), hpas.get(n), route, scaled.get(n)) for n in names]
+
+
+def _scaled_objects(cluster: Cluster, ns: str) -> dict[str, fo.Autoscaling]:
+    """Pool name -> its autoscaling read from KEDA ScaledObjects (none without KEDA)."""
+    items = get_or_none(f"list scaledobjects in {ns}", cluster.custom.list_namespaced_custom_object,
+                        ko.KEDA_GROUP, ko.KEDA_VERSION, ns, "scaledobjects")  # fmt: skip
+    return {
+        o["metadata"]["name"]: ko.read_scaled_object(o) for o in (items or {}).get("items") or []
+    }
 
 
 def served_models(cluster: Cluster, ns: str) -> list[str]:
@@ -306,7 +317,7 @@ def _custom_pair(cluster: Cluster, gv: tuple[str, str], plural: str, ns: str, bo
 
 
 def remove_pool(cluster: Cluster, ns: str, name: str) -> None:
-    """Remove a pool: its route rule, HPA, Deployment, picker, policies, InferencePool (last,
+    """Remove a pool: its route rule, HPA or ScaledObject, Deployment, picker, policies, InferencePool (last,
     so a removal cut short is listed and can be run again). Refuses (``PoolInUse``) a pool
     that shares its model's traffic with another pool, or that the requests without a model
     (GET /v1/models, /health) go to."""
@@ -321,6 +332,15 @@ def remove_pool(cluster: Cluster, ns: str, name: str) -> None:
             name,
             ns,
         ),
+        (
+            f"delete scaledobjects {ns}/{name}",
+            cluster.custom.delete_namespaced_custom_object,
+            ko.KEDA_GROUP,
+            ko.KEDA_VERSION,
+            ns,
+            "scaledobjects",
+            name,
+        ),  # fmt: skip
         (f"delete Deployment {ns}/{name}", cluster.apps.delete_namespaced_deployment, name, ns),
         (f"delete Deployment {ns}/{epp}", cluster.apps.delete_namespaced_deployment, epp, ns),
         (f"delete Service {ns}/{epp}", cluster.core.delete_namespaced_service, epp, ns),

@@ -36,7 +36,6 @@ GKE_GROUP = "networking.gke.io"
 # GKE managed Prometheus through the Custom Metrics Stackdriver Adapter names a Prometheus
 # gauge "prometheus.googleapis.com|<metric>|gauge" (GKE's vLLM autoscaling guide).
 WAITING_METRIC = "prometheus.googleapis.com|vllm:num_requests_waiting|gauge"
-SCALE_TO_ZERO_ANNOTATION = "llm-console/scale-to-zero"
 MODEL_CACHE_VOLUME = "model-cache"
 MODEL_CACHE_SIZE = "60Gi"
 # Flags that belong to the base's model, not to the new pool's: dropped from the copy.
@@ -52,9 +51,9 @@ _DROPPED_ANNOTATIONS = (
 
 @dataclass(frozen=True)
 class Autoscaling:
-    """A pool's HPA: replicas between ``min_replicas`` and ``max_replicas``, aiming at
-    ``target_waiting`` requests waiting per replica; ``scale_to_zero`` is the admin's wish for
-    min 0 (the HPA itself keeps min 1: GKE has no HPA scale to zero)."""
+    """A pool's autoscaling: replicas between ``min_replicas`` and ``max_replicas``, aiming at
+    ``target_waiting`` requests per replica; ``scale_to_zero`` (min 0) is a KEDA ScaledObject
+    (``keda_objects``), else an HPA (GKE's HPA cannot go to 0)."""
 
     min_replicas: int
     max_replicas: int
@@ -201,12 +200,11 @@ def pool_policy(base_policy: dict, pool: str) -> dict:
 
 def hpa_body(pool: str, scaling: Autoscaling) -> dict:
     """The pool's ``autoscaling/v2`` HPA on the per-replica queue depth. GKE's HPA cannot go
-    below 1 (scale to zero is an alpha gate): min 0 is written as 1 plus the annotation."""
-    annotations = {SCALE_TO_ZERO_ANNOTATION: "true"} if scaling.scale_to_zero else {}
+    below 1 (scale to zero is an alpha gate; min 0 is KEDA's, ``keda_objects``)."""
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": pool, "annotations": annotations},
+        "metadata": {"name": pool},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": pool},
             "minReplicas": max(1, scaling.min_replicas),
@@ -228,19 +226,17 @@ def hpa_body(pool: str, scaling: Autoscaling) -> dict:
 
 
 def read_autoscaling(hpa: dict) -> Autoscaling:
-    """What an HPA written by ``hpa_body`` says (min 0 when it carries the annotation)."""
+    """What an HPA written by ``hpa_body`` says."""
     spec = hpa.get("spec") or {}
-    zero = (hpa["metadata"].get("annotations") or {}).get(SCALE_TO_ZERO_ANNOTATION) == "true"
     target = 0.0
     for metric in spec.get("metrics") or []:
         if metric.get("type") == "Pods":
             raw = str(metric["pods"]["target"].get("averageValue") or "0")
             target = float(raw[:-1]) / 1000 if raw.endswith("m") else float(raw)
     return Autoscaling(
-        min_replicas=0 if zero else spec.get("minReplicas", 1),
+        min_replicas=spec.get("minReplicas", 1),
         max_replicas=spec.get("maxReplicas", 1),
         target_waiting=target,
-        scale_to_zero=zero,
     )
 
 
@@ -324,9 +320,14 @@ def without_pool(route: dict, pool: str) -> dict:
 
 
 def pool_state(
-    name: str, deployment: dict | None, hpa: dict | None, route: dict | None
+    name: str,
+    deployment: dict | None,
+    hpa: dict | None,
+    route: dict | None,
+    scaling: Autoscaling | None = None,
 ) -> PoolState:
-    """One pool from its Deployment, its HPA and the route (each possibly missing)."""
+    """One pool from its Deployment, its HPA and the route (each possibly missing);
+    ``scaling`` read from its KEDA ScaledObject, when it has one, wins over the HPA."""
     models = routed_models(route or {})
     if deployment is None:
         return PoolState(name, None, None, 0, 0, 0, None, (), deployed=False)
@@ -344,7 +345,7 @@ def pool_state(
         gpus_per_replica=gpus,
         replicas=deployment["spec"].get("replicas", 0),
         ready=(deployment.get("status") or {}).get("readyReplicas", 0),
-        autoscaling=read_autoscaling(hpa) if hpa else None,
+        autoscaling=scaling or (read_autoscaling(hpa) if hpa else None),
         backends=models.get(model or "", ()),
         hf_repo=template_hf_repo(template),
         image=((pod.get("containers") or [{}])[0]).get("image"),

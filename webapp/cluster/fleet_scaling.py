@@ -6,20 +6,23 @@ the Deployments themselves (``wake_pool``: get httproutes, get/patch deployments
 reads a model's replicas with ``model_replicas``: get httproutes, get deployments).
 Autoscaling is an ``autoscaling/v2`` HPA on ``vllm:num_requests_waiting`` per replica, served
 to the HPA by GKE's Custom Metrics Stackdriver Adapter from Google Cloud Managed Service for
-Prometheus (``fleet_objects.WAITING_METRIC``). Bad input raises ``InvalidAutoscaling`` before
+Prometheus (``fleet_objects.WAITING_METRIC``); with min 0 it is a KEDA ScaledObject instead
+(``keda_objects``), which takes an idle pool to 0 and back. Bad input raises ``InvalidAutoscaling`` before
 anything is written.
 """
 
 from __future__ import annotations
 
 from webapp.cluster import fleet_objects as fo
+from webapp.cluster import keda_objects as ko
 from webapp.cluster import pools
-from webapp.cluster.errors import InvalidAutoscaling, ModelNotRouted
+from webapp.cluster.errors import InvalidAutoscaling, KedaNotInstalled, ModelNotRouted, NotFound
 from webapp.cluster.fleet import get_or_none, get_pool, read_route
 from webapp.cluster.fleet_objects import Autoscaling
 from webapp.cluster.k8s import Cluster, call
 
 JSON_MERGE = "application/merge-patch+json"
+KEDA_V = (ko.KEDA_GROUP, ko.KEDA_VERSION)
 
 # ---------------------------------------------------------------- replicas
 
@@ -45,8 +48,12 @@ def _patch_scale(cluster: Cluster, ns: str, name: str, replicas: int) -> dict:
     )
 
 
-def check_autoscaling(min_replicas: int, max_replicas: int, target_waiting: float) -> None:
-    """Raise ``InvalidAutoscaling`` in plain words unless the bounds and target are usable."""
+def check_autoscaling(
+    min_replicas: int, max_replicas: int, target_waiting: float, *, project: str | None = None
+) -> None:
+    """Raise ``InvalidAutoscaling`` in plain words unless the bounds and target are usable;
+    with ``project`` given (``""``: not configured), also unless min 0 has a project for KEDA
+    to query."""
     for value in (min_replicas, max_replicas):
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidAutoscaling("The minimum and maximum replicas must be whole numbers.")
@@ -67,6 +74,11 @@ def check_autoscaling(min_replicas: int, max_replicas: int, target_waiting: floa
             "The target queue depth (requests waiting per replica) must be above 0 and at "
             "most 1000."
         )
+    if min_replicas == 0 and project is not None and not project:
+        raise InvalidAutoscaling(
+            "Scale to zero queries Google Cloud Managed Service for Prometheus: set "
+            "GKE_PROJECT, or choose a minimum of 1."
+        )
 
 
 def set_autoscaling(
@@ -76,13 +88,29 @@ def set_autoscaling(
     min_replicas: int,
     max_replicas: int,
     target_waiting: float,
+    *,
+    project: str = "",
 ) -> Autoscaling:
-    """Write the pool's HPA on ``vllm:num_requests_waiting`` per replica (min 0: see
-    ``fleet_objects.hpa_body``); replaces an existing one."""
-    check_autoscaling(min_replicas, max_replicas, target_waiting)
+    """Autoscale the pool on its queue: min >= 1 is our HPA on ``vllm:num_requests_waiting``
+    per replica; min 0 is a KEDA ScaledObject (``keda_objects``; GKE's HPA cannot go to 0),
+    which needs the Google Cloud ``project`` whose managed Prometheus KEDA queries. Whichever
+    of the two the pool had is replaced (the old one is deleted first: KEDA refuses a target
+    another HPA already scales)."""
+    check_autoscaling(min_replicas, max_replicas, target_waiting, project=project)
     get_pool(cluster, ns, name)
     scaling = Autoscaling(min_replicas, max_replicas, float(target_waiting), min_replicas == 0)
-    body = fo.hpa_body(name, scaling)
+    if scaling.scale_to_zero:
+        _ensure_trigger_auth(cluster, ns)  # first: without KEDA it refuses before any write
+        _delete_hpa(cluster, ns, name)
+        _put_custom(cluster, ns, "scaledobjects", ko.scaled_object(ns, name, scaling, project))
+    else:
+        _delete_scaled_object(cluster, ns, name)
+        _put_hpa(cluster, ns, fo.hpa_body(name, scaling))
+    return scaling
+
+
+def _put_hpa(cluster: Cluster, ns: str, body: dict) -> None:
+    name = body["metadata"]["name"]
     current = get_or_none(
         f"read HPA {ns}/{name}",
         cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler,
@@ -96,27 +124,71 @@ def set_autoscaling(
             ns,
             body,
         )
-    else:
+        return
+    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    call(
+        f"update HPA {ns}/{name}",
+        cluster.autoscaling.replace_namespaced_horizontal_pod_autoscaler,
+        name,
+        ns,
+        body,
+    )
+
+
+def _put_custom(cluster: Cluster, ns: str, plural: str, body: dict) -> None:
+    """Create or replace a KEDA object. Raises ``KedaNotInstalled`` without KEDA's CRD."""
+    name = body["metadata"]["name"]
+    try:
+        current = get_or_none(f"read {plural} {ns}/{name}",
+                              cluster.custom.get_namespaced_custom_object, *KEDA_V, ns, plural,
+                              name)  # fmt: skip
+        if current is None:
+            call(f"create {plural} {ns}/{name}", cluster.custom.create_namespaced_custom_object,
+                 *KEDA_V, ns, plural, body)  # fmt: skip
+            return
         body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        call(
-            f"update HPA {ns}/{name}",
-            cluster.autoscaling.replace_namespaced_horizontal_pod_autoscaler,
-            name,
-            ns,
-            body,
-        )
-    return scaling
+        call(f"update {plural} {ns}/{name}", cluster.custom.replace_namespaced_custom_object,
+             *KEDA_V, ns, plural, name, body)  # fmt: skip
+    except NotFound:  # the resource itself is unknown: KEDA is not installed
+        raise KedaNotInstalled() from None
 
 
-def clear_autoscaling(cluster: Cluster, ns: str, name: str) -> None:
-    """Remove the pool's HPA (its replicas stay where they are)."""
-    get_pool(cluster, ns, name)
+def _ensure_trigger_auth(cluster: Cluster, ns: str) -> None:
+    """The namespace's TriggerAuthentication, created once and shared by every pool."""
+    body = ko.trigger_authentication()
+    name = body["metadata"]["name"]
+    read = cluster.custom.get_namespaced_custom_object
+    try:
+        if get_or_none(f"read triggerauthentications {ns}/{name}", read, *KEDA_V, ns,
+                       "triggerauthentications", name) is None:  # fmt: skip
+            call(f"create triggerauthentications {ns}/{name}",
+                 cluster.custom.create_namespaced_custom_object, *KEDA_V, ns,
+                 "triggerauthentications", body)  # fmt: skip
+    except NotFound:
+        raise KedaNotInstalled() from None
+
+
+def _delete_hpa(cluster: Cluster, ns: str, name: str) -> None:
     get_or_none(
         f"delete HPA {ns}/{name}",
         cluster.autoscaling.delete_namespaced_horizontal_pod_autoscaler,
         name,
         ns,
     )
+
+
+def _delete_scaled_object(cluster: Cluster, ns: str, name: str) -> None:
+    """Delete the pool's ScaledObject (KEDA then deletes its HPA); none, or no KEDA: fine."""
+    get_or_none(f"delete scaledobjects {ns}/{name}",
+                cluster.custom.delete_namespaced_custom_object, *KEDA_V, ns, "scaledobjects",
+                name)  # fmt: skip
+
+
+def clear_autoscaling(cluster: Cluster, ns: str, name: str) -> None:
+    """Remove the pool's HPA or ScaledObject (its replicas stay where they are)."""
+    get_pool(cluster, ns, name)
+    _delete_hpa(cluster, ns, name)
+    _delete_scaled_object(cluster, ns, name)
 
 
 def wake_pool(cluster: Cluster, ns: str, model: str) -> str:

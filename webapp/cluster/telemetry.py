@@ -7,7 +7,8 @@ Two sources, tried in this order (README "GPU telemetry"):
    (``https://monitoring.googleapis.com/v1/projects/PROJECT/location/global/prometheus/api/v1/query``,
    or ``GPU_PROMETHEUS_URL``), authenticated with the pod's Google credentials (Workload
    Identity; ``roles/monitoring.viewer``). GKE turns it on with
-   ``--enable-managed-prometheus --monitoring=SYSTEM,DCGM``. It exports no XID field.
+   ``--enable-managed-prometheus --monitoring=SYSTEM,DCGM,DEPLOYMENT`` (DEPLOYMENT: the pools'
+   scale to zero, ``keda_objects``). It exports no XID field.
 2. **An NVIDIA DCGM exporter in the cluster**, read through the Kubernetes API's service
    proxy (``.../namespaces/NS/services/NAME:PORT/proxy/metrics``), so the admin pod needs
    no network path of its own, only RBAC ``get`` on ``services/proxy`` for that Service.
@@ -212,7 +213,7 @@ def turn_on_managed(settings: Any) -> str:
     where = f"{cluster} --location={location} --project={project}"
     return (
         f"gcloud container clusters update {where} --enable-managed-prometheus; "
-        f"gcloud container clusters update {where} --monitoring=SYSTEM,DCGM; "
+        f"gcloud container clusters update {where} --monitoring=SYSTEM,DCGM,DEPLOYMENT; "
         f"gcloud projects add-iam-policy-binding {project} "
         "--member=serviceAccount:ADMIN_GSA --role=roles/monitoring.viewer "
         "(or run scripts/setup_gke.sh)"

@@ -70,3 +70,17 @@ def test_a_bad_name_and_a_held_pool_are_refused_in_plain_words(page, world):  # 
     button(at, "Scale vllm").click().run()
     assert "bob@example.com is already" in texts(at)
     assert len(fleet_table(at)) == 1
+
+
+def test_min_zero_says_the_pool_sleeps_and_the_chat_wakes_it(page, world):  # noqa: F811
+    at = page(world, FLEET="true", GKE_PROJECT="my-project")
+    low = at.number_input(key="min_vllm")
+    assert "sleeps" in low.help and "the chat wakes it" in low.help
+    assert "10 minutes without a request" in low.help
+    low.set_value(0).run()
+    at.number_input(key="max_vllm").set_value(2).run()
+    button(at, "Set autoscaling of vllm").click().run()
+    at = run_until(at, lambda a: "Pool vllm autoscales from 0 (scale to zero)" in texts(a))
+    so = world.fc.get("scaledobjects", "vllm", NS)
+    assert so["spec"]["minReplicaCount"] == 0
+    assert "projects/my-project/" in so["spec"]["triggers"][0]["metadata"]["serverAddress"]

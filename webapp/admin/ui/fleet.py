@@ -20,11 +20,17 @@ from webapp.admin.plan import plan_deploy
 from webapp.admin.sizing import SizingError
 from webapp.admin.ui import canary
 from webapp.admin.ui.console import Console, catalog, job_to_show
+from webapp.cluster.keda_objects import COOLDOWN_SECONDS
 from webapp.cluster.scheduling import gpu_name
 from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
 
 STARTED = "fleet_started"  # session: pools this page started a job on (for the progress list)
+SCALE_TO_ZERO_HELP = (
+    f"0: the pool sleeps (no GPU used) after {COOLDOWN_SECONDS // 60} minutes without a "
+    "request, and the chat wakes it when someone asks its model: the first answer then waits "
+    "for the model to load (minutes). Needs KEDA in the cluster and GKE_PROJECT set."
+)
 
 
 def show(console: Console) -> None:
@@ -78,13 +84,15 @@ def _controls(console: Console, row: FleetRow) -> None:
             request = fa.ScalePool(console.cluster, ns, pool, replicas, node_pools=console.pools,
                                    read_quota=quota_reader(console.settings))  # fmt: skip
             _start(console, fa.POOL_SCALE, request)
-        low = int(c2.number_input("Min replicas (0: scale to zero)", 0, 64, 1, key=f"min_{pool}"))
+        low = int(c2.number_input("Min replicas (0: scale to zero)", 0, 64, 1, key=f"min_{pool}",
+                                  help=SCALE_TO_ZERO_HELP))  # fmt: skip
         high = int(c2.number_input("Max replicas", 1, 64, max(1, row.replicas), key=f"max_{pool}"))
         target = float(c2.number_input("Target requests waiting per replica", 0.5, 1000.0, 4.0,
                                        key=f"target_{pool}"))  # fmt: skip
         if c2.button(f"Set autoscaling of {pool}", key=f"auto_{pool}"):
-            _start(console, fa.POOL_AUTOSCALE, fa.AutoscalePool(console.cluster, ns, pool, low,
-                                                                 high, target))  # fmt: skip
+            request = fa.AutoscalePool(console.cluster, ns, pool, low, high, target,
+                                       project=console.settings.gke_project)  # fmt: skip
+            _start(console, fa.POOL_AUTOSCALE, request)
         if st.button(f"Remove {pool}", key=f"remove_{pool}"):
             _start(console, fa.POOL_REMOVE, fa.RemovePool(console.cluster, ns, pool))
 
