@@ -70,3 +70,12 @@ def test_a_bad_name_and_a_held_pool_are_refused_in_plain_words(page, world):  # 
     button(at, "Scale vllm").click().run()
     assert "bob@example.com is already" in texts(at)
     assert len(fleet_table(at)) == 1
+
+
+def test_switch_a_pools_model_and_its_route_follows(page, world):  # noqa: F811
+    at = page(world, FLEET="true")
+    at.selectbox(key="switch_model_vllm").set_value("falcon-7b").run()
+    button(at, "Switch vllm to falcon-7b").click().run()
+    at = run_until(at, lambda a: "The gateway now sends falcon-7b to pool vllm." in texts(a))
+    at = run_until(at, lambda a: fleet_table(a)[0]["Model"] == "falcon-7b")
+    assert fleet_table(at)[0]["Pool"] == "vllm"

@@ -11,14 +11,16 @@ from __future__ import annotations
 import streamlit as st
 
 from webapp.admin import fleet_actions as fa
+from webapp.admin.actions import SwitchRequest, switch_options
 from webapp.admin.capacity import quota_reader
 from webapp.admin.catalog import CatalogError
 from webapp.admin.fleet import Fleet, FleetRow, cell, read_fleet
 from webapp.admin.jobs import JobDefinition
 from webapp.admin.messages import admin_error_message
 from webapp.admin.plan import plan_deploy
+from webapp.admin.pool_switch import POOL_SWITCH, PoolSwitch
 from webapp.admin.sizing import SizingError
-from webapp.admin.ui.console import Console, catalog, job_to_show
+from webapp.admin.ui.console import Console, catalog, conversation_store, job_to_show
 from webapp.cluster.scheduling import gpu_name
 from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
@@ -84,11 +86,44 @@ def _controls(console: Console, row: FleetRow) -> None:
         if c2.button(f"Set autoscaling of {pool}", key=f"auto_{pool}"):
             _start(console, fa.POOL_AUTOSCALE, fa.AutoscalePool(console.cluster, ns, pool, low,
                                                                  high, target))  # fmt: skip
+        _switch_control(console, row)
         if st.button(f"Remove {pool}", key=f"remove_{pool}"):
             _start(console, fa.POOL_REMOVE, fa.RemovePool(console.cluster, ns, pool))
 
 
-def _start(console: Console, definition: JobDefinition, request: fa.PoolAction) -> None:
+def _switch_control(console: Console, row: FleetRow) -> None:
+    """Switch the pool's model in place (``pool_switch.POOL_SWITCH``), sized on its GPUs."""
+    try:
+        models = {m.id: m for m in catalog().models if m.id != row.model}
+    except CatalogError:
+        return  # the deploy form below says why
+    if not models or not row.model or not row.gpu_type:
+        return
+    pool = row.pool
+    mid = st.selectbox(f"Switch {pool} to", list(models), key=f"switch_model_{pool}")
+    model = models[mid]
+    try:
+        plan = plan_deploy(model, gpu=row.gpu_type, gpu_count=max(1, row.gpus_per_replica),
+                           max_model_len=min(model.recommended.max_model_len,
+                                             model.max_context))  # fmt: skip
+    except SizingError as exc:
+        st.error(admin_error_message(exc))
+        return
+    if plan.blocked:
+        st.caption(literal(f"Switch blocked: {plan.blocked}"))
+    if st.button(f"Switch {pool} to {mid}", key=f"switch_{pool}", disabled=bool(plan.blocked)):
+        assert plan.spec is not None
+        s = console.settings
+        request = SwitchRequest(console.cluster, plan.spec, namespace=s.k8s_namespace,
+                                deployment=pool, service=pool, pools=console.pools,
+                                store=conversation_store(s), read_quota=quota_reader(s),
+                                options=switch_options(s.switch_unschedulable_grace_s))  # fmt: skip
+        _start(console, POOL_SWITCH, PoolSwitch(request, row.model))
+
+
+def _start(
+    console: Console, definition: JobDefinition, request: fa.PoolAction | PoolSwitch
+) -> None:
     try:
         fa.start_pool_job(console.registry, definition, request, actor=console.admin.actor,
                           audit=console.audit)  # fmt: skip
