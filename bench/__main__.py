@@ -2,7 +2,8 @@
 
 Parts: stream (1. streaming overhead, scripted fake), vllm (1. on the real vLLM CPU
 build), concurrency (2.), concurrency-ws (2b., the same without the browser: Python clients
-of Streamlit's websocket protocol), status (3., module level), status-page (3., the admin page in
+of Streamlit's websocket protocol), replicas (2d., N sessions on one app process against 2N
+on two behind HAProxy, PostgreSQL shared), status (3., module level), status-page (3., the admin page in
 Chromium), switch (4., module level), switch-page (4., admin page + chat page in Chromium).
 Writes ``bench/results/latest.md``
 and ``bench/results/summary.png``; ``bench/RESULTS.md`` is the recorded full run.
@@ -20,8 +21,8 @@ from bench import report
 from bench.common import ROOT, chromium, machine
 
 PARTS = (
-    "stream", "vllm", "concurrency", "concurrency-ws", "status", "status-page", "switch",
-    "switch-page",
+    "stream", "vllm", "concurrency", "concurrency-ws", "replicas", "status", "status-page",
+    "switch", "switch-page",
 )  # fmt: skip
 BROWSER_PARTS = {"stream", "vllm", "concurrency", "status-page", "switch-page"}
 
@@ -36,13 +37,13 @@ def _config(quick: bool) -> dict:
             "lengths": [256, 2048], "runs": 1, "levels": [1, 8], "conc_tokens": 256,
             "sizes": [(10, 60), (50, 300)], "refreshes": 3, "polls": [2.0], "switch_runs": 1,
             "vllm_runs": 1, "page_sizes": [(10, 60), (50, 300)], "page_loads": 1,
-            "page_switch_runs": 2,
+            "page_switch_runs": 2, "replica_levels": [8],
         }  # fmt: skip
     return {
         "lengths": [256, 2048, 8192], "runs": 3, "levels": [1, 8, 32], "conc_tokens": 512,
         "sizes": [(10, 60), (50, 300)], "refreshes": 10, "polls": [2.0, 0.25],
         "switch_runs": 3, "vllm_runs": 3, "page_sizes": [(2, 1), (10, 60), (50, 300)],
-        "page_loads": 3, "page_switch_runs": 4,
+        "page_loads": 3, "page_switch_runs": 4, "replica_levels": [16, 32],
     }  # fmt: skip
 
 
@@ -126,6 +127,15 @@ def main(argv: list[str] | None = None) -> int:
 
         _log("2b. concurrency without the browser (websocket protocol clients)")
         res["concurrency_ws"] = ws_sessions.run(cfg["levels"], cfg["conc_tokens"], _log)
+    if "replicas" in args.parts:
+        from bench import replicas
+
+        _log("2d. two replicas behind the proxy against one (websocket protocol clients)")
+        try:
+            res["replicas"] = replicas.run(cfg["replica_levels"], cfg["conc_tokens"], _log)
+        except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
+            res["replicas_error"] = f"{type(e).__name__}: {e}"
+            _log(f"  replicas rows failed: {res['replicas_error']}")
     if "status" in args.parts:
         from bench import admin
 

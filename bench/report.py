@@ -182,6 +182,12 @@ def markdown(res: dict) -> str:
         from bench.ws_sessions import markdown_section
 
         lines += markdown_section(res["concurrency_ws"])
+    if res.get("replicas"):
+        from bench.replicas import markdown_section as replicas_section
+
+        lines += replicas_section(res["replicas"])
+    if res.get("replicas_error"):
+        lines += [f"Replicas rows failed: `{res['replicas_error']}`", ""]
     status_rows = [*res.get("status", []), *page_rows(res.get("status_page", []))]
     if status_rows:
         lines += ["### 3. Admin status at scale", "", *status_table(status_rows), ""]

@@ -92,16 +92,44 @@ def _match(fake, answers: list[Answer], n: int) -> dict:
     return out
 
 
-async def _stream_level(sessions, pid: int, n: int, timeout: float, first_index: int = 0):
-    """Every session asks at once; returns answers and CPU: app and fake (% of one core),
-    this client (% of one core), the whole machine (% of all cores busy)."""
+def client_headers(i: int) -> dict[str, str]:
+    """Session ``i``'s request headers straight at the app: client ``i`` behind GKE's load
+    balancer (every session is another client: the app runs one answer per client)."""
+    return via_load_balancer(nth_client(i))
+
+
+async def open_sessions(
+    url: str, sessions: list[WsSession], count: int, headers=client_headers
+) -> None:
+    """Open sessions at ``url`` one after another until ``sessions`` holds ``count``;
+    ``headers(i)`` gives session ``i``'s request headers."""
+    while len(sessions) < count:
+        sessions.append(await WsSession(url, headers(len(sessions))).open())
+
+
+@dataclass
+class LevelRun:
+    """One level streamed: the answers, and per app process (in the order of the pids given)
+    its CPU (% of one core) and RSS peak (MB); ``other``: fake, client and machine CPU."""
+
+    answers: list[Answer]
+    cpu: list[float]
+    peak: list[float]
+    other: dict
+
+
+async def stream_level(
+    sessions, pids: list[int], n: int, timeout: float, first_index: int = 0
+) -> LevelRun:
+    """Every session asks at once; returns answers and CPU: each app process and the fake
+    (% of one core), this client (% of one core), the whole machine (% of all cores busy)."""
     expected = expected_answer(n)
     fake_pid = _child_pid("tests.fakes.openai_server")
     fake_cpu = CpuWindow(fake_pid).start() if fake_pid else None
     m0 = _machine_busy()
-    cpu = CpuWindow(pid).start()
+    cpus = [CpuWindow(pid).start() for pid in pids]
     c0, t0 = time.process_time(), time.monotonic()
-    peak = rss_mb(pid)
+    peak = [rss_mb(pid) for pid in pids]
     tasks = [
         asyncio.create_task(
             s.ask(f"{PROMPT} {first_index + i}", expected, timeout, markers=(FIRST, LAST))
@@ -111,15 +139,15 @@ async def _stream_level(sessions, pid: int, n: int, timeout: float, first_index:
     pending = set(tasks)
     while pending:
         _, pending = await asyncio.wait(pending, timeout=0.5)
-        peak = max(peak, rss_mb(pid))
-    cpu_pct = cpu.stop()
+        peak = [max(p, rss_mb(pid)) for p, pid in zip(peak, pids, strict=True)]
+    cpu_pct = [c.stop() for c in cpus]
     m1 = _machine_busy()
     other = {
         "client_cpu": 100 * (time.process_time() - c0) / (time.monotonic() - t0),
         "fake_cpu": fake_cpu.stop() if fake_cpu else None,
         "machine_busy": 100 * (m1[0] - m0[0]) / max(m1[1] - m0[1], 1),
     }
-    return [t.result() for t in tasks], cpu_pct, peak, other
+    return LevelRun([t.result() for t in tasks], cpu_pct, peak, other)
 
 
 async def _run(app, fake, script, levels: list[int], n: int, log) -> WsResult:
@@ -130,21 +158,17 @@ async def _run(app, fake, script, levels: list[int], n: int, log) -> WsResult:
     timeout = TTFT_S + n / RATE * 6 + 60
     try:
         for level in sorted(levels):
-            while len(sessions) < level:
-                # every session is another client (the app runs one answer per client)
-                client = via_load_balancer(nth_client(len(sessions)))
-                sessions.append(await WsSession(app.url, client).open())
+            await open_sessions(app.url, sessions, level)
             await asyncio.sleep(3)  # let the sessions settle
             idle[level] = rss_mb(pid)
             log(f"  {level:>2} idle sessions: app RSS {idle[level]:.1f} MB")
         # warm-up: the first answer of a process imports and builds the LLM client
-        await _stream_level(sessions[:1], pid, n, timeout, first_index=1000)
+        await stream_level(sessions[:1], [pid], n, timeout, first_index=1000)
         for level in levels:
             fake.reset()  # forget recorded requests (and the script: set it again)
             fake.set_script(script)
-            answers, cpu_pct, peak, other = await _stream_level(
-                sessions[:level], pid, n, timeout, first_index=100 * level
-            )
+            lv = await stream_level(sessions[:level], [pid], n, timeout, first_index=100 * level)
+            answers, cpu_pct, peak, other = lv.answers, lv.cpu[0], lv.peak[0], lv.other
             recs = [a.record() for a in answers]
             row = level_row(level, n, recs, cpu_pct, idle[level], peak)
             res.rows.append(row)

@@ -10,6 +10,7 @@ import pytest
 from tests.support.fleet import CATALOG, seed_fleet
 from webapp.cluster import fleet, fleet_scaling
 from webapp.cluster.errors import (
+    FleetNotInstalled,
     Forbidden,
     InvalidAutoscaling,
     InvalidModelSpec,
@@ -22,6 +23,7 @@ from webapp.cluster.errors import (
     SwitchInProgress,
 )
 from webapp.cluster.fleet_objects import WAITING_METRIC, Autoscaling
+from webapp.cluster.k8s import connect
 from webapp.cluster.lock import acquire_lock, lock_name
 from webapp.cluster.pools import Backend, PoolSpec
 
@@ -57,6 +59,8 @@ def test_the_default_pool_is_listed_with_its_model_gpus_and_route(seeded, cluste
         "vllm", "llama-2-7b", "nvidia-l4", 1)  # fmt: skip
     assert (pool.replicas, pool.ready, pool.autoscaling) == (1, 1, None)
     assert pool.backends == (Backend("vllm", 100),)
+    assert pool.hf_repo == "meta-llama/Llama-2-7b-hf"
+    assert pool.image.startswith("vllm/vllm-openai:")
     assert fleet.served_models(cluster, NS) == ["llama-2-7b"]
 
 
@@ -154,32 +158,45 @@ def test_remove_takes_away_every_object_of_the_pool(seeded, cluster):
         fleet.remove_pool(cluster, NS, "vllm-mistral")
 
 
+def create_canary(cluster, name: str = "canary") -> None:
+    """A second pool serving mistral-7b (a newer revision), beside "vllm-mistral"."""
+    fleet.create_pool(cluster, NS, PoolSpec(name, "mistral-7b"), canary=True,
+                      **{**MISTRAL, "hf_repo": "mistralai/Mistral-7B-v0.3"})  # fmt: skip
+
+
+def create_qwen(cluster) -> None:
+    fleet.create_pool(cluster, NS, PoolSpec("qwen", "qwen2-7b"),
+                      **{**MISTRAL, "hf_repo": "Qwen/Qwen2-7B-Instruct"})  # fmt: skip
+
+
 def test_remove_refuses_the_default_pool_and_a_pool_in_a_canary(seeded, cluster):
     with pytest.raises(PoolInUse, match="default pool"):
         fleet.remove_pool(cluster, NS, "vllm")
     create_mistral(cluster)
-    fleet.create_pool(cluster, NS, PoolSpec("qwen", "qwen2-7b"),
-                      **{**MISTRAL, "hf_repo": "Qwen/Qwen2-7B-Instruct"})  # fmt: skip
-    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 90), Backend("qwen", 10)])
+    create_canary(cluster)
+    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 90), Backend("canary", 10)])
     seeded.reset_counts()
-    with pytest.raises(PoolInUse, match="vllm-mistral"):
-        fleet.remove_pool(cluster, NS, "qwen")
+    for pool in ("canary", "vllm-mistral"):
+        with pytest.raises(PoolInUse, match="roll back that canary"):
+            fleet.remove_pool(cluster, NS, pool)
     assert writes(seeded) == []
 
 
 def test_set_split_moves_the_weights_and_refuses_bad_ones(seeded, cluster):
     create_mistral(cluster)
-    fleet.create_pool(cluster, NS, PoolSpec("qwen", "qwen2-7b"),
-                      **{**MISTRAL, "hf_repo": "Qwen/Qwen2-7B-Instruct"})  # fmt: skip
-    split = [Backend("vllm-mistral", 75), Backend("qwen", 25)]
+    create_canary(cluster)
+    create_qwen(cluster)
+    split = [Backend("vllm-mistral", 75), Backend("canary", 25)]
     fleet.set_split(cluster, NS, "mistral-7b", split)
     pools = {p.name: p for p in fleet.list_pools(cluster, NS)}
     assert pools["vllm-mistral"].backends == tuple(split)
+    assert pools["canary"].backends == tuple(split)
     seeded.reset_counts()
     for bad, error in (
-        ([Backend("vllm-mistral", 70), Backend("qwen", 20)], InvalidPool),
+        ([Backend("vllm-mistral", 70), Backend("canary", 20)], InvalidPool),
         ([Backend("vllm-mistral", 50), Backend("No_Such", 50)], InvalidPool),
         ([Backend("vllm-mistral", 50), Backend("absent", 50)], PoolNotFound),
+        ([Backend("vllm-mistral", 50), Backend("qwen", 50)], InvalidPool),  # serves qwen2-7b
     ):
         with pytest.raises(error):
             fleet.set_split(cluster, NS, "mistral-7b", bad)
@@ -190,25 +207,26 @@ def test_set_split_moves_the_weights_and_refuses_bad_ones(seeded, cluster):
 
 def test_set_split_retries_when_the_route_changed_meanwhile(seeded, cluster, monkeypatch):
     create_mistral(cluster)
-    fleet.create_pool(cluster, NS, PoolSpec("qwen", "qwen2-7b"),
-                      **{**MISTRAL, "hf_repo": "Qwen/Qwen2-7B-Instruct"})  # fmt: skip
+    create_canary(cluster)
+    create_qwen(cluster)
     real = fleet.read_route
-    raced = []
+    reads = []
 
     def read_then_someone_writes(c, ns):
         route = real(c, ns)
-        if not raced:  # another admin's write lands between our read and our write
-            raced.append(1)
+        reads.append(1)
+        if len(reads) == 2:  # the read before our write: another admin's write lands now
             fleet.set_split(c, ns, "qwen2-7b", [Backend("qwen", 100)])
         return route
 
     monkeypatch.setattr(fleet, "read_route", read_then_someone_writes)
     seeded.reset_counts()
-    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 95), Backend("qwen", 5)])
+    split = [Backend("vllm-mistral", 95), Backend("canary", 5)]
+    fleet.set_split(cluster, NS, "mistral-7b", split)
     conflicts = [r for r in seeded.requests if r.verb == "update" and r.resource == "httproutes"]
     assert len(conflicts) == 3  # the racing write, ours refused (409), ours again
     pools = {p.name: p for p in fleet.list_pools(cluster, NS)}
-    assert pools["vllm-mistral"].backends == (Backend("vllm-mistral", 95), Backend("qwen", 5))
+    assert pools["vllm-mistral"].backends == tuple(split)
 
 
 def test_scale_and_wake_through_the_scale_subresource(seeded, cluster):
@@ -318,3 +336,61 @@ def test_two_admins_create_two_pools_at_once(seeded, cluster):
     assert fleet.served_models(cluster, NS) == ["llama-2-7b", "mistral-7b", "qwen2-7b"] or (
         fleet.served_models(cluster, NS) == ["llama-2-7b", "qwen2-7b", "mistral-7b"]
     )
+
+
+def test_a_cluster_without_the_gateway_says_what_to_install(fake, cluster):
+    with pytest.raises(FleetNotInstalled) as exc:
+        fleet.served_models(cluster, NS)
+    assert "k8s/components/inference-gateway" in exc.value.message
+    with pytest.raises(FleetNotInstalled):
+        fleet.list_pools(cluster, NS)
+
+
+def test_a_pool_without_its_default_picker_is_refused_with_nothing_written(seeded, cluster):
+    seeded.objects["configmaps"].pop((NS, "vllm-epp"))
+    seeded.reset_counts()
+    with pytest.raises(FleetNotInstalled, match="vllm-epp"):
+        create_mistral(cluster)
+    assert writes(seeded) == []
+
+
+def test_a_pool_the_gpus_cannot_hold_is_listed_not_ready(one_node):
+    seed_fleet(one_node, NS)  # the default pool takes the only GPU
+    cluster = connect(one_node.kubeconfig_path)
+    create_mistral(cluster)
+    assert one_node.wait_for(
+        lambda f: any(
+            c.get("reason") == "Unschedulable"
+            for p in f.list("pods", NS, "app.kubernetes.io/name=vllm-mistral")
+            for c in p["status"].get("conditions") or []
+        ),
+        5,
+    )
+    (pool,) = [p for p in fleet.list_pools(cluster, NS) if p.name == "vllm-mistral"]
+    assert (pool.replicas, pool.ready, pool.asleep) == (1, 0, False)
+
+
+def test_a_canary_pool_takes_traffic_only_by_split_and_can_replace_the_stable_one(seeded, cluster):
+    seeded.add_node("gpu-c")  # a GPU for the canary's replica
+    create_mistral(cluster)
+    spec = PoolSpec("vllm-mistral-v2", "mistral-7b")
+    canary = fleet.create_pool(cluster, NS, spec, canary=True,
+                               **{**MISTRAL, "hf_repo": "mistralai/Mistral-7B-v0.3"})  # fmt: skip
+    assert canary.backends == (Backend("vllm-mistral", 100),)  # no traffic yet
+    assert seeded.wait_for(lambda f: f.served_models(NS).count("mistral-7b") == 2, 10)
+    for share in (5, 25, 50):
+        split = [Backend("vllm-mistral", 100 - share), Backend("vllm-mistral-v2", share)]
+        fleet.set_split(cluster, NS, "mistral-7b", split)
+    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral-v2", 100)])  # promote
+    fleet.remove_pool(cluster, NS, "vllm-mistral")
+    assert fleet.served_models(cluster, NS) == ["llama-2-7b", "mistral-7b"]
+    pools = {p.name: p for p in fleet.list_pools(cluster, NS)}
+    assert set(pools) == {"vllm", "vllm-mistral-v2"}
+    assert pools["vllm-mistral-v2"].backends == (Backend("vllm-mistral-v2", 100),)
+
+
+def test_a_canary_of_a_model_nobody_serves_is_refused(seeded, cluster):
+    seeded.reset_counts()
+    with pytest.raises(ModelNotRouted):
+        fleet.create_pool(cluster, NS, PoolSpec("x", "mistral-7b"), canary=True, **MISTRAL)
+    assert writes(seeded) == []

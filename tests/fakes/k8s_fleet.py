@@ -9,6 +9,8 @@ this module adds what the real control plane does with them:
 * the gateway controller: each ``HTTPRoute`` gets ``status.parents[]`` with ``Accepted`` (its
   parent Gateway exists) and ``ResolvedRefs`` (every backendRef names an existing
   ``InferencePool``; else False, reason ``BackendNotFound``), as GKE's gateway controller does;
+  each ``InferencePool`` routed from a Gateway gets ``status.parents[]`` with ``Accepted`` and
+  ``ResolvedRefs`` (False, reason ``InvalidExtensionRef``, without its picker's Service);
 * the HPA controller: for each ``autoscaling/v2`` HPA on a Deployment it reads the metric value
   a test set (``FakeCluster.set_metric(ns, hpa, value)``, standing in for the custom-metrics
   adapter serving ``vllm:num_requests_waiting`` per pod), computes HPA's
@@ -139,6 +141,8 @@ def reconcile(fc: FakeCluster) -> None:
     """One pass of the gateway and HPA controllers (called under the cluster lock)."""
     for key in list(fc.objects["httproutes"]):
         _route_status(fc, key)
+    for key in list(fc.objects["inferencepools"]):
+        _pool_status(fc, key)
     for key in list(fc.objects["horizontalpodautoscalers"]):
         _hpa(fc, key)
 
@@ -201,6 +205,51 @@ def _route_status(fc: FakeCluster, key) -> None:
             }
         )
     _set_status(fc, "httproutes", route, {"parents": parents})
+
+
+def _pool_status(fc: FakeCluster, key) -> None:
+    """An InferencePool's ``status.parents``: one entry per Gateway whose routes send to it,
+    ``Accepted`` and ``ResolvedRefs`` (False, reason ``InvalidExtensionRef``, while its
+    endpoint picker's Service does not exist)."""
+    pool = fc.objects["inferencepools"][key]
+    ns, name = key
+    gateways = sorted(
+        {
+            ref.get("name")
+            for route in fc.objects["httproutes"].values()
+            if route["metadata"].get("namespace") == ns
+            and any(
+                b.get("kind") == "InferencePool" and b.get("name") == name
+                for rule in route.get("spec", {}).get("rules") or []
+                for b in rule.get("backendRefs") or []
+            )
+            for ref in route.get("spec", {}).get("parentRefs") or []
+            if (ns, ref.get("name")) in fc.objects["gateways"]
+        }
+    )
+    picker = (pool.get("spec") or {}).get("endpointPickerRef", {}).get("name")
+    found = (ns, picker) in fc.objects["services"]
+    old = {
+        (p.get("parentRef") or {}).get("name"): {c["type"]: c for c in p.get("conditions", [])}
+        for p in (pool.get("status") or {}).get("parents") or []
+    }
+    parents = [
+        {
+            "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gw},
+            "conditions": [
+                _condition("Accepted", True, "Accepted", "", old.get(gw, {}).get("Accepted")),
+                _condition(
+                    "ResolvedRefs",
+                    found,
+                    "ResolvedRefs" if found else "InvalidExtensionRef",
+                    "" if found else f"Service {picker!r} of the endpoint picker not found",
+                    old.get(gw, {}).get("ResolvedRefs"),
+                ),
+            ],
+        }
+        for gw in gateways
+    ]
+    _set_status(fc, "inferencepools", pool, {"parents": parents})
 
 
 def _pods_metric(hpa: dict) -> tuple[str, float] | None:

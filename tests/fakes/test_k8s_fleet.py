@@ -183,3 +183,22 @@ def test_the_hpa_does_not_act_on_a_deployment_at_zero(fake, cluster):
     fake.create("horizontalpodautoscalers", hpa("absent"), NS)
     fake.set_metric(NS, "absent", 1)
     assert hpa_conditions(fake, "absent")["AbleToScale"] == ("False", "FailedGetScale")
+
+
+def test_an_inference_pool_reports_its_gateway_and_a_missing_picker(fake):
+    pool = fake.get("inferencepools", "vllm", NS)
+    (parent,) = pool["status"]["parents"]
+    assert parent["parentRef"]["name"] == "inference-gateway"
+    assert {c["type"]: c["status"] for c in parent["conditions"]} == {
+        "Accepted": "True",
+        "ResolvedRefs": "True",
+    }
+    with fake.lock:
+        fake._delete("services", (NS, "vllm-epp"))
+    assert fake.wait_for(
+        lambda f: (
+            conditions(f.get("inferencepools", "vllm", NS))["ResolvedRefs"]
+            == ("False", "InvalidExtensionRef")
+        ),
+        5,
+    )

@@ -10,7 +10,9 @@ values (system prompt, sliders, max tokens); they are keyed, so the app reads th
 values from session state either way. One asyncio loop can drive hundreds of sessions.
 
 ``headers`` go on the websocket's HTTP request, which is where ``st.context.headers`` come
-from: e.g. the ``X-Forwarded-For`` a load balancer would add.
+from: e.g. the ``X-Forwarded-For`` a load balancer would add. Like a browser, the session sends
+back every cookie the first request (``/_stcore/health``) set (``WsSession.cookies``): behind a
+sticky proxy its affinity cookie pins the websocket to the replica that answered it.
 
 What a question's page run showed: ``Answer.text`` (the answer markdown, the NATIVE markdown
 in the new assistant chat message), ``WsSession.alerts`` (the bodies of the st.warning /
@@ -97,6 +99,7 @@ class WsSession:
         self.query_string = ""
         self.page_script_hash = ""
         self.chat_input_id: str | None = None
+        self.cookies: dict[str, str] = {}  # set by the first request, sent with the websocket
         self.refs = 0  # ForwardMsgs sent as a cache reference (this client caches none)
         self.alerts: list[str] = []  # warning / error / info bodies of the current run
         self._ws = None
@@ -112,9 +115,11 @@ class WsSession:
         """Connect and run the page once; return when the chat input is known."""
         from websockets.asyncio.client import connect
 
-        xsrf = await asyncio.to_thread(self._xsrf_cookie)
+        self.cookies = await asyncio.to_thread(self._set_cookies)
+        xsrf = self.cookies.get(XSRF_COOKIE)
         host = self.url.split("://", 1)[1]
-        headers = {**self.headers, **({"Cookie": f"{XSRF_COOKIE}={xsrf}"} if xsrf else {})}
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        headers = {**self.headers, **({"Cookie": cookie} if cookie else {})}
         self._ws = await connect(
             f"ws://{host}/_stcore/stream",
             origin=self.url,
@@ -132,13 +137,15 @@ class WsSession:
             raise RuntimeError("the page has no chat input")
         return self
 
-    def _xsrf_cookie(self) -> str | None:
+    def _set_cookies(self) -> dict[str, str]:
+        """The cookies ``/_stcore/health`` sets (name -> value): Streamlit's XSRF cookie, and
+        a sticky proxy's affinity cookie."""
+        cookies = {}
         with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=30) as r:
             for header in r.headers.get_all("Set-Cookie") or []:
                 name, _, rest = header.partition("=")
-                if name.strip() == XSRF_COOKIE:
-                    return rest.split(";", 1)[0]
-        return None
+                cookies[name.strip()] = rest.split(";", 1)[0]
+        return cookies
 
     async def _send_rerun(self, prompt: str | None) -> None:
         from streamlit.proto.BackMsg_pb2 import BackMsg

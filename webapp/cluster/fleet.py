@@ -22,6 +22,7 @@ from webapp.cluster.errors import (
     ClusterError,
     Conflict,
     FleetNotInstalled,
+    InvalidPool,
     ModelAlreadyServed,
     ModelNotRouted,
     NotFound,
@@ -30,6 +31,7 @@ from webapp.cluster.errors import (
 )
 from webapp.cluster.fleet_objects import PoolState
 from webapp.cluster.k8s import Cluster, call
+from webapp.cluster.manifests import template_model
 from webapp.cluster.model_spec import ModelSpec, validate_spec
 from webapp.cluster.pools import Backend, PoolSpec
 
@@ -142,16 +144,27 @@ def _update_route(cluster: Cluster, ns: str, change: Callable[[dict], dict]) -> 
 
 def set_split(cluster: Cluster, ns: str, model: str, backends: Sequence[Backend]) -> None:
     """Send ``model``'s requests to ``backends`` by weight (a canary step, a promotion, a
-    rollback). Validated first (weights sum to 100, names); every pool must exist."""
+    rollback). Validated first (weights sum to 100, names); every pool must exist and serve
+    ``model`` (vLLM answers 404 to a model name it does not serve)."""
     split = pools.validate_split(model, backends)
-    for b in split:
-        get_pool(cluster, ns, b.pool)
 
     def change(route: dict) -> dict:
         if model not in fo.routed_models(route):
             raise ModelNotRouted(model)
         return fo.with_split(route, model, split)
 
+    change(read_route(cluster, ns))  # an unknown model is refused first
+    for b in split:
+        get_pool(cluster, ns, b.pool)
+        dep = get_or_none(f"read Deployment {ns}/{b.pool}",
+                          cluster.apps.read_namespaced_deployment, b.pool, ns)  # fmt: skip
+        served = template_model(dep["spec"].get("template") or {}) if dep else None
+        if served != model:
+            raise InvalidPool(
+                "backends",
+                f"Pool {b.pool!r} serves {served or 'no model'}, not {model!r}: only pools "
+                f"serving {model!r} can share its traffic.",
+            )
     _update_route(cluster, ns, change)
 
 
@@ -178,31 +191,37 @@ def create_pool(
     max_model_len: int,
     catalog_ids: Collection[str],
     base: str = "vllm",
+    canary: bool = False,
 ) -> PoolState:
     """Deploy ``spec.model`` as a new pool beside the others; return it.
 
     Writes, in this order: the vLLM Deployment (a copy of ``base``), the endpoint picker
     (copy of ``base``'s), the InferencePool, the GKE policies (when ``base`` has them), then
     the route rule, so the gateway sends traffic only to a complete pool. Any failure removes
-    what this call created and re-raises."""
+    what this call created and re-raises. A model name already routed is refused
+    (``ModelAlreadyServed``) unless ``canary``: then the model must be routed already
+    (``ModelNotRouted``) and the new pool gets no traffic until ``set_split`` gives it some."""
     pools.validate_pool(spec, catalog_ids)
     validate_spec(ModelSpec(name=spec.model, hf_repo=hf_repo, max_model_len=max_model_len))
-    route = read_route(cluster, ns)
-    if spec.model in (routed := fo.routed_models(route)):
-        raise ModelAlreadyServed(spec.model, tuple(b.pool for b in routed[spec.model]))
+
+    def add_rule(route: dict) -> dict:
+        routed = fo.routed_models(route)
+        if canary and spec.model not in routed:
+            raise ModelNotRouted(spec.model)
+        if canary:
+            return route
+        if spec.model in routed:
+            raise ModelAlreadyServed(spec.model, tuple(b.pool for b in routed[spec.model]))
+        return fo.with_split(route, spec.model, [Backend(spec.name, pools.TOTAL_WEIGHT)])
+
+    add_rule(read_route(cluster, ns))  # refuse before anything is written
     objects = _pool_objects(cluster, ns, spec, hf_repo, max_model_len, base)
     created: list[Callable[[], object]] = []
     try:
         for create, delete in objects:
             create()
             created.append(delete)
-
-        def add_rule(route: dict) -> dict:
-            if spec.model in (routed := fo.routed_models(route)):
-                raise ModelAlreadyServed(spec.model, tuple(b.pool for b in routed[spec.model]))
-            return fo.with_split(route, spec.model, [Backend(spec.name, pools.TOTAL_WEIGHT)])
-
-        route = _update_route(cluster, ns, add_rule)
+        route = read_route(cluster, ns) if canary else _update_route(cluster, ns, add_rule)
     except BaseException:
         for delete in reversed(created):
             with contextlib.suppress(ClusterError):  # best effort: report the first error

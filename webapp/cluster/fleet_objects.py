@@ -21,7 +21,12 @@ import jsonpatch
 
 from webapp.cluster import pools
 from webapp.cluster.errors import InvalidPool, ModelAlreadyServed, PoolInUse
-from webapp.cluster.manifests import ACCELERATOR_LABEL, GPU_RESOURCE, template_model
+from webapp.cluster.manifests import (
+    ACCELERATOR_LABEL,
+    GPU_RESOURCE,
+    template_hf_repo,
+    template_model,
+)
 from webapp.cluster.patches import PREVIOUS_TEMPLATE_ANNOTATION
 from webapp.cluster.pools import Backend, PoolSpec
 
@@ -74,6 +79,8 @@ class PoolState:
     autoscaling: Autoscaling | None
     backends: tuple[Backend, ...]
     deployed: bool = True
+    hf_repo: str | None = None  # what it loads (``--model``): a canary's version shows here
+    image: str | None = None  # the vLLM image (a canary may try another vLLM version)
 
     @property
     def asleep(self) -> bool:
@@ -359,4 +366,6 @@ def pool_state(
         ready=(deployment.get("status") or {}).get("readyReplicas", 0),
         autoscaling=read_autoscaling(hpa) if hpa else None,
         backends=models.get(model or "", ()),
+        hf_repo=template_hf_repo(template),
+        image=((pod.get("containers") or [{}])[0]).get("image"),
     )
