@@ -74,13 +74,13 @@ def fleet_session(fake: FakeCluster) -> None:
                                  options=FAST))  # a pool's model switch  # fmt: skip
     assert switched[-1].outcome == "switched", [i.message for i in switched]
     fleet.rename_model(cluster, NS, "vllm-mistral", "mistral-7b", "falcon-7b")
-    fleet.rename_model(cluster, NS, "vllm-mistral", "falcon-7b", "mistral-7b")
     assert fleet_scaling.wake_pool(cluster, NS, "qwen2-7b") == "qwen"
-    fleet.create_pool(cluster, NS, PoolSpec("canary", "mistral-7b"), canary=True,
-                      hf_repo="mistralai/Mistral-7B-v0.3", **repo)  # fmt: skip
+    fleet.create_pool(cluster, NS, PoolSpec("canary", "falcon-7b"), canary=True,
+                      hf_repo="tiiuae/falcon-7b-instruct", max_model_len=2048,
+                      catalog_ids=(*CATALOG, "falcon-7b"))  # fmt: skip
     split = [Backend("vllm-mistral", 95), Backend("canary", 5)]
-    fleet.set_split(cluster, NS, "mistral-7b", split)
-    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 100)])  # rolled back
+    fleet.set_split(cluster, NS, "falcon-7b", split)
+    fleet.set_split(cluster, NS, "falcon-7b", [Backend("vllm-mistral", 100)])  # rolled back
     fleet.remove_pool(cluster, NS, "canary")
     fleet_scaling.clear_autoscaling(cluster, NS, "vllm-mistral")
     fleet_scaling.set_autoscaling(cluster, NS, "qwen", 1, 2, 4)
