@@ -47,6 +47,19 @@ def _config(quick: bool) -> dict:
     }  # fmt: skip
 
 
+def _status_page(browser, cfg: dict, before: str | None) -> list:
+    from bench import admin_browser
+    from bench.common import source_tree
+
+    if before is None:
+        return admin_browser.run_status_page(browser, cfg["page_sizes"], cfg["page_loads"], _log)
+    with source_tree(before) as root:
+        _log(f"  before: the page at {before}, alternating with this tree's")
+        return admin_browser.run_status_page(
+            browser, cfg["page_sizes"], cfg["page_loads"], _log, before=root
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen parts; print the report; return 0 (targets missed are reported, not fatal)."""
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -60,8 +73,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also profile the admin page open in Chromium (CPU time per script file)",
     )
+    ap.add_argument(
+        "--admin-before",
+        metavar="REV",
+        help="status-page: also time the admin page of git revision REV, alternating loads",
+    )
+    ap.add_argument(
+        "--page-sizes",
+        nargs="+",
+        metavar="NODESxPODS",
+        help="status-page: cluster sizes, e.g. 50x300 (default: 2x1 10x60 50x300)",
+    )
     args = ap.parse_args(argv)
     cfg = _config(args.quick)
+    if args.page_sizes:
+        cfg["page_sizes"] = [tuple(int(n) for n in s.split("x")) for s in args.page_sizes]
     if args.lengths:
         cfg["lengths"] = args.lengths
     if args.runs:
@@ -94,13 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows, idle = concurrency.run(browser, cfg["levels"], cfg["conc_tokens"], _log)
                 res["concurrency"], res["idle_rss"] = rows, idle
             if "status-page" in args.parts:
-                from bench import admin_browser
-
                 _log("3b. admin status at scale, the admin page in Chromium")
                 try:
-                    res["status_page"] = admin_browser.run_status_page(
-                        browser, cfg["page_sizes"], cfg["page_loads"], _log
-                    )
+                    res["status_page"] = _status_page(browser, cfg, args.admin_before)
                 except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
                     res["status_page_error"] = f"{type(e).__name__}: {e}"
                     _log(f"  admin page rows failed: {res['status_page_error']}")

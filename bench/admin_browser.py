@@ -55,6 +55,7 @@ GAP_S = 0.8  # requests further apart than this belong to different refreshes
 #: tables, ``EXPECT`` = {first column header: rows}: ``seen_<col>`` when that grid appears,
 #: ``rows_<col>`` when its accessible table reports all rows, ``tables`` when all do.
 #: ``__watchRows(name, col, rows)`` marks when the grid headed ``col`` reports ``rows`` rows.
+#: ``page`` when the audit log's header (the last section) is drawn: the whole page.
 #: Streamlit's websocket is wrapped: ``ws_open`` when it opens (the page has booted),
 #: ``data`` when a message containing ``DATA`` arrives (the node pools table, the last of
 #: the three, carries the GKE pool name ``default-pool``).
@@ -117,6 +118,7 @@ _WATCH_JS = """
   }, true);
   window.__watch('title', 'h1', 'Admin console');
   window.__watch('signed_in', '[data-testid="stCaptionContainer"]', 'Signed in as');
+  window.__watch('page', 'h2', 'Audit log');  // the last section: the whole page is drawn
   new MutationObserver(() => { check(); if (rowWatches.length) checkRows(); }).observe(document, {
     subtree: true, childList: true, characterData: true, attributes: true,
     attributeFilter: ['aria-rowcount']
@@ -163,18 +165,21 @@ PROBE_TO_READY_S = 2.0
 
 
 @contextlib.contextmanager
-def admin_console(world, iap: Iap, *, startup_probe: bool = False) -> Iterator:
+def admin_console(
+    world, iap: Iap, *, startup_probe: bool = False, root: Path | None = None
+) -> Iterator:
     """The admin console (``APP_MODE=admin``) wired to ``world``, admitting ``ADMIN`` via IAP.
 
     ``startup_probe``: as ``k8s/base/webapp-admin.yaml`` starts it: with Streamlit's script
-    health check enabled and called once (its startup probe), then ``PROBE_TO_READY_S``."""
+    health check enabled and called once (its startup probe), then ``PROBE_TO_READY_S``.
+    ``root``: run the app of that source tree instead (``bench.common.source_tree``)."""
     from bench.common import streamlit_app
 
     env = {"APP_MODE": "admin", "ADMIN_EMAILS": ADMIN, "IAP_AUDIENCE": AUDIENCE,
            "IAP_CERTS_FILE": iap.certs_file, **world.env()}  # fmt: skip
     if startup_probe:
         env["STREAMLIT_SERVER_SCRIPT_HEALTH_CHECK_ENABLED"] = "true"
-    with streamlit_app(**env) as app:
+    with streamlit_app(root, **env) as app:
         if startup_probe:
             with urllib.request.urlopen(f"{app.url}/_stcore/script-health-check", timeout=60) as r:
                 if r.read() != b"ok":
@@ -389,6 +394,8 @@ def load_admin_page(ctx, app, reqlog: RequestLog, kind: str) -> PageLoad:
         t0 = time.time()
         page.goto(f"{app.url}/")
         page.wait_for_function("() => window.__marks && 'tables' in window.__marks")
+        if not isinstance(app, _StatusOnlyServer):  # the what-if page has no audit log
+            page.wait_for_function("() => 'page' in window.__marks")
         page.wait_for_timeout(1500)  # the page's last requests (log tail, audit) and deltas
         raw = page.evaluate("() => window.__marks")
         t1 = time.time()
@@ -405,10 +412,16 @@ def load_admin_page(ctx, app, reqlog: RequestLog, kind: str) -> PageLoad:
     return PageLoad(kind, marks, count(reqlog.since(t0, t1)))
 
 
-def run_status_page(browser, sizes: list[tuple[int, int]], loads: int, log) -> list:
+def run_status_page(
+    browser, sizes: list[tuple[int, int]], loads: int, log, before: Path | None = None
+) -> list:
     """Per size: a fresh world and console; one cold load (new browser context), ``loads``
     warm loads (new tabs of one context: browser cache warm, each a new session), then
-    ~3 periodic status refreshes of an open page, their requests counted."""
+    ~3 periodic status refreshes of an open page, their requests counted.
+
+    ``before``: another source tree of the app (``bench.common.source_tree``, the page before
+    a change): a second console runs it on the same world, and its warm loads ("before")
+    alternate with this tree's, in the same browser context, so both see the same load."""
     from tests.support.admin_world import admin_world
 
     rows = []
@@ -429,8 +442,7 @@ def run_status_page(browser, sizes: list[tuple[int, int]], loads: int, log) -> l
                 ctx = _admin_context(browser, iap, expect)
                 try:
                     load_admin_page(ctx, app, reqlog, "fill the cache")
-                    for _ in range(loads):
-                        row.loads.append(load_admin_page(ctx, app, reqlog, "warm"))
+                    _warm_loads(ctx, app, world, iap, reqlog, row, loads, before)
                     _watch_refreshes(ctx, app, world, reqlog, row, log)
                 finally:
                     ctx.close()
@@ -448,10 +460,24 @@ def run_status_page(browser, sizes: list[tuple[int, int]], loads: int, log) -> l
                 log(
                     f"  {nodes} nodes / {row.pods} pods, {x.kind}: ws open "
                     f"{_ms(x.phase(None, 'ws_open'))}, status data {_ms(x.phase(None, 'data'))}, "
-                    f"tables {_ms(x.phase(None, 'tables'))}; {calls_text(x.calls)}"
+                    f"tables {_ms(x.phase(None, 'tables'))}, whole page {_ms(x.phase(None, 'page'))}; "
+                    f"{calls_text(x.calls)}"
                 )
             rows.append(row)
     return rows
+
+
+def _warm_loads(ctx, app, world, iap, reqlog, row, loads: int, before: Path | None) -> None:
+    """``loads`` returning loads of ``app``; with ``before``, each after one of the old page."""
+    if before is None:
+        for _ in range(loads):
+            row.loads.append(load_admin_page(ctx, app, reqlog, "warm"))
+        return
+    with admin_console(world, iap, root=before) as old:
+        load_admin_page(ctx, old, reqlog, "fill the cache")
+        for _ in range(loads):
+            row.loads.append(load_admin_page(ctx, old, reqlog, "before"))
+            row.loads.append(load_admin_page(ctx, app, reqlog, "warm"))
 
 
 def _load_status_only(browser, world, iap, expect, reqlog, row, loads: int, tmp: Path) -> None:

@@ -131,6 +131,25 @@ def streamlit_app(root: Path | None = None, **env: str) -> Iterator:
 
 
 @contextlib.contextmanager
+def source_tree(rev: str) -> Iterator[Path]:
+    """This repository's files at ``rev`` (``git archive`` into a temporary directory, removed
+    after): the app as it was, to run beside this one (``streamlit_app(root=...)``) for a
+    before/after in one run. No git state changes (no worktree, no checkout)."""
+    import shutil
+    import subprocess
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-before-"))
+    try:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", rev], cwd=ROOT, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def chromium() -> Iterator:
     """One headless Chromium for the whole part."""
     from playwright.sync_api import sync_playwright

@@ -1,6 +1,8 @@
 """The admin page's GPU panel: per-GPU telemetry table, a utilization/memory chart and the
 warnings; when no telemetry source answers, a plain message in this panel only (which
-source said what, and the command that turns it on), and the rest of the page goes on.
+source said what; the commands that turn each on behind "How to turn it on", run only while
+open: their code blocks load Streamlit's syntax highlighter, ~1 s of the browser's main
+thread at a page open here, bench/RESULTS.md 3b), and the rest of the page goes on.
 
 Called by the status section as ``gpu_section(settings, pods, read=...)``, ``read`` being
 the telemetry read of ``webapp.admin.status`` (tests give it credentials for the fake PromQL
@@ -62,5 +64,12 @@ def _unavailable(exc: TelemetryUnavailable) -> None:
     )
     for failure in exc.failures:
         st.markdown(f"**{literal(failure.source)}**: {literal(failure.reason)}.")
-        st.caption("To turn it on:")
-        st.code(failure.turn_on, language="bash", wrap_lines=True)
+    box = st.expander(
+        "How to turn it on", key="gpu_turn_on", icon=":material/terminal:", on_change="rerun"
+    )
+    if not box.open:
+        return
+    with box:
+        for failure in exc.failures:
+            st.caption(f"{literal(failure.source)}:")
+            st.code(failure.turn_on, language="bash", wrap_lines=True)

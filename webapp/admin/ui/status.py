@@ -1,6 +1,7 @@
 """The status section: what is served, pods, GPU nodes, node pools and vLLM load.
 
-First on the page, so its tables are the first data sent and drawn (bench/RESULTS.md 3b).
+First on the page, so its tables are the first data sent and drawn (bench/RESULTS.md 3b);
+the GPU panel (one more read, a chart) comes after the three tables.
 What is costly to draw or read is shown on demand: the pod log (a Kubernetes call per
 refresh) only while its expander is open, the load charts only when switched on. Every
 read goes through ``webapp.admin.status``.
@@ -64,12 +65,13 @@ def _status(console: Console) -> None:
     else:
         _pods_and_nodes(console, status.inventory)
         console.gpus = sum(n.gpu_capacity for n in status.inventory.nodes)
+    _pools_table(console, status)
+    if status.inventory is not None:  # after the three tables: one more read, and a chart
         gpu_section(
             console.settings,
             status.inventory.pods,
             read=lambda: reads.read_gpus(console.settings, console.cluster),
         )
-    _pools_table(console, status)
     _load(console)
 
 
