@@ -21,7 +21,6 @@ from webapp.admin.plan import plan_deploy
 from webapp.admin.pool_switch import POOL_SWITCH, PoolSwitch
 from webapp.admin.sizing import SizingError
 from webapp.admin.ui.console import Console, catalog, conversation_store, job_to_show
-from webapp.cluster.scheduling import gpu_name
 from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
 
@@ -50,7 +49,7 @@ def show(console: Console) -> None:
 def _table(fleet: Fleet) -> None:
     st.table(
         [
-            {"Pool": r.pool, "Model": r.model or "—", "GPU": _gpu(r),
+            {"Pool": r.pool, "Model": r.model or "—", "GPU": r.gpus,
              "Replicas ready": f"{r.ready}/{r.replicas}" + (" (asleep)" if r.asleep else ""),
              "Autoscaling": r.autoscaling, "Traffic": r.share,
              "Waiting": cell(r.live.waiting, ".0f"), "KV cache": cell(r.live.kv_cache, ".0%"),
@@ -62,12 +61,6 @@ def _table(fleet: Fleet) -> None:
     unread = [u for r in fleet.rows for u in r.live.unread]
     if unread:
         st.caption(literal("Not answering (their numbers are left out): " + "; ".join(unread)))
-
-
-def _gpu(row: FleetRow) -> str:
-    if not row.gpu_type:
-        return "—"
-    return f"{row.gpus_per_replica} × {gpu_name(row.gpu_type)}"
 
 
 def _controls(console: Console, row: FleetRow) -> None:
@@ -171,7 +164,7 @@ def _deploy_form(console: Console, fleet: Fleet) -> None:
     name = c1.text_input("Pool name", value=f"vllm-{mid}"[:59], key=f"pool_name_{mid}")
     replicas = int(c2.number_input("Replicas", 1, 64, 1, key="pool_replicas"))
     mml = min(model.recommended.max_model_len, model.max_context)
-    st.caption(literal(f"Each replica: {_gpu(base)} (the default pool's GPUs), {mml} tokens "
+    st.caption(literal(f"Each replica: {base.gpus} (the default pool's GPUs), {mml} tokens "
                        "of context."))  # fmt: skip
     try:
         plan = plan_deploy(model, gpu=base.gpu_type, gpu_count=base.gpus_per_replica,
