@@ -25,6 +25,7 @@ from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
 
 STARTED = "fleet_started"  # session: pools this page started a job on (for the progress list)
+WATCHED = "fleet_watched"  # session: ids of running pool jobs this page has shown
 
 
 def show(console: Console) -> None:
@@ -40,8 +41,9 @@ def show(console: Console) -> None:
         return
     _table(fleet)
     # The canary section goes here: it takes the console and fleet.rows (webapp/admin/ui/canary.py).
+    served = frozenset(r.model for r in fleet.rows if r.model)
     for row in fleet.rows:
-        _controls(console, row)
+        _controls(console, row, served)
     _progress(console, tuple(r.pool for r in fleet.rows))
     _deploy_form(console, fleet)
 
@@ -63,9 +65,12 @@ def _table(fleet: Fleet) -> None:
         st.caption(literal("Not answering (their numbers are left out): " + "; ".join(unread)))
 
 
-def _controls(console: Console, row: FleetRow) -> None:
+def _controls(console: Console, row: FleetRow, served: frozenset[str]) -> None:
     pool, ns = row.pool, console.settings.k8s_namespace
     with st.expander(f"Change pool {pool}", expanded=False):
+        if row.autoscaling != "off":
+            st.caption("Autoscaling is on: its HPA sets the replicas between its minimum and "
+                       "maximum, so a count set by hand lasts until its next decision.")  # fmt: skip
         c1, c2 = st.columns(2)
         replicas = int(c1.number_input("Replicas", 0, 64, row.replicas, key=f"rep_{pool}"))
         if c1.button(f"Scale {pool}", key=f"scale_{pool}"):
@@ -79,15 +84,16 @@ def _controls(console: Console, row: FleetRow) -> None:
         if c2.button(f"Set autoscaling of {pool}", key=f"auto_{pool}"):
             _start(console, fa.POOL_AUTOSCALE, fa.AutoscalePool(console.cluster, ns, pool, low,
                                                                  high, target))  # fmt: skip
-        _switch_control(console, row)
+        _switch_control(console, row, served)
         if st.button(f"Remove {pool}", key=f"remove_{pool}"):
             _start(console, fa.POOL_REMOVE, fa.RemovePool(console.cluster, ns, pool))
 
 
-def _switch_control(console: Console, row: FleetRow) -> None:
-    """Switch the pool's model in place (``pool_switch.POOL_SWITCH``), sized on its GPUs."""
+def _switch_control(console: Console, row: FleetRow, served: frozenset[str]) -> None:
+    """Switch the pool's model in place (``pool_switch.POOL_SWITCH``) to a catalog model no
+    pool serves (one rule per model name), sized on the pool's GPUs."""
     try:
-        models = {m.id: m for m in catalog().models if m.id != row.model}
+        models = {m.id: m for m in catalog().models if m.id not in served}
     except CatalogError:
         return  # the deploy form below says why
     if not models or not row.model or not row.gpu_type:
@@ -132,10 +138,17 @@ def _start(
 def _progress(console: Console, pools: tuple[str, ...]) -> None:
     """The latest job of each pool (listed, or started from this page), as it goes."""
     names = dict.fromkeys([*pools, *st.session_state.get(STARTED, [])])
+    watched: set[int] = st.session_state.setdefault(WATCHED, set())
+    finished = False
     for pool in names:
         view = job_to_show(console, fa.pool_kind(pool))
         if view is None:
             continue
+        if view.running:
+            watched.add(view.id)
+        elif view.id in watched:
+            watched.discard(view.id)
+            finished = True
         last = view.messages[-1] if view.messages else "Starting…"
         text = safe_markdown(f"**{pool}** ({view.actor}): {last}")
         if view.running:
@@ -144,6 +157,8 @@ def _progress(console: Console, pools: tuple[str, ...]) -> None:
             st.error(f"{literal(pool)}: {admin_error_message(view.error)}")
         else:
             st.success(text)
+    if finished:  # a job this page watched just ended: redraw the table with what it changed
+        st.rerun(scope="app")
 
 
 def _deploy_form(console: Console, fleet: Fleet) -> None:
