@@ -10,7 +10,9 @@
 # (HTTPS itself is added by `scripts/deploy.sh --domain`).
 # With --gateway it also prepares GKE Inference Gateway for model pools (k8s/overlays/pools):
 # Gateway API on the cluster, the region's proxy-only subnet, the gateway's internal static IP,
-# and the Inference Extension's CRDs (InferencePool, InferenceObjective).
+# and the Inference Extension's CRDs (InferencePool, InferenceObjective); and what pool
+# autoscaling needs: the Custom Metrics Stackdriver Adapter (a pool's HPA on vLLM's queue depth)
+# and KEDA (a pool with min 0 replicas), each allowed to read Cloud Monitoring.
 # Idempotent: what exists is left as it is. `--dry-run` prints every command, runs none.
 set -euo pipefail
 
@@ -63,6 +65,8 @@ With --gateway (GKE Inference Gateway, for k8s/overlays/pools):
   GATEWAY_SUBNET      subnet of the gateway's internal address [default]
   GATEWAY_IP          the gateway's internal address, in GATEWAY_SUBNET [10.128.0.250];
                       the same address is LLM_URL in k8s/components/inference-gateway
+  PROJECT_NUMBER      number of PROJECT_ID, for the Workload Identity principals of the
+                      metrics adapter and KEDA [read with gcloud projects describe]
 USAGE
 }
 
@@ -106,7 +110,18 @@ PROXY_SUBNET="${PROXY_SUBNET:-proxy-only-subnet}"
 PROXY_SUBNET_RANGE="${PROXY_SUBNET_RANGE:-10.129.0.0/23}"
 GATEWAY_SUBNET="${GATEWAY_SUBNET:-default}"
 GATEWAY_IP="${GATEWAY_IP:-10.128.0.250}"
+# Pool autoscaling (--gateway): the custom metrics adapter (k8s/addons: the upstream manifest
+# at a release tag, minus the external metrics API) and KEDA's release manifest.
+ADAPTER_ADDON="$(cd "$SCRIPT_DIR/.." && pwd)/k8s/addons/custom-metrics-stackdriver-adapter"
+ADAPTER_KSA=custom-metrics/custom-metrics-stackdriver-adapter
+KEDA_VERSION=v2.20.2
+KEDA_MANIFEST="https://github.com/kedacore/keda/releases/download/${KEDA_VERSION}/keda-${KEDA_VERSION#v}.yaml"
+KEDA_KSA=keda/keda-operator
+PROJECT_NUMBER="${PROJECT_NUMBER:-}"
 if [[ "$GATEWAY" == "1" ]]; then
+  [[ -z "$PROJECT_NUMBER" || "$PROJECT_NUMBER" =~ ^[1-9][0-9]{0,18}$ ]] ||
+    die "PROJECT_NUMBER is not a GCP project number (digits only):" \
+      "$(shell_quote "$PROJECT_NUMBER")"
   octet='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
   [[ "$GATEWAY_IP" =~ ^($octet\.){3}$octet$ ]] ||
     die "GATEWAY_IP is not an IPv4 address: $(shell_quote "$GATEWAY_IP")"
@@ -188,6 +203,51 @@ ADMIN_CONDITION+=",title=llm-console-${CLUSTER_NAME}"
 ADMIN_CONDITION+=",description=Only GKE cluster ${CLUSTER_NAME} in ${REGION} and its operations"
 
 require_tools gcloud kubectl
+
+# PROJECT_NUMBER (set, or read from gcloud): IAM principals of Kubernetes service accounts
+# name the project by number. With --dry-run the lookup is printed and the principals show the
+# placeholder PROJECT_NUMBER.
+resolve_project_number() {
+  [[ -n "$PROJECT_NUMBER" ]] && return 0
+  print_cmd '+' gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)'
+  if [[ "$DRY_RUN" == "1" ]]; then
+    PROJECT_NUMBER=PROJECT_NUMBER
+    log "dry run: PROJECT_NUMBER below stands for the number printed by that command"
+    return 0
+  fi
+  PROJECT_NUMBER="$(gcloud projects describe "$PROJECT_ID" --format='value(projectNumber)')"
+  [[ "$PROJECT_NUMBER" =~ ^[1-9][0-9]{0,18}$ ]] ||
+    die "could not read the number of project $PROJECT_ID; set PROJECT_NUMBER"
+}
+
+# roles/monitoring.viewer for a Kubernetes service account (NAMESPACE/NAME) through Workload
+# Identity Federation for GKE: the principal is the KSA itself, no Google service account.
+# Read-only; monitoring data has no per-cluster IAM resource, so it is granted on the project.
+grant_monitoring_viewer() {
+  local ksa="$1"
+  run gcloud projects add-iam-policy-binding "$PROJECT_ID" --role=roles/monitoring.viewer \
+    --member="principal://iam.googleapis.com/projects/${PROJECT_NUMBER}/locations/global/workloadIdentityPools/${PROJECT_ID}.svc.id.goog/subject/ns/${ksa%%/*}/sa/${ksa#*/}" \
+    --condition=None --quiet
+}
+
+# Pool autoscaling on vLLM's queue depth (vllm:num_requests_waiting, scraped by Managed Service
+# for Prometheus through k8s/components/inference-gateway/pod-monitoring.yaml). Re-running it
+# re-applies the same manifests and bindings (both idempotent).
+setup_pool_autoscaling() {
+  log "pool autoscaling: Custom Metrics Stackdriver Adapter (HPA), KEDA (scale to zero)"
+  resolve_project_number
+  # The HPA's Pods metric prometheus.googleapis.com|vllm:num_requests_waiting|gauge comes
+  # from Cloud Monitoring through the adapter (custom.metrics.k8s.io).
+  run kubectl apply -k "$ADAPTER_ADDON"
+  grant_monitoring_viewer "$ADAPTER_KSA"
+  # GKE's HPA cannot go below 1 replica: KEDA scales a pool with min 0 (a ScaledObject whose
+  # Prometheus trigger queries Managed Service for Prometheus) and owns the external metrics
+  # API (external.metrics.k8s.io). Server-side, as KEDA documents (large CRDs);
+  # --force-conflicts takes that API over from an adapter installed earlier from upstream's
+  # full manifest.
+  run kubectl apply --server-side --force-conflicts -f "$KEDA_MANIFEST"
+  grant_monitoring_viewer "$KEDA_KSA"
+}
 
 # GKE Inference Gateway for model pools: what k8s/components/inference-gateway needs first.
 setup_inference_gateway() {
@@ -366,6 +426,7 @@ run gcloud container clusters get-credentials "$CLUSTER_NAME" \
 
 if [[ "$GATEWAY" == "1" ]]; then
   setup_inference_gateway
+  setup_pool_autoscaling
 fi
 
 if [[ -n "$DOMAIN" ]]; then

@@ -3,21 +3,27 @@ the process-wide cache in front of a fleet (shared reads, bounded waits, one wak
 
 from __future__ import annotations
 
-import sys
 import threading
-from types import SimpleNamespace
 
 import pytest
 
+from tests.fakes.k8s_server import FakeCluster
+from tests.support.fleet import CATALOG, seed_fleet
 from webapp.chat.errors import FleetUnavailable
 from webapp.chat.fleet import CachedFleet, ClusterFleet, _plain, pool_condition
+from webapp.cluster import fleet, fleet_scaling, k8s
 from webapp.cluster.errors import (
     ApiRejected,
     ClusterNotConfigured,
     ClusterUnavailable,
+    FleetNotInstalled,
     Forbidden,
+    ModelNotRouted,
     NotFound,
+    PoolNotFound,
 )
+from webapp.cluster.k8s import connect
+from webapp.cluster.pools import Backend, PoolSpec
 
 
 @pytest.mark.parametrize(
@@ -45,6 +51,9 @@ def test_a_models_condition_from_its_pools(pools, condition):
         (ClusterUnavailable("timeout"), "cannot be reached"),
         (NotFound("read", "deployments/x"), "its model pool was not found"),
         (ApiRejected("patch", "422 spec.replicas: token=abc"), "the cluster refused"),
+        (PoolNotFound("vllm-mistral"), "its model pool was not found"),
+        (ModelNotRouted("falcon-7b"), "no model pool serves this model any more"),
+        (FleetNotInstalled("the HTTPRoute 'llm-models'"), "model pools are not set up"),
     ],
 )
 def test_cluster_errors_in_plain_words(error, said):
@@ -211,92 +220,90 @@ def test_the_cluster_fleet_without_a_cluster_is_unavailable_in_plain_words(tmp_p
     assert fleet.state("a") == "unknown"
     with pytest.raises(FleetUnavailable) as err:
         fleet.wake("a")
-    assert err.value.reason in (
-        "the chat has no access to the cluster",
-        "this version cannot read model pools",
-    )
+    assert err.value.reason == "the chat has no access to the cluster"
 
 
-class StandIn:
-    """Until ``webapp.cluster.fleet`` is merged: a module with its planned functions
-    (``served_models``, ``list_pools`` -> PoolState with model/replicas/ready,
-    ``wake_pool``), recording calls. Replace by the real module against the fake API."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-        self.fail: Exception | None = None
-        self.pools = [
-            SimpleNamespace(name="vllm", model="llama-2-7b", replicas=1, ready=1),
-            SimpleNamespace(name="mistral", model="mistral-7b", replicas=0, ready=0),
-            SimpleNamespace(name="mistral-canary", model="mistral-7b", replicas=0, ready=0),
-        ]
-
-    def _record(self, *call):
-        self.calls.append(call)
-        if self.fail:
-            raise self.fail
-
-    def served_models(self, cluster, ns):
-        self._record("served_models", cluster, ns)
-        return ["llama-2-7b", "mistral-7b"]
-
-    def list_pools(self, cluster, ns):
-        self._record("list_pools", cluster, ns)
-        return self.pools
-
-    def wake_pool(self, cluster, ns, model):
-        self._record("wake_pool", cluster, ns, model)
-        return "mistral"
+NS = "vllm"
+REPO = {"max_model_len": 8192, "catalog_ids": CATALOG}
 
 
 @pytest.fixture
-def stand_in(monkeypatch):
-    from webapp.cluster import k8s
-
-    module = StandIn()
-    monkeypatch.setitem(sys.modules, "webapp.cluster.fleet", module)
-    connects = []
-    monkeypatch.setattr(k8s, "connect", lambda kubeconfig=None: connects.append(kubeconfig) or "C")
-    module.connects = connects
-    return module
-
-
-def test_the_cluster_fleet_calls_the_cluster_functions(stand_in):
-    fleet = ClusterFleet("", "llm")
-    assert fleet.models() == ["llama-2-7b", "mistral-7b"]
-    assert fleet.state("llama-2-7b") == "serving"
-    assert fleet.state("mistral-7b") == "asleep"
-    assert fleet.state("gone") == "unknown"
-    fleet.wake("mistral-7b")
-    assert stand_in.calls[-1] == ("wake_pool", "C", "llm", "mistral-7b")
-    assert {c[1:3] for c in stand_in.calls} == {("C", "llm")}
-    assert stand_in.connects == [None]  # one connection, in-cluster or ~/.kube/config
-    stand_in.pools[1].replicas = 1
-    assert fleet.state("mistral-7b") == "loading"
+def pools():
+    """The fake API seeded as we ship it (pool "vllm" serving llama-2-7b) plus two pools,
+    "mistral" and "qwen"; slow enough to load that a woken pool is seen loading."""
+    with FakeCluster(gpu_nodes=[{"name": f"gpu-{n}"} for n in "abc"], ready_delay=1.0) as fake:
+        seed_fleet(fake, NS)
+        admin = connect(fake.kubeconfig_path)
+        fleet.create_pool(admin, NS, PoolSpec("mistral", "mistral-7b"),
+                          hf_repo="mistralai/Mistral-7B-v0.1", **REPO)  # fmt: skip
+        fleet.create_pool(admin, NS, PoolSpec("qwen", "qwen2-7b"),
+                          hf_repo="Qwen/Qwen2-7B-Instruct", **REPO)  # fmt: skip
+        assert fake.wait_for(lambda f: len(f.served_models(NS)) == 3, 10)
+        yield fake, admin
 
 
-@pytest.mark.parametrize(
-    ("error", "reason"),
-    [
-        (Forbidden("scale", operation="patch_namespaced_deployment_scale"), "not allowed"),
-        (ClusterUnavailable("connection refused"), "cannot be reached"),
-    ],
-)
-def test_the_cluster_fleets_errors_are_plain(stand_in, error, reason):
-    stand_in.fail = error
-    fleet = ClusterFleet("/etc/kube.conf", "llm")
-    for call in (fleet.models, lambda: fleet.state("m"), lambda: fleet.wake("m")):
-        with pytest.raises(FleetUnavailable, match=reason):
+def test_the_cluster_fleet_reads_and_wakes_the_real_pools(pools):
+    fake, admin = pools
+    chat = ClusterFleet(fake.kubeconfig_path, NS)
+    assert chat.models() == ["llama-2-7b", "mistral-7b", "qwen2-7b"]
+    assert chat.state("mistral-7b") == "serving"
+    assert chat.state("falcon-7b") == "unknown"  # no rule routes it
+    fleet_scaling.scale_pool(admin, NS, "mistral", 0)
+    assert fake.wait_for(lambda f: "mistral-7b" not in f.served_models(NS), 5)
+    assert chat.state("mistral-7b") == "asleep"
+    fake.reset_counts()
+    chat.wake("mistral-7b")
+    assert fake.get("deployments", "mistral", NS)["spec"]["replicas"] == 1
+    assert chat.state("mistral-7b") == "loading"  # its replica loads the weights
+    assert fake.wait_for(lambda f: "mistral-7b" in f.served_models(NS), 10)
+    assert eventually(lambda: chat.state("mistral-7b"), "serving")
+    assert {r.verb for r in fake.requests} == {"get", "patch"}  # no list, no other write
+
+
+def test_a_canary_pool_asleep_beside_a_serving_one_is_serving(pools):
+    fake, admin = pools
+    chat = ClusterFleet(fake.kubeconfig_path, NS)
+    fleet_scaling.scale_pool(admin, NS, "qwen", 0)  # its GPU for the canary
+    fleet.create_pool(admin, NS, PoolSpec("mistral-canary", "mistral-7b"), canary=True,
+                      hf_repo="mistralai/Mistral-7B-v0.1", **REPO)  # fmt: skip
+    assert fleet_scaling.model_replicas(admin, NS, "mistral-7b") == [(1, 1)]  # no share yet
+    split = [Backend("mistral", 95), Backend("mistral-canary", 5)]
+    fleet.set_split(admin, NS, "mistral-7b", split)
+    fleet_scaling.scale_pool(admin, NS, "mistral-canary", 0)
+    assert eventually(lambda: fleet_scaling.model_replicas(admin, NS, "mistral-7b"),
+                      [(1, 1), (0, 0)])  # fmt: skip
+    assert chat.state("mistral-7b") == "serving"
+    fleet_scaling.scale_pool(admin, NS, "mistral", 0)
+    assert eventually(lambda: chat.state("mistral-7b"), "asleep")
+
+
+def test_the_cluster_fleets_errors_are_plain(pools):
+    fake, _ = pools
+    chat = ClusterFleet(fake.kubeconfig_path, NS)
+    with pytest.raises(FleetUnavailable, match="no model pool serves this model"):
+        chat.wake("falcon-7b")
+    fake.forbid("get", "deployments")
+    with pytest.raises(FleetUnavailable, match="not allowed"):
+        chat.state("qwen2-7b")
+    fake.forbid("get", "httproutes")
+    for call in (chat.models, lambda: chat.wake("qwen2-7b")):
+        with pytest.raises(FleetUnavailable, match="not allowed") as err:
             call()
-    assert stand_in.connects == ["/etc/kube.conf"]
+        assert "llm-models" not in err.value.reason  # no API detail reaches a user
 
 
-def test_wake_pool_is_found_beside_the_fleet_module(stand_in, monkeypatch):
-    scaling = SimpleNamespace(wake_pool=stand_in.wake_pool)
-    monkeypatch.delattr(StandIn, "wake_pool")
-    fleet = ClusterFleet("", "llm")
-    with pytest.raises(FleetUnavailable, match="cannot read model pools"):
-        fleet.wake("mistral-7b")
-    monkeypatch.setitem(sys.modules, "webapp.cluster.fleet_scaling", scaling)
-    fleet.wake("mistral-7b")
-    assert stand_in.calls[-1] == ("wake_pool", "C", "llm", "mistral-7b")
+def test_without_the_gateway_the_cluster_fleet_says_pools_are_not_set_up():
+    with FakeCluster(gpu_nodes=[{"name": "gpu-a"}]) as fake:
+        chat = ClusterFleet(fake.kubeconfig_path, NS)
+        for call in (chat.models, lambda: chat.state("m"), lambda: chat.wake("m")):
+            with pytest.raises(FleetUnavailable, match="model pools are not set up"):
+                call()
+
+
+def test_the_cluster_fleet_connects_once(pools, monkeypatch):
+    fake, _ = pools
+    made = []
+    monkeypatch.setattr(k8s, "connect", lambda path=None: made.append(path) or connect(path))
+    chat = ClusterFleet(fake.kubeconfig_path, NS)
+    chat.models(), chat.state("qwen2-7b"), chat.wake("qwen2-7b")
+    assert made == [fake.kubeconfig_path]

@@ -1,79 +1,20 @@
 """Shared by the Inference Gateway delivery checks: where the pooled layout lives, the upstream
-CRD schemas under tests/delivery/crds (made strict: an unknown field fails, as with
-`kubectl apply --validate=strict`), and object lookup."""
+CRD schemas under tests/delivery/crds (tests.support.crd_schemas: strict, an unknown field
+fails), and object lookup."""
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
-import jsonschema
-import yaml
-
 from tests.delivery.helpers import K8S
+
+# Re-exported for tests written against this module before the check moved to tests/support.
+from tests.support.crd_schemas import CRD_KINDS, SCHEMAS, schema_errors  # noqa: F401
 
 COMPONENT = K8S / "components" / "inference-gateway"
 POOLS = K8S / "overlays" / "pools"
-CRDS = Path(__file__).parent / "crds"
 GKE_KINDS = {"HealthCheckPolicy", "GCPBackendPolicy", "GCPRoutingExtension"}
 GATEWAY_CLASS = "gke-l7-rilb"
 # Pool name -> (served model name, replicas) of the example overlay.
 EXAMPLE_POOLS = {"vllm": ("llama-2-7b", 1), "vllm-mistral": ("mistral-7b", 2)}
-
-# --- CRD schemas -------------------------------------------------------------------------------
-
-
-def _strict(schema: dict) -> dict:
-    """A copy of a CRD's OpenAPI schema in which objects with declared properties refuse any
-    other field (the API server's strict field validation, `kubectl apply --validate=strict`)."""
-    schema = copy.deepcopy(schema)
-
-    def walk(node, structural=True):
-        # Under oneOf/anyOf/allOf/not a schema only constrains values (structural schemas,
-        # Kubernetes CRD rules): the fields it lists are not all the object may have.
-        if isinstance(node, dict):
-            if (
-                structural
-                and "properties" in node
-                and "additionalProperties" not in node
-                and not node.get("x-kubernetes-preserve-unknown-fields")
-            ):
-                node["additionalProperties"] = False
-            for key, value in node.items():
-                walk(value, structural and key not in {"oneOf", "anyOf", "allOf", "not"})
-        elif isinstance(node, list):
-            for value in node:
-                walk(value, structural)
-
-    walk(schema)
-    return schema
-
-
-def crd_schemas() -> dict[tuple[str, str], dict]:
-    """(apiVersion, kind) -> strict schema of every served version of every CRD under crds/."""
-    out = {}
-    for path in sorted(CRDS.glob("*/*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-        for version in crd["spec"]["versions"]:
-            if version["served"]:
-                out[(f"{group}/{version['name']}", kind)] = _strict(
-                    version["schema"]["openAPIV3Schema"]
-                )
-    return out
-
-
-SCHEMAS = crd_schemas()
-CRD_KINDS = {kind for _, kind in SCHEMAS}
-
-
-def schema_errors(obj: dict) -> list[str]:
-    """What is wrong with a custom object against its CRD schema (empty: valid)."""
-    schema = SCHEMAS.get((obj["apiVersion"], obj["kind"]))
-    if schema is None:
-        return [f"no CRD schema for {obj['apiVersion']} {obj['kind']}"]
-    validator = jsonschema.Draft7Validator(schema)
-    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(obj)]
 
 
 def of_kind(objs: list[dict], kind: str) -> list[dict]:

@@ -2,7 +2,7 @@
 does for the base): the admin console runs every fleet action (list, deploy a pool, autoscale,
 scale, wake, canary split, per-pool lock, live /metrics, a pool's model switch, remove) against the fake API server while it
 authorizes each request with the Roles k8s/overlays/pools renders for the admin; the chat wakes
-a sleeping pool with its own Role only. Nothing is refused, and every permission the fleet's
+a sleeping pool with its own Role only (the chat page's ClusterFleet: models, state, wake). Nothing is refused, and every permission the fleet's
 Role (and the chat's) grants is used by some request."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from tests.delivery.test_rbac import authorizer, bound_rules, permissions, used
 from tests.fakes.k8s_server import ApiRequest, FakeCluster
 from tests.support.cluster import FAST
 from tests.support.fleet import CATALOG, seed_fleet
+from webapp.chat.fleet import ClusterFleet
 from webapp.cluster import fleet, fleet_scaling
 from webapp.cluster.errors import SwitchInProgress
 from webapp.cluster.k8s import connect
@@ -112,8 +113,12 @@ def test_the_chat_wakes_a_pool_with_its_own_small_role(pooled):
         fleet_scaling.scale_pool(admin, NS, "vllm", 0)
         fake.reset_counts()
         fake.authorize = allow
-        assert fleet_scaling.wake_pool(connect(fake.kubeconfig_path), NS, "llama-2-7b") == "vllm"
+        chat = ClusterFleet(fake.kubeconfig_path, NS)  # what the chat page calls, and only that
+        assert chat.models() == ["llama-2-7b"]
+        assert chat.state("llama-2-7b") == "asleep"
+        chat.wake("llama-2-7b")
         assert fake.wait_for(lambda f: f.served_models(NS) == ["llama-2-7b"], 10)
+        assert chat.state("llama-2-7b") == "serving"
         requests = list(fake.requests)
     assert [r for r in requests if not allow(r)] == []
     perms = permissions(rules)
@@ -123,6 +128,7 @@ def test_the_chat_wakes_a_pool_with_its_own_small_role(pooled):
         ApiRequest("update", "gateway.networking.k8s.io", "httproutes", NS, "llm-models"),
         ApiRequest("get", "gateway.networking.k8s.io", "httproutes", NS, "other-route"),
         ApiRequest("list", "inference.networking.k8s.io", "inferencepools", NS, None),
+        ApiRequest("list", "apps", "deployments", NS, None),  # each pool by name only
         ApiRequest("get", "", "secrets", NS, "huggingface"),
     ]
     assert [r for r in refused if allow(r)] == []

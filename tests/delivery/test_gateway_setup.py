@@ -13,6 +13,7 @@ import pytest
 from tests.delivery.gateway import GKE_KINDS, POOLS, of_kind
 from tests.delivery.helpers import (
     DEPLOY_ENV,
+    ROOT,
     calls,
     deploy_dry_run,
     find,
@@ -26,6 +27,11 @@ from tests.delivery.helpers import (
 pytestmark = pytest.mark.delivery
 
 SETUP_ENV = {"PROJECT_ID": "demo-proj"}
+# Workload Identity Federation principals; --dry-run shows the project number's placeholder.
+PRINCIPAL = (
+    "principal://iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/"
+    "workloadIdentityPools/demo-proj.svc.id.goog/subject"
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +70,16 @@ def test_setup_gateway_dry_run_prints_what_the_gateway_needs(tripwire):
         " --addresses=10.128.0.250 --purpose=SHARED_LOADBALANCER_VIP --project=demo-proj",
         "kubectl apply --server-side -f https://github.com/kubernetes-sigs/"
         "gateway-api-inference-extension/releases/download/v1.5.0/manifests.yaml",
+        # pool autoscaling (tests/delivery/test_autoscaling_setup.py)
+        "gcloud projects describe demo-proj '--format=value(projectNumber)'",
+        f"kubectl apply -k {ROOT}/k8s/addons/custom-metrics-stackdriver-adapter",
+        f"gcloud projects add-iam-policy-binding demo-proj --role=roles/monitoring.viewer"
+        f" --member={PRINCIPAL}/ns/custom-metrics/sa/custom-metrics-stackdriver-adapter"
+        " --condition=None --quiet",
+        "kubectl apply --server-side --force-conflicts -f"
+        " https://github.com/kedacore/keda/releases/download/v2.20.2/keda-2.20.2.yaml",
+        f"gcloud projects add-iam-policy-binding demo-proj --role=roles/monitoring.viewer"
+        f" --member={PRINCIPAL}/ns/keda/sa/keda-operator --condition=None --quiet",
     ]
 
 
@@ -71,7 +87,8 @@ def test_setup_without_gateway_prints_none_of_it(tripwire):
     out = run_script("setup_gke.sh", ["--dry-run"], SETUP_ENV, tripwire)
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    for word in ("--gateway-api", "REGIONAL_MANAGED_PROXY", "llm-gateway-ip", "manifests.yaml"):
+    for word in ("--gateway-api", "REGIONAL_MANAGED_PROXY", "llm-gateway-ip", "manifests.yaml",
+                 "keda", "custom-metrics", "principal://", "projectNumber"):  # fmt: skip
         assert word not in text
 
 
@@ -131,12 +148,12 @@ def test_setup_gateway_creates_what_is_missing_once(tmp_path):
     """Everything exists: the subnet and the address are not created again; the CRDs and
     the Gateway API flag are applied again (both idempotent)."""
     bin_dir = recording_tools(tmp_path, 0)
-    out = run_script("setup_gke.sh", ["--gateway"], SETUP_ENV, bin_dir)
+    out = run_script("setup_gke.sh", ["--gateway"], {**SETUP_ENV, "PROJECT_NUMBER": "42"}, bin_dir)
     assert out.returncode == 0, out.stderr
     seen = calls(bin_dir)
     assert not [c for c in seen if "subnets create" in c or "addresses create llm-gateway" in c]
     assert any("--gateway-api=standard" in c for c in seen)
-    assert seen[-1].startswith("kubectl apply --server-side -f https://github.com/")
+    assert any(c.startswith("kubectl apply --server-side -f https://github.com/") for c in seen)
 
 
 # --- scripts/deploy.sh OVERLAY=pools ----------------------------------------------------------

@@ -18,15 +18,11 @@ import yaml
 
 from tests.delivery.gateway import (
     COMPONENT,
-    CRD_KINDS,
-    CRDS,
     EXAMPLE_POOLS,
     GATEWAY_CLASS,
     GKE_KINDS,
     POOLS,
-    SCHEMAS,
     of_kind,
-    schema_errors,
 )
 from tests.delivery.helpers import (
     CHECKOV_SKIPS,
@@ -45,6 +41,7 @@ from tests.delivery.helpers import (
     overlay_with_component,
     render,
 )
+from tests.support.crd_schemas import CRD_KINDS, CRDS, SCHEMAS, schema_errors
 from webapp.admin.catalog import load_catalog
 from webapp.cluster import pools
 from webapp.cluster.pools import Backend, PoolSpec
@@ -67,20 +64,26 @@ def test_the_crd_files_are_the_released_ones():
         ("gateway.networking.k8s.io/v1", "HTTPRoute"),
         ("gateway.networking.k8s.io/v1beta1", "HTTPRoute"),
         ("inference.networking.k8s.io/v1", "InferencePool"),
+        ("monitoring.googleapis.com/v1", "PodMonitoring"),
+        ("monitoring.googleapis.com/v1alpha1", "PodMonitoring"),
+        ("keda.sh/v1alpha1", "ScaledObject"),
+        ("keda.sh/v1alpha1", "TriggerAuthentication"),
     }
+    readme = (CRDS / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if "|" in line}
     for path in CRDS.glob("*/*.yaml"):
-        folder_version = path.parent.name.rsplit("-", 1)[1]
+        folder = path.parent.name
+        folder_version = folder.rsplit("-", 1)[1]
         annotations = yaml.safe_load(path.read_text())["metadata"]["annotations"]
         bundle = [v for k, v in annotations.items() if k.endswith("/bundle-version")]
-        assert bundle == [folder_version], path
-    readme = (CRDS / "README.md").read_text()
-    for folder in {p.parent.name for p in CRDS.glob("*/*.yaml")}:
-        assert f"`{folder}/`" in readme
+        # Where the CRD carries no bundle version, the README row names the release tag.
+        assert bundle in ([folder_version], []), path
+        assert f"| {folder_version} (" in rows[f"`{folder}/`"], folder
 
 
 def test_every_custom_object_validates_against_its_crd(pooled):
     custom = [o for o in pooled if o["kind"] in CRD_KINDS]
-    assert {o["kind"] for o in custom} == {"Gateway", "HTTPRoute", "InferencePool"}
+    assert {o["kind"] for o in custom} == {"Gateway", "HTTPRoute", "InferencePool", "PodMonitoring"}
     for obj in custom:
         assert schema_errors(obj) == [], f"{obj['kind']}/{obj['metadata']['name']}"
 
@@ -415,7 +418,7 @@ def test_component_changes_only_llm_url_fleet_and_network_policies(tmp_path, ove
     assert {k for k, _ in added} == {
         "Gateway", "HTTPRoute", "InferencePool", "HealthCheckPolicy", "GCPBackendPolicy",
         "GCPRoutingExtension", "Deployment", "Service", "ServiceAccount", "Role",
-        "RoleBinding", "ConfigMap", "NetworkPolicy",
+        "RoleBinding", "ConfigMap", "NetworkPolicy", "PodMonitoring",
     }  # fmt: skip
 
 

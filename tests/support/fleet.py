@@ -5,6 +5,7 @@ k8s/ itself so the fleet code is tested against the objects we ship."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import yaml
@@ -21,6 +22,7 @@ MANIFESTS = (
 )
 KINDS = {kind: plural for plural, (_, _, _, kind) in RESOURCES.items()}
 CATALOG = ("llama-2-7b", "mistral-7b", "qwen2-7b")
+DEFAULT_MODEL = "llama-2-7b"  # what the shipped default pool serves
 
 
 def seed_fleet(fc: FakeCluster, namespace: str = "vllm") -> None:
@@ -31,3 +33,37 @@ def seed_fleet(fc: FakeCluster, namespace: str = "vllm") -> None:
             if obj and obj["kind"] in KINDS:
                 fc.create(KINDS[obj["kind"]], obj, namespace)
     assert fc.wait_for(lambda f: "llama-2-7b" in f.served_models(namespace), 10)
+
+
+class GatewayStandIn:
+    """A fake OpenAI server standing in for the inference gateway in front of ``fc``'s pools:
+    it serves a model while a ready pod of ``fc`` serves it (the gateway routes to ready
+    endpoints only; a pool asleep or loading gets the fake's 404), and ``GET /v1/models``
+    lists the default pool's models, as behind the real gateway. Kept in step by a thread
+    every ``every_s``; use as a context manager."""
+
+    def __init__(self, fc: FakeCluster, srv, namespace: str = "vllm", every_s: float = 0.1):
+        self.fc, self.srv, self.namespace, self.every_s = fc, srv, namespace, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gateway-stand-in", daemon=True)
+        self.served: list[str] = []
+
+    def __enter__(self) -> GatewayStandIn:
+        self.sync()
+        self.srv.configure(listed_models=[DEFAULT_MODEL])
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def sync(self) -> None:
+        served = sorted(set(self.fc.served_models(self.namespace)))
+        if served != self.served:
+            self.srv.configure(models=served)
+            self.served = served
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.sync()

@@ -3,16 +3,16 @@ models are served, whether a model's pool is serving, loading or asleep (scaled 
 and waking a sleeping one.
 
 The chat depends on the small ``Fleet`` protocol only; ``ClusterFleet`` implements it over
-``webapp.cluster.fleet`` (imported inside its methods: the chat tier without cluster access
-never loads the Kubernetes client). ``CachedFleet`` stands in front of any ``Fleet`` once per
-process: reads are cached, shared by every session and never hold a page longer than
-``READ_WAIT_S`` (a slow API server gives the last answer, or none); a model is woken once
-per process however many sessions and reruns ask. No Streamlit here (unit-tested).
+``webapp.cluster.fleet`` and ``fleet_scaling`` (the Kubernetes client itself is imported on
+the first connection only: the chat tier without discovery never loads it). ``CachedFleet``
+stands in front of any ``Fleet`` once per process: reads are cached, shared by every session
+and never hold a page longer than ``READ_WAIT_S`` (a slow API server gives the last answer,
+or none); a model is woken once per process however many sessions and reruns ask. No
+Streamlit here (unit-tested).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
@@ -20,16 +20,21 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from webapp.chat.errors import FleetUnavailable
+from webapp.cluster import fleet_scaling, k8s
 from webapp.cluster.errors import (
     ClusterError,
     ClusterNotConfigured,
     ClusterUnavailable,
+    FleetNotInstalled,
     Forbidden,
+    ModelNotRouted,
     NotFound,
+    PoolNotFound,
 )
+from webapp.cluster.fleet import served_models
 
 PoolCondition = Literal["serving", "loading", "asleep", "unknown"]
 
@@ -40,9 +45,6 @@ STATE_TTL_S = 2.0
 READ_WAIT_S = 3.0
 #: a woken model is not woken again for this long unless it was seen serving meanwhile
 WAKE_GUARD_S = 300.0
-
-#: where the cluster package keeps the fleet's functions (read lazily, in this order)
-FLEET_MODULES = ("webapp.cluster.fleet", "webapp.cluster.fleet_scaling")
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -83,17 +85,23 @@ def _plain(exc: ClusterError) -> FleetUnavailable:
     if isinstance(exc, ClusterNotConfigured):
         return FleetUnavailable("the chat has no access to the cluster")
     if isinstance(exc, Forbidden):
-        return FleetUnavailable("the chat is not allowed to wake models")
+        return FleetUnavailable("the chat is not allowed to read or wake model pools")
     if isinstance(exc, ClusterUnavailable):
         return FleetUnavailable("the cluster cannot be reached right now")
-    if isinstance(exc, NotFound):
+    if isinstance(exc, NotFound | PoolNotFound):
         return FleetUnavailable("its model pool was not found")
+    if isinstance(exc, ModelNotRouted):
+        return FleetUnavailable("no model pool serves this model any more")
+    if isinstance(exc, FleetNotInstalled):
+        return FleetUnavailable("model pools are not set up on this cluster")
     return FleetUnavailable("the cluster refused")
 
 
 class ClusterFleet:
-    """``Fleet`` over ``webapp.cluster.fleet`` (``served_models``, ``list_pools``,
-    ``wake_pool``) in ``namespace``; connects on first use."""
+    """``Fleet`` over the cluster layer in ``namespace``: ``fleet.served_models`` (the
+    route), ``fleet_scaling.model_replicas`` (the route and the model's Deployments, by
+    name) and ``fleet_scaling.wake_pool`` — exactly what the chat's Role ``llm-chat-wake``
+    allows. Connects on first use, once (the page keeps one instance per process)."""
 
     def __init__(self, kubeconfig: str, namespace: str) -> None:
         self.kubeconfig, self.namespace = kubeconfig, namespace
@@ -102,8 +110,6 @@ class ClusterFleet:
 
     def _call(self, fn: Callable[..., T], *args: object) -> T:
         try:
-            from webapp.cluster import k8s
-
             with self._lock:
                 if self._cluster is None:
                     self._cluster = k8s.connect(self.kubeconfig or None)
@@ -111,27 +117,14 @@ class ClusterFleet:
         except ClusterError as exc:
             raise _plain(exc) from None
 
-    @staticmethod
-    def _function(name: str) -> Callable[..., Any]:
-        """``name`` of the cluster package's fleet modules, imported now (first use)."""
-        for module in FLEET_MODULES:
-            try:
-                found = getattr(importlib.import_module(module), name, None)
-            except ImportError:
-                continue
-            if found is not None:
-                return found
-        raise FleetUnavailable("this version cannot read model pools")
-
     def models(self) -> list[str]:
-        return list(self._call(self._function("served_models")))
+        return list(self._call(served_models))
 
     def state(self, model: str) -> PoolCondition:
-        pools = self._call(self._function("list_pools"))  # PoolState: model, replicas, ready
-        return pool_condition((int(p.replicas), int(p.ready)) for p in pools if p.model == model)
+        return pool_condition(self._call(fleet_scaling.model_replicas, model))
 
     def wake(self, model: str) -> None:
-        self._call(self._function("wake_pool"), model)
+        self._call(fleet_scaling.wake_pool, model)
 
 
 def cluster_fleet(kubeconfig: str, namespace: str) -> Fleet:

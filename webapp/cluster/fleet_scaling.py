@@ -2,7 +2,8 @@
 
 The other half of the fleet (``webapp.cluster.fleet``: reads, create, remove, traffic split).
 Replicas change through ``deployments/scale`` only, so the chat's Role needs no write access to
-the Deployments themselves (``wake_pool``: get httproutes, get/patch deployments/scale).
+the Deployments themselves (``wake_pool``: get httproutes, get/patch deployments/scale; the chat
+reads a model's replicas with ``model_replicas``: get httproutes, get deployments).
 Autoscaling is an ``autoscaling/v2`` HPA on ``vllm:num_requests_waiting`` per replica, served
 to the HPA by GKE's Custom Metrics Stackdriver Adapter from Google Cloud Managed Service for
 Prometheus (``fleet_objects.WAITING_METRIC``). Bad input raises ``InvalidAutoscaling`` before
@@ -137,3 +138,24 @@ def wake_pool(cluster: Cluster, ns: str, model: str) -> str:
         if not (scale.get("spec") or {}).get("replicas"):
             _patch_scale(cluster, ns, b.pool, 1)
     return max(backends, key=lambda b: b.weight).pool
+
+
+def model_replicas(cluster: Cluster, ns: str, model: str) -> list[tuple[int, int]]:
+    """``(desired, ready)`` replicas of each pool taking a share of ``model``'s traffic (the
+    ones ``wake_pool`` would wake); [] when no rule routes it. Reads only the route and those
+    Deployments by name, so the chat's small Role allows it (get httproutes, get deployments);
+    a routed pool whose Deployment is gone is left out."""
+    backends = fo.routed_models(read_route(cluster, ns)).get(model) or ()
+    found = []
+    for b in backends:
+        if b.weight <= 0:
+            continue
+        dep = get_or_none(
+            f"read Deployment {ns}/{b.pool}", cluster.apps.read_namespaced_deployment, b.pool, ns
+        )
+        if dep is not None:
+            status = dep.get("status") or {}
+            found.append(
+                (int(dep["spec"].get("replicas") or 0), int(status.get("readyReplicas") or 0))
+            )
+    return found

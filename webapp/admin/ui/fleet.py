@@ -20,6 +20,7 @@ from webapp.admin.messages import admin_error_message
 from webapp.admin.plan import plan_deploy
 from webapp.admin.pool_switch import POOL_SWITCH, PoolSwitch
 from webapp.admin.sizing import SizingError
+from webapp.admin.ui import canary
 from webapp.admin.ui.console import Console, catalog, conversation_store, job_to_show
 from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
@@ -40,7 +41,7 @@ def show(console: Console) -> None:
         st.error(admin_error_message(fleet.error))
         return
     _table(fleet)
-    # The canary section goes here: it takes the console and fleet.rows (webapp/admin/ui/canary.py).
+    canary.show(console)  # switch a pool's model by traffic share (webapp/admin/ui/canary.py)
     served = frozenset(r.model for r in fleet.rows if r.model)
     for row in fleet.rows:
         _controls(console, row, served)

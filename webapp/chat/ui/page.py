@@ -74,7 +74,9 @@ if prompt is not None:
         notice.empty()
         render_message(ss.messages[-1])
 # a message (or a Retry) kept while the model loads or its pool is woken: sent once ready
-hold_while_switching(client, load) or hold_while_asleep(fleet, client, options.model)
+# (a statement, not a bare `a or b` expression: Streamlit's magic would draw its value)
+if not hold_while_switching(client, load):
+    hold_while_asleep(fleet, client, options.model)
 release_when_ready(client, fleet)
 if ss.generate:
     remember_settings(history, options)

@@ -88,6 +88,8 @@ def hold_while_asleep(fleet: CachedFleet | None, client: ChatClient, model: str 
             )
             return True
     _hold(model)
+    if condition == "asleep":
+        st.rerun()  # the sidebar, drawn before the wake, said "asleep": draw it anew
     return True
 
 
