@@ -5,6 +5,9 @@ is read, a replica that does not answer is marked (and makes the whole pool unre
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI
@@ -116,3 +119,17 @@ def test_garbage_is_passed_on_as_text_for_the_parser_to_judge(fleet_fake, cluste
     fleet_fake.proxy_pod_to(NS, one.url, labels=pool_labels("vllm"))
     (pod,) = pod_metrics_texts(cluster, NS, "vllm")
     assert pod.text == "<html>proxy error</html>"
+
+
+def test_silent_replicas_are_read_in_parallel_one_timeout_for_all(fleet_fake, cluster):
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        _two_replicas(fleet_fake, cluster)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        fleet_fake.proxy_pod_to(NS, url, labels=pool_labels("vllm"))
+        started = time.monotonic()
+        texts = pod_metrics_texts(cluster, NS, "vllm", timeout=1.0)
+        elapsed = time.monotonic() - started
+    assert [t.problem for t in texts] == ["it did not answer within 1 s"] * 2
+    assert elapsed < 1.9, elapsed

@@ -1,6 +1,6 @@
 """Least privilege for the fleet of model pools, checked by use (as tests/delivery/test_rbac.py
 does for the base): the admin console runs every fleet action (list, deploy a pool, autoscale,
-scale, wake, canary split, per-pool lock, live /metrics, remove) against the fake API server while it
+scale, wake, canary split, per-pool lock, live /metrics, a pool's model switch, remove) against the fake API server while it
 authorizes each request with the Roles k8s/overlays/pools renders for the admin; the chat wakes
 a sleeping pool with its own Role only (the chat page's ClusterFleet: models, state, wake). Nothing is refused, and every permission the fleet's
 Role (and the chat's) grants is used by some request."""
@@ -13,14 +13,17 @@ from tests.delivery.gateway import POOLS
 from tests.delivery.helpers import render
 from tests.delivery.test_rbac import authorizer, bound_rules, permissions, used
 from tests.fakes.k8s_server import ApiRequest, FakeCluster
+from tests.support.cluster import FAST
 from tests.support.fleet import CATALOG, seed_fleet
 from webapp.chat.fleet import ClusterFleet
 from webapp.cluster import fleet, fleet_scaling
 from webapp.cluster.errors import SwitchInProgress
 from webapp.cluster.k8s import connect
 from webapp.cluster.lock import acquire_lock
+from webapp.cluster.model_spec import ModelSpec
 from webapp.cluster.pod_metrics import pod_metrics_texts
 from webapp.cluster.pools import Backend, PoolSpec
+from webapp.cluster.switch import switch_model
 
 pytestmark = pytest.mark.delivery
 
@@ -68,12 +71,19 @@ def fleet_session(fake: FakeCluster) -> None:
     assert len(fleet.list_pools(cluster, NS)) == 3
     fleet_scaling.scale_pool(cluster, NS, "qwen", 0)
     assert [p.pod for p in pod_metrics_texts(cluster, NS, "vllm")]  # the fleet table's numbers
+    falcon = ModelSpec(name="falcon-7b", hf_repo="tiiuae/falcon-7b", max_model_len=2048)
+    switched = list(switch_model(cluster, falcon, admin="alice@example.com", namespace=NS,
+                                 deployment="vllm-mistral", service="vllm-mistral",
+                                 options=FAST))  # a pool's model switch  # fmt: skip
+    assert switched[-1].outcome == "switched", [i.message for i in switched]
+    fleet.rename_model(cluster, NS, "vllm-mistral", "mistral-7b", "falcon-7b")
     assert fleet_scaling.wake_pool(cluster, NS, "qwen2-7b") == "qwen"
-    fleet.create_pool(cluster, NS, PoolSpec("canary", "mistral-7b"), canary=True,
-                      hf_repo="mistralai/Mistral-7B-v0.3", **repo)  # fmt: skip
+    fleet.create_pool(cluster, NS, PoolSpec("canary", "falcon-7b"), canary=True,
+                      hf_repo="tiiuae/falcon-7b-instruct", max_model_len=2048,
+                      catalog_ids=(*CATALOG, "falcon-7b"))  # fmt: skip
     split = [Backend("vllm-mistral", 95), Backend("canary", 5)]
-    fleet.set_split(cluster, NS, "mistral-7b", split)
-    fleet.set_split(cluster, NS, "mistral-7b", [Backend("vllm-mistral", 100)])  # rolled back
+    fleet.set_split(cluster, NS, "falcon-7b", split)
+    fleet.set_split(cluster, NS, "falcon-7b", [Backend("vllm-mistral", 100)])  # rolled back
     fleet.remove_pool(cluster, NS, "canary")
     fleet_scaling.clear_autoscaling(cluster, NS, "vllm-mistral")
     fleet_scaling.set_autoscaling(cluster, NS, "qwen", 1, 2, 4)

@@ -53,7 +53,6 @@ def test_admin_deploys_a_second_model_as_a_pool_and_scales_it(fleet_app, page, i
     expect(page.get_by_text("Verdict: FITS").first).to_be_visible()
     deploy.click()
     expect(page.get_by_text(f"{POOL}: 1/1 replicas ready.")).to_be_visible(timeout=TIMEOUT_MS)
-    page.reload()
     row = page.get_by_test_id("stTable").locator("tr").filter(has_text=POOL)
     expect(row).to_contain_text("mistral-7b", timeout=TIMEOUT_MS)
     expect(row).to_contain_text("1/1")
@@ -63,7 +62,6 @@ def test_admin_deploys_a_second_model_as_a_pool_and_scales_it(fleet_app, page, i
         visible=True).first.locator("input").fill("2")  # fmt: skip
     page.get_by_role("button", name=f"Scale {POOL}").click()
     expect(page.get_by_text(f"{POOL}: 2/2 replicas ready.")).to_be_visible(timeout=TIMEOUT_MS)
-    page.reload()
     row = page.get_by_test_id("stTable").locator("tr").filter(has_text=POOL)
     expect(row).to_contain_text("2/2", timeout=TIMEOUT_MS)
     page.get_by_test_id("stTable").scroll_into_view_if_needed()

@@ -21,6 +21,7 @@ from webapp.cluster.fleet import list_pools
 from webapp.cluster.fleet_objects import PoolState
 from webapp.cluster.k8s import Cluster
 from webapp.cluster.pod_metrics import PodMetrics, pod_metrics_texts
+from webapp.cluster.scheduling import gpu_name
 from webapp.llm.metrics import TTFT, MetricsUnavailable, histogram, parse_metrics, parse_samples
 
 MISSING = "—"
@@ -52,6 +53,13 @@ class FleetRow:
     live: PoolLive
     asleep: bool = False
     deployed: bool = True
+
+    @property
+    def gpus(self) -> str:
+        """What each replica runs on, as the table says it: "1 × L4"; "—" when unknown."""
+        if not self.gpu_type:
+            return MISSING
+        return f"{self.gpus_per_replica} × {gpu_name(self.gpu_type)}"
 
 
 @dataclass(frozen=True)

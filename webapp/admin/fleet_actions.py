@@ -40,11 +40,19 @@ from webapp.cluster.errors import (
 )
 from webapp.cluster.fleet_objects import PoolState
 from webapp.cluster.k8s import Cluster
+from webapp.cluster.keda_objects import COOLDOWN_SECONDS
 from webapp.cluster.lock import SwitchLock, acquire_lock
 from webapp.cluster.node_pools import NodePools
 from webapp.cluster.pools import PoolSpec
 
 READY_TIMEOUT_S = 900.0  # a model download and load; the rows keep showing it after that
+
+#: the autoscaling form's help for a minimum of 0 (KEDA's cooldown, webapp.cluster.keda_objects)
+SCALE_TO_ZERO_HELP = (
+    f"0: the pool sleeps (no GPU used) after {COOLDOWN_SECONDS // 60} minutes without a "
+    "request, and the chat wakes it when someone asks its model: the first answer then waits "
+    "for the model to load (minutes). Needs KEDA in the cluster and GKE_PROJECT set."
+)
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,8 @@ def pool_job(registry: JobRegistry, pool: str) -> Job | None:
     return registry.current(pool_kind(pool))
 
 
-def _busy(view: JobView) -> Exception:
+def pool_busy(view: JobView) -> Exception:
+    """The refusal while this console runs a job on the pool: the same words as its Lease."""
     pool = view.kind.removeprefix("pool:")
     return SwitchInProgress(view.actor, view.started_at.isoformat(timespec="seconds"), pool=pool)
 
@@ -210,7 +219,7 @@ POOL_DEPLOY: JobDefinition[DeployPool, tuple[DeployPool, SwitchLock], str] = Job
     details=lambda r: {"pool": r.pool, "model": r.model, "replicas": r.replicas},
     begin=_begin_deploy, run=_run_deploy,
     audit_start="pool.deploy", audit_result="pool.deploy",
-    outcome=lambda res: (res, {}), busy=_busy, audit_cancel="pool.deploy",
+    outcome=lambda res: (res, {}), busy=pool_busy, audit_cancel="pool.deploy",
     cancel_note="{actor} stopped following the replicas; the pool stays (remove it to undo).",
 )  # fmt: skip
 
@@ -237,7 +246,7 @@ POOL_REMOVE: JobDefinition[RemovePool, tuple[RemovePool, SwitchLock], str] = Job
     kind="pool", target=lambda r: f"{r.namespace}/{r.pool}",
     details=lambda r: {"pool": r.pool},
     begin=_begin_remove, run=_run_remove, audit_start="pool.remove", audit_result="pool.remove",
-    outcome=lambda res: (res, {}), busy=_busy,
+    outcome=lambda res: (res, {}), busy=pool_busy,
 )  # fmt: skip
 
 
@@ -277,7 +286,7 @@ POOL_SCALE: JobDefinition[ScalePool, tuple[ScalePool, SwitchLock, int], str] = J
     details=lambda r: {"pool": r.pool, "replicas": r.replicas},
     begin=_begin_scale, run=_run_scale, audit_start="pool.scale", audit_result="pool.scale",
     started=lambda held: {"replicas_before": held[2]},
-    outcome=lambda res: (res, {}), busy=_busy, audit_cancel="pool.scale",
+    outcome=lambda res: (res, {}), busy=pool_busy, audit_cancel="pool.scale",
     cancel_note="{actor} stopped following the replicas; the new count stays.",
 )  # fmt: skip
 
@@ -309,5 +318,5 @@ POOL_AUTOSCALE: JobDefinition[AutoscalePool, tuple[AutoscalePool, SwitchLock], s
                        "max_replicas": r.max_replicas, "target_waiting": r.target_waiting},
     begin=_begin_autoscale, run=_run_autoscale,
     audit_start="pool.autoscale", audit_result="pool.autoscale",
-    outcome=lambda res: (res, {}), busy=_busy,
+    outcome=lambda res: (res, {}), busy=pool_busy,
 )  # fmt: skip

@@ -179,6 +179,17 @@ def set_split(cluster: Cluster, ns: str, model: str, backends: Sequence[Backend]
     _update_route(cluster, ns, change)
 
 
+def rename_model(cluster: Cluster, ns: str, pool: str, old: str, new: str) -> None:
+    """Route model name ``new`` to ``pool`` instead of ``old`` (after the pool's model switch;
+    ``fleet_objects.renamed_model`` says when it is refused)."""
+    _update_route(cluster, ns, lambda route: fo.renamed_model(route, pool, old, new))
+
+
+def check_rename(cluster: Cluster, ns: str, pool: str, old: str, new: str) -> None:
+    """Raise what ``rename_model`` would refuse, without writing (before a switch starts)."""
+    fo.renamed_model(read_route(cluster, ns), pool, old, new)
+
+
 # ---------------------------------------------------------------- create / remove
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import jsonpatch
 
 from webapp.cluster import pools
-from webapp.cluster.errors import InvalidPool, PoolInUse
+from webapp.cluster.errors import InvalidPool, ModelAlreadyServed, PoolInUse
 from webapp.cluster.manifests import (
     ACCELERATOR_LABEL,
     GPU_RESOURCE,
@@ -288,6 +288,26 @@ def without_model(route: dict, model: str) -> dict:
     new = copy.deepcopy(route)
     new["spec"]["rules"] = [r for r in new["spec"].get("rules") or [] if rule_model(r) != model]
     return new
+
+
+def renamed_model(route: dict, pool: str, old: str, new: str) -> dict:
+    """The route with pool ``pool``'s rule for ``old`` matching ``new`` instead (a model switch
+    of that pool). Raises ``ModelAlreadyServed`` when ``new`` has a rule already, and
+    ``PoolInUse`` when ``old``'s traffic is shared (a canary under way) or not ``pool``'s."""
+    routed = routed_models(route)
+    if new in routed:
+        raise ModelAlreadyServed(new, tuple(b.pool for b in routed[new]))
+    if [b.pool for b in routed.get(old, ())] != [pool]:
+        raise PoolInUse(pool, f"the traffic of {old!r} is not this pool's alone; finish or roll "
+                        "back the canary first.")  # fmt: skip
+    new_route = copy.deepcopy(route)
+    for rule in new_route["spec"]["rules"]:
+        if rule_model(rule) == old:
+            for match in rule.get("matches") or []:
+                for header in match.get("headers") or []:
+                    if header.get("name") == pools.MODEL_HEADER:
+                        header["value"] = new
+    return new_route
 
 
 def without_pool(route: dict, pool: str) -> dict:

@@ -16,6 +16,7 @@ Parsing is ``webapp.llm.metrics``'s; nothing here parses.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from webapp.cluster import k8s
@@ -31,6 +32,7 @@ from webapp.cluster.model_spec import VLLM_PORT
 from webapp.cluster.pools import pool_labels
 
 METRICS_TIMEOUT_S = 3.0
+MAX_PARALLEL = 8  # replicas read at once
 
 
 @dataclass(frozen=True)
@@ -98,15 +100,22 @@ def read_pod_metrics(
 def pod_metrics_texts(
     cluster: Cluster, ns: str, pool: str, *, timeout: float = METRICS_TIMEOUT_S
 ) -> list[PodMetrics]:
-    """Every ready replica's /metrics, one ``PodMetrics`` each (a failed read has its
-    ``problem``). The pod list itself failing raises the cluster's typed error."""
-    out: list[PodMetrics] = []
-    for pod in ready_pods(cluster, ns, pool):
-        try:
-            out.append(PodMetrics(pod, read_pod_metrics(cluster, ns, pod, timeout=timeout)))
-        except ClusterError as exc:
-            out.append(PodMetrics(pod, None, _reason(exc, timeout)))
-    return out
+    """Every ready replica's /metrics, one ``PodMetrics`` each in pod-name order (a failed
+    read has its ``problem``), read in parallel (up to ``MAX_PARALLEL``: a pool of silent
+    replicas costs about one ``timeout``, not one per replica). The pod list itself failing
+    raises the cluster's typed error."""
+    pods = ready_pods(cluster, ns, pool)
+    if len(pods) <= 1:
+        return [_one(cluster, ns, pod, timeout) for pod in pods]
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(pods))) as workers:
+        return list(workers.map(lambda pod: _one(cluster, ns, pod, timeout), pods))
+
+
+def _one(cluster: Cluster, ns: str, pod: str, timeout: float) -> PodMetrics:
+    try:
+        return PodMetrics(pod, read_pod_metrics(cluster, ns, pod, timeout=timeout))
+    except ClusterError as exc:
+        return PodMetrics(pod, None, _reason(exc, timeout))
 
 
 def pool_metrics_text(

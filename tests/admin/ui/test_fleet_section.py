@@ -11,9 +11,10 @@ from tests.admin.ui.test_admin_page import page, run_until, texts  # noqa: F401 
 from tests.support.admin_world import admin_world
 from tests.support.cluster import NS
 from tests.support.fleet import seed_fleet
+from webapp.cluster import fleet
 from webapp.cluster.k8s import connect
 from webapp.cluster.lock import acquire_lock
-from webapp.cluster.pools import pool_labels
+from webapp.cluster.pools import PoolSpec, pool_labels
 
 
 @pytest.fixture
@@ -84,3 +85,30 @@ def test_min_zero_says_the_pool_sleeps_and_the_chat_wakes_it(page, world):  # no
     so = world.fc.get("scaledobjects", "vllm", NS)
     assert so["spec"]["minReplicaCount"] == 0
     assert "projects/my-project/" in so["spec"]["triggers"][0]["metadata"]["serverAddress"]
+
+
+def test_switch_a_pools_model_and_its_route_follows(page, world):  # noqa: F811
+    at = page(world, FLEET="true")
+    at.selectbox(key="switch_model_vllm").set_value("falcon-7b").run()
+    button(at, "Switch vllm to falcon-7b").click().run()
+    at = run_until(at, lambda a: "The gateway now sends falcon-7b to pool vllm." in texts(a))
+    at = run_until(at, lambda a: fleet_table(a)[0]["Model"] == "falcon-7b")
+    assert fleet_table(at)[0]["Pool"] == "vllm"
+
+
+def test_autoscale_to_zero_then_remove_a_pool(page, world):  # noqa: F811
+    cluster = connect(world.fc.kubeconfig_path)
+    fleet.create_pool(cluster, NS, PoolSpec("vllm-mistral-7b", "mistral-7b"),
+                      hf_repo="mistralai/Mistral-7B-v0.1", max_model_len=4096,
+                      catalog_ids=("llama-2-7b", "mistral-7b"))  # fmt: skip
+    at = page(world, FLEET="true", GKE_PROJECT="my-project")
+    pool = "vllm-mistral-7b"
+    at.number_input(key=f"min_{pool}").set_value(0)
+    at.number_input(key=f"max_{pool}").set_value(3).run()
+    button(at, f"Set autoscaling of {pool}").click().run()
+    at = run_until(at, lambda a: f"Pool {pool} autoscales from 0 (scale to zero)" in texts(a))
+    rows = {r["Pool"]: r for r in fleet_table(at.run())}
+    assert rows[pool]["Autoscaling"] == "0–3 (target 4 waiting)"
+    button(at, f"Remove {pool}").click().run()
+    at = run_until(at, lambda a: f"Pool {pool} removed." in texts(a))
+    assert [r["Pool"] for r in fleet_table(at.run())] == ["vllm"]

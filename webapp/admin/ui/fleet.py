@@ -11,26 +11,22 @@ from __future__ import annotations
 import streamlit as st
 
 from webapp.admin import fleet_actions as fa
+from webapp.admin.actions import SwitchRequest, switch_options
 from webapp.admin.capacity import quota_reader
 from webapp.admin.catalog import CatalogError
 from webapp.admin.fleet import Fleet, FleetRow, cell, read_fleet
 from webapp.admin.jobs import JobDefinition
 from webapp.admin.messages import admin_error_message
 from webapp.admin.plan import plan_deploy
+from webapp.admin.pool_switch import POOL_SWITCH, PoolSwitch
 from webapp.admin.sizing import SizingError
 from webapp.admin.ui import canary
-from webapp.admin.ui.console import Console, catalog, job_to_show
-from webapp.cluster.keda_objects import COOLDOWN_SECONDS
-from webapp.cluster.scheduling import gpu_name
+from webapp.admin.ui.console import Console, catalog, conversation_store, job_to_show
 from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
 
 STARTED = "fleet_started"  # session: pools this page started a job on (for the progress list)
-SCALE_TO_ZERO_HELP = (
-    f"0: the pool sleeps (no GPU used) after {COOLDOWN_SECONDS // 60} minutes without a "
-    "request, and the chat wakes it when someone asks its model: the first answer then waits "
-    "for the model to load (minutes). Needs KEDA in the cluster and GKE_PROJECT set."
-)
+WATCHED = "fleet_watched"  # session: ids of running pool jobs this page has shown
 
 
 def show(console: Console) -> None:
@@ -46,8 +42,9 @@ def show(console: Console) -> None:
         return
     _table(fleet)
     canary.show(console)  # switch a pool's model by traffic share (webapp/admin/ui/canary.py)
+    served = frozenset(r.model for r in fleet.rows if r.model)
     for row in fleet.rows:
-        _controls(console, row)
+        _controls(console, row, served)
     _progress(console, tuple(r.pool for r in fleet.rows))
     _deploy_form(console, fleet)
 
@@ -55,7 +52,7 @@ def show(console: Console) -> None:
 def _table(fleet: Fleet) -> None:
     st.table(
         [
-            {"Pool": r.pool, "Model": r.model or "—", "GPU": _gpu(r),
+            {"Pool": r.pool, "Model": r.model or "—", "GPU": r.gpus,
              "Replicas ready": f"{r.ready}/{r.replicas}" + (" (asleep)" if r.asleep else ""),
              "Autoscaling": r.autoscaling, "Traffic": r.share,
              "Waiting": cell(r.live.waiting, ".0f"), "KV cache": cell(r.live.kv_cache, ".0%"),
@@ -69,15 +66,12 @@ def _table(fleet: Fleet) -> None:
         st.caption(literal("Not answering (their numbers are left out): " + "; ".join(unread)))
 
 
-def _gpu(row: FleetRow) -> str:
-    if not row.gpu_type:
-        return "—"
-    return f"{row.gpus_per_replica} × {gpu_name(row.gpu_type)}"
-
-
-def _controls(console: Console, row: FleetRow) -> None:
+def _controls(console: Console, row: FleetRow, served: frozenset[str]) -> None:
     pool, ns = row.pool, console.settings.k8s_namespace
     with st.expander(f"Change pool {pool}", expanded=False):
+        if row.autoscaling != "off":
+            st.caption("Autoscaling is on: its HPA sets the replicas between its minimum and "
+                       "maximum, so a count set by hand lasts until its next decision.")  # fmt: skip
         c1, c2 = st.columns(2)
         replicas = int(c1.number_input("Replicas", 0, 64, row.replicas, key=f"rep_{pool}"))
         if c1.button(f"Scale {pool}", key=f"scale_{pool}"):
@@ -85,7 +79,7 @@ def _controls(console: Console, row: FleetRow) -> None:
                                    read_quota=quota_reader(console.settings))  # fmt: skip
             _start(console, fa.POOL_SCALE, request)
         low = int(c2.number_input("Min replicas (0: scale to zero)", 0, 64, 1, key=f"min_{pool}",
-                                  help=SCALE_TO_ZERO_HELP))  # fmt: skip
+                                  help=fa.SCALE_TO_ZERO_HELP))  # fmt: skip
         high = int(c2.number_input("Max replicas", 1, 64, max(1, row.replicas), key=f"max_{pool}"))
         target = float(c2.number_input("Target requests waiting per replica", 0.5, 1000.0, 4.0,
                                        key=f"target_{pool}"))  # fmt: skip
@@ -93,11 +87,45 @@ def _controls(console: Console, row: FleetRow) -> None:
             request = fa.AutoscalePool(console.cluster, ns, pool, low, high, target,
                                        project=console.settings.gke_project)  # fmt: skip
             _start(console, fa.POOL_AUTOSCALE, request)
+        _switch_control(console, row, served)
         if st.button(f"Remove {pool}", key=f"remove_{pool}"):
             _start(console, fa.POOL_REMOVE, fa.RemovePool(console.cluster, ns, pool))
 
 
-def _start(console: Console, definition: JobDefinition, request: fa.PoolAction) -> None:
+def _switch_control(console: Console, row: FleetRow, served: frozenset[str]) -> None:
+    """Switch the pool's model in place (``pool_switch.POOL_SWITCH``) to a catalog model no
+    pool serves (one rule per model name), sized on the pool's GPUs."""
+    try:
+        models = {m.id: m for m in catalog().models if m.id not in served}
+    except CatalogError:
+        return  # the deploy form below says why
+    if not models or not row.model or not row.gpu_type:
+        return
+    pool = row.pool
+    mid = st.selectbox(f"Switch {pool} to", list(models), key=f"switch_model_{pool}")
+    model = models[mid]
+    try:
+        plan = plan_deploy(model, gpu=row.gpu_type, gpu_count=max(1, row.gpus_per_replica),
+                           max_model_len=min(model.recommended.max_model_len,
+                                             model.max_context))  # fmt: skip
+    except SizingError as exc:
+        st.error(admin_error_message(exc))
+        return
+    if plan.blocked:
+        st.caption(literal(f"Switch blocked: {plan.blocked}"))
+    if st.button(f"Switch {pool} to {mid}", key=f"switch_{pool}", disabled=bool(plan.blocked)):
+        assert plan.spec is not None
+        s = console.settings
+        request = SwitchRequest(console.cluster, plan.spec, namespace=s.k8s_namespace,
+                                deployment=pool, service=pool, pools=console.pools,
+                                store=conversation_store(s), read_quota=quota_reader(s),
+                                options=switch_options(s.switch_unschedulable_grace_s))  # fmt: skip
+        _start(console, POOL_SWITCH, PoolSwitch(request, row.model))
+
+
+def _start(
+    console: Console, definition: JobDefinition, request: fa.PoolAction | PoolSwitch
+) -> None:
     try:
         fa.start_pool_job(console.registry, definition, request, actor=console.admin.actor,
                           audit=console.audit)  # fmt: skip
@@ -113,10 +141,17 @@ def _start(console: Console, definition: JobDefinition, request: fa.PoolAction) 
 def _progress(console: Console, pools: tuple[str, ...]) -> None:
     """The latest job of each pool (listed, or started from this page), as it goes."""
     names = dict.fromkeys([*pools, *st.session_state.get(STARTED, [])])
+    watched: set[int] = st.session_state.setdefault(WATCHED, set())
+    finished = False
     for pool in names:
         view = job_to_show(console, fa.pool_kind(pool))
         if view is None:
             continue
+        if view.running:
+            watched.add(view.id)
+        elif view.id in watched:
+            watched.discard(view.id)
+            finished = True
         last = view.messages[-1] if view.messages else "Starting…"
         text = safe_markdown(f"**{pool}** ({view.actor}): {last}")
         if view.running:
@@ -125,6 +160,8 @@ def _progress(console: Console, pools: tuple[str, ...]) -> None:
             st.error(f"{literal(pool)}: {admin_error_message(view.error)}")
         else:
             st.success(text)
+    if finished:  # a job this page watched just ended: redraw the table with what it changed
+        st.rerun(scope="app")
 
 
 def _deploy_form(console: Console, fleet: Fleet) -> None:
@@ -145,7 +182,7 @@ def _deploy_form(console: Console, fleet: Fleet) -> None:
     name = c1.text_input("Pool name", value=f"vllm-{mid}"[:59], key=f"pool_name_{mid}")
     replicas = int(c2.number_input("Replicas", 1, 64, 1, key="pool_replicas"))
     mml = min(model.recommended.max_model_len, model.max_context)
-    st.caption(literal(f"Each replica: {_gpu(base)} (the default pool's GPUs), {mml} tokens "
+    st.caption(literal(f"Each replica: {base.gpus} (the default pool's GPUs), {mml} tokens "
                        "of context."))  # fmt: skip
     try:
         plan = plan_deploy(model, gpu=base.gpu_type, gpu_count=base.gpus_per_replica,
