@@ -13,7 +13,13 @@ from webapp.admin.catalog import Catalog, CatalogError, CatalogModel
 from webapp.admin.errors import InvalidCanaryPlan
 from webapp.cluster.errors import FleetError, InvalidModelSpec, InvalidPool
 from webapp.cluster.fleet_objects import PoolState
-from webapp.cluster.pool_overrides import PoolOverrides, describe_changes, validate_overrides
+from webapp.cluster.pool_overrides import (
+    FLAGS,
+    PoolOverrides,
+    describe_changes,
+    image_version,
+    validate_overrides,
+)
 
 
 @dataclass(frozen=True)
@@ -87,3 +93,11 @@ def resolve_change(
         raise InvalidCanaryPlan("changes", "This canary changes nothing: pick another model, "
                                 "a new vLLM image or a flag value the pool does not have.")  # fmt: skip
     return CanaryChange(hf_repo, context, overrides, changes)
+
+
+def serving_now(pool: PoolState) -> str:
+    """What ``pool`` runs now, in words (the canary form's starting point)."""
+    flags = dict(pool.flags)
+    values = ", ".join(f"{f} {flags[f]}" for f in FLAGS if f in flags)
+    return f"{pool.name} runs vLLM {image_version(pool.image)} ({pool.image})" + (
+        f", {values}" if values else "")  # fmt: skip
