@@ -85,7 +85,7 @@ def _version_inputs(model: str | None) -> WantedChange:
     starts (``pool_overrides``): an image of the pool's repository or vllm/vllm-openai."""
     c1, c2 = st.columns(2)
     image = c1.text_input("New vLLM image (version)", key="canary_image",
-                          placeholder="vllm/vllm-openai:v0.33.1 (empty: the pool's)")  # fmt: skip
+                          placeholder="vllm/vllm-openai:<release tag> (empty: the pool's)")  # fmt: skip
     context = c2.number_input("--max-model-len (empty: the pool's, or the new model's)", 16,
                               10_485_760, None, 256, key="canary_max_model_len")  # fmt: skip
     interval = c1.number_input("--stream-interval (empty: the pool's)", 1, 64, None,
