@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import CpuWindow, median, rss_mb, streamlit_app
+from bench.common import CpuWindow, busy_percent, machine_jiffies, median, rss_mb, streamlit_app
 from bench.concurrency import ConcurrencyRow, ideal_s, level_row, spread
 from bench.streaming import FIRST, LAST, MAX_MODEL_LEN, PROMPT, RATE, TTFT_S, scripted_tokens
 from bench.tables import concurrency_table
@@ -40,12 +40,6 @@ def _child_pid(marker: str) -> int | None:
             if marker in (stat.parent / "cmdline").read_bytes().decode(errors="replace"):
                 return int(stat.parent.name)
     return None
-
-
-def _machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores from /proc/stat; busy excludes idle and iowait."""
-    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
 # ---------------------------------------------------------------- the part
@@ -126,7 +120,7 @@ async def stream_level(
     expected = expected_answer(n)
     fake_pid = _child_pid("tests.fakes.openai_server")
     fake_cpu = CpuWindow(fake_pid).start() if fake_pid else None
-    m0 = _machine_busy()
+    m0 = machine_jiffies()
     cpus = [CpuWindow(pid).start() for pid in pids]
     c0, t0 = time.process_time(), time.monotonic()
     peak = [rss_mb(pid) for pid in pids]
@@ -141,11 +135,10 @@ async def stream_level(
         _, pending = await asyncio.wait(pending, timeout=0.5)
         peak = [max(p, rss_mb(pid)) for p, pid in zip(peak, pids, strict=True)]
     cpu_pct = [c.stop() for c in cpus]
-    m1 = _machine_busy()
     other = {
         "client_cpu": 100 * (time.process_time() - c0) / (time.monotonic() - t0),
         "fake_cpu": fake_cpu.stop() if fake_cpu else None,
-        "machine_busy": 100 * (m1[0] - m0[0]) / max(m1[1] - m0[1], 1),
+        "machine_busy": busy_percent(m0, machine_jiffies()),
     }
     return LevelRun([t.result() for t in tasks], cpu_pct, peak, other)
 
