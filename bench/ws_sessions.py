@@ -50,6 +50,7 @@ class WsResult:
     rows: list[ConcurrencyRow]
     idle: dict[int, float]
     breakdown: dict[int, dict] = field(default_factory=dict)
+    interval: int = 1  # tokens per SSE chunk from the fake (vLLM's --stream-interval)
 
 
 def expected_answer(n: int) -> str:
@@ -178,7 +179,8 @@ async def _run(app, fake, script, levels: list[int], n: int, log) -> WsResult:
             for err in bd["errors"]:
                 log(f"     FAILED session: {err}")
             log(
-                f"  {level:>2} streaming: median {row.median_fraction or 0:.3f} "
+                f"  {level:>2} streaming (N={script.stream_interval}): median "
+                f"{row.median_fraction or 0:.3f} "
                 f"worst {row.worst_fraction or 0:.3f} of backend rate, app CPU {cpu_pct:.0f}%, "
                 f"fake CPU {other['fake_cpu'] or 0:.0f}%, client CPU {other['client_cpu']:.0f}%, "
                 f"machine {other['machine_busy']:.0f}% busy, RSS peak {peak:.1f} MB, "
@@ -192,18 +194,30 @@ async def _run(app, fake, script, levels: list[int], n: int, log) -> WsResult:
     return res
 
 
-def run(levels: list[int], n: int, log, app_env: dict[str, str] | None = None) -> WsResult:
+def run(
+    levels: list[int],
+    n: int,
+    log,
+    app_env: dict[str, str] | None = None,
+    stream_interval: int = 1,
+) -> WsResult:
     """Part 2 with protocol clients instead of Chromium pages: same fake, same app, same
     levels and answer length, same formulas (``bench.concurrency``). ``app_env`` adds
-    environment variables for the app (experiments, e.g. Streamlit config overrides)."""
+    environment variables for the app (experiments, e.g. Streamlit config overrides);
+    ``stream_interval``: tokens per SSE chunk from the fake (vLLM's ``--stream-interval``)."""
     from tests.fakes.openai_server import Script, spawn_fake_openai
 
     with spawn_fake_openai("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN)) as fake:
-        script = Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE)
+        script = Script(
+            tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE,
+            stream_interval=stream_interval,
+        )  # fmt: skip
         fake.set_script(script)
         env = {"LLM_URL": fake.url, "DEFAULT_MAX_TOKENS": str(n), **(app_env or {})}
         with streamlit_app(**env) as app:
-            return asyncio.run(_run(app, fake, script, levels, n, log))
+            res = asyncio.run(_run(app, fake, script, levels, n, log))
+    res.interval = stream_interval
+    return res
 
 
 # ---------------------------------------------------------------- report
@@ -214,7 +228,11 @@ def _ms(pair) -> str:
 
 def markdown_section(res: WsResult) -> list[str]:
     """Part 2's table for the protocol clients, and where each level's wait went."""
-    out = ["### 2b. Concurrency without the browser (websocket protocol clients)", ""]
+    out = [
+        "### 2b. Concurrency without the browser (websocket protocol clients,"
+        f" --stream-interval {res.interval})",
+        "",
+    ]
     out += [*concurrency_table(res.rows, res.idle), ""]
     out += [
         "| sessions | Enter → request at backend (ms) | first chunk sent → first token"
@@ -287,7 +305,7 @@ def compare_with_browser(runs: int, n: int, log) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.ws_sessions [--levels 1 8 32] [--tokens 512] [--compare RUNS]
-    [--app-env KEY=VALUE ...]``."""
+    [--app-env KEY=VALUE ...] [--stream-interval N ...]``."""
     import argparse
     import sys
 
@@ -296,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--compare", type=int, metavar="RUNS", help="browser vs client, 1 session")
     ap.add_argument("--app-env", nargs="+", default=[], metavar="KEY=VALUE", help="app env")
+    ap.add_argument(
+        "--stream-interval", type=int, nargs="+", default=[1], metavar="N",
+        help="tokens per SSE chunk from the fake (vLLM's --stream-interval); one run per N",
+    )  # fmt: skip
     args = ap.parse_args(argv)
 
     def log(msg: str) -> None:
@@ -308,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{k} token, client − browser (ms): median {median(d)}, all {d}")
         return 0
     app_env = dict(kv.split("=", 1) for kv in args.app_env)
-    print("\n".join(markdown_section(run(args.levels, args.tokens, log, app_env))))
+    for interval in args.stream_interval:
+        res = run(args.levels, args.tokens, log, app_env, stream_interval=interval)
+        print("\n".join(markdown_section(res)))
     return 0
 
 
