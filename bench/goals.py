@@ -47,6 +47,7 @@ class GoalsResult:
     busy: dict[str, float] = field(default_factory=dict)
     elapsed_s: float = 0.0
     machine: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # measurements that failed (run went on)
 
 
 @dataclass
@@ -170,6 +171,7 @@ def markdown(res: GoalsResult) -> list[str]:
     }  # fmt: skip
     if any(failed.values()):
         out.append(f"Failed sessions (2b): {failed}.")
+    out += [f"Measurement failed (its cells read —): `{e}`" for e in res.errors]
     return [*out, ""]
 
 
@@ -192,13 +194,22 @@ def run(
     for rep in range(ws_runs):
         for n in intervals:
             log(f"2b, N={n}, repeat {rep + 1}/{ws_runs}: {levels} sessions, {tokens} tokens")
-            res.ws.setdefault(n, []).append(ws_sessions.run(levels, tokens, log, stream_interval=n))
+            runs_n = res.ws.setdefault(n, [])
+            try:
+                runs_n.append(ws_sessions.run(levels, tokens, log, stream_interval=n))
+            except Exception as e:  # noqa: BLE001 - report it, go on with the other runs
+                res.errors.append(f"2b N={n} repeat {rep + 1}: {type(e).__name__}: {e}")
+                log(f"  failed: {res.errors[-1]}")
     m1 = machine_jiffies()
     res.busy["part 2b"] = busy_percent(m0, m1)
     with chromium() as browser:
         for n in intervals:
             log(f"1, N={n}: {cases} (tokens, tokens/s), {runs} runs each")
-            res.stream[n] = streaming.run_cases(browser, cases, runs, log, n)
+            try:
+                res.stream[n] = streaming.run_cases(browser, cases, runs, log, n)
+            except Exception as e:  # noqa: BLE001 - report it, go on with the other N
+                res.errors.append(f"part 1 N={n}: {type(e).__name__}: {e}")
+                log(f"  failed: {res.errors[-1]}")
     m2 = machine_jiffies()
     res.busy["part 1"] = busy_percent(m1, m2)
     res.busy["whole run"] = busy_percent(m0, m2)

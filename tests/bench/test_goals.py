@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.concurrency import ConcurrencyRow
-from bench.goals import GoalsResult, goals_table, session_goals, stream_goals
+from bench.goals import GoalsResult, goals_table, markdown, session_goals, stream_goals
 from bench.streaming import StreamRow
 from bench.ws_sessions import WsResult
 
@@ -94,3 +94,14 @@ def test_a_level_missing_at_one_interval_reads_as_not_measured():
         "32 sessions @100 tok/s: median fraction of backend rate",
     )
     assert (n1, n4, met) == ("0.950", "—", "N=1 yes · N=4 —")
+
+
+def test_a_failed_measurement_is_named_and_its_cells_read_not_measured():
+    res = GoalsResult(
+        [1, 4], ws={1: [_ws(32, [0.95])], 4: []}, busy={"whole run": 73.4},
+        errors=["2b N=4 repeat 1: RuntimeError: the app did not start"],
+    )  # fmt: skip
+    text = "\n".join(markdown(res))
+    assert "Measurement failed (its cells read —): `2b N=4 repeat 1: RuntimeError" in text
+    assert "| 32 sessions: worst session | ≥ 0.75 | 0.950 | — | N=1 yes · N=4 — |" in text
+    assert "whole run 73 %" in text
