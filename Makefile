@@ -10,7 +10,7 @@ VLLM_VENV := .venv-vllm
 TOOLS_VENV := .venv-tools
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast lint format bench venv vllm-venv tools-venv lock prereqs browsers clean
+.PHONY: run test test-fast lint format bench bench-goals venv vllm-venv tools-venv lock prereqs browsers clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -68,6 +68,10 @@ format: venv
 ## make bench: benchmarks (not part of make test)
 bench: venv vllm-venv
 	$(VENV)/bin/python -m bench
+
+## make bench-goals: issue 12's chat-tier goals at --stream-interval 1 and 4, one run (~6-9 min)
+bench-goals: venv
+	$(VENV)/bin/python -m bench.goals --out bench/results/goals-latest.md
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) $(TOOLS_VENV) .run .models

@@ -5,7 +5,10 @@ build), concurrency (2.), concurrency-ws (2b., the same without the browser: Pyt
 of Streamlit's websocket protocol), replicas (2d., N sessions on one app process against 2N
 on two behind HAProxy, PostgreSQL shared), status (3., module level), status-page (3., the admin page in
 Chromium), switch (4., module level), switch-page (4., admin page + chat page in Chromium).
-Writes ``bench/results/latest.md``
+``--stream-interval N [N ...]``: parts stream, concurrency-ws and replicas run once per N,
+the scripted fake sending N tokens per SSE chunk like vLLM's ``--stream-interval`` (default 1,
+as in the recorded runs; the manifests ship 4). ``python -m bench.goals``: issue 12's goal
+rows at N = 1 and 4 in one run. Writes ``bench/results/latest.md``
 and ``bench/results/summary.png``; ``bench/RESULTS.md`` is the recorded full run.
 Not part of ``make test``: the numbers depend on the machine and its load.
 """
@@ -69,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lengths", type=int, nargs="+", help="answer lengths for part 1")
     ap.add_argument("--runs", type=int, help="repetitions per measurement")
     ap.add_argument(
+        "--stream-interval", type=int, nargs="+", default=[1], metavar="N",
+        help="stream, concurrency-ws, replicas: tokens per SSE chunk from the scripted fake"
+        " (vLLM's --stream-interval; the manifests ship 4); one run per N",
+    )  # fmt: skip
+    ap.add_argument(
         "--profile-admin",
         action="store_true",
         help="also profile the admin page open in Chromium (CPU time per script file)",
@@ -102,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             if "stream" in args.parts:
                 from bench import streaming
 
-                _log("1. streaming overhead (scripted fake)")
-                res["stream"] = streaming.run_fake(browser, cfg["lengths"], cfg["runs"], _log)
+                res["stream"] = []
+                for interval in args.stream_interval:
+                    _log(f"1. streaming overhead (scripted fake, --stream-interval {interval})")
+                    res["stream"] += streaming.run_fake(
+                        browser, cfg["lengths"], cfg["runs"], _log, interval
+                    )
             if "vllm" in args.parts:
                 from bench import streaming
 
@@ -147,17 +159,27 @@ def main(argv: list[str] | None = None) -> int:
     if "concurrency-ws" in args.parts:
         from bench import ws_sessions
 
-        _log("2b. concurrency without the browser (websocket protocol clients)")
-        res["concurrency_ws"] = ws_sessions.run(cfg["levels"], cfg["conc_tokens"], _log)
+        res["concurrency_ws"] = []
+        for interval in args.stream_interval:
+            _log(f"2b. concurrency without the browser (protocol clients, N={interval})")
+            res["concurrency_ws"].append(
+                ws_sessions.run(cfg["levels"], cfg["conc_tokens"], _log, stream_interval=interval)
+            )
     if "replicas" in args.parts:
         from bench import replicas
 
-        _log("2d. two replicas behind the proxy against one (websocket protocol clients)")
-        try:
-            res["replicas"] = replicas.run(cfg["replica_levels"], cfg["conc_tokens"], _log)
-        except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
-            res["replicas_error"] = f"{type(e).__name__}: {e}"
-            _log(f"  replicas rows failed: {res['replicas_error']}")
+        res["replicas"] = []
+        for interval in args.stream_interval:
+            _log(f"2d. two replicas behind the proxy against one (N={interval})")
+            try:
+                res["replicas"].append(
+                    replicas.run(
+                        cfg["replica_levels"], cfg["conc_tokens"], _log, stream_interval=interval
+                    )
+                )
+            except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
+                res["replicas_error"] = f"N={interval}: {type(e).__name__}: {e}"
+                _log(f"  replicas rows failed: {res['replicas_error']}")
     if "status" in args.parts:
         from bench import admin
 

@@ -85,6 +85,18 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def machine_jiffies() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores from /proc/stat; busy excludes idle and iowait."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+def busy_percent(start: tuple[float, float], end: tuple[float, float]) -> float:
+    """How busy the whole machine was between two ``machine_jiffies()`` readings (% of all
+    cores): other work on the box shows here, not in a process's own CPU."""
+    return 100 * (end[0] - start[0]) / max(end[1] - start[1], 1)
+
+
 @dataclass
 class CpuWindow:
     """CPU use of one process over a wall-clock window (``start()`` … ``stop()``)."""

@@ -5,7 +5,8 @@ delivered rate (within 10 %), measured with the protocol-level client". Everythi
 number of app processes stays as in production and as in part 2b:
 
 - one scripted fake OpenAI server process (``tests.fakes.openai_server``), answers of
-  ``--tokens`` tokens at 100 tokens/s, shared by every app process;
+  ``--tokens`` tokens at 100 tokens/s, ``--stream-interval`` tokens per SSE chunk (vLLM's
+  flag; default 1, the manifests ship 4), shared by every app process;
 - one PostgreSQL (``DATABASE_URL_TEST`` or 127.0.0.1:5432/test, a fresh schema dropped
   afterwards) that every app process shares, migrated once before they start, with the
   manifests' pool per process (``DATABASE_POOL_SIZE`` 5 + ``DATABASE_MAX_OVERFLOW`` 5);
@@ -62,6 +63,7 @@ class ReplicasResult:
     tokens: int
     rows: list[ReplicaRow] = field(default_factory=list)
     skipped: str | None = None
+    interval: int = 1  # tokens per SSE chunk from the fake (vLLM's --stream-interval)
 
     def pairs(self) -> list[tuple[ReplicaRow, ReplicaRow]]:
         """(one replica at N, two replicas at 2N) for every N measured on both layouts."""
@@ -158,21 +160,25 @@ def _migrated_schema():
     return schema, url
 
 
-def run(levels: list[int], n: int, log) -> ReplicasResult:
-    """For every N in ``levels``: N sessions on one app process, 2N on two behind HAProxy."""
+def run(levels: list[int], n: int, log, stream_interval: int = 1) -> ReplicasResult:
+    """For every N in ``levels``: N sessions on one app process, 2N on two behind HAProxy;
+    ``stream_interval``: tokens per SSE chunk from the fake (vLLM's ``--stream-interval``)."""
     from tests.fakes.openai_server import Script, spawn_fake_openai
     from tests.support.haproxy import HAProxy
 
     reason = unavailable()
     if reason:
         log(f"  skipped: {reason}")
-        return ReplicasResult(n, skipped=reason)
-    res = ReplicasResult(n)
+        return ReplicasResult(n, skipped=reason, interval=stream_interval)
+    res = ReplicasResult(n, interval=stream_interval)
     levels = sorted(levels)
     schema, database_url = _migrated_schema()
     try:
         with spawn_fake_openai("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN)) as f:
-            script = Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE)
+            script = Script(
+                tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE,
+                stream_interval=stream_interval,
+            )  # fmt: skip
             f.set_script(script)
             env = {"LLM_URL": f.url, "DEFAULT_MAX_TOKENS": str(n), "DATABASE_URL": database_url}
             env.update(POOL_ENV)
@@ -211,11 +217,16 @@ def verdicts(res: ReplicasResult) -> list[str]:
 
 def markdown_section(res: ReplicasResult) -> list[str]:
     """Part 2d's table and verdicts."""
-    out = ["### 2d. Two replicas behind the proxy (websocket protocol clients, PostgreSQL)", ""]
+    out = [
+        "### 2d. Two replicas behind the proxy (websocket protocol clients, PostgreSQL,"
+        f" --stream-interval {res.interval})",
+        "",
+    ]
     if res.skipped:
         return [*out, f"Not run: {res.skipped.strip()}", ""]
     out += [
-        f"{res.tokens}-token answers at {RATE:.0f} tokens/s from one scripted fake; one"
+        f"{res.tokens}-token answers at {RATE:.0f} tokens/s from one scripted fake,"
+        f" {res.interval} token(s) per SSE chunk (--stream-interval); one"
         " PostgreSQL shared by every process; one replica: sessions straight at it; two:"
         " behind HAProxy with sticky cookies.",
         "",
@@ -236,19 +247,25 @@ def markdown_section(res: ReplicasResult) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.replicas [--levels 16 32] [--tokens 512]``."""
+    """``python -m bench.replicas [--levels 16 32] [--tokens 512] [--stream-interval N ...]``."""
     import argparse
     import sys
 
     ap = argparse.ArgumentParser(prog="python -m bench.replicas")
     ap.add_argument("--levels", type=int, nargs="+", default=[16, 32], help="N (one replica)")
     ap.add_argument("--tokens", type=int, default=512)
+    ap.add_argument(
+        "--stream-interval", type=int, nargs="+", default=[1], metavar="N",
+        help="tokens per SSE chunk from the fake (vLLM's --stream-interval); one run per N",
+    )  # fmt: skip
     args = ap.parse_args(argv)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    print("\n".join(markdown_section(run(args.levels, args.tokens, log))))
+    for interval in args.stream_interval:
+        res = run(args.levels, args.tokens, log, stream_interval=interval)
+        print("\n".join(markdown_section(res)))
     return 0
 
 

@@ -11,16 +11,17 @@ from bench.tables import at_most, concurrency_table, num, ok
 
 def stream_table(rows) -> list[str]:
     out = [
-        "| backend | tokens | runs | direct first (s) | app first (s) | app − direct first (ms)"
-        " | first ≤ +50 ms | direct last (s) | app last (s) | app/direct last | target"
-        " | last met |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
+        "| backend | tokens | tokens/s | --stream-interval | runs | direct first (s)"
+        " | app first (s) | app − direct first (ms) | first ≤ +50 ms | direct last (s)"
+        " | app last (s) | app/direct last | target | last met |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         delta, ratio = r.first_delta_ms, r.last_ratio
         tokens = f"{r.tokens}" + (f" ({r.produced} produced)" if r.produced else "")
         out.append(
-            f"| {r.backend} | {tokens} | {r.runs} | {num(r.med('direct_first'))} "
+            f"| {r.backend} | {tokens} | {num(r.rate, 'g')} | {r.interval} | {r.runs} "
+            f"| {num(r.med('direct_first'))} "
             f"| {num(r.med('app_first'))} | {num(delta, '.0f')} "
             f"| {at_most(delta, 50)} | {num(r.med('direct_last'))} "
             f"| {num(r.med('app_last'))} | {num(ratio)} | ≤ {r.last_target:.2f} "
@@ -182,14 +183,14 @@ def markdown(res: dict) -> str:
     if res.get("concurrency"):
         lines += ["### 2. Concurrency", ""]
         lines += [*concurrency_table(res["concurrency"], res["idle_rss"]), ""]
-    if res.get("concurrency_ws"):
+    for ws in res.get("concurrency_ws", []):  # one per --stream-interval
         from bench.ws_sessions import markdown_section
 
-        lines += markdown_section(res["concurrency_ws"])
-    if res.get("replicas"):
+        lines += markdown_section(ws)
+    for rep in res.get("replicas", []):  # one per --stream-interval
         from bench.replicas import markdown_section as replicas_section
 
-        lines += replicas_section(res["replicas"])
+        lines += replicas_section(rep)
     if res.get("replicas_error"):
         lines += [f"Replicas rows failed: `{res['replicas_error']}`", ""]
     status_rows = [*res.get("status", []), *page_rows(res.get("status_page", []))]
@@ -242,7 +243,9 @@ def png(res: dict, path: Path) -> Path:
     """Bars relative to each target (1.0 = exactly at target; lower is better)."""
     p1 = []
     for r in [*res.get("stream", []), *([res["stream_vllm"]] if res.get("stream_vllm") else [])]:
-        tag = "vLLM " if r.backend != "fake" else ""
+        tag = ("vLLM " if r.backend != "fake" else "") + (
+            f"N={r.interval} " if r.interval > 1 else ""
+        )
         if r.first_delta_ms is not None:
             d = r.med("direct_first") or 0
             rel = (r.med("app_first") or 0) / (d + 0.05) if d else 0

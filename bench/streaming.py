@@ -1,8 +1,10 @@
 """Part 1: streaming overhead for one user, app (Chromium) vs the ``openai`` client.
 
 Backend: the scripted fake (``tests/fakes/openai_server.py``) in its own process,
-TTFT 200 ms then 100 tokens/s, answers of 256 / 2048 / 8192 tokens whose first and
-last tokens are distinctive words, so the page can tell when each becomes visible.
+TTFT 200 ms then 100 tokens/s (or a rate per case, ``run_cases``), answers of 256 / 2048 /
+8192 tokens whose first and last tokens are distinctive words, so the page can tell when
+each becomes visible. ``stream_interval`` N emulates vLLM's ``--stream-interval N`` (the
+first token alone, then N tokens per SSE chunk; the manifests ship 4), default 1.
 App times run from the Enter keydown to the DOM mutation that shows the token (page
 clock); direct times from the request to the content chunk (client clock). One
 extra row repeats the 256-token case against the real vLLM CPU build.
@@ -35,6 +37,8 @@ class StreamRow:
     direct_last: list[float] = field(default_factory=list)
     produced: int | None = None  # tokens actually produced (real vLLM)
     breakdowns: list[dict[str, float]] = field(default_factory=list)
+    rate: float | None = RATE  # tokens/s of the backend after the first token (None: real)
+    interval: int = 1  # tokens per SSE chunk (vLLM's --stream-interval)
 
     def med_breakdown(self, key: str) -> float | None:
         return median([b[key] for b in self.breakdowns if b and key in b])
@@ -129,8 +133,19 @@ def breakdown(fake, a: dict) -> dict[str, float] | None:
     }
 
 
-def run_fake(browser, lengths: list[int], runs: int, log) -> list[StreamRow]:
-    """App and direct against the scripted fake, ``runs`` times per answer length."""
+def run_fake(
+    browser, lengths: list[int], runs: int, log, stream_interval: int = 1
+) -> list[StreamRow]:
+    """App and direct against the scripted fake at ``RATE``, ``runs`` times per answer length;
+    ``stream_interval``: tokens per SSE chunk (vLLM's ``--stream-interval``)."""
+    return run_cases(browser, [(n, RATE) for n in lengths], runs, log, stream_interval)
+
+
+def run_cases(
+    browser, cases: list[tuple[int, float]], runs: int, log, stream_interval: int = 1
+) -> list[StreamRow]:
+    """App and direct against the scripted fake, ``runs`` times per (tokens, tokens/s) case,
+    one app process for all cases (its first answer is a warm-up, not counted)."""
     from tests.fakes.openai_server import Script, spawn_fake_openai
 
     rows = []
@@ -139,11 +154,14 @@ def run_fake(browser, lengths: list[int], runs: int, log) -> list[StreamRow]:
         spawn_fake_openai(*fake_args) as fake,
         streamlit_app(LLM_URL=fake.url, DEFAULT_MAX_TOKENS="8192") as app,
     ):
-        for n in lengths:
-            script = Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE)
+        for k, (n, rate) in enumerate(cases):
+            script = Script(
+                tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=rate,
+                stream_interval=stream_interval,
+            )  # fmt: skip
             fake.set_script(script)
-            row = StreamRow("fake", n, runs)
-            if n == lengths[0]:
+            row = StreamRow("fake", n, runs, rate=rate, interval=stream_interval)
+            if k == 0:
                 app_stream(browser, app.url)  # warm-up: imports, caches, first page load
             for i in range(runs):
                 f, la, _ = direct_stream(fake.url, "fake-chat", n)
@@ -158,8 +176,8 @@ def run_fake(browser, lengths: list[int], runs: int, log) -> list[StreamRow]:
                 if bd:
                     row.breakdowns.append(bd)
                 log(
-                    f"  {n:>5} tokens run {i + 1}/{runs}: direct {f:.3f}/{la:.3f} s, "
-                    f"app {a['first']:.3f}/{a['last']:.3f} s; {bd}"
+                    f"  {n:>5} tokens @{rate:g}/s N={stream_interval} run {i + 1}/{runs}: "
+                    f"direct {f:.3f}/{la:.3f} s, app {a['first']:.3f}/{a['last']:.3f} s; {bd}"
                 )
             rows.append(row)
     return rows
@@ -169,7 +187,7 @@ def run_vllm(browser, runs: int, log, n: int = 256) -> StreamRow:
     """The 256-token case against the real vLLM CPU build (tiny model, greedy decoding)."""
     from bench.vllm_server import real_vllm
 
-    row = StreamRow("real vLLM", n, runs)
+    row = StreamRow("real vLLM", n, runs, rate=None)
     with real_vllm(log) as (url, model):
         env = {"LLM_URL": url, "DEFAULT_MAX_TOKENS": str(n), "DEFAULT_TEMPERATURE": "0"}
         with streamlit_app(**env) as app:

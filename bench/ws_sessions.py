@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import CpuWindow, median, rss_mb, streamlit_app
+from bench.common import CpuWindow, busy_percent, machine_jiffies, median, rss_mb, streamlit_app
 from bench.concurrency import ConcurrencyRow, ideal_s, level_row, spread
 from bench.streaming import FIRST, LAST, MAX_MODEL_LEN, PROMPT, RATE, TTFT_S, scripted_tokens
 from bench.tables import concurrency_table
@@ -42,12 +42,6 @@ def _child_pid(marker: str) -> int | None:
     return None
 
 
-def _machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores from /proc/stat; busy excludes idle and iowait."""
-    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields) - fields[3] - fields[4], sum(fields)
-
-
 # ---------------------------------------------------------------- the part
 @dataclass
 class WsResult:
@@ -56,6 +50,7 @@ class WsResult:
     rows: list[ConcurrencyRow]
     idle: dict[int, float]
     breakdown: dict[int, dict] = field(default_factory=dict)
+    interval: int = 1  # tokens per SSE chunk from the fake (vLLM's --stream-interval)
 
 
 def expected_answer(n: int) -> str:
@@ -126,7 +121,7 @@ async def stream_level(
     expected = expected_answer(n)
     fake_pid = _child_pid("tests.fakes.openai_server")
     fake_cpu = CpuWindow(fake_pid).start() if fake_pid else None
-    m0 = _machine_busy()
+    m0 = machine_jiffies()
     cpus = [CpuWindow(pid).start() for pid in pids]
     c0, t0 = time.process_time(), time.monotonic()
     peak = [rss_mb(pid) for pid in pids]
@@ -141,11 +136,10 @@ async def stream_level(
         _, pending = await asyncio.wait(pending, timeout=0.5)
         peak = [max(p, rss_mb(pid)) for p, pid in zip(peak, pids, strict=True)]
     cpu_pct = [c.stop() for c in cpus]
-    m1 = _machine_busy()
     other = {
         "client_cpu": 100 * (time.process_time() - c0) / (time.monotonic() - t0),
         "fake_cpu": fake_cpu.stop() if fake_cpu else None,
-        "machine_busy": 100 * (m1[0] - m0[0]) / max(m1[1] - m0[1], 1),
+        "machine_busy": busy_percent(m0, machine_jiffies()),
     }
     return LevelRun([t.result() for t in tasks], cpu_pct, peak, other)
 
@@ -185,7 +179,8 @@ async def _run(app, fake, script, levels: list[int], n: int, log) -> WsResult:
             for err in bd["errors"]:
                 log(f"     FAILED session: {err}")
             log(
-                f"  {level:>2} streaming: median {row.median_fraction or 0:.3f} "
+                f"  {level:>2} streaming (N={script.stream_interval}): median "
+                f"{row.median_fraction or 0:.3f} "
                 f"worst {row.worst_fraction or 0:.3f} of backend rate, app CPU {cpu_pct:.0f}%, "
                 f"fake CPU {other['fake_cpu'] or 0:.0f}%, client CPU {other['client_cpu']:.0f}%, "
                 f"machine {other['machine_busy']:.0f}% busy, RSS peak {peak:.1f} MB, "
@@ -199,18 +194,30 @@ async def _run(app, fake, script, levels: list[int], n: int, log) -> WsResult:
     return res
 
 
-def run(levels: list[int], n: int, log, app_env: dict[str, str] | None = None) -> WsResult:
+def run(
+    levels: list[int],
+    n: int,
+    log,
+    app_env: dict[str, str] | None = None,
+    stream_interval: int = 1,
+) -> WsResult:
     """Part 2 with protocol clients instead of Chromium pages: same fake, same app, same
     levels and answer length, same formulas (``bench.concurrency``). ``app_env`` adds
-    environment variables for the app (experiments, e.g. Streamlit config overrides)."""
+    environment variables for the app (experiments, e.g. Streamlit config overrides);
+    ``stream_interval``: tokens per SSE chunk from the fake (vLLM's ``--stream-interval``)."""
     from tests.fakes.openai_server import Script, spawn_fake_openai
 
     with spawn_fake_openai("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN)) as fake:
-        script = Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE)
+        script = Script(
+            tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE,
+            stream_interval=stream_interval,
+        )  # fmt: skip
         fake.set_script(script)
         env = {"LLM_URL": fake.url, "DEFAULT_MAX_TOKENS": str(n), **(app_env or {})}
         with streamlit_app(**env) as app:
-            return asyncio.run(_run(app, fake, script, levels, n, log))
+            res = asyncio.run(_run(app, fake, script, levels, n, log))
+    res.interval = stream_interval
+    return res
 
 
 # ---------------------------------------------------------------- report
@@ -221,7 +228,11 @@ def _ms(pair) -> str:
 
 def markdown_section(res: WsResult) -> list[str]:
     """Part 2's table for the protocol clients, and where each level's wait went."""
-    out = ["### 2b. Concurrency without the browser (websocket protocol clients)", ""]
+    out = [
+        "### 2b. Concurrency without the browser (websocket protocol clients,"
+        f" --stream-interval {res.interval})",
+        "",
+    ]
     out += [*concurrency_table(res.rows, res.idle), ""]
     out += [
         "| sessions | Enter → request at backend (ms) | first chunk sent → first token"
@@ -294,7 +305,7 @@ def compare_with_browser(runs: int, n: int, log) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m bench.ws_sessions [--levels 1 8 32] [--tokens 512] [--compare RUNS]
-    [--app-env KEY=VALUE ...]``."""
+    [--app-env KEY=VALUE ...] [--stream-interval N ...]``."""
     import argparse
     import sys
 
@@ -303,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--compare", type=int, metavar="RUNS", help="browser vs client, 1 session")
     ap.add_argument("--app-env", nargs="+", default=[], metavar="KEY=VALUE", help="app env")
+    ap.add_argument(
+        "--stream-interval", type=int, nargs="+", default=[1], metavar="N",
+        help="tokens per SSE chunk from the fake (vLLM's --stream-interval); one run per N",
+    )  # fmt: skip
     args = ap.parse_args(argv)
 
     def log(msg: str) -> None:
@@ -315,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{k} token, client − browser (ms): median {median(d)}, all {d}")
         return 0
     app_env = dict(kv.split("=", 1) for kv in args.app_env)
-    print("\n".join(markdown_section(run(args.levels, args.tokens, log, app_env))))
+    for interval in args.stream_interval:
+        res = run(args.levels, args.tokens, log, app_env, stream_interval=interval)
+        print("\n".join(markdown_section(res)))
     return 0
 
 

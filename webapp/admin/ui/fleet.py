@@ -41,12 +41,12 @@ def show(console: Console) -> None:
         st.error(admin_error_message(fleet.error))
         return
     _table(fleet)
-    canary.show(console)  # switch a pool's model by traffic share (webapp/admin/ui/canary.py)
     served = frozenset(r.model for r in fleet.rows if r.model)
     for row in fleet.rows:
         _controls(console, row, served)
     _progress(console, tuple(r.pool for r in fleet.rows))
     _deploy_form(console, fleet)
+    canary.show(console)  # switch a pool's model by traffic share (webapp/admin/ui/canary.py)
 
 
 def _table(fleet: Fleet) -> None:
