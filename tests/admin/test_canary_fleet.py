@@ -23,7 +23,7 @@ from webapp.admin.errors import InvalidCanaryPlan, NotEnoughCapacity
 from webapp.admin.jobs import JobRegistry
 from webapp.admin.status import connect_node_pools
 from webapp.cluster import fleet, fleet_scaling
-from webapp.cluster.errors import FleetError, InvalidPool, SwitchInProgress
+from webapp.cluster.errors import FleetError, InvalidModelSpec, InvalidPool, SwitchInProgress
 from webapp.cluster.k8s import connect
 from webapp.cluster.lock import acquire_lock
 from webapp.cluster.pools import PoolSpec, pool_labels
@@ -133,6 +133,33 @@ def test_a_good_canary_is_promoted_and_the_old_pool_removed_without_a_failed_req
     assert lease_free(w)
 
 
+def promote(w: World, **changes) -> tuple[dict, object]:
+    """Run a canary of ``changes`` that promotes; the canary's vLLM container and the view."""
+    with GatewayTraffic(w.fc, NS, MODEL, w.urls) as traffic:
+        view = run(w, request(w, traffic, **changes))
+    assert view.result.outcome == "promoted", view.messages
+    assert pools(w) == ["vllm", CANARY] and traffic.failures() == 0
+    return w.fc.get("deployments", CANARY, NS)["spec"]["template"]["spec"]["containers"][0], view
+
+
+def test_a_canary_of_a_new_vllm_version_promotes(world):
+    vllm, view = promote(world, model=None, image="vllm/vllm-openai:v0.33.1")
+    assert vllm["image"] == "vllm/vllm-openai:v0.33.1"
+    assert f"--model={CATALOG.get(MODEL).hf_repo}" in vllm["args"]  # the same weights
+    assert view.detail.changes == ("vLLM v0.32.0 → v0.33.1",)
+    start = next(e for e in world.audit.recent(10) if e.action == "canary.start")
+    assert start.details["changes"] == ["vLLM v0.32.0 → v0.33.1"]
+    assert start.details["image"] == "vllm/vllm-openai:v0.33.1"
+
+
+def test_a_canary_of_vllm_flags_promotes(world):
+    vllm, view = promote(world, model=None, max_model_len=4096, stream_interval=8)
+    assert vllm["image"] == "vllm/vllm-openai:v0.32.0"
+    assert {"--max-model-len=4096", "--stream-interval=8"} <= set(vllm["args"])
+    assert view.detail.changes == ("--max-model-len 8192 → 4096", "--stream-interval 4 → 8")
+    assert dict(fleet.list_pools(world.cluster, NS)[1].flags)["--stream-interval"] == "8"
+
+
 def test_a_canary_with_3x_the_ttft_rolls_itself_back(world):
     w = world
     w.canary.set_script(Script(ttft_s=0.6, n_tokens=4))
@@ -188,6 +215,13 @@ def test_cancel_rolls_back(world):
         ({"pool": "Bad_Name"}, InvalidPool, "is not allowed"),
         ({"pool": "vllm"}, FleetError, "is the default pool"),
         ({"pool": "nope"}, FleetError, "no model pool named 'nope'"),
+        ({"image": "evil.example/miner:v1"}, InvalidModelSpec, "not a vLLM image"),
+        ({"image": "vllm/vllm-openai:latest"}, InvalidModelSpec, "not a release tag"),
+        ({"model": None, "stream_interval": 0}, InvalidModelSpec, "stream_interval"),
+        ({"gpu_memory_utilization": 1.5}, InvalidModelSpec, "gpu_memory_utilization"),
+        ({"model": None, "max_model_len": 65536}, InvalidModelSpec, "at most 32768"),
+        ({"model": None}, InvalidCanaryPlan, "changes nothing"),
+        ({"model": MODEL, "max_model_len": 8192}, InvalidCanaryPlan, "changes nothing"),
     ],
 )
 def test_bad_requests_are_refused_with_nothing_written(world, changes, error, words):

@@ -3,9 +3,11 @@
 What it writes, in order (all through ``webapp.cluster.fleet``, P's Lease held throughout):
 
 1. a second pool ``P-canary`` (``canary_pool_name``) — a copy of P's Deployment, picker and
-   policies with the new model's weights (``--model``) under P's served model name, P's
-   replicas (``create_pool(..., base=P, canary=True)``) — put in P's model rule at weight 0;
-   the capacity guard and every check run before it;
+   policies with what changes (``canary_change``: the new model's weights, ``--model``, and/or
+   another vLLM image — its version — and/or ``--max-model-len``, ``--stream-interval``,
+   ``--gpu-memory-utilization``) under P's served model name, P's replicas
+   (``create_pool(..., base=P, canary=True, overrides=...)``) — put in P's model rule at
+   weight 0; the capacity guard and every check run before it;
 2. once its replicas are ready, the canary's share step by step (5 → 25 → 50 → 100 %, the
    HTTPRoute backend weights, ``set_split``), each step judged on both pools' vLLM /metrics
    read from their ready pods through the API server's pod proxy (``canary_runner``);
@@ -29,15 +31,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from webapp.admin.canary import CanaryPlan, validate_plan
+from webapp.admin.canary_change import CanaryChange, WantedChange, catalog_entry, resolve_change
 from webapp.admin.canary_job import CANARY, CanaryDetail, CanaryRequest, canary_split
 from webapp.admin.canary_runner import CanaryResult, Texts
 from webapp.admin.capacity import CapacityRequest, require_capacity
-from webapp.admin.catalog import Catalog, CatalogError, CatalogModel
+from webapp.admin.catalog import Catalog
 from webapp.admin.errors import InvalidCanaryPlan
 from webapp.admin.jobs import Job, JobDefinition
 from webapp.cluster import fleet
 from webapp.cluster import fleet_objects as fo
-from webapp.cluster.errors import ClusterError, FleetError, InvalidPool, PoolNotFound
+from webapp.cluster.errors import ClusterError, FleetError, PoolNotFound
 from webapp.cluster.fleet_objects import PoolState
 from webapp.cluster.k8s import Cluster
 from webapp.cluster.lock import SwitchLock, acquire_lock
@@ -80,7 +83,8 @@ def canary_candidates(cluster: Cluster, ns: str) -> list[PoolState]:
 
 @dataclass(frozen=True)
 class FleetCanaryRequest:
-    """Switch pool ``pool`` to catalog model ``model`` by ``plan``.
+    """Switch pool ``pool`` to catalog model ``model`` (None: keep its weights) and/or vLLM
+    ``image`` (another version) and/or flag values, by ``plan`` (``canary_change``).
 
     ``node_pools``/``read_quota`` (GKE; optional) let the capacity guard see the node pools'
     maximum and the region's GPU quota (``capacity.require_capacity``).
@@ -91,9 +95,13 @@ class FleetCanaryRequest:
     cluster: Cluster
     namespace: str
     pool: str
-    model: str
+    model: str | None
     plan: CanaryPlan
     catalog: Catalog
+    image: str | None = None
+    max_model_len: int | None = None
+    stream_interval: int | None = None
+    gpu_memory_utilization: float | None = None
     node_pools: NodePools | None = None
     read_quota: Callable[[], RegionQuotas] | None = None
     ready_timeout_s: float = 900.0
@@ -105,11 +113,12 @@ class FleetCanaryRequest:
 
 @dataclass(frozen=True)
 class FleetCanaryDetail(CanaryDetail):
-    """``CanaryDetail`` plus the served model name, the new model and the phase:
-    creating, loading, shifting, promoting, rolling_back, done."""
+    """``CanaryDetail`` plus the served model name, the new model, what changes (in words)
+    and the phase: creating, loading, shifting, promoting, rolling_back, done."""
 
     served: str = ""
     new_model: str = ""
+    changes: tuple[str, ...] = ()
     phase: str = "creating"
     ready: tuple[int, int] = (0, 0)  # the canary pool's replicas (ready, desired)
     shares: tuple[int, ...] = ()  # the plan's steps (% on the canary)
@@ -134,7 +143,7 @@ class _State:
     served: str
     canary: str
     replicas: int
-    entry: CatalogModel
+    change: CanaryChange
 
 
 def _stable_pool(req: FleetCanaryRequest) -> PoolState:
@@ -177,23 +186,22 @@ def _begin(req: FleetCanaryRequest, job: Job) -> _State:
     validate_plan(req.plan)
     check_pool_name(req.pool, "pool")
     canary = check_pool_name(canary_pool_name(req.pool), "pool")
-    try:
-        entry = req.catalog.get(req.model)
-    except CatalogError:
-        ids = ", ".join(m.id for m in req.catalog.models)
-        raise InvalidPool("model", f"The model {req.model!r} is not in the model catalog; "
-                          f"pick one of: {ids}") from None  # fmt: skip
+    entry = catalog_entry(req.catalog, req.model)
     stable = _stable_pool(req)
+    wanted = WantedChange(req.model, req.image, req.max_model_len, req.stream_interval,
+                          req.gpu_memory_utilization)  # fmt: skip
+    change = resolve_change(stable, req.catalog, entry, wanted)
     _require_capacity(req, stable)
     lock = acquire_lock(req.cluster, req.namespace, job.actor, pool=req.pool)
     assert stable.model is not None
     shares = " → ".join(f"{s}%" for s in req.plan.steps)
     job.progress(
-        f"Canary of pool {req.pool}: {canary} will load {entry.id} ({entry.hf_repo}) as "
-        f"{stable.model} and take {shares} of its traffic.",
-        detail=replace(job.detail, stable=req.pool, canary=canary, served=stable.model),
-    )
-    return _State(req, lock, stable.model, canary, stable.replicas, entry)
+        f"Canary of pool {req.pool}: {canary} will serve {stable.model} with "
+        f"{'; '.join(change.changes)} and take {shares} of its traffic.",
+        detail=replace(job.detail, stable=req.pool, canary=canary, served=stable.model,
+                       changes=change.changes),
+    )  # fmt: skip
+    return _State(req, lock, stable.model, canary, stable.replicas, change)
 
 
 # ---------------------------------------------------------------- run
@@ -207,9 +215,9 @@ def _create(s: _State, job: Job) -> None:
     req = s.req
     spec = PoolSpec(s.canary, s.served, s.replicas, s.replicas, s.replicas)
     fleet.create_pool(
-        req.cluster, req.namespace, spec, hf_repo=s.entry.hf_repo,
-        max_model_len=s.entry.recommended.max_model_len,
-        catalog_ids=[m.id for m in req.catalog.models], base=req.pool, canary=True,
+        req.cluster, req.namespace, spec, hf_repo=s.change.hf_repo,
+        max_model_len=s.change.max_model_len, catalog_ids=[m.id for m in req.catalog.models],
+        base=req.pool, canary=True, overrides=s.change.overrides,
     )  # fmt: skip
 
 
@@ -339,6 +347,10 @@ FLEET_CANARY: JobDefinition[FleetCanaryRequest, _State, FleetCanaryResult] = Job
     details=lambda r: {
         "pool": r.pool,
         "model": r.model,
+        "image": r.image,
+        "max_model_len": r.max_model_len,
+        "stream_interval": r.stream_interval,
+        "gpu_memory_utilization": r.gpu_memory_utilization,
         "steps": list(r.plan.steps) if isinstance(r.plan, CanaryPlan) else None,
         "max_ttft_ratio": getattr(r.plan, "max_ttft_ratio", None),
         "max_error_rate_increase": getattr(r.plan, "max_error_rate_increase", None),
@@ -346,10 +358,11 @@ FLEET_CANARY: JobDefinition[FleetCanaryRequest, _State, FleetCanaryResult] = Job
     initial_detail=lambda r: FleetCanaryDetail(
         stable=r.pool,
         canary=canary_pool_name(r.pool),
-        new_model=r.model,
+        new_model=r.model or "",
         shares=tuple(r.plan.steps) if isinstance(r.plan, CanaryPlan) else (),
     ),  # fmt: skip
     begin=_begin,
+    started=lambda s: {"changes": list(s.change.changes)},
     run=_run,
     audit_start="canary.start",
     audit_result="canary.result",

@@ -21,6 +21,7 @@ from webapp.cluster.fleet import list_pools
 from webapp.cluster.fleet_objects import PoolState
 from webapp.cluster.k8s import Cluster
 from webapp.cluster.pod_metrics import PodMetrics, pod_metrics_texts
+from webapp.cluster.pool_overrides import image_version
 from webapp.cluster.scheduling import gpu_name
 from webapp.llm.metrics import TTFT, MetricsUnavailable, histogram, parse_metrics, parse_samples
 
@@ -53,6 +54,7 @@ class FleetRow:
     live: PoolLive
     asleep: bool = False
     deployed: bool = True
+    vllm: str = MISSING  # the vLLM version its image names ("v0.32.0"), a canary may change it
 
     @property
     def gpus(self) -> str:
@@ -118,6 +120,7 @@ def fleet_row(state: PoolState, pods: Sequence[PodMetrics]) -> FleetRow:
         gpus_per_replica=state.gpus_per_replica, ready=state.ready, replicas=state.replicas,
         autoscaling=_autoscaling(state), share=_share(state), live=pool_live(pods),
         asleep=state.asleep, deployed=state.deployed,
+        vllm=image_version(state.image) if state.image else MISSING,
     )  # fmt: skip
 
 

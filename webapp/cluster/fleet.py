@@ -33,7 +33,8 @@ from webapp.cluster.errors import (
 from webapp.cluster.fleet_objects import PoolState
 from webapp.cluster.k8s import Cluster, call
 from webapp.cluster.manifests import template_model
-from webapp.cluster.model_spec import ModelSpec, validate_spec
+from webapp.cluster.model_spec import validate_spec
+from webapp.cluster.pool_overrides import PoolOverrides
 from webapp.cluster.pools import Backend, PoolSpec
 
 GATEWAY_V = (fo.GATEWAY_GROUP, "v1")
@@ -203,6 +204,7 @@ def create_pool(
     catalog_ids: Collection[str],
     base: str = "vllm",
     canary: bool = False,
+    overrides: PoolOverrides | None = None,
 ) -> PoolState:
     """Deploy ``spec.model`` as a new pool beside the others; return it.
 
@@ -211,9 +213,13 @@ def create_pool(
     the route rule, so the gateway sends traffic only to a complete pool. Any failure removes
     what this call created and re-raises. A model name already routed is refused
     (``ModelAlreadyServed``) unless ``canary``: then the model must be routed already
-    (``ModelNotRouted``) and the new pool gets no traffic until ``set_split`` gives it some."""
+    (``ModelNotRouted``) and the new pool gets no traffic until ``set_split`` gives it some.
+    ``overrides``: another vLLM image or flag values than ``base``'s (``pool_overrides``; a
+    bad one is ``InvalidModelSpec`` before anything is written)."""
     pools.validate_pool(spec, catalog_ids)
-    validate_spec(ModelSpec(name=spec.model, hf_repo=hf_repo, max_model_len=max_model_len))
+    overrides = overrides or PoolOverrides()
+    validate_spec(overrides.spec(spec.model, hf_repo, max_model_len))  # the image's repository:
+    # checked against the base's when its copy is built (fo.pool_deployment), before any write
 
     def add_rule(route: dict) -> dict:
         routed = fo.routed_models(route)
@@ -226,7 +232,7 @@ def create_pool(
         return fo.with_split(route, spec.model, [Backend(spec.name, pools.TOTAL_WEIGHT)])
 
     add_rule(read_route(cluster, ns))  # refuse before anything is written
-    objects = _pool_objects(cluster, ns, spec, hf_repo, max_model_len, base)
+    objects = _pool_objects(cluster, ns, spec, hf_repo, max_model_len, base, overrides)
     created: list[Callable[[], object]] = []
     try:
         for create, delete in objects:
@@ -270,11 +276,17 @@ def _read_base(cluster: Cluster, ns: str, name: str, base: str) -> list[dict]:
 
 
 def _pool_objects(
-    cluster: Cluster, ns: str, spec: PoolSpec, hf_repo: str, max_model_len: int, base: str
+    cluster: Cluster,
+    ns: str,
+    spec: PoolSpec,
+    hf_repo: str,
+    max_model_len: int,
+    base: str,
+    overrides: PoolOverrides,
 ) -> list[tuple[Callable[[], object], Callable[[], object]]]:
     """Read the base pool, build the new pool's objects, return (create, delete) pairs."""
     base_dep, base_cm, base_epp, base_svc = _read_base(cluster, ns, spec.name, base)
-    dep = fo.pool_deployment(base_dep, spec, hf_repo, max_model_len)
+    dep = fo.pool_deployment(base_dep, spec, hf_repo, max_model_len, overrides)
     cm, epp_dep, epp_svc = fo.picker_objects(base_cm, base_epp, base_svc, spec.name)
     name, epp = spec.name, pools.epp_name(spec.name)
     create_dep = cluster.apps.create_namespaced_deployment

@@ -24,10 +24,12 @@ from webapp.cluster.errors import InvalidPool, ModelAlreadyServed, PoolInUse
 from webapp.cluster.manifests import (
     ACCELERATOR_LABEL,
     GPU_RESOURCE,
+    container_flags,
     template_hf_repo,
     template_model,
 )
 from webapp.cluster.patches import PREVIOUS_TEMPLATE_ANNOTATION
+from webapp.cluster.pool_overrides import FLAGS, PoolOverrides, check_image
 from webapp.cluster.pools import Backend, PoolSpec
 
 ROUTE_NAME = "llm-models"
@@ -80,6 +82,7 @@ class PoolState:
     deployed: bool = True
     hf_repo: str | None = None  # what it loads (``--model``): a canary's version shows here
     image: str | None = None  # the vLLM image (a canary may try another vLLM version)
+    flags: tuple[tuple[str, str], ...] = ()  # the pool_overrides.FLAGS its vLLM is given
 
     @property
     def asleep(self) -> bool:
@@ -124,10 +127,15 @@ def set_flags(args: Sequence[str], values: dict[str, str]) -> list[str]:
     return [f"{flag}={value}" for flag, value in values.items()] + out
 
 
-def pool_deployment(base: dict, spec: PoolSpec, hf_repo: str, max_model_len: int) -> dict:
+def pool_deployment(
+    base: dict, spec: PoolSpec, hf_repo: str, max_model_len: int,
+    overrides: PoolOverrides | None = None,
+) -> dict:  # fmt: skip
     """The new pool's vLLM Deployment: the base copied, ``pools.deployment_patch`` applied,
-    the model flags set by name (the base's argument order may differ after a switch), and the
+    the model flags set by name (the base's argument order may differ after a switch), the
+    ``overrides`` (validated by the caller; the image checked against the base's here), and the
     model cache a per-pod emptyDir. Raises ``InvalidPool`` if the base lacks what is patched."""
+    overrides = overrides or PoolOverrides()
     dep = _clean_meta(base, spec.name)
     dep.setdefault("spec", {}).setdefault("template", {}).setdefault("metadata", {}).setdefault(
         "annotations", {}
@@ -145,8 +153,10 @@ def pool_deployment(base: dict, spec: PoolSpec, hf_repo: str, max_model_len: int
     vllm["args"] = set_flags(
         [str(a) for a in vllm.get("args") or []],
         {"--model": hf_repo, "--served-model-name": spec.model,
-         "--max-model-len": str(max_model_len)},
+         "--max-model-len": str(max_model_len), **overrides.flags()},
     )  # fmt: skip
+    if overrides.image is not None:
+        vllm["image"] = check_image(overrides.image, vllm.get("image"))
     pod["volumes"] = [
         {"name": v["name"], "emptyDir": {"sizeLimit": MODEL_CACHE_SIZE}}
         if v.get("name") == MODEL_CACHE_VOLUME and "persistentVolumeClaim" in v
@@ -354,7 +364,7 @@ def pool_state(
     template = deployment["spec"].get("template") or {}
     model = template_model(template)
     pod = template.get("spec") or {}
-    gpus = 0
+    gpus, vllm = 0, (pod.get("containers") or [{}])[0]
     for c in pod.get("containers") or []:
         res = c.get("resources") or {}
         gpus += int((res.get("limits") or {}).get(GPU_RESOURCE) or 0)
@@ -368,5 +378,6 @@ def pool_state(
         autoscaling=scaling or (read_autoscaling(hpa) if hpa else None),
         backends=models.get(model or "", ()),
         hf_repo=template_hf_repo(template),
-        image=((pod.get("containers") or [{}])[0]).get("image"),
+        image=vllm.get("image"),
+        flags=tuple(container_flags(vllm, FLAGS).items()),
     )

@@ -165,6 +165,12 @@ def _flag_value(args: list[str], flag: str) -> str | None:
     return None
 
 
+def container_flags(container: dict, flags: tuple[str, ...]) -> dict[str, str]:
+    """The values of ``flags`` a container's arguments set (a flag left unset is absent)."""
+    args = [str(a) for a in container.get("args") or []]
+    return {f: v for f in flags if (v := _flag_value(args, f)) is not None}
+
+
 def container_model(container: dict) -> tuple[str | None, str | None]:
     """``(served name, hub repo)`` of a vLLM container from its arguments.
 

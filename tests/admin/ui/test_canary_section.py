@@ -145,3 +145,27 @@ def test_a_refused_canary_says_why_and_writes_nothing(world, page):
         texts(at)
     )
     assert world.fc.get("deployments", CANARY, NS) is None
+
+
+def test_a_canary_of_a_new_vllm_version_shows_what_changes(world, page):
+    at = open_form(page(world, FLEET="true"))
+    assert f"{STABLE} runs vLLM v0.32.0 (vllm/vllm-openai:v0.32.0)" in texts(at)
+    at.selectbox(key="canary_model").set_value(None)  # keep the weights
+    at.text_input(key="canary_image").set_value("vllm/vllm-openai:v0.33.1")
+    at.number_input(key="canary_stream_interval").set_value(8)
+    start(at)
+    shown = texts(at)
+    assert f"Canary of pool {STABLE}: {MODEL}" in shown
+    assert "**Changes:** vLLM v0.32.0 → v0.33.1 · --stream-interval 4 → 8" in shown, shown
+    at.button(key="cancel_canary").click().run()
+    run_until(at, lambda a: "Cancelled" in texts(a), timeout=60)
+    assert world.fc.get("deployments", CANARY, NS) is None
+
+
+def test_an_image_of_another_repository_is_refused_and_nothing_written(world, page):
+    at = open_form(page(world, FLEET="true"))
+    at.text_input(key="canary_image").set_value("evil.example/miner:v1")
+    start(at)
+    assert "Canary not started: The model settings are not valid: image" in texts(at)
+    assert "is not a vLLM image this pool may run" in texts(at)
+    assert world.fc.get("deployments", CANARY, NS) is None

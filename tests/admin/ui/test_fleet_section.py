@@ -48,6 +48,7 @@ def test_deploy_a_second_model_as_a_pool_then_scale_it(page, world):  # noqa: F8
     assert (row["Pool"], row["Model"], row["GPU"], row["Replicas ready"]) == (
         "vllm", "llama-2-7b", "1 × L4", "1/1")  # fmt: skip
     assert (row["Traffic"], row["Waiting"], row["Autoscaling"]) == ("100%", "2", "off")
+    assert row["vLLM"] == "v0.32.0"  # the version its image names
     at.selectbox(key="pool_model").set_value("mistral-7b").run()
     assert "Verdict: FITS" in texts(at)
     button(at, "Deploy mistral-7b as pool").click().run()

@@ -1,7 +1,8 @@
 """The Canary section: switch a model pool's model by traffic share (``canary_fleet``).
 
 The form (behind a toggle, so a closed section reads nothing from the cluster) chooses the
-pool, the new model and the thresholds; the progress, polled every second, shows the steps
+pool, what changes (the model's weights, a new vLLM image — its version — and/or vLLM flags;
+empty fields keep the pool's) and the thresholds; the progress, which says what changed, polled every second, shows the steps
 (5 → 25 → 50 → 100 %), the current weights, each judged window's signals (requests, errors,
 TTFT p95 of the canary against the stable pool) and the decision with its reason."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from webapp.admin.canary import CanaryPlan, PoolSignals, percent, seconds
+from webapp.admin.canary_change import WantedChange, serving_now
 from webapp.admin.canary_fleet import FLEET_CANARY, FleetCanaryRequest, canary_candidates
 from webapp.admin.canary_runner import CanaryResult, CanaryStep
 from webapp.admin.capacity import quota_reader
@@ -53,14 +55,17 @@ def _form(console: Console) -> None:
         st.info("No pool can take a canary now: a canary needs a pool of its own (not the "
                 "default pool) that serves one model alone. Deploy a model as a pool first.")  # fmt: skip
         return
-    st.caption("A second pool with the new model takes 5% → 25% → 50% → 100% of the pool's "
-               "model name; each step is judged on both pools' live vLLM metrics and rolls "
-               "back by itself when the canary is worse than the limits.")  # fmt: skip
+    st.caption("A second pool with the new model, vLLM version or flags takes 5% → 25% → 50% "
+               "→ 100% of the pool's model name; each step is judged on both pools' live vLLM "
+               "metrics and rolls back by itself when the canary is worse than the limits.")  # fmt: skip
+    st.caption(literal("Now: " + "; ".join(serving_now(p) for p in pools.values())))
     with st.form("canary_form"):
         pool = st.selectbox("Pool", list(pools), key="canary_pool", format_func=lambda n: (
             f"{n} — {pools[n].model}, {pools[n].replicas} replica(s)"))  # fmt: skip
         model = st.selectbox("New model (its weights, served under the pool's model name)",
-                             models, key="canary_model")  # fmt: skip
+                             models, index=None, placeholder="Keep the pool's weights",
+                             key="canary_model")  # fmt: skip
+        wanted = _version_inputs(model)
         ttft = st.number_input("Max TTFT p95 ratio (canary / stable)", 1.0, 20.0, 1.5, 0.1,
                                key="canary_ttft")  # fmt: skip
         errors = st.number_input("Max error-rate increase (percentage points)", 0.1, 100.0,
@@ -72,13 +77,34 @@ def _form(console: Console) -> None:
     if start:
         plan = CanaryPlan(soak_s=float(soak), max_ttft_ratio=float(ttft),
                           max_error_rate_increase=float(errors), min_requests=int(need))  # fmt: skip
-        _start(console, pool, model, plan)
+        _start(console, pool, wanted, plan)
 
 
-def _start(console: Console, pool: str, model: str, plan: CanaryPlan) -> None:
+def _version_inputs(model: str | None) -> WantedChange:
+    """The new vLLM image and flag values (empty: the pool's), checked when the canary
+    starts (``pool_overrides``): an image of the pool's repository or vllm/vllm-openai."""
+    c1, c2 = st.columns(2)
+    image = c1.text_input("New vLLM image (version)", key="canary_image",
+                          placeholder="vllm/vllm-openai:<release tag> (empty: the pool's)")  # fmt: skip
+    context = c2.number_input("--max-model-len (empty: the pool's, or the new model's)", 16,
+                              10_485_760, None, 256, key="canary_max_model_len")  # fmt: skip
+    interval = c1.number_input("--stream-interval (empty: the pool's)", 1, 64, None,
+                               key="canary_stream_interval")  # fmt: skip
+    util = c2.number_input("--gpu-memory-utilization (empty: the pool's)", 0.10, 0.99, None,
+                           0.01, key="canary_gpu_memory_utilization")  # fmt: skip
+    return WantedChange(
+        model, image.strip() or None, None if context is None else int(context),
+        None if interval is None else int(interval), None if util is None else float(util),
+    )  # fmt: skip
+
+
+def _start(console: Console, pool: str, wanted: WantedChange, plan: CanaryPlan) -> None:
     settings = console.settings
     req = FleetCanaryRequest(
-        console.cluster, settings.k8s_namespace, pool, model, plan, catalog(),
+        console.cluster, settings.k8s_namespace, pool, wanted.model, plan, catalog(),
+        image=wanted.image, max_model_len=wanted.max_model_len,
+        stream_interval=wanted.stream_interval,
+        gpu_memory_utilization=wanted.gpu_memory_utilization,
         node_pools=console.pools, read_quota=quota_reader(settings),
     )  # fmt: skip
     try:
@@ -100,8 +126,10 @@ def progress(console: Console) -> None:
     elif st.session_state.pop("canary_watched", None) == view.id:
         st.rerun(scope="app")  # just ended while watched: the pools table above shows it now
     d = view.detail
-    title = f"Canary of pool {d.stable}: {d.new_model} as {d.served or '…'}"
-    st.markdown(f"**{literal(title)}**")
+    what = f"{d.new_model} as {d.served or '…'}" if d.new_model else d.served or "…"
+    st.markdown(f"**{literal(f'Canary of pool {d.stable}: {what}')}**")
+    if d.changes:
+        st.markdown(f"**Changes:** {literal(' · '.join(d.changes))}")
     st.caption(literal(f"Started by {view.actor} · {PHASES.get(d.phase, d.phase)}"))
     _state(console, view)
     _steps(d.shares, d.steps, d.weights, d.result)

@@ -52,7 +52,7 @@ def show(console: Console) -> None:
 def _table(fleet: Fleet) -> None:
     st.table(
         [
-            {"Pool": r.pool, "Model": r.model or "—", "GPU": r.gpus,
+            {"Pool": r.pool, "Model": r.model or "—", "vLLM": r.vllm, "GPU": r.gpus,
              "Replicas ready": f"{r.ready}/{r.replicas}" + (" (asleep)" if r.asleep else ""),
              "Autoscaling": r.autoscaling, "Traffic": r.share,
              "Waiting": cell(r.live.waiting, ".0f"), "KV cache": cell(r.live.kv_cache, ".0%"),
