@@ -7,6 +7,7 @@ driven by Playwright; process CPU and RSS come from ``/proc`` (no psutil needed)
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import itertools
 import os
@@ -267,3 +268,11 @@ def read_timings(page) -> dict:
               text_len: b.changes.length ? b.changes[b.changes.length - 1][1].length : null};
     }"""
     )
+
+
+def add_stream_interval(ap: argparse.ArgumentParser) -> None:
+    """The ``--stream-interval N [N ...]`` option of a bench part run on its own: one run per N."""
+    ap.add_argument(
+        "--stream-interval", type=int, nargs="+", default=[1], metavar="N",
+        help="tokens per SSE chunk from the fake (vLLM's --stream-interval); one run per N",
+    )  # fmt: skip

@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import median, streamlit_app
+from bench.common import add_stream_interval, median, streamlit_app
 from bench.concurrency import ConcurrencyRow, level_row
 from bench.streaming import MAX_MODEL_LEN, RATE, TTFT_S, scripted_tokens
 from bench.tables import at_least, num
@@ -254,10 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.replicas")
     ap.add_argument("--levels", type=int, nargs="+", default=[16, 32], help="N (one replica)")
     ap.add_argument("--tokens", type=int, default=512)
-    ap.add_argument(
-        "--stream-interval", type=int, nargs="+", default=[1], metavar="N",
-        help="tokens per SSE chunk from the fake (vLLM's --stream-interval); one run per N",
-    )  # fmt: skip
+    add_stream_interval(ap)
     args = ap.parse_args(argv)
 
     def log(msg: str) -> None:

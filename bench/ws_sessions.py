@@ -23,7 +23,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import CpuWindow, busy_percent, machine_jiffies, median, rss_mb, streamlit_app
+from bench.common import (
+    CpuWindow,
+    add_stream_interval,
+    busy_percent,
+    machine_jiffies,
+    median,
+    rss_mb,
+    streamlit_app,
+)
 from bench.concurrency import ConcurrencyRow, ideal_s, level_row, spread
 from bench.streaming import FIRST, LAST, MAX_MODEL_LEN, PROMPT, RATE, TTFT_S, scripted_tokens
 from bench.tables import concurrency_table
@@ -314,10 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--compare", type=int, metavar="RUNS", help="browser vs client, 1 session")
     ap.add_argument("--app-env", nargs="+", default=[], metavar="KEY=VALUE", help="app env")
-    ap.add_argument(
-        "--stream-interval", type=int, nargs="+", default=[1], metavar="N",
-        help="tokens per SSE chunk from the fake (vLLM's --stream-interval); one run per N",
-    )  # fmt: skip
+    add_stream_interval(ap)
     args = ap.parse_args(argv)
 
     def log(msg: str) -> None:
