@@ -299,6 +299,8 @@ class _State:
         self.max_num_seqs: int | None = None
         self.overflow_style = "current"
         self.health_status = 200
+        # GET /health and /v1/models answer nothing until release(): a slow server's checks
+        self.hold_facts = False
         self.metrics_override: dict[str, float] = {}
         # /metrics answers this status, or this text instead of the gauges (a proxy, garbage)
         self.metrics_status = 200
@@ -520,10 +522,17 @@ class _Handler(BaseHTTPRequestHandler):
                 key3 = (path, method, f"{self._status // 100}xx")
                 self.st.http[key3] = self.st.http.get(key3, 0) + 1
 
+    def _hold_facts(self) -> None:
+        """With ``hold_facts``, wait for ``release()`` (or the client to go away)."""
+        while self.st.hold_facts and not self.st.released.is_set():
+            self._wait_until(time.monotonic() + 0.05)
+
     def _health(self) -> None:
+        self._hold_facts()
         self._send_raw(self.st.health_status, b"", "application/json")
 
     def _models(self) -> None:
+        self._hold_facts()
         now = int(time.time())
         data = [
             {
@@ -929,7 +938,7 @@ class _Handler(BaseHTTPRequestHandler):
 def _apply_config(st: _State, cfg: dict[str, Any]) -> None:
     allowed = {"models", "listed_models", "max_model_len", "chat_template", "health_status",
                "api_key", "max_num_seqs", "overflow_style", "metrics_override",
-               "kv_cache_tokens", "metrics_status", "metrics_text"}  # fmt: skip
+               "kv_cache_tokens", "metrics_status", "metrics_text", "hold_facts"}  # fmt: skip
     unknown = set(cfg) - allowed
     if unknown:
         raise ValueError(f"unknown config keys: {sorted(unknown)}")
@@ -1037,7 +1046,8 @@ class FakeOpenAI:
         """Change models, listed_models (what /v1/models lists; None: all), max_model_len,
         chat_template, health_status, api_key, max_num_seqs, overflow_style, metrics_override,
         kv_cache_tokens, metrics_status or metrics_text (served as /metrics instead of the
-        gauges) at runtime."""
+        gauges), hold_facts (GET /health and /v1/models answer nothing until ``release()``)
+        at runtime."""
         _apply_config(self._state, cfg)
 
     def reset(self) -> None:
@@ -1045,7 +1055,8 @@ class FakeOpenAI:
         self._state.reset()
 
     def release(self) -> None:
-        """Let every held request (``Script.hold``) go on, and the later ones not wait."""
+        """Let every held request (``Script.hold``, ``hold_facts``) go on, and the later ones
+        not wait."""
         self._state.released.set()
 
     @property

@@ -457,6 +457,19 @@ def test_held_requests_wait_for_release_and_the_peak_is_counted(srv):
     assert srv.stats()["peak_in_flight"] == 0
 
 
+def test_held_server_checks_wait_for_release(srv):
+    srv.configure(hold_facts=True)  # a slow server's /health and /v1/models
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(f"{srv.url}/health", timeout=0.3)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(f"{srv.url}/v1/models", timeout=0.3)
+    answer = client(srv.url).chat.completions.create(model="fake-chat", messages=HI)
+    assert answer.choices[0].message.content  # generation is not held
+    srv.release()
+    assert httpx.get(f"{srv.url}/health", timeout=5).status_code == 200
+    assert httpx.get(f"{srv.url}/v1/models", timeout=5).json()["data"][0]["id"] == "fake-chat"
+
+
 def test_a_held_request_whose_client_leaves_is_not_kept(srv):
     srv.set_script(Script(hold=True))
     with pytest.raises(openai.APITimeoutError):

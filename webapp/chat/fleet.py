@@ -17,12 +17,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from webapp.chat.errors import FleetUnavailable
+from webapp.chat.revalidate import StaleWhileRevalidate
 from webapp.cluster import fleet_scaling, k8s
 from webapp.cluster.errors import (
     ClusterError,
@@ -132,13 +130,6 @@ def cluster_fleet(kubeconfig: str, namespace: str) -> Fleet:
     return ClusterFleet(kubeconfig, namespace)
 
 
-@dataclass
-class _Entry:
-    at: float
-    value: object
-    future: Future | None = None
-
-
 class CachedFleet:
     """One process's front of a ``Fleet``: never raises, never waits past ``wait_s``.
 
@@ -158,11 +149,12 @@ class CachedFleet:
         self.fleet = fleet
         self.models_ttl_s, self.state_ttl_s = models_ttl_s, state_ttl_s
         self.wait_s, self.wake_guard_s, self.clock = wait_s, wake_guard_s, clock
-        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._reads: StaleWhileRevalidate = StaleWhileRevalidate(
+            wait_s=wait_s, clock=clock, name="fleet-read"
+        )
         self._woken: dict[str, float] = {}
         self._lock = threading.Lock()
         self._wake_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fleet-read")
 
     def models(self) -> list[str] | None:
         """The served models, or None when the fleet cannot be read."""
@@ -194,43 +186,28 @@ class CachedFleet:
                 raise FleetUnavailable("the model pool could not be woken") from None
             with self._lock:
                 self._woken[model] = self.clock()
-                self._entries.pop(("state", model), None)  # read it anew: loading now
+            self._reads.forget(("state", model))  # read it anew: loading now
             return True
 
     def forget(self, model: str) -> None:
         """Read ``model``'s condition anew next time (a page waiting for it)."""
-        with self._lock:
-            self._entries.pop(("state", model), None)
+        self._reads.forget(("state", model))
 
     def _read(self, key: tuple[str, str], ttl_s: float, read: Callable[[], T], fallback: T) -> T:
         """The cached value while fresh. Stale: the last value at once, read anew in the
         background (one read in flight per key, shared by every session). Never read: wait
         for the read at most ``wait_s``, else ``fallback``."""
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry.future is None and self.clock() - entry.at < ttl_s:
-                return entry.value  # type: ignore[return-value]
-            known = entry is not None
-            if entry is None:
-                entry = self._entries[key] = _Entry(self.clock(), fallback)
-            if entry.future is None:
-                entry.future = self._pool.submit(self._refresh, key, read, fallback)
-            future = entry.future
-        if known:
-            return entry.value  # type: ignore[return-value]
-        try:
-            return future.result(timeout=self.wait_s)
-        except FutureTimeout:
-            return fallback
+        safe = lambda: _safely(key, read, fallback)  # noqa: E731
+        return self._reads.get(key, safe, ttl_s=ttl_s, fallback=fallback)
 
-    def _refresh(self, key: tuple[str, str], read: Callable[[], T], fallback: T) -> T:
-        try:
-            value = read()
-        except FleetUnavailable:
-            value = fallback  # cached as well: an unreadable fleet is not asked every run
-        except Exception as exc:  # a bug below: the chat goes on as without discovery
-            log.warning("reading the fleet (%s) failed: %s", key[0], type(exc).__name__)
-            value = fallback
-        with self._lock:
-            self._entries[key] = _Entry(self.clock(), value)
-        return value
+
+def _safely(key: tuple[str, str], read: Callable[[], T], fallback: T) -> T:
+    """``read()``, or ``fallback`` when the fleet cannot tell (cached as well: an unreadable
+    fleet is not asked every run)."""
+    try:
+        return read()
+    except FleetUnavailable:
+        return fallback
+    except Exception as exc:  # a bug below: the chat goes on as without discovery
+        log.warning("reading the fleet (%s) failed: %s", key[0], type(exc).__name__)
+        return fallback

@@ -17,8 +17,7 @@ CACHED = [
     resources._client,
     resources._store,
     resources._fleet,
-    resources.backend_status,
-    resources.served_models,
+    resources._facts,
 ]
 
 
@@ -39,10 +38,10 @@ def test_a_page_runs_cached_calls_look_up_no_signature(monkeypatch, tmp_path):
         for _ in range(2):  # the first builds, the second finds them
             client = resources.chat_client(settings)
             store = resources.conversation_store(settings)
-            status = resources.backend_status(_client=client, url=settings.llm_url)
+            status = resources.backend_status(client=client, url=settings.llm_url)
             assert status.state == "healthy"
             models = resources.served_models(
-                _client=client, url=settings.llm_url, configured=client.configured_models
+                client=client, url=settings.llm_url, configured=client.configured_models
             )
         assert [m.id for m in models] == ["m"]
         assert resources.chat_client(settings) is client

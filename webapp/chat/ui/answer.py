@@ -30,7 +30,7 @@ from webapp.chat.turn import (
     run_turn,
 )
 from webapp.chat.ui.conversation import redo_last
-from webapp.chat.ui.resources import served_models
+from webapp.chat.ui.resources import forget_served_models
 from webapp.llm.chat import ChatClient
 from webapp.llm.errors import ModelNotFound
 from webapp.settings import Settings
@@ -121,7 +121,7 @@ def _draw(event: Event, view: AnswerView | None) -> AnswerView | None:
         case Started():
             return AnswerView()
         case ModelSwitched():
-            served_models.clear()  # the sidebar lists the model now served
+            forget_served_models()  # the sidebar lists the model now served
         case Waiting(ahead=ahead) if view:
             view.box.caption(busy_message(ahead))  # each reading redraws: Stop works meanwhile
         case Reasoning(text=text) if view:
@@ -134,7 +134,7 @@ def _draw(event: Event, view: AnswerView | None) -> AnswerView | None:
             view.end(a)
         case Failed(answer=answer, error=error) if view:
             if isinstance(error, ModelNotFound):
-                served_models.clear()  # it was looked up again: list what is served
+                forget_served_models()  # it was looked up again: list what is served
             view.end(answer)
     return view
 

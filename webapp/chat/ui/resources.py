@@ -1,6 +1,7 @@
 """What the chat page keeps across runs: the model server's client, the store, the model
 pools' view (``FLEET_DISCOVERY``), and the server facts it caches briefly (health, served
-models). Built here only, keyed by everything they depend on.
+models; stale-while-revalidate, so that no page run waits for them once they are known).
+Built here only, keyed by everything they depend on.
 
 The cached functions take keyword-only arguments: Streamlit names each positional
 argument of a cached call with ``inspect.signature``, on every call (every page run, while
@@ -12,10 +13,19 @@ import streamlit as st
 
 from webapp.chat import fleet
 from webapp.chat.fleet import CachedFleet
+from webapp.chat.revalidate import StaleWhileRevalidate
 from webapp.llm.chat import ChatClient
 from webapp.llm.server import BackendStatus, ModelInfo
 from webapp.settings import Settings
 from webapp.store import ConversationStore, PoolOptions
+
+#: the model server's health and models are read again after these many seconds — in the
+#: background: a page run (the one sending a message too) gets the last answer at once
+HEALTH_TTL_S = 5.0
+MODELS_TTL_S = 10.0
+#: an answer older than this is not shown: the page run waits for a new one (e.g. the first
+#: run after a quiet spell, or while the server keeps failing: its error is then shown)
+FACTS_MAX_STALE_S = 30.0
 
 
 @st.cache_resource(show_spinner=False)
@@ -61,18 +71,28 @@ def conversation_store(settings: Settings) -> ConversationStore:
     )
 
 
-@st.cache_data(ttl=5, show_spinner=False)
-def backend_status(*, _client: ChatClient, url: str) -> BackendStatus:
-    return _client.status()
+@st.cache_resource(show_spinner=False)
+def _facts(*, kind: str) -> StaleWhileRevalidate:
+    """One cache per kind of server fact, shared by every session of the process."""
+    return StaleWhileRevalidate(max_stale_s=FACTS_MAX_STALE_S, name=f"server-{kind}")
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+def backend_status(*, client: ChatClient, url: str) -> BackendStatus:
+    """``/health``: read at most every ``HEALTH_TTL_S``, in the background once known."""
+    return _facts(kind="health").get(url, client.status, ttl_s=HEALTH_TTL_S)
+
+
 def served_models(
-    *, _client: ChatClient, url: str, configured: tuple[str, ...], discovered: tuple[str, ...] = ()
+    *, client: ChatClient, url: str, configured: tuple[str, ...], discovered: tuple[str, ...] = ()
 ) -> list[ModelInfo]:
     """``/v1/models``, the LLM_MODELS names (``configured``) and the model pools'
-    (``discovered``; both part of the cache key)."""
-    return _client.models(discovered)
+    (``discovered``; all three the cache key): read at most every ``MODELS_TTL_S``, in the
+    background once known. ``LLMError`` when they cannot be read and nothing young enough
+    is known."""
+    key = (url, configured, discovered)
+    return list(
+        _facts(kind="models").get(key, lambda: client.models(discovered), ttl_s=MODELS_TTL_S)
+    )
 
 
 @st.cache_resource(show_spinner=False)
@@ -88,6 +108,13 @@ def chat_fleet(settings: Settings) -> CachedFleet | None:
 
 
 def forget_server_facts() -> None:
-    """The server may have come back or changed: read its health and models again."""
-    backend_status.clear()
-    served_models.clear()
+    """The server may have come back or changed: the next page run waits for its health
+    and models, read anew."""
+    _facts(kind="health").forget()
+    forget_served_models()
+
+
+def forget_served_models() -> None:
+    """The served model changed (a switch followed, a model gone): the next page run waits
+    for the list, read anew."""
+    _facts(kind="models").forget()

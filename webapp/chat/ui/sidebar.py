@@ -45,7 +45,7 @@ def sidebar(
             use_container_width=True,
             key="new_chat",
         )
-        status = backend_status(_client=client, url=settings.llm_url)
+        status = backend_status(client=client, url=settings.llm_url)
         icon, label = _STATE_LABEL[status.state]
         st.markdown(f"{icon} **{label}**")
         if status.detail:
@@ -73,7 +73,7 @@ def _models(
     if status.state is BackendState.HEALTHY:
         try:
             return served_models(
-                _client=client,
+                client=client,
                 url=settings.llm_url,
                 configured=client.configured_models,
                 discovered=discovered,

@@ -4,7 +4,7 @@ happening, and a message sent meanwhile is kept (saved, on screen) and sent once
 (or the woken model) is ready, unless the user cancels it (it then stays, with Retry).
 
 The load comes from the store (the admin console's switch publishes it); the health is
-read fresh while a message waits (the sidebar's cached status may be 5 s old).
+read fresh while a message waits (the sidebar's cached status may be 30 s old).
 """
 
 from __future__ import annotations
