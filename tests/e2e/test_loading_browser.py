@@ -83,6 +83,9 @@ def test_both_pages_show_the_load_and_a_kept_message_is_sent_when_ready(app_worl
         timeout=TIMEOUT_MS
     )
     expect(chat.get_by_test_id("stChatMessage")).to_have_count(1)
+    # said once, next to the kept message: counted now, not after the top's 2 s poll
+    switching = chat.get_by_test_id("stAlert").filter(has_text=f"Switching to {NEW}")
+    assert switching.count() == 1
     chat.screenshot(path=str(SHOTS / "chat-model-loading.png"))
 
     # the rest of the log, the pod becomes Ready, the server answers: the message goes

@@ -93,3 +93,22 @@ def test_without_a_switch_a_down_server_fails_as_before(page, down_url):
     at = send(page(url), "hello")
     assert "cannot be reached" in at.chat_message[1].error[0].value
     assert at.button(key="redo").label == "Retry"
+
+
+def switching(at) -> int:
+    """How many times the page says the switching sentence."""
+    return sum(s.count(f"Switching to {MODEL}") for s in infos(at))
+
+
+def test_the_switching_sentence_is_said_once_while_a_message_is_kept(page, down_url, loading):
+    _, url = down_url
+    at = page(url)
+    assert switching(at) == 1  # at the top: no message kept
+    at = send(at, "hello while loading")  # the run that keeps it draws the top first
+    assert any("Your message will be sent" in s for s in infos(at))
+    assert switching(at) == 1, infos(at)  # next to the kept message only
+    at.run()  # the poll's run: still kept, still once
+    assert switching(at) == 1, infos(at)
+    at.button(key="cancel_held").click().run()
+    assert switching(at) == 1, infos(at)  # cancelled: back at the top
+    assert not any("will be sent" in s for s in infos(at))

@@ -27,6 +27,7 @@ from webapp.chat.ui.switching import (
     hold_while_asleep,
     hold_while_switching,
     load_in_progress,
+    notice_place,
     release_when_ready,
     switching_notice,
     waiting,
@@ -57,7 +58,7 @@ options = GenerationOptions.from_values(ss, model, max_len)  # what this run ans
 conversation_tools(history)
 heading(settings)
 load = load_in_progress(store)  # a model switch under way, said in plain words
-switching_notice(store, load)
+top = notice_place(load)  # filled below, once this run knows whether a message is kept
 if settings.llm_notice:
     st.warning(settings.llm_notice, icon=":material/science:")
 notice = st.empty()  # the empty-chat hint, cleared when the first message is sent
@@ -78,6 +79,7 @@ if prompt is not None:
 if not hold_while_switching(client, load):
     hold_while_asleep(fleet, client, options.model)
 release_when_ready(client, fleet)
+switching_notice(store, top)  # said once: at the top, or next to a kept message (`waiting`)
 if ss.generate:
     remember_settings(history, options)
     generate(settings, history, client, options)

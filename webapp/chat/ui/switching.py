@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from webapp.chat.errors import FleetUnavailable
 from webapp.chat.fleet import CachedFleet
@@ -37,11 +38,19 @@ def load_in_progress(store: ConversationStore) -> LoadInProgress | None:
         return None
 
 
-def switching_notice(store: ConversationStore, load: LoadInProgress | None) -> None:
-    """The sentence, kept up to date while a load is under way (none: nothing is drawn
-    and nothing polls)."""
-    if load is not None:
-        _live_notice(store)
+def notice_place(load: LoadInProgress | None) -> DeltaGenerator | None:
+    """Where the switching sentence goes (the top of the page) while a load is under way;
+    filled by ``switching_notice`` once this run has decided whether a message is kept
+    (the kept message says the sentence then, once). None: no load, nothing drawn."""
+    return st.empty() if load is not None else None
+
+
+def switching_notice(store: ConversationStore, place: DeltaGenerator | None) -> None:
+    """The sentence in ``place``, kept up to date while the load is under way (none:
+    nothing is drawn and nothing polls); not said while a message is kept."""
+    if place is not None:
+        with place.container():
+            _live_notice(store)
 
 
 @st.fragment(run_every=POLL_S)
