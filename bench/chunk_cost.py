@@ -43,7 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import cpu_seconds, machine, median, streamlit_app
-from bench.streaming import FIRST, LAST, MAX_MODEL_LEN, PROMPT, TTFT_S, scripted_tokens
+from bench.streaming import (
+    FIRST,
+    LAST,
+    MAX_MODEL_LEN,
+    PROMPT,
+    TTFT_S,
+    bench_script,
+    scripted_tokens,
+)
 from tests.support.streamlit_ws import WsSession, now_ms, nth_client, via_load_balancer
 
 SHORT = 8  # tokens of the short answer that measures the fixed cost per answer
@@ -188,26 +196,22 @@ def run_app(
 ) -> list[Row]:
     """Every (interval, level) for one mode of the app; ``client_base`` keeps clients apart;
     ``root``: the checkout whose app runs (None: this one), its rows are path "before"."""
-    from tests.fakes.openai_server import Script
 
     n, rate = cfg["tokens"], cfg["rate"]
     env = {"LLM_URL": fake.url, "LLM_MODE": mode, "DEFAULT_MAX_TOKENS": str(n)}
     rows: list[Row] = []
     clients = iter(range(client_base, client_base + 100_000, 100))
     with streamlit_app(root, **env) as app:
-        warm = Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=rate)
+        warm = bench_script(n, rate)
         _measure(app, fake, warm, 1, n, next(clients))  # imports, client, first page
         short_by_level = {}
         for level in cfg["levels"]:
-            short = Script(tokens=scripted_tokens(SHORT), ttft_s=TTFT_S, tokens_per_s=rate)
+            short = bench_script(SHORT, rate)
             cpu, chunks, *_ = _measure(app, fake, short, level, SHORT, next(clients))
             short_by_level[level] = (cpu, chunks)
         for interval in cfg["intervals"]:
             for level in cfg["levels"]:
-                script = Script(
-                    tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=rate,
-                    stream_interval=interval,
-                )  # fmt: skip
+                script = bench_script(n, rate, interval)
                 cpu, chunks, wall, answers, sessions = _measure(
                     app, fake, script, level, n, next(clients)
                 )
@@ -297,9 +301,7 @@ def run_floor(fake, path_name: str, mode: str, interval: int, level: int, cfg: d
     reader_of = _httpx_reader if path_name == "httpx" else _openai_reader
 
     def script(k: int) -> Script:
-        return Script(
-            tokens=scripted_tokens(k), ttft_s=TTFT_S, tokens_per_s=rate, stream_interval=interval
-        )
+        return bench_script(k, rate, interval)
 
     short_cpu, short_chunks, _ = _floor_once(fake, reader_of, mode, script(SHORT), level, SHORT)
     cpu, chunks, wall = _floor_once(fake, reader_of, mode, script(n), level, n)

@@ -15,7 +15,15 @@ import time
 from dataclasses import dataclass
 
 from bench.common import CpuWindow, median, observer_script, open_chat, rss_mb, streamlit_app
-from bench.streaming import FIRST, LAST, MAX_MODEL_LEN, PROMPT, RATE, TTFT_S, scripted_tokens
+from bench.streaming import (
+    FIRST,
+    LAST,
+    MAX_MODEL_LEN,
+    PROMPT,
+    RATE,
+    TTFT_S,
+    bench_script,
+)
 
 
 @dataclass
@@ -101,12 +109,12 @@ def _stream_level(pages, pid: int, n: int, timeout_s: float) -> tuple[list[dict]
 
 def run(browser, levels: list[int], n: int, log) -> tuple[list[ConcurrencyRow], dict]:
     """Open max(levels) idle sessions (RSS at each level), then stream at each level."""
-    from tests.fakes.openai_server import Script, spawn_fake_openai
+    from tests.fakes.openai_server import spawn_fake_openai
 
     rows: list[ConcurrencyRow] = []
     contexts = []
     with spawn_fake_openai("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN)) as fake:
-        script = Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE)
+        script = bench_script(n)
         fake.set_script(script)
         with streamlit_app(LLM_URL=fake.url, DEFAULT_MAX_TOKENS=str(n)) as app:
             pid = app.proc.pid

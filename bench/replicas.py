@@ -32,7 +32,7 @@ from pathlib import Path
 
 from bench.common import add_stream_interval, median, streamlit_app
 from bench.concurrency import ConcurrencyRow, level_row
-from bench.streaming import MAX_MODEL_LEN, RATE, TTFT_S, scripted_tokens
+from bench.streaming import MAX_MODEL_LEN, RATE, TTFT_S, bench_script
 from bench.tables import at_least, num
 from bench.ws_sessions import client_headers, open_sessions, stream_level
 from tests.support.streamlit_ws import nth_client
@@ -163,7 +163,7 @@ def _migrated_schema():
 def run(levels: list[int], n: int, log, stream_interval: int = 1) -> ReplicasResult:
     """For every N in ``levels``: N sessions on one app process, 2N on two behind HAProxy;
     ``stream_interval``: tokens per SSE chunk from the fake (vLLM's ``--stream-interval``)."""
-    from tests.fakes.openai_server import Script, spawn_fake_openai
+    from tests.fakes.openai_server import spawn_fake_openai
     from tests.support.haproxy import HAProxy
 
     reason = unavailable()
@@ -175,10 +175,7 @@ def run(levels: list[int], n: int, log, stream_interval: int = 1) -> ReplicasRes
     schema, database_url = _migrated_schema()
     try:
         with spawn_fake_openai("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN)) as f:
-            script = Script(
-                tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE,
-                stream_interval=stream_interval,
-            )  # fmt: skip
+            script = bench_script(n, stream_interval=stream_interval)
             f.set_script(script)
             env = {"LLM_URL": f.url, "DEFAULT_MAX_TOKENS": str(n), "DATABASE_URL": database_url}
             env.update(POOL_ENV)

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bench.common import median, observer_script, open_chat, read_timings, send, streamlit_app
+
+if TYPE_CHECKING:
+    from tests.fakes.openai_server import Script
 
 FIRST, LAST = "Alphastart", "Omegafinish"
 TTFT_S, RATE = 0.2, 100.0
@@ -67,6 +71,16 @@ def scripted_tokens(n: int) -> list[str]:
 
     middle = default_tokens(n - 1)[1:]  # " quick", " brown", ... (leading spaces)
     return [FIRST, *middle, " " + LAST]
+
+
+def bench_script(n: int, rate: float = RATE, stream_interval: int = 1) -> Script:
+    """The scripted answer every bench part streams: ``scripted_tokens(n)`` after ``TTFT_S``, at
+    ``rate`` tokens/s, ``stream_interval`` tokens per SSE chunk (vLLM's ``--stream-interval``)."""
+    from tests.fakes.openai_server import Script
+
+    return Script(
+        tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=rate, stream_interval=stream_interval
+    )
 
 
 def direct_stream(base_url: str, model: str, n: int, **extra) -> tuple[float, float, int]:
@@ -146,7 +160,7 @@ def run_cases(
 ) -> list[StreamRow]:
     """App and direct against the scripted fake, ``runs`` times per (tokens, tokens/s) case,
     one app process for all cases (its first answer is a warm-up, not counted)."""
-    from tests.fakes.openai_server import Script, spawn_fake_openai
+    from tests.fakes.openai_server import spawn_fake_openai
 
     rows = []
     fake_args = ("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN))
@@ -155,10 +169,7 @@ def run_cases(
         streamlit_app(LLM_URL=fake.url, DEFAULT_MAX_TOKENS="8192") as app,
     ):
         for k, (n, rate) in enumerate(cases):
-            script = Script(
-                tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=rate,
-                stream_interval=stream_interval,
-            )  # fmt: skip
+            script = bench_script(n, rate, stream_interval)
             fake.set_script(script)
             row = StreamRow("fake", n, runs, rate=rate, interval=stream_interval)
             if k == 0:

@@ -33,7 +33,16 @@ from bench.common import (
     streamlit_app,
 )
 from bench.concurrency import ConcurrencyRow, ideal_s, level_row, spread
-from bench.streaming import FIRST, LAST, MAX_MODEL_LEN, PROMPT, RATE, TTFT_S, scripted_tokens
+from bench.streaming import (
+    FIRST,
+    LAST,
+    MAX_MODEL_LEN,
+    PROMPT,
+    RATE,
+    TTFT_S,
+    bench_script,
+    scripted_tokens,
+)
 from bench.tables import concurrency_table
 from tests.support.streamlit_ws import Answer, WsSession, nth_client, via_load_balancer
 
@@ -213,13 +222,10 @@ def run(
     levels and answer length, same formulas (``bench.concurrency``). ``app_env`` adds
     environment variables for the app (experiments, e.g. Streamlit config overrides);
     ``stream_interval``: tokens per SSE chunk from the fake (vLLM's ``--stream-interval``)."""
-    from tests.fakes.openai_server import Script, spawn_fake_openai
+    from tests.fakes.openai_server import spawn_fake_openai
 
     with spawn_fake_openai("--model", "fake-chat", "--max-model-len", str(MAX_MODEL_LEN)) as fake:
-        script = Script(
-            tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE,
-            stream_interval=stream_interval,
-        )  # fmt: skip
+        script = bench_script(n, stream_interval=stream_interval)
         fake.set_script(script)
         env = {"LLM_URL": fake.url, "DEFAULT_MAX_TOKENS": str(n), **(app_env or {})}
         with streamlit_app(**env) as app:
@@ -272,7 +278,7 @@ def compare_with_browser(runs: int, n: int, log) -> list[dict]:
 
     from bench.common import chromium
     from bench.streaming import app_stream, breakdown
-    from tests.fakes.openai_server import Script, spawn_fake_openai
+    from tests.fakes.openai_server import spawn_fake_openai
 
     out = []
     with (
@@ -280,7 +286,7 @@ def compare_with_browser(runs: int, n: int, log) -> list[dict]:
         streamlit_app(LLM_URL=fake.url, DEFAULT_MAX_TOKENS=str(n)) as app,
         chromium() as browser,
     ):
-        fake.set_script(Script(tokens=scripted_tokens(n), ttft_s=TTFT_S, tokens_per_s=RATE))
+        fake.set_script(bench_script(n))
         app_stream(browser, app.url)  # warm-up
 
         async def one() -> Answer:
