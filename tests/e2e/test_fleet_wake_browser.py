@@ -11,13 +11,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.test_chat_browser import open_chat, send
-from tests.fakes.k8s_server import FakeCluster
-from tests.fakes.openai_server import FakeOpenAI, Script
-from tests.support.fleet import CATALOG, GatewayStandIn, seed_fleet
+from tests.support.fleet import two_pool_gateway
 from tests.support.servers import ROOT
-from webapp.cluster import fleet, fleet_scaling
-from webapp.cluster.k8s import connect
-from webapp.cluster.pools import PoolSpec
+from webapp.cluster import fleet_scaling
 
 pytestmark = pytest.mark.e2e
 NS = "vllm"
@@ -28,21 +24,11 @@ SCREENS = ROOT / "bench" / "results" / "screens"
 @pytest.fixture
 def fleet_app(streamlit_app):
     """(app, fake cluster, fake gateway, admin clients): pools "vllm" and "mistral"."""
-    with (
-        FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fake,
-        FakeOpenAI(model=["llama-2-7b"], max_model_len=4096) as srv,
-    ):
-        srv.set_script(Script(tokens=["Good ", "morning, ", "I ", "was ", "asleep."]))
-        seed_fleet(fake, NS)
-        admin = connect(fake.kubeconfig_path)
-        fleet.create_pool(admin, NS, PoolSpec("mistral", MISTRAL),
-                          hf_repo="mistralai/Mistral-7B-v0.1", max_model_len=8192,
-                          catalog_ids=CATALOG)  # fmt: skip
-        assert fake.wait_for(lambda f: MISTRAL in f.served_models(NS), 10)
-        with GatewayStandIn(fake, srv, NS):
-            app = streamlit_app(LLM_URL=srv.url, FLEET_DISCOVERY="true",
-                                KUBECONFIG=fake.kubeconfig_path, K8S_NAMESPACE=NS)  # fmt: skip
-            yield app, fake, srv, admin
+    tokens = ["Good ", "morning, ", "I ", "was ", "asleep."]
+    with two_pool_gateway(tokens, NS) as (fake, srv, admin):
+        app = streamlit_app(LLM_URL=srv.url, FLEET_DISCOVERY="true",
+                            KUBECONFIG=fake.kubeconfig_path, K8S_NAMESPACE=NS)  # fmt: skip
+        yield app, fake, srv, admin
 
 
 def pick_model(page, model: str) -> None:

@@ -5,7 +5,9 @@ k8s/ itself so the fleet code is tested against the objects we ship."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -67,3 +69,28 @@ class GatewayStandIn:
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             self.sync()
+
+
+@contextlib.contextmanager
+def two_pool_gateway(tokens: list[str], namespace: str = "vllm") -> Iterator[tuple]:
+    """(fake cluster, fake gateway, admin clients): the shipped pool "vllm" (llama-2-7b) and a
+    pool "mistral" (mistral-7b) made by ``fleet.create_pool``, both serving, behind a
+    ``GatewayStandIn`` whose answers are ``tokens``."""
+    from tests.fakes.openai_server import FakeOpenAI, Script
+    from webapp.cluster import fleet
+    from webapp.cluster.k8s import connect
+    from webapp.cluster.pools import PoolSpec
+
+    with (
+        FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fake,
+        FakeOpenAI(model=[DEFAULT_MODEL], max_model_len=4096) as srv,
+    ):
+        srv.set_script(Script(tokens=tokens))
+        seed_fleet(fake, namespace)
+        admin = connect(fake.kubeconfig_path)
+        fleet.create_pool(admin, namespace, PoolSpec("mistral", "mistral-7b"),
+                          hf_repo="mistralai/Mistral-7B-v0.1", max_model_len=8192,
+                          catalog_ids=CATALOG)  # fmt: skip
+        assert fake.wait_for(lambda f: "mistral-7b" in f.served_models(namespace), 10)
+        with GatewayStandIn(fake, srv, namespace):
+            yield fake, srv, admin

@@ -11,12 +11,9 @@ import pytest
 from tests.chat.ui import test_chat_page as chat_page
 from tests.chat.ui.test_chat_fleet import completions, infos, run_until
 from tests.chat.ui.test_chat_page import chat, send
-from tests.fakes.k8s_server import FakeCluster, arg_value, pod_args
-from tests.fakes.openai_server import FakeOpenAI, Script
-from tests.support.fleet import CATALOG, GatewayStandIn, seed_fleet
-from webapp.cluster import fleet, fleet_scaling
-from webapp.cluster.k8s import connect
-from webapp.cluster.pools import PoolSpec
+from tests.fakes.k8s_server import arg_value, pod_args
+from tests.support.fleet import two_pool_gateway
+from webapp.cluster import fleet_scaling
 
 page = chat_page.page  # the chat page's fixture
 NS = "vllm"
@@ -27,19 +24,8 @@ MISTRAL = "mistral-7b"
 def world():
     """(fake cluster, fake gateway, admin clients): pools "vllm" (llama-2-7b) and "mistral"
     (mistral-7b) serving, behind the gateway stand-in."""
-    with (
-        FakeCluster(gpu_nodes=[{"name": "gpu-a"}, {"name": "gpu-b"}]) as fake,
-        FakeOpenAI(model=["llama-2-7b"], max_model_len=4096) as srv,
-    ):
-        srv.set_script(Script(tokens=["answered"]))
-        seed_fleet(fake, NS)
-        admin = connect(fake.kubeconfig_path)
-        fleet.create_pool(admin, NS, PoolSpec("mistral", MISTRAL),
-                          hf_repo="mistralai/Mistral-7B-v0.1", max_model_len=8192,
-                          catalog_ids=CATALOG)  # fmt: skip
-        assert fake.wait_for(lambda f: MISTRAL in f.served_models(NS), 10)
-        with GatewayStandIn(fake, srv, NS):
-            yield fake, srv, admin
+    with two_pool_gateway(["answered"], NS) as world:
+        yield world
 
 
 def open_chat(page, fake, srv):
