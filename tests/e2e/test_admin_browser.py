@@ -20,6 +20,7 @@ from playwright.sync_api import expect
 from tests.fakes.dcgm_server import FakeDcgm, FakeDcgmServer, GpuSpec
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.support.admin_world import admin_world
+from tests.support.browser import pick_option
 from tests.support.cluster import LLAMA, NS
 from tests.support.identities import iap_keypair, iap_token
 from tests.support.servers import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
@@ -68,11 +69,7 @@ def alert(page, text: str):
 
 def choose_model(page, model_id: str) -> None:
     box = page.get_by_test_id("stSelectbox").filter(has_text="Model").first
-    # the deploy form is below the status view: scroll to it first, else the scroll that
-    # click() does itself can land after the dropdown opened, which closes it again
-    box.scroll_into_view_if_needed()
-    box.click()
-    page.get_by_role("option").filter(has_text=model_id).first.click()
+    pick_option(page, box, model_id)  # the deploy form is below the status view
     expect(page.get_by_role("button", name=f"Deploy {model_id}")).to_be_visible()
 
 

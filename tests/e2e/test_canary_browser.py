@@ -16,6 +16,7 @@ from tests.admin.ui.test_canary_section import CANARY, MODEL, NEW, STABLE, ready
 from tests.e2e.test_admin_browser import ADMIN, AUDIENCE, alert, iap_key, open_admin  # noqa: F401
 from tests.fakes.openai_server import FakeOpenAI, Script
 from tests.support.admin_world import admin_world
+from tests.support.browser import pick_option
 from tests.support.cluster import NS
 from tests.support.gateway_traffic import GatewayTraffic
 from webapp.cluster.pools import pool_labels
@@ -59,8 +60,7 @@ def test_a_canary_promotes_with_its_steps_visible(canary_app, page, iap_key):  #
     form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Start canary"))
     pool = form.get_by_role("combobox", name="Pool", exact=True)
     expect(pool).to_have_value(f"{STABLE} — {MODEL}, 1 replica(s)")
-    form.get_by_role("combobox", name="New model").click()
-    page.get_by_role("option").filter(has_text=NEW).first.click()
+    pick_option(page, form.get_by_role("combobox", name="New model"), NEW)
     number(page, "Soak seconds per step", 1)
     number(page, "Canary requests needed to judge a step", 5)
     number(page, "Max TTFT p95 ratio (canary / stable)", 2)

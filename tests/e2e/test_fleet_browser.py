@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from tests.e2e.test_admin_browser import ADMIN, AUDIENCE, TIMEOUT_MS, iap_key, open_admin
 from tests.support.admin_world import admin_world
+from tests.support.browser import pick_option
 from tests.support.cluster import NS
 from tests.support.fleet import seed_fleet
 from webapp.admin.audit import AuditLog
@@ -45,9 +46,7 @@ def test_admin_deploys_a_second_model_as_a_pool_and_scales_it(fleet_app, page, i
     table = page.get_by_test_id("stTable")
     expect(table).to_contain_text("llama-2-7b")
     box = page.get_by_test_id("stSelectbox").filter(has_text="Model").first
-    box.scroll_into_view_if_needed()
-    box.click()
-    page.get_by_role("option").filter(has_text="mistral-7b —").first.click()
+    pick_option(page, box, "mistral-7b —")
     deploy = page.get_by_role("button", name="Deploy mistral-7b as pool")
     expect(page.locator(f'input[aria-label="Pool name"][value="{POOL}"]')).to_be_visible()
     expect(page.get_by_text("Verdict: FITS").first).to_be_visible()

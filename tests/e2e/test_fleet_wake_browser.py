@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.test_chat_browser import open_chat, send
+from tests.support.browser import pick_option
 from tests.support.fleet import two_pool_gateway
 from tests.support.servers import ROOT
 from webapp.cluster import fleet_scaling
@@ -33,8 +34,7 @@ def fleet_app(streamlit_app):
 
 def pick_model(page, model: str) -> None:
     box = page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox")
-    box.click()
-    page.get_by_role("option").filter(has_text=model).first.click()
+    pick_option(page, box, model)
     expect(box.get_by_role("combobox", name="Model")).to_have_value(model)
 
 
