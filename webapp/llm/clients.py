@@ -19,6 +19,8 @@ from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
 
+from webapp.llm.sse import DictStreamResource
+
 
 def _timeout(read_s: float) -> httpx.Timeout:
     # connecting must fail fast (unreachable backend); reading may take long (slow first token)
@@ -48,8 +50,9 @@ class VLLMChatOpenAI(ChatOpenAI):
 
 
 def chat_llm(base_url: str, api_key: str, model: str, timeout_s: float) -> ChatOpenAI:
-    """ChatOpenAI against vLLM's /v1/chat/completions, streaming with a usage chunk."""
-    return VLLMChatOpenAI(
+    """ChatOpenAI against vLLM's /v1/chat/completions, streaming with a usage chunk; its
+    streamed chunks arrive as dicts (``webapp.llm.sse``), not as the SDK's objects."""
+    llm = VLLMChatOpenAI(
         model=model,
         base_url=f"{base_url}/v1",
         api_key=api_key,
@@ -58,6 +61,8 @@ def chat_llm(base_url: str, api_key: str, model: str, timeout_s: float) -> ChatO
         stream_usage=True,
         streaming=True,
     )
+    llm.client = DictStreamResource(llm.client)
+    return llm
 
 
 _opened = threading.local()
@@ -84,7 +89,8 @@ def responses_opened() -> Iterator[list[httpx.Response]]:
 
 
 def completion_llm(base_url: str, api_key: str, model: str, timeout_s: float) -> BaseLLM:
-    """VLLMOpenAI against vLLM's /v1/completions, for base models without a chat template."""
+    """VLLMOpenAI against vLLM's /v1/completions, for base models without a chat template;
+    its streamed chunks arrive as dicts (``webapp.llm.sse``)."""
     return VLLMOpenAI(
         model_name=model,
         openai_api_base=f"{base_url}/v1",
@@ -93,13 +99,15 @@ def completion_llm(base_url: str, api_key: str, model: str, timeout_s: float) ->
         max_retries=0,
         streaming=True,
         # our own OpenAI client (same settings) whose HTTP client notes the responses it opens
-        client=openai.OpenAI(
-            base_url=f"{base_url}/v1",
-            api_key=api_key,
-            timeout=_timeout(timeout_s),
-            max_retries=0,
-            http_client=httpx.Client(
-                timeout=_timeout(timeout_s), event_hooks={"response": [_note_response]}
-            ),
-        ).completions,
+        client=DictStreamResource(
+            openai.OpenAI(
+                base_url=f"{base_url}/v1",
+                api_key=api_key,
+                timeout=_timeout(timeout_s),
+                max_retries=0,
+                http_client=httpx.Client(
+                    timeout=_timeout(timeout_s), event_hooks={"response": [_note_response]}
+                ),
+            ).completions
+        ),
     )
