@@ -49,6 +49,7 @@ def test_the_table_shows_every_cell_literally_in_column_order():
     [
         ({}, 'data-total="2"', ["<caption>", 'class="attention"']),
         ({"total": 40}, 'data-total="40"', []),
+        ({"attention": "status"}, "<tr><td>b</td>", ['class="attention"']),  # no such column
         (
             {"attention": "ready"},
             '<tr class="attention"><td>b</td>',

@@ -62,6 +62,7 @@ def html_table(
     ``attention`` column is not true is highlighted; ``note`` (plain text) is shown
     under it."""
     columns = list(rows[0]) if rows else []
+    attention = attention if attention in columns else None
     head = "".join(f"<th>{cell(c)}</th>" for c in columns)
     body = []
     for r in rows:
