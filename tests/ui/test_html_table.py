@@ -83,3 +83,9 @@ def test_an_empty_list_is_an_empty_table():
 def test_rows_that_need_attention_come_first(ready, order):
     rows = [{"i": i, "ready": r} for i, r in enumerate(ready)]
     assert [r["i"] for r in needs_first(rows)] == order
+
+
+def test_long_text_wraps_and_names_stay_on_one_line():
+    rows = [{"pod": "vllm-3e60cd4d71-joy8e", "recent events": "Pulled: " + "x " * 30}]
+    markup = html_table(rows, name="pods").split("</style>")[1]
+    assert "<td>vllm-3e60cd4d71-joy8e</td>" in markup and '<td class="text">Pulled:' in markup

@@ -18,13 +18,13 @@ from collections.abc import Mapping, Sequence
 #: Scoped by class; colours from the theme's text colour, so light and dark themes read.
 STYLE = """<style>
 .static-table-box { overflow-x: auto; margin-bottom: 0.5rem; }
-.static-table { border-collapse: collapse; font-size: 0.8rem; line-height: 1.4;
-  width: max-content; min-width: 100%; }
+.static-table { border-collapse: collapse; font-size: 0.8rem; line-height: 1.4; width: 100%; }
 .static-table th { text-align: left; font-weight: 600; white-space: nowrap;
   background: rgba(128, 128, 128, 0.10); }
 .static-table th, .static-table td { padding: 0.25rem 0.6rem; vertical-align: top;
   border-bottom: 1px solid rgba(128, 128, 128, 0.2); }
-.static-table td { max-width: 28rem; overflow-wrap: anywhere; }
+.static-table td { white-space: nowrap; }
+.static-table td.text { white-space: normal; overflow-wrap: break-word; min-width: 16rem; }
 .static-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .static-table tr.attention td { background: rgba(255, 164, 33, 0.12); }
 .static-table caption { caption-side: bottom; text-align: left; padding-top: 0.3rem;
@@ -41,9 +41,15 @@ def cell(value: object) -> str:
     return html.escape(" ".join(str(value).split()), quote=True)
 
 
+#: A cell longer than this (an event message) wraps; shorter ones (names) stay on one line.
+LONG = 40
+
+
 def _td(value: object) -> str:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return f'<td class="num">{cell(value)}</td>' if number else f"<td>{cell(value)}</td>"
+    text = cell(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f'<td class="num">{text}</td>'
+    return f'<td class="text">{text}</td>' if len(str(value)) > LONG else f"<td>{text}</td>"
 
 
 def needs_first(rows: Sequence[Mapping[str, object]], flag: str = "ready") -> list:
