@@ -11,7 +11,6 @@ GKE or vLLM itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,38 +72,22 @@ def read_status(
     """Pods, GPU nodes and events (3 Kubernetes calls), node pools (1 GKE call) and, given
     ``llm_url``, the models the chat endpoint lists (1 HTTP call, 2 s at most).
 
-    The three parts are read at once (threads; no Streamlit call in them), so a page waits
-    for the slowest, not their sum: a GKE list or a chat endpoint that does not answer
-    (the GPU pool scaled to zero) no longer adds to the Kubernetes reads.
     Either client may be None (not configured): that part is then simply absent.
     """
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="status-read") as pool:
-        models = pool.submit(_listed_models, llm_url, api_key)
-        listed = pool.submit(_node_pools, pools)
-        inv, cerr = _inventory(cluster, namespace)
-        infos, perr = listed.result()
-        # live node counts (GPU and CPU pools) from Kubernetes; unknown without a cluster
-        if infos is not None and inv is not None:
-            infos = tuple(with_node_counts(infos, inv.pool_node_counts))
-        return Status(inv, cerr, infos, perr, models.result())
-
-
-def _inventory(cluster: Cluster | None, namespace: str):
-    if cluster is None:
-        return None, None
+    inv, cerr = None, None
     try:
-        return inventory(cluster, namespace), None
+        inv = inventory(cluster, namespace) if cluster is not None else None
     except ClusterError as exc:
-        return None, exc
-
-
-def _node_pools(pools: NodePools | None):
-    if pools is None:
-        return None, None
-    try:
-        return tuple(pools.list_node_pools()), None
-    except NodePoolError as exc:
-        return None, exc
+        cerr = exc
+    infos, perr = None, None
+    if pools is not None:
+        try:
+            listed = pools.list_node_pools()
+            # live node counts (GPU and CPU pools) from Kubernetes; unknown without a cluster
+            infos = tuple(with_node_counts(listed, inv.pool_node_counts) if inv else listed)
+        except NodePoolError as exc:
+            perr = exc
+    return Status(inv, cerr, infos, perr, _listed_models(llm_url, api_key))
 
 
 def log_pod(pods: Sequence[PodInfo]) -> str | None:

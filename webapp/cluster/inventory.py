@@ -14,7 +14,6 @@ counted, and a node they fill looks free here (the scheduler still refuses it).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -353,13 +352,10 @@ def pod_logs(
 
 def inventory(cluster: Cluster, namespace: str, *, now: datetime | None = None) -> Inventory:
     """Pods of ``namespace``, all GPU nodes (GPUs requested by this namespace's pods) and the
-    namespace's events: exactly three calls, made at once (a page waits for the slowest)."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="inventory") as pool:
-        listed_nodes = pool.submit(call, "list nodes", cluster.core.list_node)
-        listed_events = pool.submit(events, cluster, namespace, limit=10_000)
-        ns_pods = _namespace_pods(cluster, namespace, active_only=False)
-        nodes = listed_nodes.result().get("items") or []
-        evs = listed_events.result()
+    namespace's events: exactly three calls."""
+    ns_pods = _namespace_pods(cluster, namespace, active_only=False)
+    nodes = call("list nodes", cluster.core.list_node).get("items") or []
+    evs = events(cluster, namespace, limit=10_000)
     grouped = _by_pod(evs)
     return Inventory(
         pods=tuple(parse_pod(p, grouped.get(p["metadata"]["name"], ()), now) for p in ns_pods),
