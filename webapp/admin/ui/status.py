@@ -2,9 +2,10 @@
 
 First on the page, so its tables are the first data sent and drawn (bench/RESULTS.md 3b);
 the GPU panel (one more read, a chart) comes after the three tables.
-What is costly to draw or read is shown on demand: the pod log (a Kubernetes call per
-refresh) only while its expander is open, the load charts only when switched on. Every
-read goes through ``webapp.admin.status``.
+The three tables are static HTML (``webapp.ui.html_table``), drawn in the page's first
+frames. What is costly to draw or read is shown on demand: a long list's interactive grid
+and the pod log (a Kubernetes call per refresh) only while their expanders are open, the
+load charts only when switched on. Every read goes through ``webapp.admin.status``.
 """
 
 from __future__ import annotations
