@@ -15,8 +15,8 @@ second console started as the admin Deployment starts it ("probed": its startup 
 script health check, has run the script once, so the router's preload of the heavy imports,
 ``webapp/admin/warmup.py``, ran before the first admin arrives). An init script times, on the page's
 clock, the websocket opening, the node pools table's data arriving, and the pods, GPU nodes
-and node pools grids drawn with all their rows (``aria-rowcount`` of each grid's accessible
-table). Kubernetes and GKE requests are logged with their time by wrapping the fakes'
+and node pools tables drawn with all their rows (a data grid's ``aria-rowcount``, a static
+table's first rows and ``data-total``: see ``_WATCH_JS``). Kubernetes and GKE requests are logged with their time by wrapping the fakes'
 ``handle``: counted per page load and per periodic status refresh (the status fragment
 reruns every 5 s; requests are grouped into refreshes by quiet gaps), and one refresh is
 timed from its first request to a newly added pod's row drawn. A what-if page with only the
@@ -52,16 +52,27 @@ GAP_S = 0.8  # requests further apart than this belong to different refreshes
 #: Records ``window.__marks[name] = {wall: Date.now(), perf: performance.now()}`` the first
 #: time a condition holds. Conditions: ``__watch(name, selector, text, minIndex)`` (an
 #: element matching ``selector`` at index >= minIndex contains ``text``); for the status
-#: tables, ``EXPECT`` = {first column header: rows}: ``seen_<col>`` when that grid appears,
-#: ``rows_<col>`` when its accessible table reports all rows, ``tables`` when all do.
-#: ``__watchRows(name, col, rows)`` marks when the grid headed ``col`` reports ``rows`` rows.
+#: tables, ``EXPECT`` = {first column header: rows}: ``seen_<col>`` when that table appears,
+#: ``rows_<col>`` when it is drawn with all its rows, ``tables`` when all are. A data grid
+#: (``st.dataframe``, the page before issue 12.4) has all its rows when its accessible table
+#: reports them (``aria-rowcount``; the canvas draws the visible ones); a static status table
+#: (``webapp/ui/html_table.py``, since 12.4) when it stands for all rows (``data-total``) and
+#: shows the first ``min(rows, FIRST_ROWS)`` of them (the rest are in the grid on demand).
+#: ``__watchRows(name, col, rows)`` marks when the table headed ``col`` has ``rows`` rows.
 #: ``page`` when the audit log's header (the last section) is drawn: the whole page.
 #: Streamlit's websocket is wrapped: ``ws_open`` when it opens (the page has booted),
 #: ``data`` when a message containing ``DATA`` arrives (the node pools table, the last of
 #: the three, carries the GKE pool name ``default-pool``).
 _WATCH_JS = """
 (() => {
-  const EXPECT = %(expect)s, DATA = %(data)s;
+  const EXPECT = %(expect)s, DATA = %(data)s, FIRST = %(first)s;
+  // a data grid's accessible table, or a static status table (webapp/ui/html_table.py)
+  const TABLES = 'table[role="grid"], table[data-table]';
+  // a grid: all n rows in its aria-rowcount (+1: the header); a static table: n rows in the
+  // list it stands for (data-total) and its first min(n, FIRST) rows in the DOM
+  const hasRows = (t, n) => t.hasAttribute('data-table')
+    ? Number(t.dataset.total) === n && t.querySelectorAll('tbody tr').length === Math.min(n, FIRST)
+    : Number(t.getAttribute('aria-rowcount')) === n + 1;
   const marks = window.__marks = {};
   const watches = window.__watches = [];
   const mark = (name) => {
@@ -88,12 +99,12 @@ _WATCH_JS = """
     }
     const cols = Object.keys(EXPECT);
     if (!cols.length || 'tables' in marks) return;
-    for (const t of document.querySelectorAll('table[role="grid"]')) {
+    for (const t of document.querySelectorAll(TABLES)) {
       const th = t.querySelector('th');
       const col = th ? th.textContent.trim() : '';
       if (!(col in EXPECT)) continue;
       mark('seen_' + col);
-      if (Number(t.getAttribute('aria-rowcount')) === EXPECT[col] + 1) mark('rows_' + col);
+      if (hasRows(t, EXPECT[col])) mark('rows_' + col);
     }
     if (cols.every(c => ('rows_' + c) in marks)) mark('tables');
   };
@@ -101,10 +112,9 @@ _WATCH_JS = """
   const checkRows = () => {
     for (const w of rowWatches) {
       if (w.name in marks) continue;
-      for (const t of document.querySelectorAll('table[role="grid"]')) {
+      for (const t of document.querySelectorAll(TABLES)) {
         const th = t.querySelector('th');
-        if (th && th.textContent.trim() === w.col
-            && Number(t.getAttribute('aria-rowcount')) === w.rows + 1) mark(w.name);
+        if (th && th.textContent.trim() === w.col && hasRows(t, w.rows)) mark(w.name);
       }
     }
   };
@@ -129,7 +139,13 @@ _WATCH_JS = """
 
 def watch_script(expect: dict[str, int] | None = None, data: str = "") -> str:
     """The init script that records marks (see ``_WATCH_JS``)."""
-    return _WATCH_JS % {"expect": json.dumps(expect or {}), "data": json.dumps(data)}
+    from webapp.admin.ui.status import FIRST_ROWS
+
+    return _WATCH_JS % {
+        "expect": json.dumps(expect or {}),
+        "data": json.dumps(data),
+        "first": FIRST_ROWS,
+    }
 
 
 # ---------------------------------------------------------------- identity, apps, requests

@@ -109,6 +109,43 @@ def test_admin_switches_model_and_watches_it_become_ready(admin_app, page, iap_k
     page.get_by_text("Deploy a model").scroll_into_view_if_needed()
 
 
+STATUS_SCREEN = ROOT / "bench" / "results" / "screens" / "admin-status-tables.png"
+
+
+def test_status_tables_show_cluster_text_literally_and_every_row_on_demand(
+    admin_app, page, iap_key
+):
+    """Issue 12.4: the status tables are static HTML drawn at once: every cell from the
+    cluster shown as text (never markup), the rows needing attention first, and a long
+    list's every row in the interactive grid once "Show all" is opened."""
+    app, fc = admin_app
+    node = fc.list("nodes")[0]["metadata"]["name"]
+    for i in range(30):
+        fc.add_pod(f"worker-{i:02d}", node=node, namespace=NS, ready=i != 17)
+    fc.create(
+        "events",
+        {"metadata": {"name": "worker-17.probe"},
+         "involvedObject": {"kind": "Pod", "name": "worker-17"}, "reason": "Unhealthy",
+         "message": "Readiness probe failed: <b>x</b> **y** <img src=x>", "type": "Warning",
+         "lastTimestamp": "2099-01-01T00:00:00Z"},
+        NS,
+    )  # fmt: skip
+    open_admin(page, app, iap_key[0])
+    pods = page.locator('table[data-table="pods"]')
+    expect(pods.locator("tbody tr")).to_have_count(25, timeout=TIMEOUT_MS)
+    first = pods.locator("tbody tr").first
+    expect(first.locator("td").first).to_have_text("worker-17")  # not ready: first
+    expect(first).to_contain_text("Unhealthy: Readiness probe failed: <b>x</b> **y** <img src=x>")
+    expect(pods.locator("b, img, strong")).to_have_count(0)
+    expect(page.get_by_text("The first 25 of 31 pods, those not ready first.")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(0)  # no grid until asked
+    STATUS_SCREEN.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(STATUS_SCREEN))
+    page.get_by_text("Show all pods", exact=True).click()
+    grid = page.get_by_test_id("stDataFrame").filter(has_text="recent events")
+    expect(grid.locator('table[role="grid"]')).to_have_attribute("aria-rowcount", "32")
+
+
 def test_gpu_panel_shows_each_gpu_with_its_pod_and_a_warning(admin_app, page, iap_key):
     """Issue 13.1: GPU telemetry from the DCGM exporter (through the API's service proxy): one
     row per GPU, joined with the vLLM pod using it, and a warning for nearly full memory."""

@@ -16,6 +16,7 @@ from tests.fakes.gke_server import gpu_pool
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.support.admin_world import CLUSTER, LOCATION, PROJECT, admin_world, seed_from_manifest
 from tests.support.cluster import LLAMA, NS, seed_vllm
+from tests.support.html_tables import static_tables
 from tests.support.identities import OIDC_SECRETS
 from webapp.admin import warmup
 from webapp.cluster.k8s import connect
@@ -94,8 +95,10 @@ def run_until(at, predicate, timeout=40.0):
 
 
 def table(at, column):
-    """The first table that has ``column`` (AppTest does not expose dataframe keys)."""
-    return next((d.value for d in at.dataframe if column in d.value.columns), None)
+    """The first table that has ``column``: a data grid (AppTest does not expose dataframe
+    keys), else a static status table (its cells as the strings shown)."""
+    tables = [d.value for d in at.dataframe] + [t for t, _ in static_tables(at).values()]
+    return next((t for t in tables if column in t.columns), None)
 
 
 # ---------------------------------------------------------------- access
@@ -109,11 +112,11 @@ def test_admin_sees_status_tables(world, page):
     assert list(pods["phase"]) == ["Running"] and list(pods["model"]) == [LLAMA.name]
     nodes = table(at, "GPUs capacity")
     assert sorted(nodes["node"]) == ["gpu-a", "gpu-b"]
-    assert list(nodes["requested"]).count(1) == 1
+    assert list(nodes["requested"]).count("1") == 1 and set(nodes["ready"]) == {"yes"}
     assert f"requested: GPUs asked for by pods of {NS}." in texts(at)
     pools = table(at, "machine type").set_index("pool")
     assert pools.loc["gpu-pool", "autoscaling"] == "0..2"
-    assert pools.loc["gpu-pool", "nodes"] == 2
+    assert pools.loc["gpu-pool", "nodes"] == "2"
     assert "Running" in [m.label for m in at.metric]
 
 
@@ -129,7 +132,7 @@ def test_status_names_the_served_model_of_a_manifest_deployment(page, annotated)
         ), headline
         assert list(table(at, "recent events")["model"]) == ["llama-2-7b"]
         pools = table(at, "machine type").set_index("pool")
-        assert pools.loc["default-pool", "nodes"] == 1  # a CPU pool: counted, not None
+        assert pools.loc["default-pool", "nodes"] == "1"  # a CPU pool: counted, not None
         # the chat endpoint serving something else is said, not hidden
         world.llm.configure(models=["other-model"])
         at.run()
@@ -165,7 +168,8 @@ def test_status_comes_first_and_costly_parts_wait_until_asked(world, page):
     assert world.fc.request_counts[("get", "pods/log")] == 0
     # no GPU telemetry source here: its turn-on commands wait behind an expander too, so no
     # code block (the browser's syntax highlighter) at page open
-    assert not at.html and not at.code
+    assert not at.code and not at.dataframe  # the status tables are static HTML
+    assert sorted(static_tables(at)) == ["nodes", "pods", "pools"]
     assert not at.get("vega_lite_chart")
     at.toggle(key="load_charts").set_value(True).run()
     assert len(at.get("vega_lite_chart")) == 2
@@ -175,7 +179,7 @@ def test_status_comes_first_and_costly_parts_wait_until_asked(world, page):
     at.run()
     assert world.fc.request_counts[("get", "pods/log")] == 1
     assert at.selectbox(key="log_pod").value == pod
-    (log,) = at.html
+    (log,) = [h for h in at.html if h.value.startswith("<pre")]
     assert log.value.startswith("<pre") and "vLLM API server" in log.value
     assert "&lt;b&gt;not markup&lt;/b&gt; &amp; co" in log.value  # log text, never HTML
 

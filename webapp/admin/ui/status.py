@@ -2,9 +2,10 @@
 
 First on the page, so its tables are the first data sent and drawn (bench/RESULTS.md 3b);
 the GPU panel (one more read, a chart) comes after the three tables.
-What is costly to draw or read is shown on demand: the pod log (a Kubernetes call per
-refresh) only while its expander is open, the load charts only when switched on. Every
-read goes through ``webapp.admin.status``.
+The three tables are static HTML (``webapp.ui.html_table``), drawn in the page's first
+frames. What is costly to draw or read is shown on demand: a long list's interactive grid
+and the pod log (a Kubernetes call per refresh) only while their expanders are open, the
+load charts only when switched on. Every read goes through ``webapp.admin.status``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from webapp.admin.ui.console import Console, age, metrics_history, still_admin
 from webapp.admin.ui.gpus import gpu_section
 from webapp.cluster.errors import ClusterError, NotFound
 from webapp.cluster.inventory import Inventory, PodInfo
+from webapp.ui.html_table import html_table, needs_first
 from webapp.ui.text import literal
+
+#: Rows of a status table drawn at once; the rest (and sorting, search) in the grid on demand
+FIRST_ROWS = 25
 
 _LOG_STYLE = (
     "margin: 0; padding: 0.75rem 1rem; max-height: 28rem; overflow: auto; white-space: pre; "
@@ -95,20 +100,20 @@ def _pods_and_nodes(console: Console, inv: Inventory) -> None:
                  "node": p.node, "age": age(p.age_s), "model": p.model,
                  "reason": f"{p.reason} {p.message}".strip(), "recent events": recent}
             )  # fmt: skip
-        st.dataframe(rows, key="pods", hide_index=True)
+        _status_table(rows, key="pods", noun="pods")
     _pod_log(console, inv.pods)
     st.subheader("GPU nodes")
     if not inv.nodes:
         st.caption("No GPU nodes right now (the pool may be scaled to zero).")
         return
-    st.dataframe(
+    _status_table(
         [
             {"node": n.name, "pool": n.pool, "accelerator": n.accelerator, "spot": n.spot,
              "ready": n.ready, "GPUs capacity": n.gpu_capacity,
              "allocatable": n.gpu_allocatable, "requested": n.gpu_requested}
             for n in inv.nodes
         ],
-        key="nodes", hide_index=True,
+        key="nodes", noun="GPU nodes",
     )  # fmt: skip
     st.caption(
         f"requested: GPUs asked for by pods of {literal(namespace)}. The "
@@ -158,7 +163,7 @@ def _pools_table(console: Console, status: reads.Status) -> None:
     if status.pools is None:
         st.error(admin_error_message(status.pools_error))
         return
-    st.dataframe(
+    _status_table(
         [
             {"pool": p.name, "machine type": p.machine_type,
              "accelerator": f"{p.accelerator_count} x {p.accelerator_type}" if p.has_gpus else "",
@@ -167,8 +172,30 @@ def _pools_table(console: Console, status: reads.Status) -> None:
              "spot": p.spot, "status": p.status}
             for p in status.pools
         ],
-        key="pools", hide_index=True,
+        key="pools", noun="node pools",
     )  # fmt: skip
+
+
+def _status_table(rows: list[dict], *, key: str, noun: str) -> None:
+    """A static table of the first ``FIRST_ROWS`` rows, not-ready ones first: cheap to draw
+    at a page open (a data grid took ~0.8 s more in Chromium, bench/RESULTS.md 3b). A longer
+    list also gets the interactive grid of all rows, built only while its expander is open
+    (its label has no count: a label that changes would close it on the next refresh)."""
+    ready = bool(rows) and "ready" in rows[0]
+    ordered = needs_first(rows) if ready else rows
+    long = len(rows) > FIRST_ROWS
+    note = f"The first {FIRST_ROWS} of {len(rows)} {noun}" if long else ""
+    if long and ready:
+        note += ", those not ready first"
+    st.html(
+        html_table(ordered[:FIRST_ROWS], name=key, total=len(rows),
+                   attention="ready" if ready else None, note=note + ("." if note else ""))
+    )  # fmt: skip
+    if not long:
+        return
+    box = st.expander(f"Show all {noun}", key=f"{key}_all", on_change="rerun")
+    if box.open:
+        box.dataframe(ordered, key=key, hide_index=True)
 
 
 def _load(console: Console) -> None:
