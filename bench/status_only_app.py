@@ -16,16 +16,15 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from webapp.admin import status as admin_status  # noqa: E402
+from webapp.admin.ui.status import FIRST_ROWS  # noqa: E402
 from webapp.cluster.k8s import connect  # noqa: E402
 from webapp.cluster.node_pools import NodePools  # noqa: E402
 from webapp.settings import get_settings  # noqa: E402
 from webapp.ui.html_table import html_table, needs_first  # noqa: E402
 
-FIRST_ROWS = 25  # as webapp/admin/ui/status.py
-
 
 def table(rows: list[dict], name: str) -> None:
-    first = (needs_first(rows) if rows and "ready" in rows[0] else rows)[:FIRST_ROWS]
+    first = needs_first(rows)[:FIRST_ROWS]  # rows without "ready" keep their order
     st.html(html_table(first, name=name, total=len(rows), attention="ready"))
 
 
