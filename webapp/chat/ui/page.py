@@ -3,8 +3,6 @@ generated, each drawn by its part of ``webapp.chat.ui``; the work is in ``webapp
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from webapp.access.ui.chat_gate import current_owner, require_chat_access
@@ -44,9 +42,6 @@ from webapp.settings import get_settings
 from webapp.store.expiry import start_expiry
 from webapp.ui.text import literal
 
-#: time for the websocket to send the final answer before a rerun clears its queue
-FLUSH_BEFORE_RERUN_S = 0.1
-
 settings = get_settings()
 ss = st.session_state
 client = chat_client(settings)
@@ -68,7 +63,6 @@ load = load_in_progress(store)  # a model switch under way, said in plain words 
 # A message is taken and its request sent before the page is drawn: the model works on it
 # while the sidebar and the conversation are drawn, not after (``first-token overhead``).
 prompt = ss.get("prompt")  # the chat input's value this run (``st.chat_input`` below)
-new_conversation = prompt is not None and ss.conv_id is None
 refusal = None if prompt is None else submit(history, prompt, options)
 # a message (or a Retry) kept while the model loads or its pool is woken: sent once ready
 # (a statement, not a bare `a or b` expression: Streamlit's magic would draw its value)
@@ -103,13 +97,8 @@ except BaseException as stopped:  # Stop, another click, browser gone: end the a
     raise
 if pending is not None:
     remember_settings(history, options)
-    generate(history, pending)
-    if new_conversation and ss.conv_id:
-        # the title, the sidebar list and the conversation tools were drawn before the
-        # conversation existed: redraw the page once. A rerun drops deltas not yet sent
-        # to the browser, so let the last one go out first.
-        time.sleep(FLUSH_BEFORE_RERUN_S)
-        st.rerun()
+    generate(history, pending)  # a new conversation's title, tools and place in the list
+    # are drawn already: its first message was taken before the page was drawn
 if history.pruned:
     st.info(
         f"You keep at most {settings.max_conversations_per_user} conversations: "
