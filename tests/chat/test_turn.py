@@ -432,3 +432,24 @@ def test_stop_while_waiting_frees_the_slot_and_the_request_is_aborted(fake, hist
     assert fake.disconnects == 1
     (answer_request,) = [r for r in fake.requests if r["path"].endswith("completions")]
     assert len(answer_request.get("chunk_times") or []) < 400  # not streamed to its end
+
+
+def test_the_request_is_sent_before_the_page_draws_the_answer(fake, history):
+    """With ``busy`` (the page's case) the request leaves when the turn hands ``Started`` to
+    the page, so that drawing the page does not delay the first token; a cancel right there
+    (Stop, browser gone) still saves the empty answer, frees the slot and ends the request."""
+    fake.set_script(Script(n_tokens=400, tokens_per_s=50, hold=True))
+    conv, messages = conversation(history)
+    events = turn(history, fake, messages, conv, busy=QUICK)
+    assert isinstance(next(events), Started)  # nothing read past it
+    deadline = time.monotonic() + 10
+    while not [r for r in fake.requests if r["path"].endswith("completions")]:
+        assert time.monotonic() < deadline, "the request was not sent"
+        time.sleep(0.01)
+    assert isinstance(cancel(events, browser_gone=False), Stopped)
+    assert saved_answer(history, conv).status == "stopped" and slot_free(history)
+    fake.release()
+    deadline = time.monotonic() + 10
+    while not fake.disconnects and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake.disconnects == 1

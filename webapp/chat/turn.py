@@ -6,7 +6,8 @@ writer, saves how it ended and frees the slot, whatever happened. The page only 
 events; when it stops drawing (Stop pressed, browser gone) it calls ``cancel``, which throws
 ``TurnCancelled`` into the turn so that the partial answer is kept and marked for it.
 
-Events, in order: ``Refused`` alone; or ``Started``, then ``ModelSwitched`` at most once,
+Events, in order: ``Refused`` alone; or ``Started`` (the request already sent, so that
+drawing the answer's place does not delay it), then ``ModelSwitched`` at most once,
 ``Waiting`` while the first piece is late (``BusyWatch``), ``Reasoning``/``Delta`` for each
 piece, the first one and then at most one every ``CHECKPOINT_EVERY_S`` followed by
 ``Checkpointed``, one final ``Delta``, and exactly one ending: ``Finished``, ``Stopped``,
@@ -149,7 +150,14 @@ class _Stream:
     its first piece is still being read by a ``FirstPiece``, which closes it."""
 
     gen: Generation | None = None
+    reader: FirstPiece | None = None
     abandoned: bool = False
+
+    def sent(self) -> tuple[Generation, FirstPiece | None]:
+        """The stream ``_send`` made and its first piece's reader (None: read it directly)."""
+        if self.gen is None:
+            raise RuntimeError("no request was sent")
+        return self.gen, self.reader
 
 
 def run_turn(
@@ -182,10 +190,12 @@ def run_turn(
     messages.append(answer)
     stream, cancelled, error = _Stream(), None, None
     try:
+        request = None if options.model is None else options.request(turns)
+        if request is not None:  # sent before the page draws the answer's bubble
+            _send(client, request, stream, busy)
         yield Started(answer)
-        if options.model is None:
+        if request is None:
             raise BackendUnreachable("no model is served")
-        request = options.request(turns)
         yield from _answer(history, client, request, stream, answer, conversation_id,
                            follow_switch, busy)  # fmt: skip
     except TurnCancelled as c:
@@ -223,15 +233,16 @@ def _answer(
     follow_switch: bool,
     busy: BusyWatch | None,
 ) -> Generator[Event, None, None]:
-    stream.gen = gen = client.stream(request)
+    """The answer to ``request``, already sent by ``_send``."""
     try:
-        first = yield from _first_piece(client, gen, stream, busy)
+        first = yield from _first_piece(client, stream, busy)
     except ModelNotFound:
         # the admin switched the served model since the page listed it: follow it
         switched = _switched_model(client, request, follow_switch)
         yield ModelSwitched(request.model, switched.model)
-        stream.gen = gen = client.stream(switched)
-        first = yield from _first_piece(client, gen, stream, busy)
+        _send(client, switched, stream, busy)
+        first = yield from _first_piece(client, stream, busy)
+    gen, _ = stream.sent()
     handed = float("-inf")  # when the text was last handed to the store
     for piece in itertools.chain([] if first is None else [first], gen):
         answer["content"] = gen.text
@@ -252,22 +263,29 @@ def _answer(
     answer["status"] = "cut" if gen.stats.finish_reason == "length" else "complete"
 
 
+def _send(
+    client: ChatClient, request: ChatRequest, stream: _Stream, busy: BusyWatch | None
+) -> None:
+    """Make ``request`` the turn's stream. With ``busy`` it is sent now: its first piece is
+    read in a thread of its own (``FirstPiece``) while the turn goes on; without, it is
+    sent when ``_first_piece`` reads it."""
+    stream.gen = client.stream(request)
+    stream.reader = FirstPiece(stream.gen) if busy is not None else None
+
+
 def _first_piece(
-    client: ChatClient, gen: Generation, stream: _Stream, busy: BusyWatch | None
+    client: ChatClient, stream: _Stream, busy: BusyWatch | None
 ) -> Generator[Event, None, str | None]:
-    """``gen``'s first piece; meanwhile, once it is late, ``Waiting`` after each reading
-    of the server's queue (see ``webapp.chat.first_token``)."""
-    if busy is None:
+    """The stream's first piece; meanwhile, once it is late, ``Waiting`` after each reading
+    of the server's queue (see ``webapp.chat.first_token``). A turn that ends meanwhile
+    leaves the read to its reader (``_save_end``)."""
+    gen, reader = stream.sent()
+    if reader is None or busy is None:
         return next(iter(gen), None)
-    reader = FirstPiece(gen)
-    try:
-        readings = reader.readings(client.requests_waiting, busy.after_s, busy.every_s)
-        with contextlib.closing(readings):
-            for waiting in readings:
-                yield Waiting(_ahead(waiting))
-    except BaseException:  # the turn ends meanwhile (cancelled, closed)
-        stream.abandoned = reader.abandon()
-        raise
+    readings = reader.readings(client.requests_waiting, busy.after_s, busy.every_s)
+    with contextlib.closing(readings):
+        for waiting in readings:
+            yield Waiting(_ahead(waiting))
     return reader.result()
 
 
@@ -304,6 +322,8 @@ def _save_end(
     """Mark and save how an answer ended. Still "streaming" here only when the turn was
     cancelled (Stop, browser gone) or broke: keep the partial answer, marked for it."""
     ended, gen = None, stream.gen
+    if stream.reader is not None:  # its first piece still awaited: the reader closes it
+        stream.abandoned = stream.reader.abandon()
     if answer["status"] == "streaming":
         if cancelled is not None and cancelled.browser_gone:
             answer["status"], ended = "interrupted", "app"

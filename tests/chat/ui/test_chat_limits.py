@@ -6,6 +6,7 @@ address: they all share ``UNKNOWN_CLIENT``'s limits, as guests behind one addres
 Addresses from X-Forwarded-For are covered end to end by test_chat_flood.py.
 """
 
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from tests.fakes.openai_server import FakeOpenAI, Script
 from tests.support.identities import OIDC_SECRETS
 from webapp.access.identity import ANON_PREFIX, UNKNOWN_CLIENT
 from webapp.chat.limits import UsageLimits
+from webapp.chat.ui import answer
+from webapp.chat.ui import sidebar as sidebar_ui
 from webapp.settings import get_settings
 from webapp.store import ConversationStore
 
@@ -167,3 +170,60 @@ def test_retry_replaces_the_last_answer_only_once_it_may_answer(
     assert [m.content for m in conv.messages if m.role == "assistant"] == expected
     if lease:
         limits.release_generation(lease)
+
+
+def saved_messages(at, db_url):
+    store = ConversationStore(db_url)
+    try:
+        owner = ANON_PREFIX + at.session_state.browser_key
+        return store.get_conversation(owner, at.session_state.conv_id).messages
+    finally:
+        store.dispose()
+
+
+def test_the_model_has_the_question_while_the_page_is_drawn(session, fake, monkeypatch):
+    """The request leaves before the page draws the conversation (a long one takes a while
+    to draw): drawing the first message waits for the request to reach the model, which
+    with the request sent after drawing it would never do."""
+    at = send(session(), "one")
+    seen = []
+    real = answer.render_message
+
+    def drawing(m):
+        if not seen:
+            deadline = time.monotonic() + 5
+            while len(completions(fake)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen.append(len(completions(fake)))
+        real(m)
+
+    monkeypatch.setattr(answer, "render_message", drawing)
+    send(at, "two")
+    assert seen == [2]
+    assert [m.markdown[0].value for m in at.chat_message] == ["one", "fine", "two", "fine"]
+
+
+def test_a_page_broken_off_before_the_answer_is_drawn_ends_the_answer_begun(
+    session, fake, limits, db_url, monkeypatch
+):
+    """A run that ends while the page is drawn (here an error in the sidebar; a click or a
+    closed tab the same way), after the request was sent: the question and an empty
+    stopped answer are saved, the answer slot is free and the request is closed."""
+    fake.set_script(Script(n_tokens=400, tokens_per_s=50, hold=True))
+    at = session()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the sidebar broke")
+
+    monkeypatch.setattr(sidebar_ui, "sidebar", broken)
+    send(at, "question")
+    assert at.exception
+    assert [(m.role, m.content, m.status) for m in saved_messages(at, db_url)] == [
+        ("user", "question", "complete"), ("assistant", "", "stopped")
+    ]  # fmt: skip
+    limits.release_generation(limits.acquire_generation(UNKNOWN_CLIENT))  # the slot is free
+    fake.release()
+    deadline = time.monotonic() + 10
+    while not fake.disconnects and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake.disconnects == 1

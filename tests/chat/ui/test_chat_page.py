@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.fakes.openai_server import FakeOpenAI, Script
 from tests.support.identities import OIDC_SECRETS
+from webapp.chat.ui import sidebar as sidebar_ui
 from webapp.settings import get_settings
 from webapp.ui.text import literal
 
@@ -241,6 +242,21 @@ def test_the_conversation_title_is_a_short_plain_heading(fake, page):
     at.text_input(key=f"title_{cid}").set_value("**mine**, `as typed`").run()
     assert [h.value for h in at.subheader] == [r"\*\*mine\*\*\, \`as typed\`"]
     assert conversation_labels(at) == [r"\*\*mine\*\*\, \`as typed\`"]
+
+
+def test_a_new_conversation_is_drawn_whole_in_one_run(fake, page, monkeypatch):
+    """Its first message is taken before the page is drawn, so the run that answers it draws
+    its title, its tools and its place in the list: no second run of the whole page."""
+    fake.set_script(Script(tokens=["ok"]))
+    at = page(fake.url)
+    runs = []
+    real = sidebar_ui.sidebar
+    monkeypatch.setattr(sidebar_ui, "sidebar", lambda *a, **k: runs.append(1) or real(*a, **k))
+    send(at, "a new topic")
+    assert len(runs) == 1
+    assert [h.value for h in at.subheader] == ["a new topic"]
+    assert conversation_labels(at) == ["a new topic"]
+    assert at.button(key="delete").label == "Delete…"  # the conversation's tools
 
 
 def test_unknown_conversation_link(fake, page):

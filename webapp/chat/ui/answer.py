@@ -3,7 +3,9 @@ a turn (``webapp.chat.turn.run_turn`` does the work; this only draws its events)
 
 from __future__ import annotations
 
+import itertools
 import time
+from dataclasses import dataclass
 
 import streamlit as st
 from streamlit.runtime import Runtime
@@ -25,6 +27,7 @@ from webapp.chat.turn import (
     Refused,
     Started,
     Stopped,
+    TurnEvents,
     Waiting,
     cancel,
     run_turn,
@@ -83,33 +86,86 @@ def actions() -> None:
     st.button(label, icon=icon, on_click=redo_last, key="redo")
 
 
-def generate(
+@dataclass
+class PendingAnswer:
+    """An answer begun before the page is drawn (``begin_answer``): its turn, the turn's
+    first event (``Refused``, or ``Started`` with the request sent) and, for Retry or
+    Regenerate, the answer it replaces."""
+
+    turn: TurnEvents
+    first: Event
+    replaced: dict | None
+
+
+def settled(messages: list[dict], pending: PendingAnswer | None) -> list[dict]:
+    """The messages the page draws as they are: all but the answer ``pending`` begun
+    (``generate`` draws that one as it streams)."""
+    if pending is not None and isinstance(pending.first, Started):
+        return [m for m in messages if m is not pending.first.answer]
+    return messages
+
+
+def begin_answer(
     settings: Settings, history: History, client: ChatClient, options: GenerationOptions
-) -> None:
-    """Answer the last question, drawing the turn as it goes. Clicking Stop reruns the
-    script, which interrupts the drawing at its next redraw; the turn is then cancelled,
-    keeps the partial answer and closes the stream."""
+) -> PendingAnswer:
+    """Take the answer slot and send the request for the last question, drawing nothing:
+    the page is drawn while the model works on it; ``generate`` then draws the answer."""
     ss.generate = False
     ss.pop("limit_notice", None)
     busy = BusyWatch(settings.chat_busy_after_s, settings.chat_busy_poll_s)
     replaced = ss.pop("replaced", None)  # Retry/Regenerate: the answer to replace
     turn = run_turn(history, client, options, ss.messages, ss.conv_id,
                     follow_switch=not settings.llm_name, busy=busy)  # fmt: skip
+    try:
+        return PendingAnswer(turn, next(turn), replaced)
+    except BaseException:
+        if replaced:  # the turn broke before it began: the old answer stays
+            ss.messages.extend(replaced["answers"])
+        raise
+
+
+def generate(history: History, pending: PendingAnswer) -> None:
+    """Draw the answer begun by ``begin_answer`` as it streams. Clicking Stop reruns the
+    script, which interrupts the drawing at its next redraw; the turn is then cancelled,
+    keeps the partial answer and closes the stream. ``drop`` it instead when the page
+    broke off before it got here."""
+    replaced = pending.replaced
     view: AnswerView | None = None
     try:
-        for event in turn:
+        for event in itertools.chain([pending.first], pending.turn):
             if replaced and isinstance(event, Started):  # the new answer has its slot
                 history.truncate_after(ss.conv_id, replaced["after"])
                 replaced = None
             view = _draw(event, view)
     except BaseException as exc:  # Stop, browser gone: whatever stopped the drawing
-        cancel(turn, browser_gone=isinstance(exc, StopException) and _browser_gone())
+        _cancel(pending, exc)
         raise
     finally:
         if replaced:  # refused before it began: the old answer stays, saved and shown
             ss.messages.extend(replaced["answers"])
     for m in replaced["answers"] if replaced else ():
         render_message(m)
+
+
+def drop(history: History, pending: PendingAnswer, exc: BaseException) -> None:
+    """The page run ended (``exc``: Stop, another click, browser gone) before ``generate``
+    drew the answer: end the turn as a Stop right after it began would (the empty answer
+    saved, the slot freed, the request closed); a refused Retry keeps the old answer."""
+    replaced = pending.replaced
+    try:
+        if replaced and isinstance(pending.first, Started):  # the new answer has its slot
+            history.truncate_after(ss.conv_id, replaced["after"])
+            replaced = None
+    finally:
+        try:
+            _cancel(pending, exc)
+        finally:
+            if replaced:
+                ss.messages.extend(replaced["answers"])
+
+
+def _cancel(pending: PendingAnswer, exc: BaseException) -> None:
+    cancel(pending.turn, browser_gone=isinstance(exc, StopException) and _browser_gone())
 
 
 def _draw(event: Event, view: AnswerView | None) -> AnswerView | None:

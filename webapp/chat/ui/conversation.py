@@ -4,6 +4,8 @@ put back in the sidebar when it is reopened."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
 from webapp.chat import export
@@ -112,7 +114,17 @@ def apply_redo() -> None:
         ss.generate = True
 
 
-def submit(history: History, prompt: str, options: GenerationOptions) -> None:
+@dataclass(frozen=True)
+class Refusal:
+    """A message not taken: why (plain words) and the message, to copy (None: empty)."""
+
+    reason: str
+    prompt: str | None
+
+
+def submit(history: History, prompt: str, options: GenerationOptions) -> Refusal | None:
+    """Take the user's message (saved, to be answered), or say why not (``show_refusal``
+    draws it where the message was typed). Draws nothing: it runs before the page is drawn."""
     ss.pop("limit_notice", None)
     try:
         if not prompt.strip():
@@ -120,11 +132,7 @@ def submit(history: History, prompt: str, options: GenerationOptions) -> None:
         history.admit_message(prompt, options.system_prompt)
     except (LLMError, LimitExceeded) as e:
         text = llm_error_message(e) if isinstance(e, LLMError) else str(e)
-        st.warning(text, icon=":material/block:")
-        if prompt.strip():
-            with st.expander("Your message (copy it from here)"):
-                st.code(prompt, language=None)
-        return
+        return Refusal(text, prompt if prompt.strip() else None)
     if ss.conv_id is None:
         ss.conv_title = title_from_prompt(prompt)
         ss.conv_is_owner = True
@@ -137,6 +145,17 @@ def submit(history: History, prompt: str, options: GenerationOptions) -> None:
     msg["id"] = history.add(ss.conv_id, "user", prompt)
     ss.messages.append(msg)
     ss.generate = True
+    return None
+
+
+def show_refusal(refusal: Refusal | None) -> None:
+    """Why the message was not taken, with the message to copy (nothing when it was)."""
+    if refusal is None:
+        return
+    st.warning(refusal.reason, icon=":material/block:")
+    if refusal.prompt:
+        with st.expander("Your message (copy it from here)"):
+            st.code(refusal.prompt, language=None)
 
 
 def heading(settings: Settings) -> None:

@@ -3,26 +3,32 @@ generated, each drawn by its part of ``webapp.chat.ui``; the work is in ``webapp
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from webapp.access.ui.chat_gate import current_owner, require_chat_access
 from webapp.chat.history import History
 from webapp.chat.limits import UsageLimits
 from webapp.chat.options import GenerationOptions
-from webapp.chat.ui.answer import actions, generate, render_message
+from webapp.chat.ui.answer import (
+    actions,
+    begin_answer,
+    drop,
+    generate,
+    render_message,
+    settled,
+)
 from webapp.chat.ui.conversation import (
     apply_redo,
     conversation_tools,
     heading,
     init_state,
     remember_settings,
+    show_refusal,
     submit,
     sync_with_url,
 )
 from webapp.chat.ui.resources import chat_client, chat_fleet, conversation_store
-from webapp.chat.ui.sidebar import sidebar
+from webapp.chat.ui.sidebar import model_choice, sidebar
 from webapp.chat.ui.switching import (
     hold_while_asleep,
     hold_while_switching,
@@ -35,9 +41,6 @@ from webapp.chat.ui.switching import (
 from webapp.settings import get_settings
 from webapp.store.expiry import start_expiry
 from webapp.ui.text import literal
-
-#: time for the websocket to send the final answer before a rerun clears its queue
-FLUSH_BEFORE_RERUN_S = 0.1
 
 settings = get_settings()
 ss = st.session_state
@@ -53,42 +56,49 @@ history = History(store, UsageLimits.from_settings(store, settings), owner)
 init_state(settings)
 sync_with_url(settings, history)
 apply_redo()
-model, max_len = sidebar(settings, client, history, owner, fleet)
-options = GenerationOptions.from_values(ss, model, max_len)  # what this run answers with
-conversation_tools(history)
-heading(settings)
-load = load_in_progress(store)  # a model switch under way, said in plain words
-top = notice_place(load)  # filled below, once this run knows whether a message is kept
-if settings.llm_notice:
-    st.warning(settings.llm_notice, icon=":material/science:")
-notice = st.empty()  # the empty-chat hint, cleared when the first message is sent
-if not ss.messages:
-    notice.caption("Ask anything. Answers stream in; press Stop to cut one short.")
-for m in ss.messages:
-    render_message(m)
-prompt = st.chat_input("Message the model", submit_mode="disable", key="prompt")
-new_conversation = False
-if prompt is not None:
-    new_conversation = ss.conv_id is None
-    submit(history, prompt, options)
-    if ss.generate:
-        notice.empty()
-        render_message(ss.messages[-1])
+choice = model_choice(settings, client, fleet)
+options = GenerationOptions.from_values(ss, choice.model, choice.max_len)  # this run's
+load = load_in_progress(store)  # a model switch under way, said in plain words below
+
+# A message is taken and its request sent before the page is drawn: the model works on it
+# while the sidebar and the conversation are drawn, not after (``first-token overhead``).
+prompt = ss.get("prompt")  # the chat input's value this run (``st.chat_input`` below)
+refusal = None if prompt is None else submit(history, prompt, options)
 # a message (or a Retry) kept while the model loads or its pool is woken: sent once ready
 # (a statement, not a bare `a or b` expression: Streamlit's magic would draw its value)
 if not hold_while_switching(client, load):
     hold_while_asleep(fleet, client, options.model)
 release_when_ready(client, fleet)
-switching_notice(store, top)  # said once: at the top, or next to a kept message (`waiting`)
-if ss.generate:
+pending = begin_answer(settings, history, client, options) if ss.generate else None
+
+
+def draw_page() -> None:
+    """Everything above the answer being generated."""
+    sidebar(settings, history, owner, choice, fleet)
+    conversation_tools(history)
+    heading(settings)
+    top = notice_place(load)  # filled below, once this run knows whether a message is kept
+    if settings.llm_notice:
+        st.warning(settings.llm_notice, icon=":material/science:")
+    if not ss.messages:
+        st.caption("Ask anything. Answers stream in; press Stop to cut one short.")
+    for m in settled(ss.messages, pending):
+        render_message(m)
+    st.chat_input("Message the model", submit_mode="disable", key="prompt")
+    show_refusal(refusal)
+    switching_notice(store, top)  # said once: at the top, or next to a kept message (`waiting`)
+
+
+try:
+    draw_page()
+except BaseException as stopped:  # Stop, another click, browser gone: end the answer begun
+    if pending is not None:
+        drop(history, pending, stopped)
+    raise
+if pending is not None:
     remember_settings(history, options)
-    generate(settings, history, client, options)
-    if new_conversation and ss.conv_id:
-        # the title, the sidebar list and the conversation tools were drawn before the
-        # conversation existed: redraw the page once. A rerun drops deltas not yet sent
-        # to the browser, so let the last one go out first.
-        time.sleep(FLUSH_BEFORE_RERUN_S)
-        st.rerun()
+    generate(history, pending)  # a new conversation's title, tools and place in the list
+    # are drawn already: its first message was taken before the page was drawn
 if history.pruned:
     st.info(
         f"You keep at most {settings.max_conversations_per_user} conversations: "

@@ -3,6 +3,8 @@ settings (drawn from ``webapp.chat.options.knobs``), the conversation list, log 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
 from webapp.access.identity import Owner
@@ -29,14 +31,47 @@ _STATE_LABEL = {
 }
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the sidebar offers and what this run answers with, decided before anything is
+    drawn (``model_choice``), so that a message can be sent before the page is drawn."""
+
+    status: BackendStatus
+    models: tuple[ModelInfo, ...]
+    model: str | None
+    max_len: int | None
+    problem: str | None = None  # the models could not be listed: why, in plain words
+
+
+def model_choice(
+    settings: Settings, client: ChatClient, fleet: CachedFleet | None = None
+) -> ModelChoice:
+    """The server's state, the models offered and the one chosen (the picker's value, else
+    the first), with the answer-length setting kept within the model's context. Draws
+    nothing."""
+    status = backend_status(client=client, url=settings.llm_url)
+    models, problem = _models(settings, client, status, fleet)
+    by_id = {m.id: m for m in models}
+    if settings.llm_name:
+        name = settings.llm_name
+    elif len(models) > 1:
+        if ss.get(MODEL) not in by_id:  # e.g. a reopened conversation's model, gone since
+            ss.pop(MODEL, None)
+        name = ss.get(MODEL, models[0].id)  # the picker's value (drawn by ``sidebar``)
+    else:
+        name = models[0].id if models else None
+    max_len = by_id[name].max_model_len if name in by_id else None
+    for knob in knobs(settings):
+        if knob.kind == "tokens":  # an answer must leave room for the prompt in the context
+            ss[knob.key] = min(ss[knob.key], _tokens_upper(knob, max_len))
+    return ModelChoice(status, tuple(models), name, max_len, problem)
+
+
 def sidebar(
-    settings: Settings,
-    client: ChatClient,
-    history: History,
-    owner: Owner,
+    settings: Settings, history: History, owner: Owner, choice: ModelChoice,
     fleet: CachedFleet | None = None,
-) -> tuple[str | None, int | None]:
-    """Render the sidebar; return the chosen model and its context length."""
+) -> None:  # fmt: skip
+    """Render the sidebar for ``choice`` (``model_choice``, this run's)."""
     with st.sidebar:
         st.button(
             "New chat",
@@ -45,30 +80,29 @@ def sidebar(
             use_container_width=True,
             key="new_chat",
         )
-        status = backend_status(client=client, url=settings.llm_url)
-        icon, label = _STATE_LABEL[status.state]
+        icon, label = _STATE_LABEL[choice.status.state]
         st.markdown(f"{icon} **{label}**")
-        if status.detail:
-            st.caption(status.detail)
-        models = _models(settings, client, status, fleet)
-        model, max_len = _pick_model(settings, models)
-        if model and fleet is not None and fleet.state(model) == "asleep":
+        if choice.status.detail:
+            st.caption(choice.status.detail)
+        if choice.problem:
+            st.caption(safe_markdown(f"Could not list models: {choice.problem}"))
+        _model_picker(settings, choice)
+        if choice.model and fleet is not None and fleet.state(choice.model) == "asleep":
             st.caption("This model is asleep: your next message wakes it up.")
         with st.expander("Settings", expanded=False):
             for knob in knobs(settings):
-                _knob(knob, max_len)
+                _knob(knob, choice.max_len)
         _conversation_list(history)
         _account(owner)
-        return model, max_len
 
 
 def _models(
     settings: Settings, client: ChatClient, status: BackendStatus, fleet: CachedFleet | None
-) -> list[ModelInfo]:
+) -> tuple[list[ModelInfo], str | None]:
     """What the picker offers: the server's models with LLM_MODELS and, with
     ``FLEET_DISCOVERY``, every model the pools serve — also when the server's default
     model does not answer (a sleeping one is listed, to be woken). The fleet unreadable:
-    as without discovery."""
+    as without discovery. Also why the server's models could not be listed (None: they were)."""
     discovered = tuple((fleet.models() or []) if fleet is not None else [])
     if status.state is BackendState.HEALTHY:
         try:
@@ -77,10 +111,15 @@ def _models(
                 url=settings.llm_url,
                 configured=client.configured_models,
                 discovered=discovered,
-            )
+            ), None
         except LLMError as e:
-            st.caption(safe_markdown(f"Could not list models: {llm_error_message(e)}"))
-    return [ModelInfo(name, None) for name in discovered]
+            return [ModelInfo(name, None) for name in discovered], llm_error_message(e)
+    return [ModelInfo(name, None) for name in discovered], None
+
+
+def _tokens_upper(knob: Knob, max_len: int | None) -> int:
+    high = int(knob.high)
+    return max(16, min(high, (max_len or high) - 16))
 
 
 def _knob(knob: Knob, max_len: int | None) -> None:
@@ -89,32 +128,24 @@ def _knob(knob: Knob, max_len: int | None) -> None:
         st.text_area(knob.label, key=knob.key, height=100, max_chars=int(knob.high))
     elif knob.kind == "slider":
         st.slider(knob.label, knob.low, knob.high, step=knob.step, key=knob.key)
-    else:  # tokens: an answer must leave room for the prompt in the model's context
-        high = int(knob.high)
-        upper = max(16, min(high, (max_len or high) - 16))
-        ss[knob.key] = min(ss[knob.key], upper)
+    else:  # tokens: kept within the model's context by ``model_choice``
+        upper = _tokens_upper(knob, max_len)
         st.number_input(knob.label, int(knob.low), upper, step=int(knob.step), key=knob.key)
 
 
-def _pick_model(settings: Settings, models: list[ModelInfo]) -> tuple[str | None, int | None]:
-    by_id = {m.id: m for m in models}
+def _model_picker(settings: Settings, choice: ModelChoice) -> None:
+    """The picker when there is a choice, else which model answers."""
+    by_id = {m.id: m for m in choice.models}
+    name = choice.model
     if settings.llm_name:
-        name = settings.llm_name
-        if models and name not in by_id:
+        if choice.models and name not in by_id:
             st.warning(f"The configured model {name!r} is not served right now.")
-    elif len(models) > 1:
-        if ss.get(MODEL) not in by_id:  # e.g. a reopened conversation's model, gone since
-            ss.pop(MODEL, None)
-        name = st.selectbox("Model", list(by_id), key=MODEL)
-    elif models:
-        name = models[0].id
-    else:
-        name = None
+    elif len(choice.models) > 1:
+        st.selectbox("Model", list(by_id), key=MODEL)
     if name:
         info = by_id.get(name)
         limit = f" · context {info.max_model_len:,} tokens" if info and info.max_model_len else ""
         st.caption(f"Model: **{literal(name)}**{limit}")
-    return name, (by_id[name].max_model_len if name in by_id else None)
 
 
 def _conversation_list(history: History) -> None:
