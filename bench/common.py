@@ -31,6 +31,14 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def emit(text: str, out: Path | None) -> None:
+    """Print a part's Markdown; also write it to ``out`` (``--out``) when given."""
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
 # ---------------------------------------------------------------- machine
 def machine() -> dict[str, str]:
     """Cores, RAM, CPU model, OS and the versions that matter for the numbers."""

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import machine, median, observer_script, open_chat, read_timings, send
+from bench.common import emit, machine, median, observer_script, open_chat, read_timings, send
 from bench.streaming import (
     FIRST,
     LAST,
@@ -174,10 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     with source_tree(args.before) as before_root:
         cells = run(before_root, args.history, args.runs, log)
     text = "\n".join(markdown(cells, args.before, args.runs))
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
 
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import busy_percent, machine, machine_jiffies, median
+from bench.common import busy_percent, emit, machine, machine_jiffies, median
 from bench.tables import at_least, at_most, num
 
 #: the issue's levels (sessions at once) and their targets
@@ -247,10 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         args.stream_interval, log, args.levels, args.tokens, args.cases, args.runs, args.ws_runs
     )
     text = "\n".join(markdown(res))
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
 
 

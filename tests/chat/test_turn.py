@@ -426,10 +426,7 @@ def test_stop_while_waiting_frees_the_slot_and_the_request_is_aborted(fake, hist
     assert (messages[-1]["content"], messages[-1]["status"]) == ("", "stopped")
     assert saved_answer(history, conv).status == "stopped" and slot_free(history)
     fake.release()
-    deadline = time.monotonic() + 10
-    while not fake.disconnects and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert fake.disconnects == 1
+    assert fake.wait_for_disconnects(1) == 1
     (answer_request,) = [r for r in fake.requests if r["path"].endswith("completions")]
     assert len(answer_request.get("chunk_times") or []) < 400  # not streamed to its end
 
@@ -449,7 +446,4 @@ def test_the_request_is_sent_before_the_page_draws_the_answer(fake, history):
     assert isinstance(cancel(events, browser_gone=False), Stopped)
     assert saved_answer(history, conv).status == "stopped" and slot_free(history)
     fake.release()
-    deadline = time.monotonic() + 10
-    while not fake.disconnects and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert fake.disconnects == 1
+    assert fake.wait_for_disconnects(1) == 1

@@ -1073,6 +1073,13 @@ class FakeOpenAI:
         with self._state.lock:
             return self._state.disconnects
 
+    def wait_for_disconnects(self, n: int = 1, timeout_s: float = 10.0) -> int:
+        """``disconnects`` once it reaches ``n`` (or ``timeout_s`` has passed)."""
+        deadline = time.monotonic() + timeout_s
+        while self.disconnects < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.disconnects
+
     def stats(self) -> dict[str, Any]:
         """Same dict as GET /_control/stats."""
         return _stats(self._state)

@@ -223,7 +223,4 @@ def test_a_page_broken_off_before_the_answer_is_drawn_ends_the_answer_begun(
     ]  # fmt: skip
     limits.release_generation(limits.acquire_generation(UNKNOWN_CLIENT))  # the slot is free
     fake.release()
-    deadline = time.monotonic() + 10
-    while not fake.disconnects and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert fake.disconnects == 1
+    assert fake.wait_for_disconnects(1) == 1
