@@ -82,6 +82,16 @@ def completions(fake):
     return [r for r in fake.requests if r["path"].endswith("completions")]
 
 
+def saved_messages(at, db_url):
+    """The messages saved in the conversation on ``at``'s screen."""
+    store = ConversationStore(db_url)
+    try:
+        owner = ANON_PREFIX + at.session_state.browser_key
+        return store.get_conversation(owner, at.session_state.conv_id).messages
+    finally:
+        store.dispose()
+
+
 def test_a_reload_does_not_reset_the_rate_limit(session):
     first = session(MESSAGES_PER_MINUTE=2)
     send(first, "one")
@@ -161,24 +171,9 @@ def test_retry_replaces_the_last_answer_only_once_it_may_answer(
     at.button(key="redo").click().run()
     assert ("already being generated for you" in at.warning[0].value) if held else not at.warning
     assert [m.markdown[0].value for m in at.chat_message] == ["question", *expected]
-    store = ConversationStore(db_url)
-    try:
-        owner = ANON_PREFIX + at.session_state.browser_key
-        conv = store.get_conversation(owner, at.session_state.conv_id)
-    finally:
-        store.dispose()
-    assert [m.content for m in conv.messages if m.role == "assistant"] == expected
+    assert [m.content for m in saved_messages(at, db_url) if m.role == "assistant"] == expected
     if lease:
         limits.release_generation(lease)
-
-
-def saved_messages(at, db_url):
-    store = ConversationStore(db_url)
-    try:
-        owner = ANON_PREFIX + at.session_state.browser_key
-        return store.get_conversation(owner, at.session_state.conv_id).messages
-    finally:
-        store.dispose()
 
 
 def test_the_model_has_the_question_while_the_page_is_drawn(session, fake, monkeypatch):
