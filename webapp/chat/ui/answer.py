@@ -132,10 +132,8 @@ def generate(history: History, pending: PendingAnswer) -> None:
     replaced = pending.replaced
     view: AnswerView | None = None
     try:
+        replaced = _settle_replaced(history, pending)
         for event in itertools.chain([pending.first], pending.turn):
-            if replaced and isinstance(event, Started):  # the new answer has its slot
-                history.truncate_after(ss.conv_id, replaced["after"])
-                replaced = None
             view = _draw(event, view)
     except BaseException as exc:  # Stop, browser gone: whatever stopped the drawing
         _cancel(pending, exc)
@@ -153,15 +151,24 @@ def drop(history: History, pending: PendingAnswer, exc: BaseException) -> None:
     saved, the slot freed, the request closed); a refused Retry keeps the old answer."""
     replaced = pending.replaced
     try:
-        if replaced and isinstance(pending.first, Started):  # the new answer has its slot
-            history.truncate_after(ss.conv_id, replaced["after"])
-            replaced = None
+        replaced = _settle_replaced(history, pending)
     finally:
         try:
             _cancel(pending, exc)
         finally:
             if replaced:
                 ss.messages.extend(replaced["answers"])
+
+
+def _settle_replaced(history: History, pending: PendingAnswer) -> dict | None:
+    """Retry/Regenerate: once the new answer has its slot (``Started``, always the turn's
+    first event) the answer it replaces is deleted; refused, that answer is returned, to be
+    put back (None: nothing to put back)."""
+    replaced = pending.replaced
+    if replaced and isinstance(pending.first, Started):
+        history.truncate_after(ss.conv_id, replaced["after"])
+        return None
+    return replaced
 
 
 def _cancel(pending: PendingAnswer, exc: BaseException) -> None:
