@@ -30,6 +30,7 @@ from bench.streaming import (
     bench_script,
     breakdown,
     direct_stream,
+    since_enter,
 )
 
 TOKENS, RATE = 256, 200.0
@@ -81,12 +82,7 @@ def one_run(browser, fake, url: str, history: int) -> dict:
         t = read_timings(page)
     finally:
         ctx.close()
-    a = {
-        "first": (t["first"] - t["enter"]) / 1000,
-        "enter_epoch": (t["origin"] + t["enter"]) / 1000,
-        "first_epoch": (t["origin"] + t["first"]) / 1000,
-        "last_epoch": (t["origin"] + t["last"]) / 1000,
-    }
+    a = since_enter(t)
     return {**a, "breakdown": breakdown(fake, a)}
 
 

@@ -117,6 +117,12 @@ def app_stream(browser, url: str, first: str = FIRST, last: str = LAST) -> dict:
         t = read_timings(page)
     finally:
         ctx.close()
+    return since_enter(t)
+
+
+def since_enter(t: dict) -> dict:
+    """The observer's record (``read_timings``) as seconds from Enter to first/last token,
+    and epoch seconds comparable with the fake's request records."""
     return {
         "first": (t["first"] - t["enter"]) / 1000,
         "last": (t["last"] - t["enter"]) / 1000,
