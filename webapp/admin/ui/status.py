@@ -52,7 +52,6 @@ def show(console: Console) -> None:
 def _status(console: Console) -> None:
     if not still_admin(console):
         return
-    st.header("Status")
     status = read_status(console)
     _serving_line(status.serving(console.settings.k8s_namespace))
     if console.cluster is None:
