@@ -59,7 +59,8 @@ GAP_S = 0.8  # requests further apart than this belong to different refreshes
 #: (``webapp/ui/html_table.py``, since 12.4) when it stands for all rows (``data-total``) and
 #: shows the first ``min(rows, FIRST_ROWS)`` of them (the rest are in the grid on demand).
 #: ``__watchRows(name, col, rows)`` marks when the table headed ``col`` has ``rows`` rows.
-#: ``page`` when the audit log's header (the last section) is drawn: the whole page.
+#: ``page`` when the whole page is drawn: the audit log's header (its last section) on the
+#: page before its tabs; the Status tab's last section ("vLLM load") on the tabbed page.
 #: Streamlit's websocket is wrapped: ``ws_open`` when it opens (the page has booted),
 #: ``data`` when a message containing ``DATA`` arrives (the node pools table, the last of
 #: the three, carries the GKE pool name ``default-pool``).
@@ -128,7 +129,10 @@ _WATCH_JS = """
   }, true);
   window.__watch('title', 'h1', 'Admin console');
   window.__watch('signed_in', '[data-testid="stCaptionContainer"]', 'Signed in as');
-  window.__watch('page', 'h2', 'Audit log');  // the last section: the whole page is drawn
+  // the whole page: the audit log's header (its last section) before the page had tabs;
+  // since, the open Status tab's last section (a page open draws that tab alone)
+  window.__watch('page', 'h2', 'Audit log');
+  window.__watch('page', '[role="tabpanel"] h3', 'vLLM load');
   new MutationObserver(() => { check(); if (rowWatches.length) checkRows(); }).observe(document, {
     subtree: true, childList: true, characterData: true, attributes: true,
     attributeFilter: ['aria-rowcount']

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -20,7 +21,7 @@ from playwright.sync_api import expect
 from tests.fakes.dcgm_server import FakeDcgm, FakeDcgmServer, GpuSpec
 from tests.fakes.k8s_server import arg_value, pod_args
 from tests.support.admin_world import admin_world
-from tests.support.browser import pick_option
+from tests.support.browser import open_tab, pick_option
 from tests.support.cluster import LLAMA, NS
 from tests.support.identities import iap_keypair, iap_token
 from tests.support.servers import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
@@ -68,8 +69,10 @@ def alert(page, text: str):
 
 
 def choose_model(page, model_id: str) -> None:
+    """Choose ``model_id`` in the deploy form, on the Models tab (opened first)."""
+    open_tab(page, "Models")
     box = page.get_by_test_id("stSelectbox").filter(has_text="Model").first
-    pick_option(page, box, model_id)  # the deploy form is below the status view
+    pick_option(page, box, model_id)
     expect(page.get_by_role("button", name=f"Deploy {model_id}")).to_be_visible()
 
 
@@ -81,14 +84,21 @@ def test_admin_switches_model_and_watches_it_become_ready(admin_app, page, iap_k
     headline = alert(page, "Serving llama-2-7b (meta-llama/Llama-2-7b-hf) on 1 × L4, since")
     expect(headline).to_be_visible()
     page.screenshot(path=str(SHOTS / "admin-status-top.png"))
+    expect(page.get_by_text("Deploy a model")).to_have_count(0)  # other tabs run when opened
     choose_model(page, "mistral-7b")
+    expect(page).to_have_url(re.compile(r"[?&]tab=Models\b"))  # a reload keeps the tab
+    expect(page.get_by_text("Pods in vllm")).to_have_count(0)
     expect(page.get_by_text("Verdict: FITS")).to_be_visible()
     page.get_by_role("button", name="Deploy mistral-7b").click()
     expect(alert(page, "Now serving mistral-7b")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_text("Switch llama-2-7b → mistral-7b")).to_be_visible()
-    # the status redrawn after the switch names the new model
-    expect(alert(page, "Serving mistral-7b (mistralai/Mistral-7B-v0.1) on 1 × L4")).to_be_visible()
     assert fc.served_models(NS) == ["mistral-7b"]
+    page.reload()
+    expect(page.get_by_role("tab", name="Models")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_text("Deploy a model")).to_be_visible(timeout=TIMEOUT_MS)
+    # the status, opened again, names the new model
+    open_tab(page, "Status")
+    expect(alert(page, "Serving mistral-7b (mistralai/Mistral-7B-v0.1) on 1 × L4")).to_be_visible()
     # the status follows at once: the new pod is listed; the pod log, opened, is the new pod's
     new_pod = next(
         p["metadata"]["name"]
@@ -106,7 +116,9 @@ def test_admin_switches_model_and_watches_it_become_ready(admin_app, page, iap_k
         (ADMIN, "switch.result", "switched"),
         (ADMIN, "switch.start", "started"),
     ]
-    page.get_by_text("Deploy a model").scroll_into_view_if_needed()
+    open_tab(page, "Audit log")  # the same entries, as the admin reads them
+    expect(page.get_by_test_id("stDataFrame").locator("td").filter(has_text="switch.result"))\
+        .to_have_count(1, timeout=TIMEOUT_MS)  # fmt: skip
 
 
 STATUS_SCREEN = ROOT / "bench" / "results" / "screens" / "admin-status-tables.png"
@@ -169,7 +181,9 @@ def test_gpu_panel_shows_each_gpu_with_its_pod_and_a_warning(admin_app, page, ia
         row = cells[cells.index("gpu-a") :]
         assert f"{NS}/{pod}" in row[:6] and LLAMA.name in row[:6] and "87" in row[:7]
         assert "gpu-b" in cells
-        expect(page.get_by_text("Node pools")).to_be_visible()  # the rest of the page goes on
+        expect(
+            page.get_by_role("tabpanel", name="Status").get_by_text("Node pools")
+        ).to_be_visible()
 
 
 def test_failing_switch_is_rolled_back(admin_app, page, iap_key):

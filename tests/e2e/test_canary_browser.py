@@ -16,7 +16,7 @@ from tests.admin.ui.test_canary_section import CANARY, MODEL, NEW, STABLE, ready
 from tests.e2e.test_admin_browser import ADMIN, AUDIENCE, alert, iap_key, open_admin  # noqa: F401
 from tests.fakes.openai_server import FakeOpenAI, Script
 from tests.support.admin_world import admin_world
-from tests.support.browser import pick_option
+from tests.support.browser import open_tab, pick_option
 from tests.support.cluster import NS
 from tests.support.gateway_traffic import GatewayTraffic
 from webapp.cluster.pools import pool_labels
@@ -54,6 +54,7 @@ def test_a_canary_promotes_with_its_steps_visible(canary_app, page, iap_key):  #
     app, fc, urls = canary_app
     open_admin(page, app, iap_key[0])
     expect(page.get_by_text(f"Signed in as {ADMIN}")).to_be_visible(timeout=60_000)
+    open_tab(page, "Models")
     toggle = page.get_by_text("Switch a pool's model as a canary")
     toggle.scroll_into_view_if_needed()
     toggle.click()

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from tests.e2e.test_admin_browser import ADMIN, AUDIENCE, TIMEOUT_MS, iap_key, open_admin
 from tests.support.admin_world import admin_world
-from tests.support.browser import pick_option
+from tests.support.browser import open_tab, pick_option
 from tests.support.cluster import NS
 from tests.support.fleet import seed_fleet
 from webapp.admin.audit import AuditLog
@@ -41,6 +41,7 @@ def fleet_app(streamlit_app, iap_key):  # noqa: F811 - the imported fixture
 def test_admin_deploys_a_second_model_as_a_pool_and_scales_it(fleet_app, page, iap_key):  # noqa: F811
     app, fc = fleet_app
     open_admin(page, app, iap_key[0])
+    open_tab(page, "Models")
     section = page.get_by_test_id("stHeading").filter(has_text="Model pools")
     expect(section).to_be_visible(timeout=TIMEOUT_MS)
     table = page.get_by_test_id("stTable")

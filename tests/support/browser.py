@@ -40,3 +40,10 @@ def pick_option(page: Page, opener: Locator, text: str, timeout_ms: float = 30_0
             if time.monotonic() > deadline:
                 raise
             page.keyboard.press("Escape")  # a list still open shows nothing to click: close
+
+
+def open_tab(page: Page, label: str, timeout_ms: float = 30_000) -> None:
+    """Click the tab ``label`` of an ``st.tabs`` and wait until it is the selected one."""
+    tab = page.get_by_role("tab", name=label, exact=True)
+    tab.click(timeout=timeout_ms)
+    expect(tab).to_have_attribute("aria-selected", "true", timeout=timeout_ms)

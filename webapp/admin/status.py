@@ -4,6 +4,7 @@ GKE or vLLM itself.
 * ``connect_cluster`` / ``connect_node_pools`` build the clients (the page caches them);
 * ``read_status`` gathers pods, GPU nodes and node pools for the status tables and what
   the chat endpoint lists, each part failing on its own;
+* ``pool_gpus`` counts the GPUs of the GPU nodes (the usage tab's default GPU-hours);
 * ``log_pod`` picks the pod whose log the page offers first, ``pod_log`` reads its tail;
 * ``sample_load`` adds one vLLM ``/metrics`` sample to the page's history.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from webapp.admin.serving import Serving, serving
 from webapp.cluster.errors import ClusterError, NodePoolError
-from webapp.cluster.inventory import Inventory, PodInfo, inventory, pod_logs
+from webapp.cluster.inventory import Inventory, PodInfo, gpu_nodes, inventory, pod_logs
 from webapp.cluster.k8s import Cluster, connect
 from webapp.cluster.node_pools import NodePoolInfo, NodePools, with_node_counts
 from webapp.cluster.telemetry import Telemetry, read_gpu_telemetry
@@ -88,6 +89,17 @@ def read_status(
         except NodePoolError as exc:
             perr = exc
     return Status(inv, cerr, infos, perr, _listed_models(llm_url, api_key))
+
+
+def pool_gpus(cluster: Cluster | None, namespace: str) -> int | None:
+    """GPUs in the cluster's GPU nodes now (2 Kubernetes calls); None without a cluster or
+    when it cannot be read."""
+    if cluster is None:
+        return None
+    try:
+        return sum(n.gpu_capacity for n in gpu_nodes(cluster, namespace))
+    except ClusterError:
+        return None
 
 
 def log_pod(pods: Sequence[PodInfo]) -> str | None:

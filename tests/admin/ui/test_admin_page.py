@@ -36,12 +36,13 @@ def world():
 
 @pytest.fixture
 def page(monkeypatch, tmp_path):
-    """``page(world, user=..., secrets=..., listen=..., **env)`` -> AppTest of the router after
-    one run; ``listen`` is the address Streamlit says it listens on (unset: all interfaces),
+    """``page(world, user=..., secrets=..., listen=..., tab=..., **env)`` -> AppTest of the
+    router after one run; ``tab`` the admin tab the URL opens (unset: the first, Status);
+    ``listen`` is the address Streamlit says it listens on (unset: all interfaces),
     ``hosts`` the Host names it accepts (unset: any)."""
     listening = config.get_option("server.address"), config.get_option("server.allowedHosts")
 
-    def make(world=None, *, user=None, secrets=None, listen=None, hosts=(), **env):
+    def make(world=None, *, user=None, secrets=None, listen=None, hosts=(), tab=None, **env):
         base = {
             "APP_MODE": "admin",
             "ADMIN_EMAILS": ADMIN,
@@ -65,12 +66,22 @@ def page(monkeypatch, tmp_path):
         at.user = (
             {"is_logged_in": True, "email": ADMIN, "email_verified": True} if user is None else user
         )
+        if tab is not None:
+            at.query_params["tab"] = tab  # a link to the tab
         return at.run()
 
     yield make
     get_settings.cache_clear()
     config.set_option("server.address", listening[0])
     config.set_option("server.allowedHosts", listening[1])
+
+
+def open_tab(at, label: str):
+    """The admin clicks the tab ``label``: the page reruns with that tab's sections (and the
+    browser's URL names it, as Streamlit's tab binding does)."""
+    at.session_state["tab"] = label
+    at.query_params["tab"] = label
+    return at.run()
 
 
 def texts(at) -> str:
@@ -145,7 +156,7 @@ def test_switch_names_the_models_by_their_served_names(page):
         at = run_until(_deploy(page(world)), lambda a: "Switched" in texts(a))
         assert "Switch llama-2-7b → mistral-7b" in [h.value.replace("\\", "") for h in at.subheader]
         assert "meta-llama/Llama-2-7b-hf stops first" not in texts(at)
-        audit = table(at, "action")
+        audit = table(open_tab(at, "Audit log"), "action")
         assert "model_before=llama-2-7b," in audit.iloc[0]["details"]
 
 
@@ -158,12 +169,16 @@ def serving_pod(world, model: str) -> str:
     )
 
 
-def test_status_comes_first_and_costly_parts_wait_until_asked(world, page):
-    """The status view is the page's first section; the pod log is read and drawn only while
-    its expander is open, the load charts only when switched on."""
+def test_the_page_opens_on_the_status_alone_and_costly_parts_wait_until_asked(world, page):
+    """A page open runs the Status tab only (the other tabs run when opened); in it the pod
+    log is read and drawn only while its expander is open, the load charts only when
+    switched on."""
     at = page(world)
     assert not at.exception, at.exception
-    assert [h.value for h in at.header] == ["Status", "Deploy a model", "Audit log"]
+    assert [t.label for t in at.tabs] == ["Status", "Models", "Node pools", "Usage", "Audit log"]
+    assert not at.header  # the tab names the section
+    assert [h.value for h in at.subheader][:3] == ["Pods in vllm", "GPU nodes", "Node pools"]
+    assert not any(s.key == "model" for s in at.selectbox)  # the deploy form has not run
     assert [e.label for e in at.expander][0] == "Pod log"
     assert world.fc.request_counts[("get", "pods/log")] == 0
     # no GPU telemetry source here: its turn-on commands wait behind an expander too, so no
@@ -217,10 +232,8 @@ def test_gpu_panel_without_a_source_says_how_to_turn_one_on(world, page):
 
 def test_usage_is_read_only_when_opened_and_shows_the_saved_answers(world, page):
     at = page(world)
-    assert "Usage and cost" in [e.label for e in at.expander]
-    assert table(at, "tokens out") is None  # not read at page open
-    at.session_state["usage_box"] = True  # the admin opens the expander
-    at.run()
+    assert "Usage" not in [h.value for h in at.subheader]  # not read at page open
+    open_tab(at, "Usage")
     assert not at.exception, at.exception
     assert "No answers were saved in the last day." in texts(at)
 
@@ -245,8 +258,10 @@ def test_not_configured_says_how_to_connect(page):
     assert "No Kubernetes cluster is connected" in shown and "KUBECONFIG" in shown
     assert "The chat keeps working" in shown
     assert "GKE is not configured" in shown and "GKE_PROJECT" in shown
+    shown = texts(open_tab(at, "Models"))
     assert "Verdict: FITS" in shown  # sizing works without a cluster
     assert not any(b.key == "deploy" for b in at.button)
+    assert "GKE is not configured" in texts(open_tab(at, "Node pools"))
 
 
 def test_chat_still_served_when_nothing_is_configured(page):
@@ -295,11 +310,12 @@ def test_local_admin_on_loopback_acts_and_is_audited_as_the_kubeconfig_user(worl
     assert not at.exception, at.exception
     assert "Signed in as **kubeconfig:fake**, a local admin (LOCAL_ADMIN)" in texts(at)
     assert table(at, "recent events") is not None  # the status of the cluster is shown
+    open_tab(at, "Node pools")
     at.number_input(key="resize_size").set_value(0)
     next(b for b in at.button if b.label == "Resize").click().run()
     run_until(at, lambda a: "done." in texts(a))
     assert world.gke.node_counts["gpu-pool"] == 0
-    audit = table(at, "action")
+    audit = table(open_tab(at, "Audit log"), "action")
     assert list(audit["result"])[:2] == ["done", "started"]
     assert set(audit["who"]) == {"kubeconfig:fake (local)"}
 
@@ -342,7 +358,7 @@ def test_local_admin_without_a_usable_identity_says_why(world, page, world_on, e
 
 
 def test_does_not_fit_blocks_deploy(world, page):
-    at = page(world)
+    at = page(world, tab="Models")
     at.selectbox(key="model").set_value("llama-3-1-70b-instruct").run()
     at.selectbox(key="gpu_llama-3-1-70b-instruct").set_value("nvidia-tesla-t4").run()
     at.number_input(key="count_llama-3-1-70b-instruct").set_value(1).run()
@@ -356,7 +372,7 @@ def test_does_not_fit_blocks_deploy(world, page):
 def test_a_model_the_pool_can_never_schedule_is_blocked_with_what_to_change(world, page):
     """llama-2-13b on 2 x L4, but the nodes of gpu-pool (GKE) have one L4 each: neither
     strategy is offered, the deploy button is disabled and the reason says what to change."""
-    at = page(world)
+    at = page(world, tab="Models")
     at.selectbox(key="model").set_value("llama-2-13b").run()
     assert at.number_input(key="count_llama-2-13b").value == 2
     assert not at.exception, at.exception
@@ -374,37 +390,49 @@ def test_a_model_the_pool_can_never_schedule_is_blocked_with_what_to_change(worl
 
 
 def _deploy(at, model="mistral-7b"):
+    """Deploy ``model`` from the Models tab (opened first, as the admin would)."""
+    open_tab(at, "Models")
     at.selectbox(key="model").set_value(model).run()
     at.number_input(key=f"mml_{model}").set_value(4096).run()
     assert not at.button(key="deploy").disabled
     return at.button(key="deploy").click().run()
 
 
-def test_a_page_run_reads_the_cluster_once(world, page):
-    """The deploy form and the status view share one read: 3 list calls per run, not 6."""
-    at = page(world)
-    at.selectbox(key="model").set_value("mistral-7b").run()  # the form reads the status too
+@pytest.mark.parametrize(
+    ("tab", "lists"),
+    [
+        ("Status", {"pods": 1, "nodes": 1, "events": 1}),
+        ("Models", {"pods": 1, "nodes": 1, "events": 1}),  # the deploy form's strategy
+        ("Node pools", {"pods": 1, "nodes": 1, "events": 1}),  # live node counts
+        ("Usage", {"pods": 1, "nodes": 1}),  # the GPUs for the default GPU-hours
+        ("Audit log", {}),
+    ],
+)
+def test_a_page_run_reads_only_for_its_open_tab(world, page, tab, lists):
+    """Each tab's run reads the cluster once, and only for what it shows."""
+    at = page(world, tab=tab)
+    if tab == "Models":
+        at.selectbox(key="model").set_value("mistral-7b").run()
     world.fc.reset_counts()
     at.run()
     assert not at.exception, at.exception
-    lists = {k: n for k, n in world.fc.request_counts.items() if k[0] == "list"}
-    assert lists == {("list", "pods"): 1, ("list", "nodes"): 1, ("list", "events"): 1}
-    assert "Pods in" in texts(at) and at.radio(key="strategy").value == "in_place"
+    made = {k[1]: n for k, n in world.fc.request_counts.items() if k[0] == "list"}
+    assert made == lists
+    assert ("Pods in" in texts(at)) is (tab == "Status")
 
 
 def test_switch_in_place_succeeds_and_is_audited(world, page):
     at = page(world)
-    at.session_state["pod_log"] = True  # the log of the serving pod is open
     old_pod = serving_pod(world, LLAMA.name)
-    assert at.run().selectbox(key="log_pod").value == old_pod
     at = _deploy(at)
     assert not at.exception, at.exception
     run_until(at, lambda a: "Switched" in texts(a))
-    assert "Now serving mistral-7b" in texts(at)
     assert world.fc.served_models(NS) == ["mistral-7b"]
-    # the open log follows the switch to the new pod
-    assert at.selectbox(key="log_pod").value == serving_pod(world, "mistral-7b") != old_pod
-    audit = table(at, "action")
+    assert "Now serving mistral-7b" in texts(at)
+    at = open_tab(at, "Status")
+    at.session_state["pod_log"] = True  # the log offered first is the new pod's
+    assert at.run().selectbox(key="log_pod").value == serving_pod(world, "mistral-7b") != old_pod
+    audit = table(open_tab(at, "Audit log"), "action")
     assert list(audit["action"])[:2] == ["switch.result", "switch.start"]
     assert list(audit["result"])[:2] == ["switched", "started"]
     assert set(audit["who"]) == {ADMIN}
@@ -414,7 +442,7 @@ def test_switch_in_place_succeeds_and_is_audited(world, page):
 def test_the_deploy_form_sets_the_tokens_per_streamed_chunk(world, page, chosen, sent):
     """vLLM's --stream-interval: the form's default (ModelSpec's) or the admin's choice
     reaches the new pod; the field says what it does."""
-    at = page(world)
+    at = page(world, tab="Models")
     at.selectbox(key="model").set_value("mistral-7b").run()
     field = at.number_input(key="chunk_mistral-7b")
     assert (field.label, field.value, field.min, field.max) == (
@@ -441,7 +469,7 @@ def test_blue_green_without_the_green_slot_says_apply_the_manifests(page):
     """The console never creates a Deployment: without the shipped slot vllm-green a
     blue/green switch stops before any change, saying to apply the manifests."""
     with admin_world(seed=lambda fc: seed_vllm(fc, green=False)) as world:
-        at = page(world)
+        at = page(world, tab="Models")
         at.selectbox(key="model").set_value("mistral-7b").run()
         at.number_input(key="mml_mistral-7b").set_value(4096).run()
         at.radio(key="strategy").set_value("blue_green").run()
@@ -461,7 +489,7 @@ def test_a_switch_no_node_can_take_is_rolled_back_with_the_reason(world, page):
     pools["gpu-pool-2x"] = gpu_pool("gpu-pool-2x", machine_type="g2-standard-24",
                                     accelerator_count=2, autoscaling=(0, 1), initial_node_count=0)  # fmt: skip
     world.fc.set_autoscaler("no_scale_up", message="pod didn't trigger scale-up: 1 in backoff")
-    at = page(world, SWITCH_UNSCHEDULABLE_GRACE_S="1")
+    at = page(world, SWITCH_UNSCHEDULABLE_GRACE_S="1", tab="Models")
     at.selectbox(key="model").set_value("llama-2-13b").run()
     assert at.number_input(key="count_llama-2-13b").value == 2
     at = run_until(_deploy(at, "llama-2-13b"), lambda a: "Rolled back" in texts(a))
@@ -478,7 +506,7 @@ def test_concurrent_switch_refused_naming_the_holder(world, page):
     at = _deploy(page(world))
     assert "A model switch by bob@example.com is already running" in texts(at)
     assert world.fc.served_models(NS) == [LLAMA.name]
-    audit = table(at, "action")
+    audit = table(open_tab(at, "Audit log"), "action")
     assert (audit.iloc[0]["action"], audit.iloc[0]["result"]) == ("switch.start", "refused")
 
 
@@ -489,7 +517,7 @@ def test_cancel_rolls_back(world, page):
     at.button(key="cancel_switch").click().run()
     run_until(at, lambda a: "Rolled back" in texts(a))
     assert "Cancelled" in texts(at)
-    assert "switch.cancel" in list(table(at, "action")["action"])
+    assert "switch.cancel" in list(table(open_tab(at, "Audit log"), "action")["action"])
 
 
 def test_forbidden_says_what_and_which_permission(world, page):
@@ -510,19 +538,19 @@ def test_status_read_forbidden_is_a_message(world, page):
 
 def test_node_pool_resize_follows_the_operation(world, page):
     world.gke.op_polls = 2
-    at = page(world)
+    at = page(world, tab="Node pools")
     at.number_input(key="resize_size").set_value(0)
     next(b for b in at.button if b.label == "Resize").click().run()
     run_until(at, lambda a: "done." in texts(a))
     assert world.gke.node_counts["gpu-pool"] == 0
-    audit = table(at, "action")
+    audit = table(open_tab(at, "Audit log"), "action")
     assert list(audit["action"])[:2] == ["nodepool.resize", "nodepool.resize"]
     assert list(audit["result"])[:2] == ["done", "started"]
 
 
 def test_node_pool_change_refused_while_gke_busy(world, page):
     world.gke.hold_operations = True
-    at = page(world)
+    at = page(world, tab="Node pools")
     at.number_input(key="auto_min").set_value(0)
     at.number_input(key="auto_max").set_value(3)
     next(b for b in at.button if b.label == "Set autoscaling").click().run()
@@ -542,7 +570,7 @@ def test_node_pool_change_refused_while_gke_busy(world, page):
     ],
 )
 def test_node_pool_name_problems_are_plain_messages(world, page, name, expected, asked_gke):
-    at = page(world)
+    at = page(world, tab="Node pools")
     at.text_input(key="resize_pool").set_value(name)
     next(b for b in at.button if b.label == "Resize").click().run()
     assert not at.exception, at.exception
@@ -551,7 +579,7 @@ def test_node_pool_name_problems_are_plain_messages(world, page, name, expected,
     assert "Unexpected error" not in shown and "http" not in shown and "projects/" not in shown
     assert any(r["method"] == "POST" for r in world.gke.requests) is asked_gke
     assert world.gke.node_counts["gpu-pool"] == 1 and not world.gke.operations
-    audit = table(at, "action")
+    audit = table(open_tab(at, "Audit log"), "action")
     assert (audit.iloc[0]["action"], audit.iloc[0]["result"]) == ("nodepool.resize", "refused")
 
 

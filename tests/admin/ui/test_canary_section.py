@@ -91,7 +91,7 @@ def start(at):
 
 
 def test_the_section_offers_only_pools_a_canary_can_switch(world, page):
-    at = page(world, FLEET="true")
+    at = page(world, FLEET="true", tab="Models")
     assert not at.exception, at.exception
     assert "Canary" in [h.value for h in at.subheader]
     open_form(at)
@@ -101,7 +101,7 @@ def test_the_section_offers_only_pools_a_canary_can_switch(world, page):
 
 
 def test_a_canary_that_promotes_shows_its_steps_signals_and_decision(world, page):
-    at = open_form(page(world, FLEET="true"))
+    at = open_form(page(world, FLEET="true", tab="Models"))
     with GatewayTraffic(world.fc, NS, MODEL, {p: s.url for p, s in world.servers.items()}):
         start(at)
         run_until(at, lambda a: "Promoted" in texts(a), timeout=90)
@@ -121,7 +121,7 @@ def test_a_canary_that_promotes_shows_its_steps_signals_and_decision(world, page
 
 def test_a_canary_with_3x_the_ttft_rolls_back_with_its_reason_shown(world, page):
     world.servers[CANARY].set_script(Script(ttft_s=0.6, n_tokens=4))
-    at = open_form(page(world, FLEET="true"))
+    at = open_form(page(world, FLEET="true", tab="Models"))
     with GatewayTraffic(world.fc, NS, MODEL, {p: s.url for p, s in world.servers.items()}):
         start(at)
         run_until(at, lambda a: "Rolled back" in texts(a), timeout=90)
@@ -139,7 +139,7 @@ def test_a_refused_canary_says_why_and_writes_nothing(world, page):
         max_model_len=2048, catalog_ids=[m.id for m in CATALOG.models],
     )  # fmt: skip
     assert world.fc.wait_for(lambda f: ready(f, "vllm-qwen"), 10)
-    at = open_form(page(world, FLEET="true"))
+    at = open_form(page(world, FLEET="true", tab="Models"))
     start(at)
     assert "Canary not started" in texts(at) and "the canary of pool vllm-mistral" in texts(at), (
         texts(at)
@@ -148,7 +148,7 @@ def test_a_refused_canary_says_why_and_writes_nothing(world, page):
 
 
 def test_a_canary_of_a_new_vllm_version_shows_what_changes(world, page):
-    at = open_form(page(world, FLEET="true"))
+    at = open_form(page(world, FLEET="true", tab="Models"))
     assert f"{STABLE} runs vLLM v0.32.0 (vllm/vllm-openai:v0.32.0)" in texts(at)
     at.selectbox(key="canary_model").set_value(None)  # keep the weights
     at.text_input(key="canary_image").set_value("vllm/vllm-openai:v0.33.1")
@@ -163,7 +163,7 @@ def test_a_canary_of_a_new_vllm_version_shows_what_changes(world, page):
 
 
 def test_an_image_of_another_repository_is_refused_and_nothing_written(world, page):
-    at = open_form(page(world, FLEET="true"))
+    at = open_form(page(world, FLEET="true", tab="Models"))
     at.text_input(key="canary_image").set_value("evil.example/miner:v1")
     start(at)
     assert "Canary not started: The model settings are not valid: image" in texts(at)

@@ -36,13 +36,13 @@ def button(at, label: str):
 
 
 def test_the_single_service_install_has_no_pools_section(page, world):  # noqa: F811
-    at = page(world)
+    at = page(world, tab="Models")
     assert "Model pools" not in texts(at)
     assert not at.table
 
 
 def test_deploy_a_second_model_as_a_pool_then_scale_it(page, world):  # noqa: F811
-    at = page(world, FLEET="true")
+    at = page(world, FLEET="true", tab="Models")
     assert "Model pools" in texts(at)
     (row,) = fleet_table(at)
     assert (row["Pool"], row["Model"], row["GPU"], row["Replicas ready"]) == (
@@ -64,7 +64,7 @@ def test_deploy_a_second_model_as_a_pool_then_scale_it(page, world):  # noqa: F8
 
 
 def test_a_bad_name_and_a_held_pool_are_refused_in_plain_words(page, world):  # noqa: F811
-    at = page(world, FLEET="true")
+    at = page(world, FLEET="true", tab="Models")
     at.text_input(key="pool_name_llama-2-7b").set_value("Bad_Name").run()
     button(at, "Deploy llama-2-7b as pool").click().run()
     assert "The pool name 'Bad_Name' is not allowed" in texts(at)
@@ -75,7 +75,7 @@ def test_a_bad_name_and_a_held_pool_are_refused_in_plain_words(page, world):  # 
 
 
 def test_min_zero_says_the_pool_sleeps_and_the_chat_wakes_it(page, world):  # noqa: F811
-    at = page(world, FLEET="true", GKE_PROJECT="my-project")
+    at = page(world, FLEET="true", tab="Models", GKE_PROJECT="my-project")
     low = at.number_input(key="min_vllm")
     assert "sleeps" in low.help and "the chat wakes it" in low.help
     assert "10 minutes without a request" in low.help
@@ -89,7 +89,7 @@ def test_min_zero_says_the_pool_sleeps_and_the_chat_wakes_it(page, world):  # no
 
 
 def test_switch_a_pools_model_and_its_route_follows(page, world):  # noqa: F811
-    at = page(world, FLEET="true")
+    at = page(world, FLEET="true", tab="Models")
     at.selectbox(key="switch_model_vllm").set_value("falcon-7b").run()
     button(at, "Switch vllm to falcon-7b").click().run()
     at = run_until(at, lambda a: "The gateway now sends falcon-7b to pool vllm." in texts(a))
@@ -102,7 +102,7 @@ def test_autoscale_to_zero_then_remove_a_pool(page, world):  # noqa: F811
     fleet.create_pool(cluster, NS, PoolSpec("vllm-mistral-7b", "mistral-7b"),
                       hf_repo="mistralai/Mistral-7B-v0.1", max_model_len=4096,
                       catalog_ids=("llama-2-7b", "mistral-7b"))  # fmt: skip
-    at = page(world, FLEET="true", GKE_PROJECT="my-project")
+    at = page(world, FLEET="true", tab="Models", GKE_PROJECT="my-project")
     pool = "vllm-mistral-7b"
     at.number_input(key=f"min_{pool}").set_value(0)
     at.number_input(key=f"max_{pool}").set_value(3).run()

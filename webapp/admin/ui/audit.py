@@ -15,7 +15,6 @@ from webapp.admin.ui.console import Console, age, still_admin
 def show(console: Console) -> None:
     if not still_admin(console):
         return
-    st.header("Audit log")
     try:
         entries = console.audit.recent(20)
     except AuditError as exc:

@@ -8,7 +8,7 @@ the sections get the settings of this run through the ``Console``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -19,7 +19,7 @@ from webapp.admin.audit import AuditLog
 from webapp.admin.catalog import Catalog, load_catalog
 from webapp.admin.jobs import JobRegistry, JobView
 from webapp.admin.messages import admin_error_message
-from webapp.admin.status import Status, connect_cluster, connect_node_pools
+from webapp.admin.status import connect_cluster, connect_node_pools
 from webapp.cluster.errors import ClusterError, NodePoolError
 from webapp.cluster.k8s import Cluster
 from webapp.cluster.node_pools import NodePools
@@ -37,8 +37,7 @@ GKE_NOT_CONFIGURED = (
 
 @dataclass
 class Console:
-    """One page run's view of the console; ``reads`` holds what this run has read already
-    (the status view's read, reused by the deploy form further down the same run)."""
+    """One page run's view of the console."""
 
     settings: Settings
     admin: AdminIdentity
@@ -47,8 +46,6 @@ class Console:
     cluster: Cluster | None
     pools: NodePools | None
     pools_problem: str
-    reads: dict[str, Status] = field(default_factory=dict)
-    gpus: int | None = None  # GPUs in the pool's nodes, as this run's status read them
 
     @property
     def api_key(self) -> str:

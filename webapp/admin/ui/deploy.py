@@ -122,7 +122,7 @@ def _render_sizing(plan: DeployPlan) -> None:
 
 
 def _choose_strategy(console: Console, plan: DeployPlan) -> str | None:
-    status = read_status(console, shared=False)
+    status = read_status(console)
     if status.inventory is None:
         st.error(admin_error_message(status.cluster_error))
         return None

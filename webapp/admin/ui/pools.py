@@ -9,10 +9,13 @@ from webapp.admin import actions
 from webapp.admin.jobs import JobDefinition
 from webapp.admin.messages import admin_error_message
 from webapp.admin.ui.console import Console, job_to_show
+from webapp.admin.ui.status import pools_table, read_status
 from webapp.ui.safe_markdown import safe_markdown
 
 
 def show(console: Console) -> None:
+    """The node pools tab: the pools as the status shows them, then the scaling forms."""
+    pools_table(console, read_status(console))
     pools = console.pools
     if pools is None:
         return

@@ -34,21 +34,14 @@ _LOG_STYLE = (
 )
 
 
-def read_status(console: Console, *, shared: bool) -> reads.Status:
-    """A full page run reads the cluster once: ``shared`` (the status view) reads and leaves
-    the result in ``console.reads`` for the deploy form further down the same run; else
-    take what this run has read, or read. The status view's own timed reruns read afresh;
-    what they leave nobody takes (the deploy form does not run in them, and the next full
-    run starts with a new ``Console``)."""
-    if not shared and "status" in console.reads:
-        return console.reads.pop("status")
+def read_status(console: Console) -> reads.Status:
+    """What the status tables show, read now (3 Kubernetes lists, 1 GKE list, ``/v1/models``):
+    once per run of the tab that shows it (the status view and each of its timed reruns,
+    the deploy form, the node pools tab)."""
     s = console.settings
-    status = reads.read_status(
+    return reads.read_status(
         console.cluster, s.k8s_namespace, console.pools, llm_url=s.llm_url, api_key=console.api_key
     )
-    if shared:
-        console.reads["status"] = status
-    return status
 
 
 def show(console: Console) -> None:
@@ -59,8 +52,7 @@ def show(console: Console) -> None:
 def _status(console: Console) -> None:
     if not still_admin(console):
         return
-    st.header("Status")
-    status = read_status(console, shared=True)
+    status = read_status(console)
     _serving_line(status.serving(console.settings.k8s_namespace))
     if console.cluster is None:
         st.caption("No cluster connected: no pods or GPU nodes to show.")
@@ -69,8 +61,7 @@ def _status(console: Console) -> None:
         _pod_log(console, ())
     else:
         _pods_and_nodes(console, status.inventory)
-        console.gpus = sum(n.gpu_capacity for n in status.inventory.nodes)
-    _pools_table(console, status)
+    pools_table(console, status)
     if status.inventory is not None:  # after the three tables: one more read, and a chart
         gpu_section(
             console.settings,
@@ -155,7 +146,8 @@ def _pod_log(console: Console, pods: tuple[PodInfo, ...] | list[PodInfo]) -> Non
         st.html(f'<pre style="{_LOG_STYLE}">{text}</pre>')
 
 
-def _pools_table(console: Console, status: reads.Status) -> None:
+def pools_table(console: Console, status: reads.Status) -> None:
+    """The node pools with their machines, GPUs, live node counts and autoscaling."""
     st.subheader("Node pools")
     if console.pools is None:
         st.info(console.pools_problem)

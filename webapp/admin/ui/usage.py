@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from webapp.admin.status import pool_gpus
 from webapp.admin.ui.console import Console, conversation_store, still_admin
 from webapp.admin.usage import (
     PERIODS,
@@ -43,15 +44,12 @@ _COLUMNS = {
 
 
 def show(console: Console) -> None:
-    """The usage section, read only while its expander is open (a query over the period's
-    saved answers: not worth making every admin page open wait for it)."""
-    box = st.expander(
-        "Usage and cost", key="usage_box", icon=":material/query_stats:", on_change="rerun"
-    )
-    if not box.open or not still_admin(console):
+    """The usage tab: a query over the period's saved answers, made only while the tab is
+    open (not worth making every admin page open wait for it)."""
+    if not still_admin(console):
         return
-    with box:
-        usage_section(conversation_store(console.settings), console.settings, gpus=console.gpus)
+    gpus = pool_gpus(console.cluster, console.settings.k8s_namespace)
+    usage_section(conversation_store(console.settings), console.settings, gpus=gpus)
 
 
 def usage_section(store: ConversationStore, settings: Settings, *, gpus: int | None = None) -> None:
