@@ -409,16 +409,20 @@ def _deploy(at, model="mistral-7b"):
     ],
 )
 def test_a_page_run_reads_only_for_its_open_tab(world, page, tab, lists):
-    """Each tab's run reads the cluster once, and only for what it shows."""
+    """Each tab's run reads the cluster once, and only for what it shows; only the status
+    asks the chat endpoint which models it serves (its headline)."""
     at = page(world, tab=tab)
     if tab == "Models":
         at.selectbox(key="model").set_value("mistral-7b").run()
     world.fc.reset_counts()
+    asked = len(world.llm.requests)
     at.run()
     assert not at.exception, at.exception
     made = {k[1]: n for k, n in world.fc.request_counts.items() if k[0] == "list"}
     assert made == lists
     assert ("Pods in" in texts(at)) is (tab == "Status")
+    models = [r for r in world.llm.requests[asked:] if r["path"].endswith("/v1/models")]
+    assert len(models) == (tab == "Status")
 
 
 def test_switch_in_place_succeeds_and_is_audited(world, page):

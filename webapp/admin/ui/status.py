@@ -34,13 +34,15 @@ _LOG_STYLE = (
 )
 
 
-def read_status(console: Console) -> reads.Status:
-    """What the status tables show, read now (3 Kubernetes lists, 1 GKE list, ``/v1/models``):
-    once per run of the tab that shows it (the status view and each of its timed reruns,
-    the deploy form, the node pools tab)."""
+def read_status(console: Console, *, served: bool = False) -> reads.Status:
+    """What the status tables show, read now (3 Kubernetes lists, 1 GKE list), once per run
+    of the tab that shows it (the status view and each of its timed reruns, the deploy
+    form, the node pools tab); ``served``: also the models the chat endpoint lists (the
+    status's headline; up to 2 s while nothing serves)."""
     s = console.settings
+    url = s.llm_url if served else None
     return reads.read_status(
-        console.cluster, s.k8s_namespace, console.pools, llm_url=s.llm_url, api_key=console.api_key
+        console.cluster, s.k8s_namespace, console.pools, llm_url=url, api_key=console.api_key
     )
 
 
@@ -52,7 +54,7 @@ def show(console: Console) -> None:
 def _status(console: Console) -> None:
     if not still_admin(console):
         return
-    status = read_status(console)
+    status = read_status(console, served=True)
     _serving_line(status.serving(console.settings.k8s_namespace))
     if console.cluster is None:
         st.caption("No cluster connected: no pods or GPU nodes to show.")
