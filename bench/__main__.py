@@ -50,16 +50,19 @@ def _config(quick: bool) -> dict:
     }  # fmt: skip
 
 
-def _status_page(browser, cfg: dict, before: str | None) -> list:
+def _status_page(browser, cfg: dict, before: str | None, latency: tuple[float, float]) -> list:
     from bench import admin_browser
     from bench.common import source_tree
 
+    run = admin_browser.run_status_page
+    if latency != (0.0, 0.0):
+        _log(f"  API latency: Kubernetes {latency[0]:.0f} ms, GKE {latency[1]:.0f} ms per request")
     if before is None:
-        return admin_browser.run_status_page(browser, cfg["page_sizes"], cfg["page_loads"], _log)
+        return run(browser, cfg["page_sizes"], cfg["page_loads"], _log, latency_ms=latency)
     with source_tree(before) as root:
         _log(f"  before: the page at {before}, alternating with this tree's")
-        return admin_browser.run_status_page(
-            browser, cfg["page_sizes"], cfg["page_loads"], _log, before=root
+        return run(
+            browser, cfg["page_sizes"], cfg["page_loads"], _log, before=root, latency_ms=latency
         )
 
 
@@ -91,6 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         metavar="NODESxPODS",
         help="status-page: cluster sizes, e.g. 50x300 (default: 2x1 10x60 50x300)",
+    )
+    ap.add_argument(
+        "--api-latency",
+        nargs=2,
+        type=float,
+        default=(0.0, 0.0),
+        metavar=("K8S_MS", "GKE_MS"),
+        help="status-page: answer each Kubernetes / GKE API request this much later (a real "
+        "cluster's round trip; the fakes answer in ~1 ms)",
     )
     args = ap.parse_args(argv)
     cfg = _config(args.quick)
@@ -134,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             if "status-page" in args.parts:
                 _log("3b. admin status at scale, the admin page in Chromium")
                 try:
-                    res["status_page"] = _status_page(browser, cfg, args.admin_before)
+                    res["status_page"] = _status_page(
+                        browser, cfg, args.admin_before, tuple(args.api_latency)
+                    )
                 except Exception as e:  # noqa: BLE001 - report it, go on with the other parts
                     res["status_page_error"] = f"{type(e).__name__}: {e}"
                     _log(f"  admin page rows failed: {res['status_page_error']}")

@@ -234,20 +234,25 @@ class RequestLog:
     """Every request the admin console makes to the fake Kubernetes and GKE APIs, timed.
 
     Wraps ``FakeCluster.handle`` and ``FakeGke.handle`` (the HTTP handlers call them
-    through the instance), so nothing in the fakes changes.
+    through the instance), so nothing in the fakes changes. ``latency_ms``: (Kubernetes,
+    GKE) time added before each answer, as a real API's round trip would (the fakes' HTTP
+    servers answer each request in a thread of its own, so concurrent requests overlap).
     """
 
-    def __init__(self, fc, gke) -> None:
+    def __init__(self, fc, gke, latency_ms: tuple[float, float] = (0.0, 0.0)) -> None:
         self.items: list[tuple[float, str]] = []  # (epoch seconds, "list pods", ...)
         self._lock = threading.Lock()
         k8s_handle, gke_handle = fc.handle, gke.handle
+        k8s_s, gke_s = (ms / 1000 for ms in latency_ms)
 
         def k8s(method, path, query, body, ctype):
             self._add(_k8s_call(method, path, query))
+            time.sleep(k8s_s)
             return k8s_handle(method, path, query, body, ctype)
 
         def gke_(method, path, query, body):
             self._add(f"gke {method} {path.rsplit('/', 1)[-1]}")
+            time.sleep(gke_s)
             return gke_handle(method, path, query, body)
 
         fc.handle, gke.handle = k8s, gke_
@@ -433,7 +438,12 @@ def load_admin_page(ctx, app, reqlog: RequestLog, kind: str) -> PageLoad:
 
 
 def run_status_page(
-    browser, sizes: list[tuple[int, int]], loads: int, log, before: Path | None = None
+    browser,
+    sizes: list[tuple[int, int]],
+    loads: int,
+    log,
+    before: Path | None = None,
+    latency_ms: tuple[float, float] = (0.0, 0.0),
 ) -> list:
     """Per size: a fresh world and console; one cold load (new browser context), ``loads``
     warm loads (new tabs of one context: browser cache warm, each a new session), then
@@ -441,7 +451,8 @@ def run_status_page(
 
     ``before``: another source tree of the app (``bench.common.source_tree``, the page before
     a change): a second console runs it on the same world, and its warm loads ("before")
-    alternate with this tree's, in the same browser context, so both see the same load."""
+    alternate with this tree's, in the same browser context, so both see the same load.
+    ``latency_ms``: see ``RequestLog``."""
     from tests.support.admin_world import admin_world
 
     rows = []
@@ -450,7 +461,7 @@ def run_status_page(
         iap = Iap.create(tmp)
         with admin_world() as world:
             _populate(world.fc, nodes, pods)
-            reqlog = RequestLog(world.fc, world.gke)
+            reqlog = RequestLog(world.fc, world.gke, latency_ms)
             expect = _expected_rows(world.fc)
             row = PageStatusRow(nodes, len(world.fc.list("pods")), expect)
             with admin_console(world, iap) as app:

@@ -3,6 +3,8 @@ API servers where they read a cluster."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from tests.fakes.k8s_server import FakeCluster
@@ -99,3 +101,28 @@ def test_sample_load_keeps_the_history_when_metrics_cannot_be_read():
     history = MetricsHistory()
     problem = sample_load(history, "http://127.0.0.1:9", None)  # nothing listens there
     assert isinstance(problem, LLMError) and history.latest() is None
+
+
+def test_the_status_reads_are_made_at_once(fake, gke):
+    """The three Kubernetes lists and the GKE list are in flight together (the page waits for
+    the slowest, not the sum): each list waits at a barrier of four before it is answered,
+    which only opens when all four are there."""
+    barrier, apart = threading.Barrier(4), []
+
+    def together(handle):
+        def wrapped(method, path, *args):
+            if method == "GET" and not path.rstrip("/").endswith(("log", "version")):
+                try:
+                    barrier.wait(timeout=10)
+                except threading.BrokenBarrierError:
+                    apart.append(path)
+            return handle(method, path, *args)
+
+        return wrapped
+
+    fake.handle, gke.fake.handle = together(fake.handle), together(gke.fake.handle)
+    st = read_status(connect(fake.kubeconfig_path), NS, _pools(gke))
+    assert not apart, f"made one after another: {apart}"
+    assert st.cluster_error is None and st.pools_error is None
+    assert [n.name for n in st.inventory.nodes] == ["gpu-a", "gpu-b"]
+    assert {p.name: p.node_count for p in st.pools}["gpu-pool"] == 2

@@ -14,6 +14,7 @@ counted, and a node they fill looks free here (the scheduler still refuses it).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -352,10 +353,14 @@ def pod_logs(
 
 def inventory(cluster: Cluster, namespace: str, *, now: datetime | None = None) -> Inventory:
     """Pods of ``namespace``, all GPU nodes (GPUs requested by this namespace's pods) and the
-    namespace's events: exactly three calls."""
-    ns_pods = _namespace_pods(cluster, namespace, active_only=False)
-    nodes = call("list nodes", cluster.core.list_node).get("items") or []
-    evs = events(cluster, namespace, limit=10_000)
+    namespace's events: exactly three calls, made at once (the wait is the slowest call's,
+    not the sum; a failed call raises as if they had been made one after another)."""
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="inventory") as pool:
+        pods_read = pool.submit(_namespace_pods, cluster, namespace, active_only=False)
+        nodes_read = pool.submit(call, "list nodes", cluster.core.list_node)
+        events_read = pool.submit(events, cluster, namespace, limit=10_000)
+        ns_pods, nodes_raw = pods_read.result(), nodes_read.result()
+        nodes, evs = nodes_raw.get("items") or [], events_read.result()
     grouped = _by_pod(evs)
     return Inventory(
         pods=tuple(parse_pod(p, grouped.get(p["metadata"]["name"], ()), now) for p in ns_pods),
