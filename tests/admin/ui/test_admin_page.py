@@ -518,9 +518,12 @@ def test_cancel_rolls_back(world, page):
     world.fc.slow_factor = 2000  # loads for minutes: the cancel always lands first
     world.fc.inject_fault(kind="slow", model="mistralai/Mistral-7B-v0.1")
     at = run_until(_deploy(page(world)), lambda a: any(b.key == "cancel_switch" for b in a.button))
-    at.button(key="cancel_switch").click().run()
+    running = "A switch to mistral-7b is under way (started by admin@example.com)."
+    assert running in texts(open_tab(at, "Status"))  # said on the Status tab too
+    open_tab(at, "Models").button(key="cancel_switch").click().run()
     run_until(at, lambda a: "Rolled back" in texts(a))
     assert "Cancelled" in texts(at)
+    assert running not in texts(open_tab(at, "Status"))
     assert "switch.cancel" in list(table(open_tab(at, "Audit log"), "action")["action"])
 
 

@@ -14,6 +14,7 @@ import html
 
 import streamlit as st
 
+from webapp.admin import actions
 from webapp.admin import status as reads
 from webapp.admin.messages import admin_error_message
 from webapp.admin.serving import Serving
@@ -56,6 +57,7 @@ def _status(console: Console) -> None:
         return
     status = read_status(console, served=True)
     _serving_line(status.serving(console.settings.k8s_namespace))
+    _switch_running(console)
     if console.cluster is None:
         st.caption("No cluster connected: no pods or GPU nodes to show.")
     elif status.inventory is None:
@@ -71,6 +73,20 @@ def _status(console: Console) -> None:
             read=lambda: reads.read_gpus(console.settings, console.cluster),
         )
     _load(console)
+
+
+def _switch_running(console: Console) -> None:
+    """A model switch under way, in one line: its progress and Cancel are on the Models tab."""
+    job = console.registry.current(actions.SWITCH.kind)
+    if job is None or not job.running:
+        return
+    view = job.view()
+    detail: actions.SwitchDetail = view.detail
+    st.info(
+        literal(f"A switch to {detail.model_after} is under way (started by {view.actor}). "
+                "Its progress and Cancel are on the Models tab."),
+        icon=":material/hourglass_top:",
+    )  # fmt: skip
 
 
 def _serving_line(line: Serving) -> None:
