@@ -18,7 +18,7 @@ from typing import Any
 
 from webapp.admin.serving import Serving, serving
 from webapp.cluster.errors import ClusterError, NodePoolError
-from webapp.cluster.inventory import Inventory, PodInfo, gpu_nodes, inventory, pod_logs
+from webapp.cluster.inventory import Inventory, PodInfo, gpu_capacity, inventory, pod_logs
 from webapp.cluster.k8s import Cluster, connect
 from webapp.cluster.node_pools import NodePoolInfo, NodePools, with_node_counts
 from webapp.cluster.telemetry import Telemetry, read_gpu_telemetry
@@ -111,13 +111,13 @@ def _node_pools(
         return None, exc
 
 
-def pool_gpus(cluster: Cluster | None, namespace: str) -> int | None:
-    """GPUs in the cluster's GPU nodes now (2 Kubernetes calls); None without a cluster or
+def pool_gpus(cluster: Cluster | None) -> int | None:
+    """GPUs in the cluster's GPU nodes now (1 Kubernetes call); None without a cluster or
     when it cannot be read."""
     if cluster is None:
         return None
     try:
-        return sum(n.gpu_capacity for n in gpu_nodes(cluster, namespace))
+        return gpu_capacity(cluster)
     except ClusterError:
         return None
 

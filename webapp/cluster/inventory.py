@@ -325,6 +325,12 @@ def gpu_nodes(cluster: Cluster, namespace: str) -> list[GpuNode]:
     return parse_nodes(nodes, _namespace_pods(cluster, namespace, active_only=True))
 
 
+def gpu_capacity(cluster: Cluster) -> int:
+    """GPUs of all GPU nodes (their capacity, whoever uses them). One call."""
+    nodes = call("list nodes", cluster.core.list_node).get("items") or []
+    return sum(n.gpu_capacity for n in parse_nodes(nodes, ()))
+
+
 def pod_logs(
     cluster: Cluster,
     namespace: str,

@@ -48,7 +48,7 @@ def show(console: Console) -> None:
     open (not worth making every admin page open wait for it)."""
     if not still_admin(console):
         return
-    gpus = pool_gpus(console.cluster, console.settings.k8s_namespace)
+    gpus = pool_gpus(console.cluster)
     usage_section(conversation_store(console.settings), console.settings, gpus=gpus)
 
 
