@@ -192,6 +192,31 @@ def test_conversation_title_is_a_plain_heading_not_formatted_markdown(fake, stre
     assert sidebar.get_by_role("button", name=typed).locator(formatting).count() == 0
 
 
+def test_a_title_typed_while_the_answer_streams_neither_stops_it_nor_is_lost(shared, page):
+    """Renaming mid-answer: the answer streams on to its end (a rename is no Stop), then the
+    new title shows in the heading and the sidebar, and both are saved (a reload keeps them)."""
+    fake, app = shared
+    fake.set_script(Script(n_tokens=30, ttft_s=0.05, tokens_per_s=10))
+    disconnects = fake.disconnects
+    open_chat(page, app.url)
+    send(page, "tell me a long story")
+    expect(assistant(page)).to_contain_text("quick brown", timeout=10_000)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("This conversation").click()
+    title = sidebar.get_by_label("Title")
+    title.fill("Renamed while streaming")
+    title.press("Enter")
+    heading = page.locator("h3")
+    for seen in ("as streamed", "reloaded, from the store"):
+        if seen.startswith("reloaded"):
+            page.reload()
+        expect(heading).to_have_text("Renamed while streaming")
+        expect(sidebar.get_by_role("button", name="Renamed while streaming")).to_be_visible()
+        expect(assistant(page)).to_contain_text("30 tokens · first token")
+        expect(page.get_by_text(re.compile("Stopped|Interrupted"))).to_have_count(0)
+    assert fake.disconnects == disconnects  # the stream was read to its end
+
+
 def test_images_in_untrusted_text_load_nothing(shared, tracker, page):
     """Issue 10.3: markdown images in an answer, in a prompt and so in the conversation's
     title make no request anywhere; each shows as a link, the <img> tag as text."""

@@ -181,8 +181,17 @@ def conversation_tools(history: History) -> None:
     """Rename, delete (asks first) and export the conversation on screen."""
     if ss.conv_id is None or not ss.messages:
         return
+    with st.sidebar:
+        _tools(history)
+
+
+@st.fragment
+def _tools(history: History) -> None:
+    """A fragment: a title typed (or Delete clicked) while an answer streams does not stop
+    the answer, as a click elsewhere on the page would; it is applied when the answer ends
+    (Streamlit runs a fragment's rerun after the page's run), then the page is redrawn."""
     conv_id, title = ss.conv_id, ss.conv_title or DEFAULT_TITLE
-    with st.sidebar.expander("This conversation", icon=":material/chat:"):
+    with st.expander("This conversation", icon=":material/chat:"):
         st.caption("Export")
         c1, c2 = st.columns([3, 2])
         c1.download_button(
