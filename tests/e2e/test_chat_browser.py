@@ -217,6 +217,28 @@ def test_a_title_typed_while_the_answer_streams_neither_stops_it_nor_is_lost(sha
     assert fake.disconnects == disconnects  # the stream was read to its end
 
 
+def test_a_setting_changed_while_the_answer_streams_applies_to_the_next_one(shared, page):
+    """Changing a setting mid-answer does not stop the answer; the next message uses it."""
+    fake, app = shared
+    fake.set_script(Script(n_tokens=30, ttft_s=0.05, tokens_per_s=10))
+    open_chat(page, app.url)
+    send(page, "tell me a long story")
+    expect(assistant(page)).to_contain_text("quick brown", timeout=10_000)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Settings").click()
+    box = sidebar.get_by_label("Max answer tokens")
+    box.fill("77")
+    box.press("Enter")
+    expect(assistant(page)).to_contain_text("30 tokens · first token")
+    expect(page.get_by_text(re.compile("Stopped|Interrupted"))).to_have_count(0)
+    fake.set_script(Script(tokens=["short"]))
+    send(page, "and another")
+    expect(page.get_by_test_id("stChatMessage").nth(3)).to_contain_text("short")
+    chats = [r["body"] for r in fake.requests if r["path"].endswith("/chat/completions")]
+    asked = [b.get("max_completion_tokens", b.get("max_tokens")) for b in chats[-2:]]
+    assert asked[0] != 77 and asked[1] == 77
+
+
 def test_images_in_untrusted_text_load_nothing(shared, tracker, page):
     """Issue 10.3: markdown images in an answer, in a prompt and so in the conversation's
     title make no request anywhere; each shows as a link, the <img> tag as text."""

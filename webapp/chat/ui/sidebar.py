@@ -23,6 +23,7 @@ from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
 
 ss = st.session_state
+_CHANGED = "settings_changed"  # a generation setting was changed (set by its widget)
 
 _STATE_LABEL = {
     BackendState.HEALTHY: (":green[:material/check_circle:]", "Model server healthy"),
@@ -89,9 +90,8 @@ def sidebar(
         _model_picker(settings, choice)
         if choice.model and fleet is not None and fleet.state(choice.model) == "asleep":
             st.caption("This model is asleep: your next message wakes it up.")
-        with st.expander("Settings", expanded=False):
-            for knob in knobs(settings):
-                _knob(knob, choice.max_len)
+        ss.pop(_CHANGED, None)  # this run of the whole page takes any change already
+        _settings_panel(knobs(settings), choice.max_len)
         _conversation_list(history)
         _account(owner)
 
@@ -122,15 +122,39 @@ def _tokens_upper(knob: Knob, max_len: int | None) -> int:
     return max(16, min(high, (max_len or high) - 16))
 
 
+@st.fragment
+def _settings_panel(all_knobs: tuple[Knob, ...], max_len: int | None) -> None:
+    """The generation settings. A fragment: a setting changed while an answer streams does
+    not stop the answer (its rerun waits for the page's run); it applies to the next one.
+    When the fragment ran alone, the whole page is then run again, as without the fragment
+    (the chat box, disabled while an answer streams, is enabled again only by a run of the
+    whole page); a run of the whole page takes the change itself (``sidebar`` drops the flag
+    first, so a message sent along with the change is not cut short by a rerun)."""
+    with st.expander("Settings", expanded=False):
+        for knob in all_knobs:
+            _knob(knob, max_len)
+    if ss.pop(_CHANGED, False):
+        st.rerun()
+
+
+def _changed() -> None:
+    ss[_CHANGED] = True
+
+
 def _knob(knob: Knob, max_len: int | None) -> None:
     """One generation setting's widget, keyed by the setting's name."""
     if knob.kind == "text":
-        st.text_area(knob.label, key=knob.key, height=100, max_chars=int(knob.high))
+        st.text_area(
+            knob.label, key=knob.key, height=100, max_chars=int(knob.high), on_change=_changed
+        )
     elif knob.kind == "slider":
-        st.slider(knob.label, knob.low, knob.high, step=knob.step, key=knob.key)
+        st.slider(knob.label, knob.low, knob.high, step=knob.step, key=knob.key, on_change=_changed)
     else:  # tokens: kept within the model's context by ``model_choice``
         upper = _tokens_upper(knob, max_len)
-        st.number_input(knob.label, int(knob.low), upper, step=int(knob.step), key=knob.key)
+        st.number_input(
+            knob.label, int(knob.low), upper, step=int(knob.step), key=knob.key,
+            on_change=_changed,
+        )  # fmt: skip
 
 
 def _model_picker(settings: Settings, choice: ModelChoice) -> None:
