@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from tests.fakes.k8s_server import FakeCluster
+from tests.fakes.k8s_server import ApiError, FakeCluster
 from tests.support.admin_world import fake_gke, gke_settings
 from tests.support.cluster import NS, seed_vllm
 from webapp.admin.plan import strategy_options
-from webapp.admin.status import log_pod, pod_log, read_status, sample_load
+from webapp.admin.status import log_pod, pod_log, read_pools, read_status, sample_load
 from webapp.cluster.errors import NotFound
 from webapp.cluster.inventory import PodInfo
 from webapp.cluster.k8s import connect
@@ -126,3 +126,49 @@ def test_the_status_reads_are_made_at_once(fake, gke):
     assert st.cluster_error is None and st.pools_error is None
     assert [n.name for n in st.inventory.nodes] == ["gpu-a", "gpu-b"]
     assert {p.name: p.node_count for p in st.pools}["gpu-pool"] == 2
+
+
+def test_the_node_pools_alone_are_read_with_one_list_of_nodes(fake, gke):
+    """The node pools tab: the GKE list and one list of nodes (no pods, no events), at once
+    (a barrier of two); the pools' node counts are the live ones from Kubernetes."""
+    barrier, apart = threading.Barrier(2), []
+
+    def together(handle):
+        def wrapped(method, path, *args):
+            try:
+                barrier.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                apart.append(path)
+            return handle(method, path, *args)
+
+        return wrapped
+
+    cluster, pools = connect(fake.kubeconfig_path), _pools(gke)
+    fake.reset_counts()
+    fake.handle, gke.fake.handle = together(fake.handle), together(gke.fake.handle)
+    st = read_pools(cluster, pools)
+    assert not apart, f"made one after another: {apart}"
+    assert dict(fake.request_counts) == {("list", "nodes"): 1}
+    assert st.inventory is None and st.pools_error is None
+    assert {p.name: p.node_count for p in st.pools}["gpu-pool"] == 2  # GKE does not say
+
+
+@pytest.mark.parametrize(
+    ("cluster_ok", "gke_ok", "expected"),
+    [
+        (True, False, "nothing read"),  # GKE not configured: no table, so no cluster read
+        (False, True, "GKE's counts"),  # the nodes unreadable: the pools as GKE says
+    ],
+)
+def test_the_node_pools_read_when_a_part_is_missing(fake, gke, cluster_ok, gke_ok, expected):
+    cluster = connect(fake.kubeconfig_path)
+    if not cluster_ok:  # a cluster that refuses every request
+        fake.handle = lambda *_: (_ for _ in ()).throw(ApiError(403, "forbidden"))
+    fake.reset_counts()
+    st = read_pools(cluster, _pools(gke) if gke_ok else None)
+    if expected == "nothing read":
+        assert st.pools is None and st.pools_error is None
+        assert not fake.request_counts
+    else:
+        assert st.pools_error is None
+        assert st.pools == tuple(_pools(gke).list_node_pools())

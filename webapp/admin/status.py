@@ -4,6 +4,8 @@ GKE or vLLM itself.
 * ``connect_cluster`` / ``connect_node_pools`` build the clients (the page caches them);
 * ``read_status`` gathers pods, GPU nodes and node pools for the status tables and what
   the chat endpoint lists, each part failing on its own;
+* ``read_pools`` reads the node pools alone, with their live node counts (the node
+  pools tab);
 * ``pool_gpus`` counts the GPUs of the GPU nodes (the usage tab's default GPU-hours);
 * ``log_pod`` picks the pod whose log the page offers first, ``pod_log`` reads its tail;
 * ``sample_load`` adds one vLLM ``/metrics`` sample to the page's history.
@@ -18,7 +20,14 @@ from typing import Any
 
 from webapp.admin.serving import Serving, serving
 from webapp.cluster.errors import ClusterError, NodePoolError
-from webapp.cluster.inventory import Inventory, PodInfo, gpu_capacity, inventory, pod_logs
+from webapp.cluster.inventory import (
+    Inventory,
+    PodInfo,
+    gpu_capacity,
+    inventory,
+    pod_logs,
+    pool_node_counts,
+)
 from webapp.cluster.k8s import Cluster, connect
 from webapp.cluster.node_pools import NodePoolInfo, NodePools, with_node_counts
 from webapp.cluster.telemetry import Telemetry, read_gpu_telemetry
@@ -87,6 +96,31 @@ def read_status(
     if listed is not None:  # live node counts (GPU and CPU pools) from Kubernetes, if read
         infos = tuple(with_node_counts(listed, inv.pool_node_counts) if inv else listed)
     return Status(inv, cerr, infos, perr, models)
+
+
+def read_pools(cluster: Cluster | None, pools: NodePools | None) -> Status:
+    """The node pools alone: the GKE list and, for the live node counts, one list of nodes
+    (without pods or events), at once. Nothing is read when GKE is not configured; the
+    nodes unreadable, the pools keep the counts GKE reports."""
+    if pools is None:
+        return Status(None, None, None, None)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pools") as pool:
+        counts_read = pool.submit(_node_counts, cluster)
+        listed, perr = _node_pools(pools)
+        counts = counts_read.result()
+    infos = None
+    if listed is not None:
+        infos = tuple(with_node_counts(listed, counts) if counts is not None else listed)
+    return Status(None, None, infos, perr)
+
+
+def _node_counts(cluster: Cluster | None) -> dict[str, int] | None:
+    if cluster is None:
+        return None
+    try:
+        return pool_node_counts(cluster)
+    except ClusterError:
+        return None
 
 
 def _inventory(

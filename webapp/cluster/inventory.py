@@ -331,6 +331,11 @@ def gpu_capacity(cluster: Cluster) -> int:
     return sum(n.gpu_capacity for n in parse_nodes(nodes, ()))
 
 
+def pool_node_counts(cluster: Cluster) -> dict[str, int]:
+    """Nodes per GKE node pool now, GPU or not (``count_pool_nodes``). One call."""
+    return count_pool_nodes(call("list nodes", cluster.core.list_node).get("items") or [])
+
+
 def pod_logs(
     cluster: Cluster,
     namespace: str,

@@ -403,7 +403,7 @@ def _deploy(at, model="mistral-7b"):
     [
         ("Status", {"pods": 1, "nodes": 1, "events": 1}),
         ("Models", {"pods": 1, "nodes": 1, "events": 1}),  # the deploy form's strategy
-        ("Node pools", {"pods": 1, "nodes": 1, "events": 1}),  # live node counts
+        ("Node pools", {"nodes": 1}),  # live node counts
         ("Usage", {"nodes": 1}),  # the GPUs for the default GPU-hours
         ("Audit log", {}),
     ],

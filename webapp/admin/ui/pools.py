@@ -8,14 +8,15 @@ import streamlit as st
 from webapp.admin import actions
 from webapp.admin.jobs import JobDefinition
 from webapp.admin.messages import admin_error_message
+from webapp.admin.status import read_pools
 from webapp.admin.ui.console import Console, job_to_show
-from webapp.admin.ui.status import pools_table, read_status
+from webapp.admin.ui.status import pools_table
 from webapp.ui.safe_markdown import safe_markdown
 
 
 def show(console: Console) -> None:
     """The node pools tab: the pools as the status shows them, then the scaling forms."""
-    pools_table(console, read_status(console))
+    pools_table(console, read_pools(console.cluster, console.pools))
     pools = console.pools
     if pools is None:
         return

@@ -38,7 +38,7 @@ _LOG_STYLE = (
 def read_status(console: Console, *, served: bool = False) -> reads.Status:
     """What the status tables show, read now (3 Kubernetes lists, 1 GKE list), once per run
     of the tab that shows it (the status view and each of its timed reruns, the deploy
-    form, the node pools tab); ``served``: also the models the chat endpoint lists (the
+    form); ``served``: also the models the chat endpoint lists (the
     status's headline; up to 2 s while nothing serves)."""
     s = console.settings
     url = s.llm_url if served else None
