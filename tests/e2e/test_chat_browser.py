@@ -107,6 +107,21 @@ def test_stop_keeps_partial_answer_and_aborts_stream(fake, streamlit_app, page):
     expect(page.get_by_test_id("stChatMessage").nth(3)).to_contain_text("after stop")
 
 
+def test_stop_on_a_slow_stream_says_stopped_at_once(shared, page):
+    """Between two tokens of a slow model (here 2 a second) the page is redrawn at once by
+    the Stop click while the answer ends on its own thread at its next token: the new page
+    waits for that end, so it says Stopped, not "still being written elsewhere"."""
+    fake, app = shared
+    fake.set_script(Script(n_tokens=60, ttft_s=0.05, tokens_per_s=2))
+    open_chat(page, app.url)
+    send(page, "tell me a slow story")
+    expect(assistant(page)).to_contain_text("quick brown", timeout=10_000)
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_text("Stopped — the answer is incomplete.")).to_be_visible()
+    expect(page.get_by_text("Still being written")).to_have_count(0)
+    expect(assistant(page)).to_contain_text("quick brown")
+
+
 def test_a_busy_model_says_how_many_requests_are_ahead_until_the_answer_starts(
     fake, streamlit_app, page
 ):

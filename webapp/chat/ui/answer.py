@@ -4,8 +4,9 @@ a turn (``webapp.chat.turn.run_turn`` does the work; this only draws its events)
 from __future__ import annotations
 
 import itertools
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import streamlit as st
 from streamlit.runtime import Runtime
@@ -44,6 +45,10 @@ ss = st.session_state
 #: how often the streamed answer is redrawn; redrawing on every token costs
 #: O(n^2) bytes over the websocket for long answers
 REDRAW_EVERY_S = 0.1
+
+#: how long a page run waits for the answer of the run it interrupted to end (its next token
+#: or busy reading: vLLM's queue is read every CHAT_BUSY_POLL_S, 2 s by default)
+PREVIOUS_ANSWER_WAIT_S = 3.0
 
 
 def render_message(m: dict) -> None:
@@ -95,6 +100,19 @@ class PendingAnswer:
     turn: TurnEvents
     first: Event
     replaced: dict | None
+    ended: threading.Event = field(default_factory=threading.Event)  # set by generate/drop
+
+
+def await_previous_answer(timeout_s: float = PREVIOUS_ANSWER_WAIT_S) -> None:
+    """Let the answer of the run this one interrupted end first. A click while an answer
+    streams (Stop, another conversation) starts a new run at once on a new thread, and the
+    old run only learns it is stopped at its next token; until then its answer is still
+    "streaming" in the session. Waiting here (at most ``timeout_s``) lets this run draw it
+    as it was saved (Stopped) and keeps the old run's last changes to the session from
+    landing in the middle of this one."""
+    ended = ss.get("answer_ended")
+    if ended is not None:
+        ended.wait(timeout_s)
 
 
 def settled(messages: list[dict], pending: PendingAnswer | None) -> list[dict]:
@@ -117,11 +135,13 @@ def begin_answer(
     turn = run_turn(history, client, options, ss.messages, ss.conv_id,
                     follow_switch=not settings.llm_name, busy=busy)  # fmt: skip
     try:
-        return PendingAnswer(turn, next(turn), replaced)
+        pending = PendingAnswer(turn, next(turn), replaced)
     except BaseException:
         if replaced:  # the turn broke before it began: the old answer stays
             ss.messages.extend(replaced["answers"])
         raise
+    ss.answer_ended = pending.ended
+    return pending
 
 
 def generate(history: History, pending: PendingAnswer) -> None:
@@ -141,6 +161,7 @@ def generate(history: History, pending: PendingAnswer) -> None:
     finally:
         if replaced:  # refused before it began: the old answer stays, saved and shown
             ss.messages.extend(replaced["answers"])
+        pending.ended.set()
     for m in replaced["answers"] if replaced else ():
         render_message(m)
 
@@ -158,6 +179,7 @@ def drop(history: History, pending: PendingAnswer, exc: BaseException) -> None:
         finally:
             if replaced:
                 ss.messages.extend(replaced["answers"])
+            pending.ended.set()
 
 
 def _settle_replaced(history: History, pending: PendingAnswer) -> dict | None:

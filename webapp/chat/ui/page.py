@@ -11,6 +11,7 @@ from webapp.chat.limits import UsageLimits
 from webapp.chat.options import GenerationOptions
 from webapp.chat.ui.answer import (
     actions,
+    await_previous_answer,
     begin_answer,
     drop,
     generate,
@@ -44,6 +45,7 @@ from webapp.ui.text import literal
 
 settings = get_settings()
 ss = st.session_state
+await_previous_answer()  # a click mid-answer: that answer ends (Stopped) before this run goes on
 client = chat_client(settings)
 fleet = chat_fleet(settings)  # the model pools (FLEET_DISCOVERY), else None
 store = conversation_store(settings)
