@@ -254,6 +254,29 @@ def test_a_setting_changed_while_the_answer_streams_applies_to_the_next_one(shar
     assert asked[0] != 77 and asked[1] == 77
 
 
+def test_a_model_picked_while_the_answer_streams_answers_the_next_message(streamlit_app, page):
+    """Picking another model mid-answer does not stop the answer; the next message goes to
+    the model picked, which the sidebar then names."""
+    with FakeOpenAI(model=["m-one", "m-two"], max_model_len=2048) as fake:
+        fake.set_script(Script(n_tokens=30, ttft_s=0.05, tokens_per_s=10))
+        app = streamlit_app(LLM_URL=fake.url)
+        open_chat(page, app.url)
+        send(page, "tell me a long story")
+        expect(assistant(page)).to_contain_text("quick brown", timeout=10_000)
+        sidebar = page.get_by_test_id("stSidebar")
+        sidebar.get_by_test_id("stSelectbox").click()
+        page.get_by_role("option", name="m-two").click()
+        expect(assistant(page)).to_contain_text("30 tokens · first token")
+        expect(page.get_by_text(re.compile("Stopped|Interrupted"))).to_have_count(0)
+        fake.set_script(Script(tokens=["short"]))
+        send(page, "and another")
+        expect(page.get_by_test_id("stChatMessage").nth(3)).to_contain_text("1 token · first token")
+        expect(page.get_by_test_id("stChatMessage").nth(3)).to_contain_text("· m-two")
+        expect(sidebar.get_by_text("Model: m-two")).to_be_visible()
+        chats = [r["body"] for r in fake.requests if r["path"].endswith("/chat/completions")]
+        assert [b["model"] for b in chats] == ["m-one", "m-two"]
+
+
 def test_images_in_untrusted_text_load_nothing(shared, tracker, page):
     """Issue 10.3: markdown images in an answer, in a prompt and so in the conversation's
     title make no request anywhere; each shows as a link, the <img> tag as text."""

@@ -87,11 +87,9 @@ def sidebar(
             st.caption(choice.status.detail)
         if choice.problem:
             st.caption(safe_markdown(f"Could not list models: {choice.problem}"))
-        _model_picker(settings, choice)
-        if choice.model and fleet is not None and fleet.state(choice.model) == "asleep":
-            st.caption("This model is asleep: your next message wakes it up.")
+        asleep = bool(choice.model and fleet is not None and fleet.state(choice.model) == "asleep")
         ss.pop(_CHANGED, None)  # this run of the whole page takes any change already
-        _settings_panel(knobs(settings), choice.max_len)
+        _next_answer(settings, choice, asleep)
         _conversation_list(history)
         _account(owner)
 
@@ -123,16 +121,20 @@ def _tokens_upper(knob: Knob, max_len: int | None) -> int:
 
 
 @st.fragment
-def _settings_panel(all_knobs: tuple[Knob, ...], max_len: int | None) -> None:
-    """The generation settings. A fragment: a setting changed while an answer streams does
-    not stop the answer (its rerun waits for the page's run); it applies to the next one.
+def _next_answer(settings: Settings, choice: ModelChoice, asleep: bool) -> None:
+    """The model and the generation settings. A fragment: a model picked or a setting
+    changed while an answer streams does not stop the answer (the fragment's rerun waits
+    for the page's run); it applies to the next one.
     When the fragment ran alone, the whole page is then run again, as without the fragment
     (the chat box, disabled while an answer streams, is enabled again only by a run of the
     whole page); a run of the whole page takes the change itself (``sidebar`` drops the flag
     first, so a message sent along with the change is not cut short by a rerun)."""
+    _model_picker(settings, choice)
+    if asleep:
+        st.caption("This model is asleep: your next message wakes it up.")
     with st.expander("Settings", expanded=False):
-        for knob in all_knobs:
-            _knob(knob, max_len)
+        for knob in knobs(settings):
+            _knob(knob, choice.max_len)
     if ss.pop(_CHANGED, False):
         st.rerun()
 
@@ -165,7 +167,7 @@ def _model_picker(settings: Settings, choice: ModelChoice) -> None:
         if choice.models and name not in by_id:
             st.warning(f"The configured model {name!r} is not served right now.")
     elif len(choice.models) > 1:
-        st.selectbox("Model", list(by_id), key=MODEL)
+        st.selectbox("Model", list(by_id), key=MODEL, on_change=_changed)
     if name:
         info = by_id.get(name)
         limit = f" · context {info.max_model_len:,} tokens" if info and info.max_model_len else ""
