@@ -120,6 +120,14 @@ def test_stop_on_a_slow_stream_says_stopped_at_once(shared, page):
     expect(page.get_by_text("Stopped — the answer is incomplete.")).to_be_visible()
     expect(page.get_by_text("Still being written")).to_have_count(0)
     expect(assistant(page)).to_contain_text("quick brown")
+    # and while the model has not started answering yet (its first token 6 s away)
+    fake.set_script(Script(n_tokens=5, ttft_s=6))
+    send(page, "and another")
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_text("Stopped — the answer is incomplete.")).to_have_count(2)
+    expect(page.get_by_text("Still being written")).to_have_count(0)
 
 
 def test_a_busy_model_says_how_many_requests_are_ahead_until_the_answer_starts(
