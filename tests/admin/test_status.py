@@ -103,24 +103,28 @@ def test_sample_load_keeps_the_history_when_metrics_cannot_be_read():
     assert isinstance(problem, LLMError) and history.latest() is None
 
 
+def _together(handle, barrier: threading.Barrier, apart: list[str]):
+    """``handle`` answering each list only once ``barrier`` opens (its other parties are the
+    other lists); a list made after the others had to be answered is noted in ``apart``."""
+
+    def wrapped(method, path, *args):
+        if method == "GET" and not path.rstrip("/").endswith(("log", "version")):
+            try:
+                barrier.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                apart.append(path)
+        return handle(method, path, *args)
+
+    return wrapped
+
+
 def test_the_status_reads_are_made_at_once(fake, gke):
     """The three Kubernetes lists and the GKE list are in flight together (the page waits for
     the slowest, not the sum): each list waits at a barrier of four before it is answered,
     which only opens when all four are there."""
     barrier, apart = threading.Barrier(4), []
-
-    def together(handle):
-        def wrapped(method, path, *args):
-            if method == "GET" and not path.rstrip("/").endswith(("log", "version")):
-                try:
-                    barrier.wait(timeout=10)
-                except threading.BrokenBarrierError:
-                    apart.append(path)
-            return handle(method, path, *args)
-
-        return wrapped
-
-    fake.handle, gke.fake.handle = together(fake.handle), together(gke.fake.handle)
+    fake.handle = _together(fake.handle, barrier, apart)
+    gke.fake.handle = _together(gke.fake.handle, barrier, apart)
     st = read_status(connect(fake.kubeconfig_path), NS, _pools(gke))
     assert not apart, f"made one after another: {apart}"
     assert st.cluster_error is None and st.pools_error is None
@@ -132,20 +136,10 @@ def test_the_node_pools_alone_are_read_with_one_list_of_nodes(fake, gke):
     """The node pools tab: the GKE list and one list of nodes (no pods, no events), at once
     (a barrier of two); the pools' node counts are the live ones from Kubernetes."""
     barrier, apart = threading.Barrier(2), []
-
-    def together(handle):
-        def wrapped(method, path, *args):
-            try:
-                barrier.wait(timeout=10)
-            except threading.BrokenBarrierError:
-                apart.append(path)
-            return handle(method, path, *args)
-
-        return wrapped
-
     cluster, pools = connect(fake.kubeconfig_path), _pools(gke)
     fake.reset_counts()
-    fake.handle, gke.fake.handle = together(fake.handle), together(gke.fake.handle)
+    fake.handle = _together(fake.handle, barrier, apart)
+    gke.fake.handle = _together(gke.fake.handle, barrier, apart)
     st = read_pools(cluster, pools)
     assert not apart, f"made one after another: {apart}"
     assert dict(fake.request_counts) == {("list", "nodes"): 1}

@@ -70,6 +70,15 @@ def assistant(page):
     return page.locator('[data-testid="stChatMessage"]').nth(1)
 
 
+def start_a_long_answer(fake, app, page):
+    """A new chat whose answer (30 tokens at 10 a second) has begun to stream; the sidebar."""
+    fake.set_script(Script(n_tokens=30, ttft_s=0.05, tokens_per_s=10))
+    open_chat(page, app.url)
+    send(page, "tell me a long story")
+    expect(assistant(page)).to_contain_text("quick brown", timeout=10_000)
+    return page.get_by_test_id("stSidebar")
+
+
 def test_streamed_answer_renders_markdown_and_stats(shared, page):
     fake, app = shared
     tokens = ["Here ", "is ", "**bold** ", "code:\n\n", "```python\n", "print('hi')\n", "```\n"]
@@ -219,12 +228,8 @@ def test_a_title_typed_while_the_answer_streams_neither_stops_it_nor_is_lost(sha
     """Renaming mid-answer: the answer streams on to its end (a rename is no Stop), then the
     new title shows in the heading and the sidebar, and both are saved (a reload keeps them)."""
     fake, app = shared
-    fake.set_script(Script(n_tokens=30, ttft_s=0.05, tokens_per_s=10))
     disconnects = fake.disconnects
-    open_chat(page, app.url)
-    send(page, "tell me a long story")
-    expect(assistant(page)).to_contain_text("quick brown", timeout=10_000)
-    sidebar = page.get_by_test_id("stSidebar")
+    sidebar = start_a_long_answer(fake, app, page)
     sidebar.get_by_text("This conversation").click()
     title = sidebar.get_by_label("Title")
     title.fill("Renamed while streaming")
@@ -243,11 +248,7 @@ def test_a_title_typed_while_the_answer_streams_neither_stops_it_nor_is_lost(sha
 def test_a_setting_changed_while_the_answer_streams_applies_to_the_next_one(shared, page):
     """Changing a setting mid-answer does not stop the answer; the next message uses it."""
     fake, app = shared
-    fake.set_script(Script(n_tokens=30, ttft_s=0.05, tokens_per_s=10))
-    open_chat(page, app.url)
-    send(page, "tell me a long story")
-    expect(assistant(page)).to_contain_text("quick brown", timeout=10_000)
-    sidebar = page.get_by_test_id("stSidebar")
+    sidebar = start_a_long_answer(fake, app, page)
     sidebar.get_by_text("Settings").click()
     box = sidebar.get_by_label("Max answer tokens")
     box.fill("77")
@@ -266,12 +267,7 @@ def test_a_model_picked_while_the_answer_streams_answers_the_next_message(stream
     """Picking another model mid-answer does not stop the answer; the next message goes to
     the model picked, which the sidebar then names."""
     with FakeOpenAI(model=["m-one", "m-two"], max_model_len=2048) as fake:
-        fake.set_script(Script(n_tokens=30, ttft_s=0.05, tokens_per_s=10))
-        app = streamlit_app(LLM_URL=fake.url)
-        open_chat(page, app.url)
-        send(page, "tell me a long story")
-        expect(assistant(page)).to_contain_text("quick brown", timeout=10_000)
-        sidebar = page.get_by_test_id("stSidebar")
+        sidebar = start_a_long_answer(fake, streamlit_app(LLM_URL=fake.url), page)
         sidebar.get_by_test_id("stSelectbox").click()
         page.get_by_role("option", name="m-two").click()
         expect(assistant(page)).to_contain_text("30 tokens · first token")
