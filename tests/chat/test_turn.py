@@ -9,6 +9,7 @@ import pytest
 
 from tests.fakes.openai_server import FakeOpenAI, Script
 from webapp.access.identity import resolve_owner
+from webapp.chat import turn as turn_module
 from webapp.chat.history import CHECKPOINT_EVERY_S, DELETED, History
 from webapp.chat.limits import UsageLimits
 from webapp.chat.options import GenerationOptions
@@ -447,3 +448,53 @@ def test_the_request_is_sent_before_the_page_draws_the_answer(fake, history):
     assert saved_answer(history, conv).status == "stopped" and slot_free(history)
     fake.release()
     assert fake.wait_for_disconnects(1) == 1
+
+
+def _answer_requests(fake):
+    return [r for r in fake.requests if r["path"].endswith("completions")]
+
+
+def test_a_new_question_is_saved_once_its_request_has_reached_the_server(
+    fake, history, monkeypatch
+):
+    """``save_question`` (the page saving a new message, a new conversation for the first)
+    runs after the request reached the server, so the server works on it meanwhile, and
+    before ``Started``; the answer is saved in the conversation it returns."""
+    monkeypatch.setattr(turn_module, "SEND_WAIT_S", 30.0)  # the wait, not the machine, decides
+    fake.set_script(Script(tokens=["Hi", "!"], ttft_s=0.3))
+    seen = []
+
+    def save_question():
+        seen.append(len(_answer_requests(fake)))
+        conv = history.start()
+        messages[0]["id"] = history.add(conv, "user", "hello")
+        return conv
+
+    messages = [{"role": "user", "content": "hello", "status": "complete", "id": None}]
+    events = list(turn(history, fake, messages, None, busy=QUICK, save_question=save_question))
+    assert seen == [1] and kinds(events)[0] == "Started" and isinstance(events[-1], Finished)
+    (conv,) = [c.id for c in history.conversations()]
+    saved = history.open(conv).messages
+    assert [(m.role, m.content) for m in saved] == [("user", "hello"), ("assistant", "Hi!")]
+
+
+@pytest.mark.parametrize(
+    "why", ["slot taken", "system prompt too long", "no model served", "server unreachable"]
+)
+def test_a_new_question_is_saved_however_its_turn_ends(fake, history, why):
+    """Refused, failed before or without a request: the question is saved all the same (it
+    stays on screen with Retry under it, and in the conversation)."""
+    saved = []
+    held = history.acquire() if why == "slot taken" else None
+    opts = {
+        "system prompt too long": options(system="s" * 1001),
+        "no model served": options(model=None),
+    }.get(why)
+    url = "http://127.0.0.1:9" if why == "server unreachable" else fake
+    messages = [{"role": "user", "content": "hello", "status": "complete", "id": None}]
+    events = list(turn(history, url, messages, "c1", opts, busy=QUICK,
+                       save_question=lambda: saved.append("q") or "c1"))  # fmt: skip
+    assert saved == ["q"]
+    assert isinstance(events[-1], Refused if why in ("slot taken", "system prompt too long")
+                      else Failed)  # fmt: skip
+    history.release(held)

@@ -3,13 +3,15 @@ against an in-process HTTP transport; the fake and real vLLM tests cover it end 
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
 
 import httpx2
 import openai
 import pytest
 
-from webapp.llm.sse import NO_MESSAGE, DictStreamResource
+from webapp.llm.sse import NO_MESSAGE, DictStreamResource, noting_response
 
 CHUNK = {"id": "c1", "object": "chat.completion.chunk", "choices": [{"delta": {"content": "a"}}]}
 USAGE = {"id": "c1", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
@@ -128,3 +130,41 @@ def test_everything_but_a_streamed_create_is_the_sdks():
         DictStreamResource(
             openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="k", max_retries=0).completions
         ).create(model="m", prompt="hi")
+
+
+@pytest.mark.parametrize(
+    ("status", "raises"), [(200, None), (404, openai.NotFoundError)], ids=["headers", "refused"]
+)
+def test_a_caller_noting_the_response_learns_when_the_server_has_answered(status, raises):
+    """``noting_response``: the event is set once the server answered (headers, or an error
+    status), also in a thread started with a copy of the context; not outside it."""
+    res = resource(Body([event(CHUNK)]), status=status)
+    responded, outside = threading.Event(), threading.Event()
+
+    def call():
+        try:
+            stream(res)
+        except openai.APIStatusError as exc:
+            assert raises is not None and isinstance(exc, raises)
+
+    with noting_response(responded):
+        reader = threading.Thread(target=contextvars.copy_context().run, args=(call,))
+    with noting_response(outside):
+        pass
+    assert not responded.is_set()
+    reader.start()
+    reader.join()
+    call()  # outside the context: nobody is told
+    assert responded.is_set() and not outside.is_set()
+
+
+def test_a_request_that_cannot_connect_still_sets_the_event():
+    def handler(request):
+        raise httpx2.ConnectError("refused", request=request)
+
+    client = openai.OpenAI(base_url="http://vllm.test/v1", api_key="k", max_retries=0,
+                           http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))  # fmt: skip
+    responded = threading.Event()
+    with noting_response(responded), pytest.raises(openai.APIConnectionError):
+        stream(DictStreamResource(client.chat.completions))
+    assert responded.is_set()

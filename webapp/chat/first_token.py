@@ -42,10 +42,12 @@ class _Reading:
 
 
 class FirstPiece:
-    """The first piece of ``stream``, read in a thread started at once."""
+    """The first piece of ``stream``, read in a thread started at once; ``returned`` (when
+    given) is set when that read returns."""
 
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: Stream, returned: threading.Event | None = None) -> None:
         self._stream = stream
+        self._returned = returned
         self._events: queue.SimpleQueue[_Arrived | _Reading] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._done = False
@@ -68,6 +70,8 @@ class FirstPiece:
             self._piece, self._error, self._done = piece, error, True
             abandoned = self._abandoned
         self._events.put(_Arrived())
+        if self._returned is not None:
+            self._returned.set()
         if abandoned:
             self._stream.close()  # nobody reads on: end the request (vLLM aborts it)
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import threading
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from webapp.chat.options import GenerationOptions
 from webapp.llm.chat import ChatClient, ChatRequest, Generation
 from webapp.llm.errors import BackendUnreachable, LLMError, ModelNotFound
 from webapp.llm.prompts import Turn
+from webapp.llm.sse import noting_response
 from webapp.store import LimitExceeded
 
 Answer = dict[str, Any]
@@ -69,6 +71,10 @@ class Waiting:
     reading of the queue, until the first piece arrives."""
 
     ahead: int | None
+
+
+#: how long a turn waits for its request to reach the server before it goes on (``_send``)
+SEND_WAIT_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -169,18 +175,23 @@ def run_turn(
     *,
     follow_switch: bool = True,
     busy: BusyWatch | None = None,
+    save_question: Callable[[], str | None] | None = None,
 ) -> TurnEvents:
     """Answer the last user message in ``messages`` (see the module docstring).
 
     ``follow_switch``: when the model is gone (HTTP 404), answer with the one the server
     lists now; False when the app is pinned to one model (``LLM_NAME``). ``busy``: say
     how busy the server is while the first piece is late (None: wait in silence).
+    ``save_question``: saves a question not saved yet and returns its conversation's id (a
+    new conversation's: ``conversation_id`` is then None); called once the request is sent,
+    so the server works on it meanwhile, or before the turn is refused.
     """
     try:
         history.limits.check_system_prompt(options.system_prompt)  # Regenerate skips submit
         lease = history.acquire()
     except LimitExceeded as e:
-        # the question stays on screen with Retry under it
+        if save_question is not None:
+            save_question()  # the question stays on screen, saved, with Retry under it
         with contextlib.suppress(TurnCancelled):  # a cancel after the end: nothing to do
             yield Refused(str(e))
         return
@@ -193,6 +204,8 @@ def run_turn(
         request = None if options.model is None else options.request(turns)
         if request is not None:  # sent before the page draws the answer's bubble
             _send(client, request, stream, busy)
+        if save_question is not None:
+            conversation_id = save_question()
         yield Started(answer)
         if request is None:
             raise BackendUnreachable("no model is served")
@@ -268,9 +281,20 @@ def _send(
 ) -> None:
     """Make ``request`` the turn's stream. With ``busy`` it is sent now: its first piece is
     read in a thread of its own (``FirstPiece``) while the turn goes on; without, it is
-    sent when ``_first_piece`` reads it."""
+    sent when ``_first_piece`` reads it.
+
+    Sent now, it is awaited until the server has answered with headers, or the read has
+    returned (at most ``SEND_WAIT_S``), before the turn goes on: the thread that sends it
+    shares the interpreter with the page drawn meanwhile, and drawing first delayed the
+    request by 4-16 ms (bench/RESULTS.md 2g); sending takes ~2 ms on its own."""
     stream.gen = client.stream(request)
-    stream.reader = FirstPiece(stream.gen) if busy is not None else None
+    if busy is None:
+        stream.reader = None
+        return
+    responded = threading.Event()
+    with noting_response(responded):
+        stream.reader = FirstPiece(stream.gen, returned=responded)
+    responded.wait(SEND_WAIT_S)
 
 
 def _first_piece(

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -33,6 +36,21 @@ from httpx_sse import EventSource, SSEError
 NO_MESSAGE = "An error occurred during streaming"
 _TIMEOUTS = (httpx2.TimeoutException, httpx.TimeoutException)
 _BROKEN = (httpx2.RequestError, httpx.RequestError, ssl.SSLError)
+#: set, where a caller asked (``noting_response``), once a streamed request has its
+#: response's headers, or has failed
+_responded: ContextVar[threading.Event | None] = ContextVar("responded", default=None)
+
+
+@contextmanager
+def noting_response(responded: threading.Event) -> Iterator[None]:
+    """Streamed requests made in this context (and in threads started meanwhile with a copy
+    of it) set ``responded`` once the server has answered with headers, or the request failed:
+    the request has then reached the server."""
+    token = _responded.set(responded)
+    try:
+        yield
+    finally:
+        _responded.reset(token)
 
 
 class DictChunks:
@@ -94,7 +112,12 @@ class DictStreamResource:
     def create(self, **kwargs: Any) -> Any:
         if not kwargs.get("stream"):
             return self._resource.create(**kwargs)
-        raw = self._resource.with_raw_response.create(**kwargs)
+        try:
+            raw = self._resource.with_raw_response.create(**kwargs)
+        finally:
+            responded = _responded.get()
+            if responded is not None:
+                responded.set()
         return DictChunks(raw.http_response)
 
     def __getattr__(self, name: str) -> Any:

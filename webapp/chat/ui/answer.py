@@ -33,7 +33,7 @@ from webapp.chat.turn import (
     cancel,
     run_turn,
 )
-from webapp.chat.ui.conversation import redo_last
+from webapp.chat.ui.conversation import redo_last, save_question
 from webapp.chat.ui.resources import forget_served_models
 from webapp.llm.chat import ChatClient
 from webapp.llm.errors import ModelNotFound
@@ -126,14 +126,16 @@ def settled(messages: list[dict], pending: PendingAnswer | None) -> list[dict]:
 def begin_answer(
     settings: Settings, history: History, client: ChatClient, options: GenerationOptions
 ) -> PendingAnswer:
-    """Take the answer slot and send the request for the last question, drawing nothing:
-    the page is drawn while the model works on it; ``generate`` then draws the answer."""
+    """Take the answer slot and send the request for the last question, then save the
+    question if it is new (``save_question``), drawing nothing: the page is drawn while the
+    model works on it; ``generate`` then draws the answer."""
     ss.generate = False
     ss.pop("limit_notice", None)
     busy = BusyWatch(settings.chat_busy_after_s, settings.chat_busy_poll_s)
     replaced = ss.pop("replaced", None)  # Retry/Regenerate: the answer to replace
     turn = run_turn(history, client, options, ss.messages, ss.conv_id,
-                    follow_switch=not settings.llm_name, busy=busy)  # fmt: skip
+                    follow_switch=not settings.llm_name, busy=busy,
+                    save_question=lambda: save_question(history))  # fmt: skip
     try:
         pending = PendingAnswer(turn, next(turn), replaced)
     except BaseException:

@@ -123,8 +123,9 @@ class Refusal:
 
 
 def submit(history: History, prompt: str, options: GenerationOptions) -> Refusal | None:
-    """Take the user's message (saved, to be answered), or say why not (``show_refusal``
-    draws it where the message was typed). Draws nothing: it runs before the page is drawn."""
+    """Take the user's message, to be saved by ``save_question`` (once its answer's request
+    is sent, or at once when it is kept), or say why not (``show_refusal`` draws it where
+    the message was typed). Draws nothing: it runs before the page is drawn."""
     ss.pop("limit_notice", None)
     try:
         if not prompt.strip():
@@ -133,19 +134,31 @@ def submit(history: History, prompt: str, options: GenerationOptions) -> Refusal
     except (LLMError, LimitExceeded) as e:
         text = llm_error_message(e) if isinstance(e, LLMError) else str(e)
         return Refusal(text, prompt if prompt.strip() else None)
-    if ss.conv_id is None:
-        ss.conv_title = title_from_prompt(prompt)
-        ss.conv_is_owner = True
-        ss.conv_settings = options.saved()
-        ss.conv_id = history.start(ss.conv_settings)
-        if ss.conv_id:
-            ss.opened_ids.append(ss.conv_id)
-            st.query_params["chat"] = ss.conv_id
-    msg = {"role": "user", "content": prompt, "status": "complete"}
-    msg["id"] = history.add(ss.conv_id, "user", prompt)
+    msg = {"role": "user", "content": prompt, "status": "complete", "id": None}
     ss.messages.append(msg)
+    ss.unsaved_question = (msg, options.saved())
     ss.generate = True
     return None
+
+
+def save_question(history: History) -> str | None:
+    """Save the message ``submit`` took, if not saved yet (its conversation is started for
+    the first one); the open conversation's id (None: not saved, ``history.problem``)."""
+    unsaved = ss.pop("unsaved_question", None)
+    if unsaved is None:
+        return ss.conv_id
+    msg, chat_settings = unsaved
+    started = ss.conv_id is None
+    if started:
+        ss.conv_title = title_from_prompt(msg["content"])
+        ss.conv_is_owner = True
+        ss.conv_settings = chat_settings
+        ss.conv_id = history.start(chat_settings)
+    msg["id"] = history.add(ss.conv_id, "user", msg["content"])
+    if started and ss.conv_id:
+        ss.opened_ids.append(ss.conv_id)
+        st.query_params["chat"] = ss.conv_id  # last: it may end the run (a click meanwhile)
+    return ss.conv_id
 
 
 def show_refusal(refusal: Refusal | None) -> None:

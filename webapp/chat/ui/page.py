@@ -24,6 +24,7 @@ from webapp.chat.ui.conversation import (
     heading,
     init_state,
     remember_settings,
+    save_question,
     show_refusal,
     submit,
     sync_with_url,
@@ -66,12 +67,16 @@ load = load_in_progress(store)  # a model switch under way, said in plain words 
 # while the sidebar and the conversation are drawn, not after (``first-token overhead``).
 prompt = ss.get("prompt")  # the chat input's value this run (``st.chat_input`` below)
 refusal = None if prompt is None else submit(history, prompt, options)
-# a message (or a Retry) kept while the model loads or its pool is woken: sent once ready
-# (a statement, not a bare `a or b` expression: Streamlit's magic would draw its value)
-if not hold_while_switching(client, load):
-    hold_while_asleep(fleet, client, options.model)
-release_when_ready(client, fleet)
-pending = begin_answer(settings, history, client, options) if ss.generate else None
+try:
+    # a message (or a Retry) kept while the model loads or its pool is woken: sent once ready
+    # (a statement, not a bare `a or b` expression: Streamlit's magic would draw its value)
+    if not hold_while_switching(client, load):
+        hold_while_asleep(fleet, client, options.model)
+    release_when_ready(client, fleet)
+    # the request is sent, then the new message saved while the model works on it
+    pending = begin_answer(settings, history, client, options) if ss.generate else None
+finally:
+    save_question(history)  # a message kept, or one whose answer did not begin: saved now
 
 
 def draw_page() -> None:
