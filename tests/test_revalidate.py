@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from webapp.chat.revalidate import StaleWhileRevalidate
+from webapp.revalidate import StaleWhileRevalidate
 
 TTL = 10.0
 
