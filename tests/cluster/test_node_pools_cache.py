@@ -9,18 +9,11 @@ import time
 import pytest
 
 from tests.support.admin_world import fake_gke, gke_settings
+from tests.support.clock import Clock
 from webapp.cluster.errors import GkeForbidden
 from webapp.cluster.node_pools_cache import CachedNodePools
 
 TTL_S, MAX_STALE_S = 5.0, 60.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
