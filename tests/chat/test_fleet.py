@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from tests.fakes.k8s_server import FakeCluster
+from tests.support.clock import Clock
 from tests.support.fleet import CATALOG, seed_fleet
 from webapp.chat.errors import FleetUnavailable
 from webapp.chat.fleet import CachedFleet, ClusterFleet, _plain, pool_condition
@@ -60,14 +61,6 @@ def test_cluster_errors_in_plain_words(error, said):
     reason = _plain(error).reason
     assert said in reason
     assert "token" not in reason and "422" not in reason  # no API detail reaches a user
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Pools:

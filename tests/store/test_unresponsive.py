@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from tests.support.clock import Clock
 from webapp.chat.limits import UsageLimits
 from webapp.store import ConversationStore, PoolOptions, StoreUnavailable
 from webapp.store import engine as db
@@ -42,14 +43,6 @@ def black_hole():
     hole = BlackHole()
     yield hole
     hole.close()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.mark.parametrize(

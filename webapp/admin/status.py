@@ -30,6 +30,7 @@ from webapp.cluster.inventory import (
 )
 from webapp.cluster.k8s import Cluster, connect
 from webapp.cluster.node_pools import NodePoolInfo, NodePools, with_node_counts
+from webapp.cluster.node_pools_cache import CachedNodePools
 from webapp.cluster.telemetry import Telemetry, read_gpu_telemetry
 from webapp.llm.errors import LLMError
 from webapp.llm.metrics import MetricsHistory, fetch_metrics
@@ -43,8 +44,10 @@ def connect_cluster(kubeconfig: str | None) -> Cluster:
 
 
 def connect_node_pools(settings: Any) -> NodePools:
-    """The GKE node-pool client for the cluster in ``settings``; ``GkeNotConfigured`` if unset."""
-    return NodePools.from_settings(settings)
+    """The GKE node-pool client for the cluster in ``settings``; ``GkeNotConfigured`` if unset.
+    Its list of node pools is shared by the process's page runs, read again aside once older
+    than the status refresh (``webapp.cluster.node_pools_cache``)."""
+    return CachedNodePools.from_settings(settings, ttl_s=settings.admin_status_refresh_s)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from typing import Literal, Protocol, TypeVar
 
 from webapp.chat.errors import FleetUnavailable
-from webapp.chat.revalidate import StaleWhileRevalidate
 from webapp.cluster import fleet_scaling, k8s
 from webapp.cluster.errors import (
     ClusterError,
@@ -33,6 +32,7 @@ from webapp.cluster.errors import (
     PoolNotFound,
 )
 from webapp.cluster.fleet import served_models
+from webapp.revalidate import StaleWhileRevalidate
 
 PoolCondition = Literal["serving", "loading", "asleep", "unknown"]
 

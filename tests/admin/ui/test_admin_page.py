@@ -425,6 +425,26 @@ def test_a_page_run_reads_only_for_its_open_tab(world, page, tab, lists):
     assert len(models) == (tab == "Status")
 
 
+def _gke_pool_lists(world) -> int:
+    return sum(1 for r in world.gke.requests if r["path"].endswith("/nodePools"))
+
+
+@pytest.mark.parametrize("tab", ["Status", "Node pools"])
+def test_the_node_pool_list_is_read_once_per_refresh_period_not_per_run(world, page, tab):
+    """A GKE list takes a few hundred ms: page runs within ADMIN_STATUS_REFRESH_S of the last
+    list (a reopened page, a status refresh, another admin) show it without asking GKE; a
+    change made from the page is shown as GKE has it next (``node_pools_cache``)."""
+    at = page(world, tab=tab, ADMIN_STATUS_REFRESH_S="600")
+    listed = _gke_pool_lists(world)
+    assert listed >= 1 and "gpu-pool" in list(table(at, "machine type")["pool"])
+    at.run()  # the page run again (a refresh, a click)
+    other = AppTest.from_file(APP, default_timeout=30)  # another admin, same process
+    other.secrets, other.user, other.query_params["tab"] = at.secrets, at.user, tab
+    for again in (at, other.run()):
+        assert not again.exception and "gpu-pool" in list(table(again, "machine type")["pool"])
+    assert _gke_pool_lists(world) == listed
+
+
 def test_switch_in_place_succeeds_and_is_audited(world, page):
     at = page(world)
     old_pod = serving_pod(world, LLAMA.name)

@@ -13,9 +13,9 @@ import streamlit as st
 
 from webapp.chat import fleet
 from webapp.chat.fleet import CachedFleet
-from webapp.chat.revalidate import StaleWhileRevalidate
 from webapp.llm.chat import ChatClient
 from webapp.llm.server import BackendStatus, ModelInfo
+from webapp.revalidate import StaleWhileRevalidate
 from webapp.settings import Settings
 from webapp.store import ConversationStore, PoolOptions
 

@@ -1,5 +1,5 @@
-"""Stale-while-revalidate for one process's slow reads (the model pools, the model
-server's health and models): a page run gets the last answer at once and the read is
+"""Stale-while-revalidate for one process's slow reads (the chat's model pools, the model
+server's health and models; the admin's GKE node-pool list): a page run gets the last answer at once and the read is
 made again in the background, so no page run — above all not the one that sends a
 message — waits for an HTTP round trip once a first answer exists.
 

@@ -9,17 +9,10 @@ import threading
 
 import pytest
 
-from webapp.chat.revalidate import StaleWhileRevalidate
+from tests.support.clock import Clock
+from webapp.revalidate import StaleWhileRevalidate
 
 TTL = 10.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Source:
