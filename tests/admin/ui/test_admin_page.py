@@ -359,8 +359,8 @@ def test_local_admin_without_a_usable_identity_says_why(world, page, world_on, e
 
 def test_does_not_fit_blocks_deploy(world, page):
     at = page(world, tab="Models")
-    at.selectbox(key="model").set_value("llama-3-1-70b-instruct").run()
-    at.selectbox(key="gpu_llama-3-1-70b-instruct").set_value("nvidia-tesla-t4").run()
+    at.selectbox(key="deploy_model").set_value("llama-3-1-70b-instruct").run()
+    at.selectbox(key="gpu_type_llama-3-1-70b-instruct").set_value("nvidia-tesla-t4").run()
     at.number_input(key="count_llama-3-1-70b-instruct").set_value(1).run()
     at.number_input(key="mml_llama-3-1-70b-instruct").set_value(131072).run()
     shown = texts(at)
@@ -373,7 +373,7 @@ def test_a_model_the_pool_can_never_schedule_is_blocked_with_what_to_change(worl
     """llama-2-13b on 2 x L4, but the nodes of gpu-pool (GKE) have one L4 each: neither
     strategy is offered, the deploy button is disabled and the reason says what to change."""
     at = page(world, tab="Models")
-    at.selectbox(key="model").set_value("llama-2-13b").run()
+    at.selectbox(key="deploy_model").set_value("llama-2-13b").run()
     assert at.number_input(key="count_llama-2-13b").value == 2
     assert not at.exception, at.exception
     shown = texts(at)
@@ -392,7 +392,7 @@ def test_a_model_the_pool_can_never_schedule_is_blocked_with_what_to_change(worl
 def _deploy(at, model="mistral-7b"):
     """Deploy ``model`` from the Models tab (opened first, as the admin would)."""
     open_tab(at, "Models")
-    at.selectbox(key="model").set_value(model).run()
+    at.selectbox(key="deploy_model").set_value(model).run()
     at.number_input(key=f"mml_{model}").set_value(4096).run()
     assert not at.button(key="deploy").disabled
     return at.button(key="deploy").click().run()
@@ -413,7 +413,7 @@ def test_a_page_run_reads_only_for_its_open_tab(world, page, tab, lists):
     asks the chat endpoint which models it serves (its headline)."""
     at = page(world, tab=tab)
     if tab == "Models":
-        at.selectbox(key="model").set_value("mistral-7b").run()
+        at.selectbox(key="deploy_model").set_value("mistral-7b").run()
     world.fc.reset_counts()
     asked = len(world.llm.requests)
     at.run()
@@ -462,12 +462,36 @@ def test_switch_in_place_succeeds_and_is_audited(world, page):
     assert set(audit["who"]) == {ADMIN}
 
 
+def test_the_deploy_forms_entries_are_kept_while_another_tab_is_open(world, page):
+    """Only the open tab runs and Streamlit forgets the widgets a run does not draw: the
+    entries are kept for when the tab is opened again (``webapp.ui.entries``)."""
+    at = page(world, tab="Models")
+    at.selectbox(key="deploy_model").set_value("mistral-7b").run()
+    at.number_input(key="mml_mistral-7b").set_value(2048).run()
+    at.number_input(key="chunk_mistral-7b").set_value(16).run()
+    at = open_tab(open_tab(at, "Status"), "Audit log")  # two other tabs, one after the other
+    assert not at.exception and not at.number_input  # the form is not drawn meanwhile
+    at = open_tab(at, "Models")
+    assert not at.exception, at.exception
+    assert at.selectbox(key="deploy_model").value == "mistral-7b"
+    assert at.number_input(key="mml_mistral-7b").value == 2048
+    assert at.number_input(key="chunk_mistral-7b").value == 16
+
+
+def test_the_usage_period_is_kept_while_another_tab_is_open(world, page):
+    at = page(world, tab="Usage")
+    at.radio(key="usage_period").set_value(at.radio(key="usage_period").options[-1]).run()
+    chosen = at.radio(key="usage_period").value
+    at = open_tab(open_tab(at, "Status"), "Usage")
+    assert not at.exception and at.radio(key="usage_period").value == chosen
+
+
 @pytest.mark.parametrize(("chosen", "sent"), [(None, "4"), (16, "16")], ids=["default", "16"])
 def test_the_deploy_form_sets_the_tokens_per_streamed_chunk(world, page, chosen, sent):
     """vLLM's --stream-interval: the form's default (ModelSpec's) or the admin's choice
     reaches the new pod; the field says what it does."""
     at = page(world, tab="Models")
-    at.selectbox(key="model").set_value("mistral-7b").run()
+    at.selectbox(key="deploy_model").set_value("mistral-7b").run()
     field = at.number_input(key="chunk_mistral-7b")
     assert (field.label, field.value, field.min, field.max) == (
         "Tokens per streamed chunk", 4, 1, 64
@@ -494,7 +518,7 @@ def test_blue_green_without_the_green_slot_says_apply_the_manifests(page):
     blue/green switch stops before any change, saying to apply the manifests."""
     with admin_world(seed=lambda fc: seed_vllm(fc, green=False)) as world:
         at = page(world, tab="Models")
-        at.selectbox(key="model").set_value("mistral-7b").run()
+        at.selectbox(key="deploy_model").set_value("mistral-7b").run()
         at.number_input(key="mml_mistral-7b").set_value(4096).run()
         at.radio(key="strategy").set_value("blue_green").run()
         at = run_until(at.button(key="deploy").click().run(), lambda a: "stopped" in texts(a))
@@ -514,7 +538,7 @@ def test_a_switch_no_node_can_take_is_rolled_back_with_the_reason(world, page):
                                     accelerator_count=2, autoscaling=(0, 1), initial_node_count=0)  # fmt: skip
     world.fc.set_autoscaler("no_scale_up", message="pod didn't trigger scale-up: 1 in backoff")
     at = page(world, SWITCH_UNSCHEDULABLE_GRACE_S="1", tab="Models")
-    at.selectbox(key="model").set_value("llama-2-13b").run()
+    at.selectbox(key="deploy_model").set_value("llama-2-13b").run()
     assert at.number_input(key="count_llama-2-13b").value == 2
     at = run_until(_deploy(at, "llama-2-13b"), lambda a: "Rolled back" in texts(a))
     shown = texts(at)

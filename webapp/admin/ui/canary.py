@@ -24,6 +24,10 @@ from webapp.cluster.errors import ClusterError
 from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
 
+#: the canary form's entries, kept while another tab is open (``webapp.ui.entries``)
+ENTRIES = ("canary_open", "canary_pool", "canary_model", "canary_ttft", "canary_errors",
+           "canary_soak", "canary_need", "canary_image", "canary_max_model_len",
+           "canary_stream_interval", "canary_gpu_memory_utilization")  # fmt: skip
 PHASES = {
     "creating": "Creating the canary pool",
     "loading": "Waiting for the canary's replicas",

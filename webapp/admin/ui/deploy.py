@@ -20,6 +20,8 @@ from webapp.admin.sizing import GPUS, SizingError, Verdict
 from webapp.admin.ui.console import Console, catalog, conversation_store
 from webapp.admin.ui.status import read_status
 
+#: the deploy form's entries, kept while another tab is open (``webapp.ui.entries``)
+ENTRIES = ("deploy_model", "gpu_type_", "count_", "mml_", "conc_", "util_", "chunk_", "strategy")
 STREAM_INTERVAL_HELP = (
     "vLLM's --stream-interval: how many tokens the server sends per streamed chunk (the "
     "first token always alone). Fewer, larger chunks cost the chat app less CPU per token, "
@@ -39,7 +41,7 @@ def show(console: Console) -> None:
     mid = st.selectbox(
         "Model",
         list(models),
-        key="model",
+        key="deploy_model",
         format_func=lambda i: (
             f"{i} — {models[i].hf_repo} ({models[i].kind}, {models[i].params_b:g}B)"
         ),
@@ -71,7 +73,7 @@ def _plan(model) -> DeployPlan | None:
     c1, c2, c3, c4, c5, c6 = st.columns(6)
     gpus = list(GPUS)
     gpu = c1.selectbox(
-        "GPU type", gpus, index=gpus.index(rec.gpu), key=f"gpu_{mid}",
+        "GPU type", gpus, index=gpus.index(rec.gpu), key=f"gpu_type_{mid}",
         format_func=lambda g: GPUS[g].display_name,
     )  # fmt: skip
     count = int(c2.number_input("GPUs", 1, 16, rec.count, key=f"count_{mid}"))

@@ -25,6 +25,10 @@ from webapp.admin.ui.console import Console, catalog, conversation_store, job_to
 from webapp.ui.safe_markdown import safe_markdown
 from webapp.ui.text import literal
 
+#: the pool forms' entries (per pool: Kubernetes names have no "_"), kept while another tab
+#: is open (``webapp.ui.entries``)
+ENTRIES = ("rep_", "min_", "max_", "target_", "switch_model_", "pool_model", "pool_name_",
+           "pool_replicas")  # fmt: skip
 STARTED = "fleet_started"  # session: pools this page started a job on (for the progress list)
 WATCHED = "fleet_watched"  # session: ids of running pool jobs this page has shown
 
@@ -83,7 +87,7 @@ def _controls(console: Console, row: FleetRow, served: frozenset[str]) -> None:
         high = int(c2.number_input("Max replicas", 1, 64, max(1, row.replicas), key=f"max_{pool}"))
         target = float(c2.number_input("Target requests waiting per replica", 0.5, 1000.0, 4.0,
                                        key=f"target_{pool}"))  # fmt: skip
-        if c2.button(f"Set autoscaling of {pool}", key=f"auto_{pool}"):
+        if c2.button(f"Set autoscaling of {pool}", key=f"autoscale_{pool}"):
             request = fa.AutoscalePool(console.cluster, ns, pool, low, high, target,
                                        project=console.settings.gke_project)  # fmt: skip
             _start(console, fa.POOL_AUTOSCALE, request)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import streamlit as st
 
 from webapp.admin.messages import signed_in_line
-from webapp.admin.ui import audit, deploy, fleet, pools, status, switch, usage
+from webapp.admin.ui import audit, canary, deploy, fleet, pools, status, switch, usage
 from webapp.admin.ui.console import open_console, sign_in
 from webapp.settings import get_settings
+from webapp.ui.entries import keep_entries
 
 #: The tabs, in order; the first opens by default. Their labels are the URL's ``tab`` values.
 TABS = ("Status", "Models", "Node pools", "Usage", "Audit log")
@@ -30,6 +31,8 @@ admin = sign_in(settings)
 st.caption(signed_in_line(admin))
 console = open_console(settings, admin)
 
+# the forms' entries of the tabs not open now are kept for when they are opened again
+keep_entries(deploy.ENTRIES + fleet.ENTRIES + canary.ENTRIES + pools.ENTRIES + usage.ENTRIES)
 tabs = dict(
     zip(TABS, st.tabs(TABS, key="tab", on_change="rerun", bind="query-params"), strict=True)
 )

@@ -13,6 +13,9 @@ from webapp.admin.ui.console import Console, job_to_show
 from webapp.admin.ui.status import pools_table
 from webapp.ui.safe_markdown import safe_markdown
 
+#: the scaling forms' entries, kept while another tab is open (``webapp.ui.entries``)
+ENTRIES = ("resize_pool", "resize_size", "auto_pool", "auto_min", "auto_max")
+
 
 def show(console: Console) -> None:
     """The node pools tab: the pools as the status shows them, then the scaling forms."""

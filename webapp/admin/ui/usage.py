@@ -25,6 +25,8 @@ from webapp.settings import Settings
 from webapp.store import ConversationStore, StoreUnavailable
 from webapp.store.usage import answers_between
 
+#: the usage query's entries, kept while another tab is open (``webapp.ui.entries``)
+ENTRIES = ("usage_period", "usage_gpu_hours_")
 UNAVAILABLE = (
     "Usage cannot be shown right now: the database cannot be read. "
     "Try again in a moment; if it persists, check the database (DATABASE_URL)."
