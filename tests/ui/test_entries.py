@@ -35,7 +35,8 @@ def test_a_key_is_kept_when_named(key, expected):
     ["deploy", "pool_deploy", "canary_start", "cancel_canary", "remove_vllm-a", "scale_vllm-a",
      "switch_vllm-a", "autoscale_vllm-a", "autoscale_pool", "gpu_table", "gpu_turn_on",
      "pod_log", "pods_all", "usage_csv", "usage_users", "canary_windows", "model", "tab",
-     "new_chat", "prompt", "stop", "redo"],
+     "new_chat", "prompt", "stop", "redo", "max_tokens", "temperature", "top_p",
+     "system_prompt"],
 )  # fmt: skip
 def test_no_button_table_or_chat_key_is_kept(key):
     assert not kept(key, ALL)

@@ -56,7 +56,7 @@ def test_deploy_a_second_model_as_a_pool_then_scale_it(page, world):  # noqa: F8
     rows = {r["Pool"]: r for r in fleet_table(at)}
     assert rows["vllm-mistral-7b"]["Model"] == "mistral-7b"
     assert rows["vllm-mistral-7b"]["Waiting"] == "2"
-    at.number_input(key="rep_vllm-mistral-7b").set_value(0).run()
+    at.number_input(key="pool_rep_vllm-mistral-7b").set_value(0).run()
     button(at, "Scale vllm-mistral-7b").click().run()
     at = run_until(at, lambda a: "Pool vllm-mistral-7b is asleep" in texts(a))
     rows = {r["Pool"]: r for r in fleet_table(at.run())}
@@ -76,11 +76,11 @@ def test_a_bad_name_and_a_held_pool_are_refused_in_plain_words(page, world):  # 
 
 def test_min_zero_says_the_pool_sleeps_and_the_chat_wakes_it(page, world):  # noqa: F811
     at = page(world, FLEET="true", tab="Models", GKE_PROJECT="my-project")
-    low = at.number_input(key="min_vllm")
+    low = at.number_input(key="pool_min_vllm")
     assert "sleeps" in low.help and "the chat wakes it" in low.help
     assert "10 minutes without a request" in low.help
     low.set_value(0).run()
-    at.number_input(key="max_vllm").set_value(2).run()
+    at.number_input(key="pool_max_vllm").set_value(2).run()
     button(at, "Set autoscaling of vllm").click().run()
     at = run_until(at, lambda a: "Pool vllm autoscales from 0 (scale to zero)" in texts(a))
     so = world.fc.get("scaledobjects", "vllm", NS)
@@ -104,8 +104,8 @@ def test_autoscale_to_zero_then_remove_a_pool(page, world):  # noqa: F811
                       catalog_ids=("llama-2-7b", "mistral-7b"))  # fmt: skip
     at = page(world, FLEET="true", tab="Models", GKE_PROJECT="my-project")
     pool = "vllm-mistral-7b"
-    at.number_input(key=f"min_{pool}").set_value(0)
-    at.number_input(key=f"max_{pool}").set_value(3).run()
+    at.number_input(key=f"pool_min_{pool}").set_value(0)
+    at.number_input(key=f"pool_max_{pool}").set_value(3).run()
     button(at, f"Set autoscaling of {pool}").click().run()
     at = run_until(at, lambda a: f"Pool {pool} autoscales from 0 (scale to zero)" in texts(a))
     rows = {r["Pool"]: r for r in fleet_table(at.run())}

@@ -27,8 +27,8 @@ from webapp.ui.text import literal
 
 #: the pool forms' entries (per pool: Kubernetes names have no "_"), kept while another tab
 #: is open (``webapp.ui.entries``)
-ENTRIES = ("rep_", "min_", "max_", "target_", "switch_model_", "pool_model", "pool_name_",
-           "pool_replicas")  # fmt: skip
+ENTRIES = ("pool_rep_", "pool_min_", "pool_max_", "pool_target_", "switch_model_", "pool_model",
+           "pool_name_", "pool_replicas")  # fmt: skip
 STARTED = "fleet_started"  # session: pools this page started a job on (for the progress list)
 WATCHED = "fleet_watched"  # session: ids of running pool jobs this page has shown
 
@@ -77,16 +77,18 @@ def _controls(console: Console, row: FleetRow, served: frozenset[str]) -> None:
             st.caption("Autoscaling is on: its HPA sets the replicas between its minimum and "
                        "maximum, so a count set by hand lasts until its next decision.")  # fmt: skip
         c1, c2 = st.columns(2)
-        replicas = int(c1.number_input("Replicas", 0, 64, row.replicas, key=f"rep_{pool}"))
+        replicas = int(c1.number_input("Replicas", 0, 64, row.replicas, key=f"pool_rep_{pool}"))
         if c1.button(f"Scale {pool}", key=f"scale_{pool}"):
             request = fa.ScalePool(console.cluster, ns, pool, replicas, node_pools=console.pools,
                                    read_quota=quota_reader(console.settings))  # fmt: skip
             _start(console, fa.POOL_SCALE, request)
-        low = int(c2.number_input("Min replicas (0: scale to zero)", 0, 64, 1, key=f"min_{pool}",
-                                  help=fa.SCALE_TO_ZERO_HELP))  # fmt: skip
-        high = int(c2.number_input("Max replicas", 1, 64, max(1, row.replicas), key=f"max_{pool}"))
+        low = int(c2.number_input("Min replicas (0: scale to zero)", 0, 64, 1,
+                                  key=f"pool_min_{pool}", help=fa.SCALE_TO_ZERO_HELP))  # fmt: skip
+        high = int(
+            c2.number_input("Max replicas", 1, 64, max(1, row.replicas), key=f"pool_max_{pool}")
+        )
         target = float(c2.number_input("Target requests waiting per replica", 0.5, 1000.0, 4.0,
-                                       key=f"target_{pool}"))  # fmt: skip
+                                       key=f"pool_target_{pool}"))  # fmt: skip
         if c2.button(f"Set autoscaling of {pool}", key=f"autoscale_{pool}"):
             request = fa.AutoscalePool(console.cluster, ns, pool, low, high, target,
                                        project=console.settings.gke_project)  # fmt: skip
