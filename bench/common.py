@@ -128,10 +128,11 @@ class CpuWindow:
 
 # ---------------------------------------------------------------- app + browser
 @contextlib.contextmanager
-def streamlit_app(root: Path | None = None, **env: str) -> Iterator:
+def streamlit_app(root: Path | None = None, script: Path | None = None, **env: str) -> Iterator:
     """Run the chat app (``StreamlitServer`` from tests/conftest) with ``env``; stop it after.
     ``root``: another checkout of the repository whose app to run (e.g. a git worktree of
-    main, for a before/after in one run); the code that drives it stays this one."""
+    main, for a before/after in one run); the code that drives it stays this one.
+    ``script``: another page to run instead (a what-if page of ``bench/``)."""
     from tests.support.servers import StreamlitServer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
@@ -142,7 +143,8 @@ def streamlit_app(root: Path | None = None, **env: str) -> Iterator:
     }
     if root is not None:
         env = {**env, "PYTHONPATH": str(root)}
-    script = None if root is None else root / "webapp" / "app.py"
+    if root is not None:
+        script = root / "webapp" / "app.py"
     srv = StreamlitServer({**base, **{k: str(v) for k, v in env.items()}}, tmp, script=script)
     srv.start()
     try:
@@ -189,15 +191,23 @@ def chromium() -> Iterator:
 _OBSERVER_JS = """
 (() => {
   const FIRST = %(first)s, LAST = %(last)s;
-  const b = window.__bench = {enter: null, first: null, last: null, changes: [], done: null,
-                              base: 0};
+  const b = window.__bench = {enter: null, sent: null, first: null, last: null, changes: [],
+                              done: null, base: 0};
   window.__benchReset = () => {
-    Object.assign(b, {enter: null, first: null, last: null, changes: [], done: null});
+    Object.assign(b, {enter: null, sent: null, first: null, last: null, changes: [],
+                      done: null});
     b.base = document.querySelectorAll('[data-testid="stChatMessage"]').length;
   };
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && b.enter === null) b.enter = performance.now();
   }, true);
+  // when the page hands its first message after Enter to the websocket (Streamlit's own
+  // work in the browser: the chat input's submit, a render, the widget-state message)
+  const wsSend = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (b.enter !== null && b.sent === null) b.sent = performance.now();
+    return wsSend.call(this, data);
+  };
   const check = () => {
     if (b.enter === null || b.done !== null) return;
     const msgs = document.querySelectorAll('[data-testid="stChatMessage"]');
@@ -272,8 +282,8 @@ def read_timings(page) -> dict:
         first = first ?? b.changes[0][0];
         last = last ?? b.changes.find(c => c[1] === final)[0];
       }
-      return {enter: b.enter, first, last, done: b.done, origin: performance.timeOrigin,
-              text_len: b.changes.length ? b.changes[b.changes.length - 1][1].length : null};
+      return {enter: b.enter, sent: b.sent, first, last, done: b.done,
+              origin: performance.timeOrigin, text_len: b.changes.length ? b.changes[b.changes.length - 1][1].length : null};
     }"""
     )
 

@@ -9,7 +9,10 @@ that the measured message is the K+1-th of a conversation the page has to draw.
 
 Per (app, K): the median overhead over ``--runs`` with its range, the median time from Enter
 to the request at the backend ("before request") and from the first chunk sent to the token
-on screen ("delivery"), from the scripted fake's records. The backend: the scripted fake,
+on screen ("delivery"), from the scripted fake's records, and from Enter to the page handing
+its message to the websocket (the browser's part of "before request": Streamlit's own work
+on Enter). ``--floor`` adds a third app at K = 0, ``bench/floor_app.py``: a minimal
+Streamlit chat page, the least Streamlit itself costs on this path. The backend: the scripted fake,
 256 tokens at 200 tokens/s after a 0.2 s first token (part 1's case).
 """
 
@@ -34,6 +37,7 @@ from bench.streaming import (
 )
 
 TOKENS, RATE = 256, 200.0
+FLOOR_APP = Path(__file__).resolve().parent / "floor_app.py"
 #: the earlier answers of a conversation: a few paragraphs, as fast as the app takes them
 FILLER = [
     "Here is **a** short answer with `code`, a list and a paragraph.\n\n",
@@ -57,6 +61,21 @@ class Cell:
     overhead: list[float] = field(default_factory=list)
     before_request: list[float] = field(default_factory=list)
     delivery: list[float] = field(default_factory=list)
+    browser: list[float] = field(default_factory=list)
+
+    def add(self, r: dict, direct_first: float) -> None:
+        """One run's record (``one_run``) against the ``openai`` client's first token (s)."""
+        bd = r["breakdown"] or {}
+        self.overhead.append(1000 * (r["first"] - direct_first))
+        self.before_request.append(bd.get("pre_request_ms", float("nan")))
+        self.delivery.append(bd.get("first_delivery_ms", float("nan")))
+        self.browser.append(r["browser_ms"])
+
+    def last(self) -> str:
+        return (
+            f"overhead {self.overhead[-1]:.0f} ms, before request {self.before_request[-1]:.0f}"
+            f" ms (browser {self.browser[-1]:.0f}), delivery {self.delivery[-1]:.0f} ms"
+        )
 
 
 def _filler_script():
@@ -83,11 +102,12 @@ def one_run(browser, fake, url: str, history: int) -> dict:
     finally:
         ctx.close()
     a = since_enter(t)
-    return {**a, "breakdown": breakdown(fake, a)}
+    sent = t["sent"] - t["enter"] if t.get("sent") is not None else float("nan")
+    return {**a, "breakdown": breakdown(fake, a), "browser_ms": sent}
 
 
-def run(before_root: Path, histories: list[int], runs: int, log) -> dict:
-    """{(app, history): Cell} with app "before" / "after"."""
+def run(before_root: Path, histories: list[int], runs: int, log, floor: bool = False) -> dict:
+    """{(app, history): Cell} with app "before" / "after" (and "floor" at K = 0)."""
     from bench.common import chromium, streamlit_app
     from tests.fakes.openai_server import spawn_fake_openai
 
@@ -100,27 +120,24 @@ def run(before_root: Path, histories: list[int], runs: int, log) -> dict:
             "before": stack.enter_context(streamlit_app(before_root, LLM_URL=fake.url, **env)),
             "after": stack.enter_context(streamlit_app(None, LLM_URL=fake.url, **env)),
         }
+        if floor:
+            apps["floor"] = stack.enter_context(
+                streamlit_app(script=FLOOR_APP, LLM_URL=fake.url, **env)
+            )
         browser = stack.enter_context(chromium())
         for app in apps.values():  # warm-up: imports, caches, first page load
             one_run(browser, fake, app.url, 1)
         for k in histories:
+            names = [n for n in apps if n != "floor" or k == 0]
             for i in range(runs):
-                order = ["before", "after"] if i % 2 == 0 else ["after", "before"]
-                for name in order:
+                for name in names[i % len(names) :] + names[: i % len(names)]:  # rotating
                     fake.reset()
                     fake.set_script(bench_script(TOKENS, RATE))
                     direct_first, _, _ = direct_stream(fake.url, "fake-chat", TOKENS)
                     r = one_run(browser, fake, apps[name].url, k)
                     cell = cells.setdefault((name, k), Cell())
-                    cell.overhead.append(1000 * (r["first"] - direct_first))
-                    bd = r["breakdown"] or {}
-                    cell.before_request.append(bd.get("pre_request_ms", float("nan")))
-                    cell.delivery.append(bd.get("first_delivery_ms", float("nan")))
-                    log(
-                        f"history {k} run {i + 1}/{runs} {name}: overhead "
-                        f"{cell.overhead[-1]:.0f} ms, before request "
-                        f"{cell.before_request[-1]:.0f} ms, delivery {cell.delivery[-1]:.0f} ms"
-                    )
+                    cell.add(r, direct_first)
+                    log(f"history {k} run {i + 1}/{runs} {name}: {cell.last()}")
     return cells
 
 
@@ -140,12 +157,14 @@ def markdown(cells: dict, rev: str, runs: int) -> list[str]:
         head,
         "",
         "| earlier questions | app | overhead (app − direct) | Enter → request | "
-        "first chunk → on screen |",
-        "|---:|---|---:|---:|---:|",
+        "of which Enter → sent by the browser | first chunk → on screen |",
+        "|---:|---|---:|---:|---:|---:|",
     ]
-    for (name, k), c in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0] != "before")):
+    order = {"before": 0, "after": 1, "floor": 2}
+    for (name, k), c in sorted(cells.items(), key=lambda kv: (kv[0][1], order[kv[0][0]])):
         lines.append(
-            f"| {k} | {name} | {_ms(c.overhead)} | {_ms(c.before_request)} | {_ms(c.delivery)} |"
+            f"| {k} | {name} | {_ms(c.overhead)} | {_ms(c.before_request)} | "
+            f"{_ms(c.browser)} | {_ms(c.delivery)} |"
         )
     m = machine()
     lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in m.items())]
@@ -162,13 +181,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--history", type=int, nargs="+", default=[0, 12], metavar="K")
     ap.add_argument("--out", type=Path, help="also write the Markdown here")
+    ap.add_argument(
+        "--floor", action="store_true",
+        help="also time bench/floor_app.py, a minimal Streamlit chat page (K = 0 only)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
 
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     with source_tree(args.before) as before_root:
-        cells = run(before_root, args.history, args.runs, log)
+        cells = run(before_root, args.history, args.runs, log, args.floor)
     text = "\n".join(markdown(cells, args.before, args.runs))
     emit(text, args.out)
     return 0
