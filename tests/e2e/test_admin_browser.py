@@ -200,6 +200,27 @@ def test_failing_switch_is_rolled_back(admin_app, page, iap_key):
     assert fc.served_models(NS) == [LLAMA.name]
 
 
+def test_the_node_pool_forms_entries_survive_another_tab(admin_app, page, iap_key):
+    """Typed, not sent: the scaling forms' entries are there when the tab is opened again
+    (they were an st.form's, held by the browser until sent and lost on a tab change)."""
+    app, _ = admin_app
+    open_admin(page, app, iap_key[0])
+    open_tab(page, "Node pools")
+    panel = page.get_by_role("tabpanel", name="Node pools")
+    entries = (("Nodes (0 = scale to zero)", "3"), ("Max nodes", "7"))
+    for label, value in entries:
+        box = panel.get_by_label(label)
+        box.fill(value)
+        box.press("Tab")
+    open_tab(page, "Status")
+    expect(page.get_by_label("Max nodes")).to_have_count(0)  # the tab is not drawn meanwhile
+    open_tab(page, "Node pools")
+    for label, value in entries:
+        expect(panel.get_by_label(label)).to_have_value(value)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "admin-node-pool-forms.png"), full_page=True)
+
+
 def test_a_sign_in_that_stops_verifying_is_refused_inside_the_fragments(admin_app, page, iap_key):
     """Issue 10.5: the fragments (switch progress with its Cancel, audit log) check the
     identity again on each run. IAP's key is withdrawn while a switch loads: the open page's

@@ -58,13 +58,19 @@ def test_a_canary_promotes_with_its_steps_visible(canary_app, page, iap_key):  #
     toggle = page.get_by_text("Switch a pool's model as a canary")
     toggle.scroll_into_view_if_needed()
     toggle.click()
-    form = page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name="Start canary"))
+    form = page.locator(".st-key-canary_form")
     pool = form.get_by_role("combobox", name="Pool", exact=True)
     expect(pool).to_have_value(f"{STABLE} — {MODEL}, 1 replica(s)")
     pick_option(page, form.get_by_role("combobox", name="New model"), NEW)
     number(page, "Soak seconds per step", 1)
     number(page, "Canary requests needed to judge a step", 5)
     number(page, "Max TTFT p95 ratio (canary / stable)", 2)
+    open_tab(page, "Status")  # typed, not sent yet: kept while another tab is open
+    open_tab(page, "Models")
+    expect(form.get_by_role("combobox", name="New model")).to_have_value(NEW)
+    for label, value in (("Soak seconds per step", "1"),
+                         ("Canary requests needed to judge a step", "5")):  # fmt: skip
+        expect(form.get_by_label(label)).to_have_value(value)
     with GatewayTraffic(fc, NS, MODEL, urls) as traffic:
         form.get_by_role("button", name="Start canary").click()
         expect(page.get_by_text("Steps: 5% ✓ → 25%")).to_be_visible(timeout=60_000)

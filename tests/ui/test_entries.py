@@ -32,7 +32,7 @@ def test_a_key_is_kept_when_named(key, expected):
     "key",
     # buttons, tables and expanders of the admin page (their state cannot be assigned), and
     # the chat's own keys (the same session in APP_MODE=all): none of them is ever kept
-    ["deploy", "pool_deploy", "canary_start", "cancel_canary", "remove_vllm-a", "scale_vllm-a",
+    ["deploy", "pool_deploy", "canary_start", "resize_go", "auto_go", "cancel_canary", "remove_vllm-a", "scale_vllm-a",
      "switch_vllm-a", "autoscale_vllm-a", "autoscale_pool", "gpu_table", "gpu_turn_on",
      "pod_log", "pods_all", "usage_csv", "usage_users", "canary_windows", "model", "tab",
      "new_chat", "prompt", "stop", "redo", "max_tokens", "temperature", "top_p",

@@ -63,7 +63,9 @@ def _form(console: Console) -> None:
                "→ 100% of the pool's model name; each step is judged on both pools' live vLLM "
                "metrics and rolls back by itself when the canary is worse than the limits.")  # fmt: skip
     st.caption(literal("Now: " + "; ".join(serving_now(p) for p in pools.values())))
-    with st.form("canary_form"):
+    # plain widgets, not st.form: a form's entries stay in the browser until sent, and
+    # would be lost on a change of tab (``ENTRIES``)
+    with st.container(border=True, key="canary_form"):
         pool = st.selectbox("Pool", list(pools), key="canary_pool", format_func=lambda n: (
             f"{n} — {pools[n].model}, {pools[n].replicas} replica(s)"))  # fmt: skip
         model = st.selectbox("New model (its weights, served under the pool's model name)",
@@ -77,7 +79,7 @@ def _form(console: Console) -> None:
         soak = st.number_input("Soak seconds per step", 1, 3600, 120, key="canary_soak")
         need = st.number_input("Canary requests needed to judge a step", 1, 10_000, 20,
                                key="canary_need")  # fmt: skip
-        start = st.form_submit_button("Start canary", key="canary_start")
+        start = st.button("Start canary", key="canary_start")
     if start:
         plan = CanaryPlan(soak_s=float(soak), max_ttft_ratio=float(ttft),
                           max_error_rate_increase=float(errors), min_requests=int(need))  # fmt: skip

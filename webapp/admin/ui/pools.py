@@ -25,19 +25,21 @@ def show(console: Console) -> None:
         return
     st.subheader("Scale the GPU pool")
     default = console.settings.gke_node_pool
-    with st.form("resize"):
+    # plain widgets, not st.form: a form's entries stay in the browser until sent, and
+    # would be lost on a change of tab (``ENTRIES``)
+    with st.container(border=True):
         c1, c2 = st.columns(2)
         pool = c1.text_input("Node pool", default, key="resize_pool")
         size = c2.number_input("Nodes (0 = scale to zero)", 0, 1000, 0, key="resize_size")
-        if st.form_submit_button("Resize"):
+        if st.button("Resize", key="resize_go"):
             request = actions.ResizeRequest(pools, pool.strip(), int(size))
             _start(console, actions.NODE_POOL_RESIZE, request)
-    with st.form("autoscale"):
+    with st.container(border=True):
         c1, c2, c3 = st.columns(3)
         pool = c1.text_input("Node pool", default, key="auto_pool")
         lo = c2.number_input("Min nodes (0 allowed)", 0, 1000, 0, key="auto_min")
         hi = c3.number_input("Max nodes", 1, 1000, 2, key="auto_max")
-        if st.form_submit_button("Set autoscaling"):
+        if st.button("Set autoscaling", key="auto_go"):
             request = actions.AutoscalingRequest(pools, pool.strip(), int(lo), int(hi))
             _start(console, actions.NODE_POOL_AUTOSCALING, request)
     _progress(console)
