@@ -2,9 +2,13 @@
 
 - ``DATABASE_URL`` may be SQLite (default, a file) or PostgreSQL (Cloud SQL in
   production). ``postgresql://``/``postgres://`` URLs get the psycopg 3 driver.
-- SQLite runs in WAL mode with a busy timeout, and every transaction starts with
-  ``BEGIN IMMEDIATE``: writers queue up instead of failing half-way with
-  "database is locked" when a read turns into a write.
+- SQLite runs in WAL mode with a busy timeout. Every transaction that may write starts with
+  ``BEGIN IMMEDIATE`` (writers queue up instead of failing half-way with "database is locked"
+  when a read turns into a write), and the writers of one process take turns on a lock of
+  their own before they take a connection: SQLite's busy handler polls with sleeps of up to
+  100 ms, and every waiter held one of the pool's connections meanwhile. A read-only
+  transaction (``transaction(..., read_only=True)``) begins deferred: in WAL mode it never
+  waits for a writer.
 - ``migrate`` runs the Alembic scripts of this package (no alembic.ini needed).
   Two processes starting at once are serialised: on PostgreSQL by an advisory
   lock, on SQLite by the immediate transaction the whole upgrade runs in.
@@ -42,7 +46,13 @@ UNRESPONSIVE = (
     "Saved conversations are not answering right now, so this is not being saved. The chat "
     "keeps working; saving resumes by itself when the database answers again."
 )
+WRITES_BUSY = (
+    "Saved conversations are busy right now: too many changes are waiting to be saved. "
+    "Try again in a moment."
+)
 BREAKER_COOLDOWN_S = 15.0
+#: the execution option that marks a read-only transaction (SQLite: ``BEGIN`` deferred)
+_READ_ONLY = "webapp_read_only"
 _MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -152,7 +162,8 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def is_postgres(engine: Engine) -> bool:
@@ -210,9 +221,34 @@ def breaker(engine: Engine) -> Breaker:
         return found
 
 
+_turns: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
+def _turn(engine: Engine, read_only: bool) -> Iterator[None]:
+    """SQLite: a transaction that may write waits here for the process's other writers, and
+    takes a connection only once its turn has come (see the module docstring); so does every
+    transaction of an in-memory database (one connection shared by all). Not PostgreSQL."""
+    shared = isinstance(engine.pool, StaticPool)
+    if engine.dialect.name != "sqlite" or (read_only and not shared):
+        yield
+        return
+    with _breakers_lock:
+        lock = _turns.get(engine)
+        if lock is None:
+            lock = _turns[engine] = threading.RLock()
+    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        raise StoreUnavailable(WRITES_BUSY)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Connection]:
     """One transaction; database failures become ``StoreUnavailable`` (integrity errors pass).
+    ``read_only``: it only reads (SQLite: begun deferred, it does not wait for writers).
 
     A failure to connect or begin opens the engine's ``Breaker``: the calls that follow
     fail at once instead of each waiting for the same unresponsive database."""
@@ -220,9 +256,12 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     guard.check()
     connected = False
     try:
-        with engine.begin() as connection:
-            connected = True
-            yield connection
+        with _turn(engine, read_only), engine.connect() as connection:
+            if read_only:
+                connection.execution_options(**{_READ_ONLY: True})
+            with connection.begin():
+                connected = True
+                yield connection
     except IntegrityError:
         raise
     except PoolTimeout as exc:
