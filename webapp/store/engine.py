@@ -3,12 +3,11 @@
 - ``DATABASE_URL`` may be SQLite (default, a file) or PostgreSQL (Cloud SQL in
   production). ``postgresql://``/``postgres://`` URLs get the psycopg 3 driver.
 - SQLite runs in WAL mode with a busy timeout. Every transaction that may write starts with
-  ``BEGIN IMMEDIATE`` (writers queue up instead of failing half-way with "database is locked"
-  when a read turns into a write), and the writers of one process take turns on a lock of
-  their own before they take a connection: SQLite's busy handler polls with sleeps of up to
-  100 ms, and every waiter held one of the pool's connections meanwhile. A read-only
-  transaction (``transaction(..., read_only=True)``) begins deferred: in WAL mode it never
-  waits for a writer.
+  ``BEGIN IMMEDIATE``: writers queue up instead of failing half-way with "database is locked"
+  when a read turns into a write. A read-only transaction (``transaction(..., read_only=True)``)
+  begins deferred: in WAL mode it never waits for a writer (a page's conversation list is read
+  while an answer is saved, or while a long expiry batch runs). An in-memory database is one
+  connection shared by every thread: its transactions take turns on a lock.
 - ``migrate`` runs the Alembic scripts of this package (no alembic.ini needed).
   Two processes starting at once are serialised: on PostgreSQL by an advisory
   lock, on SQLite by the immediate transaction the whole upgrade runs in.
@@ -49,7 +48,7 @@ UNRESPONSIVE = (
 WRITES_BUSY = (
     "Saved conversations are busy right now: too many changes are waiting to be saved. "
     "Try again in a moment."
-)
+)  # an in-memory database's turn not come within the busy timeout
 BREAKER_COOLDOWN_S = 15.0
 #: the execution option that marks a read-only transaction (SQLite: ``BEGIN`` deferred)
 _READ_ONLY = "webapp_read_only"
@@ -225,12 +224,13 @@ _turns: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDict
 
 
 @contextmanager
-def _turn(engine: Engine, read_only: bool) -> Iterator[None]:
-    """SQLite: a transaction that may write waits here for the process's other writers, and
-    takes a connection only once its turn has come (see the module docstring); so does every
-    transaction of an in-memory database (one connection shared by all). Not PostgreSQL."""
-    shared = isinstance(engine.pool, StaticPool)
-    if engine.dialect.name != "sqlite" or (read_only and not shared):
+def _turn(engine: Engine) -> Iterator[None]:
+    """An in-memory SQLite database (one connection shared by every thread): a transaction
+    waits here until the one before it has ended. Any other database: nothing to wait for.
+
+    Not for file databases: a process-wide turn for their writers, tried against SQLite's own
+    busy handler, made a 48-session burst fairer but slower (bench/RESULTS.md 2i)."""
+    if not isinstance(engine.pool, StaticPool):
         yield
         return
     with _breakers_lock:
@@ -256,7 +256,7 @@ def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Connecti
     guard.check()
     connected = False
     try:
-        with _turn(engine, read_only), engine.connect() as connection:
+        with _turn(engine), engine.connect() as connection:
             if read_only:
                 connection.execution_options(**{_READ_ONLY: True})
             with connection.begin():
