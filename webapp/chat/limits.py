@@ -181,7 +181,7 @@ class UsageLimits:
 
     def running_generations(self) -> int:
         """Answers being generated right now in the whole app (unexpired leases)."""
-        with db.transaction(self.store.migrated_engine(), read_only=True) as conn:
+        with db.transaction(self.store.migrated_engine()) as conn:
             return conn.execute(
                 select(func.count()).select_from(L).where(L.c.expires_at > self.store.now())
             ).scalar_one()

@@ -2,12 +2,9 @@
 
 - ``DATABASE_URL`` may be SQLite (default, a file) or PostgreSQL (Cloud SQL in
   production). ``postgresql://``/``postgres://`` URLs get the psycopg 3 driver.
-- SQLite runs in WAL mode with a busy timeout. Every transaction that may write starts with
-  ``BEGIN IMMEDIATE``: writers queue up instead of failing half-way with "database is locked"
-  when a read turns into a write. A read-only transaction (``transaction(..., read_only=True)``)
-  begins deferred: in WAL mode it never waits for a writer (a page's conversation list is read
-  while an answer is saved, or while a long expiry batch runs). An in-memory database is one
-  connection shared by every thread: its transactions take turns on a lock.
+- SQLite runs in WAL mode with a busy timeout, and every transaction starts with
+  ``BEGIN IMMEDIATE``: writers queue up instead of failing half-way with
+  "database is locked" when a read turns into a write.
 - ``migrate`` runs the Alembic scripts of this package (no alembic.ini needed).
   Two processes starting at once are serialised: on PostgreSQL by an advisory
   lock, on SQLite by the immediate transaction the whole upgrade runs in.
@@ -45,13 +42,7 @@ UNRESPONSIVE = (
     "Saved conversations are not answering right now, so this is not being saved. The chat "
     "keeps working; saving resumes by itself when the database answers again."
 )
-WRITES_BUSY = (
-    "Saved conversations are busy right now: too many changes are waiting to be saved. "
-    "Try again in a moment."
-)  # an in-memory database's turn not come within the busy timeout
 BREAKER_COOLDOWN_S = 15.0
-#: the execution option that marks a read-only transaction (SQLite: ``BEGIN`` deferred)
-_READ_ONLY = "webapp_read_only"
 _MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -161,8 +152,7 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        read_only = connection.get_execution_options().get(_READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_postgres(engine: Engine) -> bool:
@@ -220,35 +210,9 @@ def breaker(engine: Engine) -> Breaker:
         return found
 
 
-_turns: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-
-
 @contextmanager
-def _turn(engine: Engine) -> Iterator[None]:
-    """An in-memory SQLite database (one connection shared by every thread): a transaction
-    waits here until the one before it has ended. Any other database: nothing to wait for.
-
-    Not for file databases: a process-wide turn for their writers, tried against SQLite's own
-    busy handler, made a 48-session burst fairer but slower (bench/RESULTS.md 2i)."""
-    if not isinstance(engine.pool, StaticPool):
-        yield
-        return
-    with _breakers_lock:
-        lock = _turns.get(engine)
-        if lock is None:
-            lock = _turns[engine] = threading.RLock()
-    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-        raise StoreUnavailable(WRITES_BUSY)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-@contextmanager
-def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Connection]:
+def transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction; database failures become ``StoreUnavailable`` (integrity errors pass).
-    ``read_only``: it only reads (SQLite: begun deferred, it does not wait for writers).
 
     A failure to connect or begin opens the engine's ``Breaker``: the calls that follow
     fail at once instead of each waiting for the same unresponsive database."""
@@ -256,12 +220,9 @@ def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Connecti
     guard.check()
     connected = False
     try:
-        with _turn(engine), engine.connect() as connection:
-            if read_only:
-                connection.execution_options(**{_READ_ONLY: True})
-            with connection.begin():
-                connected = True
-                yield connection
+        with engine.begin() as connection:
+            connected = True
+            yield connection
     except IntegrityError:
         raise
     except PoolTimeout as exc:

@@ -134,7 +134,7 @@ def past_loads(
     if outcome is not None:
         query = query.where(L.c.outcome == outcome)
     query = query.order_by(L.c.started_at.desc(), L.c.id.desc()).limit(max(0, int(limit)))
-    with db.transaction(store.migrated_engine(), read_only=True) as conn:
+    with db.transaction(store.migrated_engine()) as conn:
         return [_load(row) for row in conn.execute(query).all()]
 
 
@@ -220,7 +220,7 @@ def current_load(
         .order_by(L.c.updated_at.desc(), L.c.id.desc())
         .limit(1)
     )
-    with db.transaction(store.migrated_engine(), read_only=True) as conn:
+    with db.transaction(store.migrated_engine()) as conn:
         row = conn.execute(query).first()
     if row is None or not row.current_phase:
         return None

@@ -200,12 +200,12 @@ class ConversationStore:
         ``include_ids`` adds conversations opened by URL in this browser session
         (anonymous viewers only; ids they may not read are silently ignored).
         """
-        with db.transaction(self.migrated_engine(), read_only=True) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             return q.conversation_summaries(conn, owner, limit, include_ids)
 
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation:
         """The conversation with its messages in order, if ``owner`` may read it."""
-        with db.transaction(self.migrated_engine(), read_only=True) as conn:
+        with db.transaction(self.migrated_engine()) as conn:
             return q.read_conversation(conn, owner, conversation_id)
 
     def rename(self, owner: str, conversation_id: str, title: str) -> str:

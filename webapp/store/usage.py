@@ -85,7 +85,7 @@ def answers_between(
         )
         .order_by(M.c.created_at, M.c.id)
     )
-    with db.transaction(engine, read_only=True) as conn:
+    with db.transaction(engine) as conn:
         rows = conn.execute(query).all()
     return [AnswerUsage(row.user_key, row.created_at, *_values(row.stats)) for row in rows]
 
